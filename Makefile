@@ -1,0 +1,36 @@
+# Two commands do all the set-up on a fresh clone:
+#   make demo   validate the demo data, train, evaluate, register and score demo tickets
+#   make test   run the test suite (what CI runs)
+# Both create .venv and install the pinned dependencies (constraints.txt) when needed.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+PARAMS ?= params.yaml
+
+.PHONY: demo test lint install clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/urgency validate-data --params $(PARAMS)
+	$(BIN)/urgency train --params $(PARAMS)
+	$(BIN)/urgency evaluate --params $(PARAMS) --output data/evaluation.json
+	$(BIN)/urgency export-models --params $(PARAMS) --output models
+	$(BIN)/urgency predict --params $(PARAMS) --input data/demo_tickets.csv --output data/demo_scored.csv
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests bench serve
+	$(BIN)/ruff format --check src tests bench serve
+
+clean:
+	rm -rf mlruns data/demo_scored.csv data/evaluation.json models/ticket-* models/urgency models/category models/sentiment

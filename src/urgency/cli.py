@@ -1,0 +1,259 @@
+"""The `urgency` command line: one typer app wiring params onto the library functions.
+
+Exit codes (for scripts): 0 success, 1 unexpected error, 2 usage error, 3 params error,
+4 invalid ticket data, 5 model not found, 6 unreadable input to score.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from collections.abc import Callable
+from functools import wraps
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from urgency.config import HEADS, Params, load_params
+from urgency.errors import UrgencyError
+
+app = typer.Typer(
+    help="Learn how urgent, what kind and how upset a support ticket is.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console(stderr=True)
+
+ParamsOption = Annotated[
+    Path, typer.Option("--params", "-p", help="Params file (YAML).", envvar="URGENCY_PARAMS")
+]
+HeadsOption = Annotated[
+    list[str] | None, typer.Option("--head", help="Head(s) to work on (repeat); default: all three.")
+]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def user_errors(command: F) -> F:
+    """Print an UrgencyError's message (never a stack trace) and exit with its code."""
+
+    @wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except UrgencyError as error:
+            console.print(f"[red]error:[/red] {error}", highlight=False, markup=True, soft_wrap=True)
+            raise typer.Exit(error.exit_code) from None
+        except KeyboardInterrupt:
+            console.print("interrupted")
+            raise typer.Exit(130) from None
+        except Exception as error:  # noqa: BLE001 - the last line of defence for users
+            if os.environ.get("URGENCY_DEBUG"):
+                raise
+            console.print(
+                f"[red]unexpected error:[/red] {type(error).__name__}: {error}\n"
+                "(set URGENCY_DEBUG=1 to see the stack trace)",
+                highlight=False,
+            )
+            raise typer.Exit(1) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _heads(selected: list[str] | None) -> list[str]:
+    heads = selected or list(HEADS)
+    unknown = [head for head in heads if head not in HEADS]
+    if unknown:
+        raise typer.BadParameter(f"unknown head(s) {unknown}; choose from {list(HEADS)}", param_hint="--head")
+    return heads
+
+
+def _setup_logging() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    # MLflow and alembic are chatty about database set-up; their warnings still show.
+    for name in ("mlflow", "alembic", "matplotlib"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
+    )
+
+
+def _load(params_path: Path) -> Params:
+    return load_params(params_path)
+
+
+@app.command("validate-data")
+@user_errors
+def validate_data(params_path: ParamsOption = Path("params.yaml")) -> None:
+    """Check every configured ticket source; report all problems with row numbers."""
+    from urgency.data import load_tickets
+
+    _setup_logging()
+    params = _load(params_path)
+    result = load_tickets(params.data.sources)
+    table = Table(title="ticket sources")
+    for column in ("source", "rows read", "rows kept", "dropped", "labelled"):
+        table.add_column(column)
+    for report in result.reports:
+        labelled = ", ".join(f"{head} {count}" for head, count in report.labelled.items())
+        table.add_row(report.name, str(report.rows_read), str(report.rows_kept), str(report.rows_dropped), labelled)
+    Console().print(table)
+    console.print(f"[green]ok[/green]: {len(result.tickets)} tickets valid")
+
+
+@app.command()
+@user_errors
+def train(
+    params_path: ParamsOption = Path("params.yaml"),
+    head: HeadsOption = None,
+) -> None:
+    """Validate the data, train each head, evaluate it on its test split and register it."""
+    from urgency.train import train as train_heads
+
+    _setup_logging()
+    heads = _heads(head)
+    params = _load(params_path)
+    with _progress() as progress:
+        task = progress.add_task("training heads", total=len(heads))
+        result = train_heads(
+            params,
+            heads,
+            params_path=params_path,
+            code_folder=params_path.resolve().parent,
+            on_head=lambda _: progress.advance(task),
+        )
+    table = Table(title=f"test split (MLflow run {result.parent_run_id})")
+    for column in ("head", "model version", "champion", "accuracy", "macro-F1", "ECE", "majority macro-F1"):
+        table.add_column(column)
+    for name, outcome in result.heads.items():
+        report = outcome.test_report
+        table.add_row(
+            name,
+            f"{outcome.registered_name} v{outcome.version}",
+            "set" if outcome.champion_set else "kept",
+            f"{report['accuracy']:.3f}",
+            f"{report['macro_f1']:.3f}",
+            f"{report['ece']:.3f}",
+            f"{report['majority_macro_f1']:.3f}",
+        )
+    Console().print(table)
+
+
+def _models(params: Params, heads: list[str], model_dir: Path | None) -> dict[str, Any]:
+    from urgency.predict import load_model_dir, load_registered_models
+
+    if model_dir is not None:
+        return load_model_dir(model_dir, heads)
+    return load_registered_models(
+        heads,
+        tracking_uri=params.mlflow.tracking_uri,
+        model_names={head: params.mlflow.model_name(head) for head in heads},
+        alias=params.mlflow.champion_alias,
+    )
+
+
+ModelDirOption = Annotated[
+    Path | None,
+    typer.Option("--model-dir", help="Folder with one MLflow model per head (DIR/<head>); default: registry champions."),
+]
+
+
+@app.command()
+@user_errors
+def evaluate(
+    params_path: ParamsOption = Path("params.yaml"),
+    head: HeadsOption = None,
+    model_dir: ModelDirOption = None,
+    output: Annotated[Path | None, typer.Option(help="Write the full report as JSON here.")] = None,
+) -> None:
+    """Evaluate the champion models (or a model folder) on each head's test split."""
+    from urgency.evaluate import evaluate_models, quality_table
+
+    _setup_logging()
+    heads = _heads(head)
+    params = _load(params_path)
+    models = _models(params, heads, model_dir)
+    reports = evaluate_models(models, params)
+    Console().print(quality_table(reports).to_string(index=False))
+    if output:
+        output.write_text(json.dumps(reports, indent=2))
+        console.print(f"report written to {output}")
+
+
+@app.command()
+@user_errors
+def predict(
+    input: Annotated[Path, typer.Option("--input", "-i", help="Tickets to score (.csv, .parquet, .jsonl).")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Scored tickets (.csv, .parquet, .jsonl).")],
+    params_path: ParamsOption = Path("params.yaml"),
+    model_dir: ModelDirOption = None,
+    subject_column: Annotated[str | None, typer.Option(help="Subject column (may be absent).")] = None,
+    body_column: Annotated[str | None, typer.Option(help="Body column.")] = None,
+    chunk_size: Annotated[int | None, typer.Option(min=1, help="Rows per chunk.")] = None,
+) -> None:
+    """Score a file of tickets with the champion models; every input column is kept."""
+    from urgency.predict import predict_file
+
+    _setup_logging()
+    params = _load(params_path)
+    models = _models(params, list(HEADS), model_dir)
+    with _progress() as progress:
+        task = progress.add_task(f"scoring {input.name}", total=None)
+        stats = predict_file(
+            models,
+            input,
+            output,
+            subject_column=subject_column or params.predict.subject_column,
+            body_column=body_column or params.predict.body_column,
+            max_text_chars=params.data.max_text_chars,
+            chunk_size=chunk_size or params.predict.chunk_size,
+            on_chunk=lambda rows: progress.advance(task, rows),
+        )
+    versions = ", ".join(f"{head} v{model.version}" if model.version else head for head, model in models.items())
+    console.print(
+        f"[green]ok[/green]: {stats.rows} tickets scored into {output} "
+        f"({stats.rows_with_error} with a row error; models: {versions})"
+    )
+
+
+@app.command("export-models")
+@user_errors
+def export_models(
+    output: Annotated[Path, typer.Option("--output", "-o", help="Folder to write DIR/<head> into.")] = Path("models"),
+    params_path: ParamsOption = Path("params.yaml"),
+) -> None:
+    """Copy the champion models out of the registry into a folder that --model-dir loads."""
+    from mlflow import MlflowClient
+
+    from urgency import tracking
+
+    params = _load(params_path)
+    tracking.use_tracking(params.mlflow.tracking_uri, params.mlflow.experiment, params.mlflow.artifact_location)
+    names = {head: params.mlflow.model_name(head) for head in HEADS}
+    exported = tracking.export_models(MlflowClient(), names, params.mlflow.champion_alias, output)
+    console.print(
+        "[green]ok[/green]: " + ", ".join(f"{head} v{version}" for head, version in exported.items()) + f" -> {output}"
+    )
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,235 @@
+"""Project parameters: `params.yaml` read once into a frozen, strict pydantic model.
+
+Every section forbids unknown keys, so a misspelt key is an error that names it rather than a
+setting that silently does nothing. Relative paths are resolved against the params file's folder,
+so a params file means the same thing whatever the working directory.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from urgency.errors import ParamsError
+
+HEADS: tuple[str, ...] = ("urgency", "category", "sentiment")
+URGENCY_LABELS: tuple[str, ...] = ("high", "medium", "low")
+SENTIMENT_LABELS: tuple[str, ...] = ("negative", "neutral", "positive")
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class LabelSource(Strict):
+    """Where one head's label sits in a source file and how its raw values map onto the head."""
+
+    column: str
+    # Raw value (as written in the file, compared as text) -> the head's label.
+    mapping: dict[str, str]
+
+    @field_validator("mapping", mode="before")
+    @classmethod
+    def _keys_as_text(cls, value: object) -> object:
+        # YAML reads `0: high` with an integer key; the file's values are compared as text.
+        if isinstance(value, dict):
+            return {str(key): label for key, label in value.items()}
+        return value
+
+
+class Columns(Strict):
+    """Which source columns feed the canonical ticket record."""
+
+    # One column, or several joined with "-" (e.g. a Jira project key and issue number).
+    id: str | list[str] | None = None
+    subject: str | None = None
+    body: str
+    language: str | None = None
+    created_at: str | None = None
+    # Canonical meta field name -> source column (customer plan, queue, channel, ...).
+    meta: dict[str, str] = Field(default_factory=dict)
+
+
+class Source(Strict):
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    path: Path
+    format: Literal["csv", "parquet", "jsonl"] | None = None
+    columns: Columns
+    # Values for canonical fields the file does not carry (e.g. `language: en`).
+    constants: dict[Literal["language"], str] = Field(default_factory=dict)
+    labels: dict[Literal["urgency", "category", "sentiment"], LabelSource] = Field(default_factory=dict)
+    # `error`: any invalid row stops the run. `drop`: invalid rows (empty text, unmapped label,
+    # bad type, repeated id after the first) are dropped, counted and logged.
+    invalid_rows: Literal["error", "drop"] = "error"
+
+    @property
+    def file_format(self) -> str:
+        if self.format:
+            return self.format
+        suffixes = [s.lower() for s in self.path.suffixes]
+        if ".parquet" in suffixes:
+            return "parquet"
+        if ".jsonl" in suffixes or ".ndjson" in suffixes:
+            return "jsonl"
+        return "csv"
+
+
+class DataParams(Strict):
+    sources: list[Source] = Field(min_length=1)
+    # Longer texts are cut to this many characters before they reach a model.
+    max_text_chars: int = Field(default=5000, gt=0)
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> DataParams:
+        names = [source.name for source in self.sources]
+        repeated = sorted({name for name in names if names.count(name) > 1})
+        if repeated:
+            raise ValueError(f"source names must be unique, repeated: {', '.join(repeated)}")
+        return self
+
+
+class SplitParams(Strict):
+    seed: int = 42
+    validation_fraction: float = Field(default=0.15, gt=0, lt=0.5)
+    test_fraction: float = Field(default=0.15, gt=0, lt=0.5)
+
+
+class BaselineParams(Strict):
+    """TF-IDF word and character n-grams into a class-balanced logistic regression."""
+
+    word_ngram_max: int = Field(default=2, ge=1, le=3)
+    char_ngram_min: int = Field(default=2, ge=1)
+    char_ngram_max: int = Field(default=5, ge=1, le=6)
+    max_features: int = Field(default=200_000, gt=0)
+    min_df: int = Field(default=2, ge=1)
+    C: float = Field(default=3.0, gt=0)
+    class_weight: Literal["balanced"] | None = "balanced"
+    # Fitted on the validation split. Temperature scaling keeps the argmax, so F1 is unchanged.
+    calibration: Literal["temperature", "sigmoid", "isotonic", "none"] = "temperature"
+
+
+class HeadParams(Strict):
+    labels: list[str] = Field(min_length=2)
+    baseline: BaselineParams = BaselineParams()
+
+    @field_validator("labels")
+    @classmethod
+    def _unique_labels(cls, labels: list[str]) -> list[str]:
+        if len(set(labels)) != len(labels):
+            raise ValueError("labels must be unique")
+        return labels
+
+
+class HeadsParams(Strict):
+    urgency: HeadParams = HeadParams(labels=list(URGENCY_LABELS))
+    category: HeadParams
+    sentiment: HeadParams = HeadParams(labels=list(SENTIMENT_LABELS))
+
+    @model_validator(mode="after")
+    def _fixed_label_sets(self) -> HeadsParams:
+        # Urgency and sentiment have fixed vocabularies that the scoring rules rely on.
+        for head, expected in (("urgency", URGENCY_LABELS), ("sentiment", SENTIMENT_LABELS)):
+            labels = getattr(self, head).labels
+            if sorted(labels) != sorted(expected):
+                raise ValueError(f"{head}.labels must be {list(expected)} (any order), got {labels}")
+        return self
+
+    def get(self, head: str) -> HeadParams:
+        return getattr(self, head)
+
+
+class MlflowParams(Strict):
+    # A relative `sqlite:///` path is taken from the params file's folder; a server URL works too.
+    tracking_uri: str = "sqlite:///mlruns/mlflow.db"
+    # Where runs store artifacts when the experiment is created (relative: the params file's folder).
+    artifact_location: str = "mlruns/artifacts"
+    experiment: str = "urgency"
+    # Registered model name for head H is f"{model_prefix}-{H}".
+    model_prefix: str = "ticket"
+    champion_alias: str = "champion"
+
+    def model_name(self, head: str) -> str:
+        return f"{self.model_prefix}-{head}"
+
+
+class PredictParams(Strict):
+    chunk_size: int = Field(default=5000, gt=0)
+    subject_column: str | None = "subject"
+    body_column: str = "body"
+
+
+class Params(Strict):
+    data: DataParams
+    splits: SplitParams = SplitParams()
+    heads: HeadsParams
+    mlflow: MlflowParams = MlflowParams()
+    predict: PredictParams = PredictParams()
+
+    @model_validator(mode="after")
+    def _labels_map_onto_heads(self) -> Params:
+        for source in self.data.sources:
+            for head, label_source in source.labels.items():
+                allowed = set(self.heads.get(head).labels)
+                unknown = sorted(set(label_source.mapping.values()) - allowed)
+                if unknown:
+                    raise ValueError(
+                        f"source {source.name!r}: labels.{head}.mapping maps onto {unknown}, "
+                        f"which are not among heads.{head}.labels {sorted(allowed)}"
+                    )
+        return self
+
+
+def _resolve(base: Path, path: Path) -> Path:
+    return path if path.is_absolute() else (base / path).resolve()
+
+
+def resolve_paths(params: Params, base: Path) -> Params:
+    """Make every relative path absolute against `base` (the params file's folder)."""
+    sources = [
+        source.model_copy(update={"path": _resolve(base, source.path)}) for source in params.data.sources
+    ]
+    tracking_uri = params.mlflow.tracking_uri
+    prefix = "sqlite:///"
+    if tracking_uri.startswith(prefix) and not tracking_uri.startswith(prefix + "/"):
+        tracking_uri = prefix + str(_resolve(base, Path(tracking_uri.removeprefix(prefix))))
+    artifact_location = params.mlflow.artifact_location
+    if "://" not in artifact_location:
+        artifact_location = _resolve(base, Path(artifact_location)).as_uri()
+    return params.model_copy(
+        update={
+            "data": params.data.model_copy(update={"sources": sources}),
+            "mlflow": params.mlflow.model_copy(
+                update={"tracking_uri": tracking_uri, "artifact_location": artifact_location}
+            ),
+        }
+    )
+
+
+def format_validation_error(error: ValidationError, where: str) -> str:
+    lines = [f"{where}: {error.error_count()} problem(s)"]
+    for item in error.errors():
+        location = ".".join(str(part) for part in item["loc"]) or "(top level)"
+        message = "unknown key" if item["type"] == "extra_forbidden" else item["msg"]
+        lines.append(f"  - {location}: {message}")
+    return "\n".join(lines)
+
+
+def load_params(path: Path | str) -> Params:
+    """Read a params file into `Params`; any problem raises `ParamsError` naming the key."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ParamsError(f"params file not found: {path}") from None
+    except yaml.YAMLError as error:
+        raise ParamsError(f"{path}: not valid YAML: {error}") from None
+    if not isinstance(raw, dict):
+        raise ParamsError(f"{path}: expected a mapping of sections at the top level")
+    try:
+        params = Params.model_validate(raw)
+    except ValidationError as error:
+        raise ParamsError(format_validation_error(error, str(path))) from None
+    return resolve_paths(params, path.resolve().parent)

@@ -1,0 +1,367 @@
+"""Ticket data: read configured sources, validate them, map them onto the canonical ticket record,
+and split each head's rows into train/validation/test.
+
+The canonical record has one row per ticket with the columns in `CANONICAL_COLUMNS` plus any
+configured meta fields; each label column may be empty (a row carries any subset of labels).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pandera.pandas as pa
+from pandera.errors import SchemaErrors
+
+from urgency.config import HEADS, Source
+from urgency.errors import DataValidationError
+
+log = logging.getLogger(__name__)
+
+CANONICAL_COLUMNS: tuple[str, ...] = (
+    "id",
+    "source",
+    "subject",
+    "body",
+    "language",
+    "created_at",
+    *HEADS,
+)
+SPLITS: tuple[str, ...] = ("train", "validation", "test")
+EXAMPLE_ROWS = 5
+
+
+def ticket_text(subject: pd.Series | None, body: pd.Series, max_chars: int) -> pd.Series:
+    """The text a model reads: subject and body on two lines, cut to `max_chars`.
+
+    Training and prediction both build model input here, so the two cannot drift apart.
+    """
+    body_text = _as_text(body)
+    if subject is None:
+        text = body_text
+    else:
+        subject_text = _as_text(subject)
+        joiner = np.where((subject_text != "") & (body_text != ""), "\n", "")
+        text = subject_text + joiner + body_text
+    return text.str.slice(0, max_chars)
+
+
+def _as_text(values: pd.Series) -> pd.Series:
+    return values.astype("string").fillna("").str.strip().astype(object)
+
+
+def dedup_key(text: pd.Series) -> pd.Series:
+    """Texts that differ only in case and white space share a key (and so a split)."""
+    normalised = text.str.lower().str.split().str.join(" ")
+    return normalised.map(lambda value: hashlib.blake2b(value.encode(), digest_size=8).hexdigest())
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading
+
+
+def read_table(path: Path, file_format: str, **kwargs: object) -> pd.DataFrame:
+    """Read a whole CSV, Parquet or JSON Lines file with text columns kept as text."""
+    if not path.exists():
+        raise DataValidationError(f"{path}: file not found")
+    try:
+        if file_format == "parquet":
+            return pd.read_parquet(path)
+        if file_format == "jsonl":
+            return pd.read_json(path, lines=True, dtype=False)
+        return pd.read_csv(path, dtype=str, keep_default_na=True, **kwargs)  # type: ignore[call-overload]
+    except (ValueError, OSError, pd.errors.ParserError) as error:
+        raise DataValidationError(f"{path}: cannot be read as {file_format}: {error}") from None
+
+
+# ---------------------------------------------------------------------------------------------
+# Validation
+
+
+@dataclass
+class SourceReport:
+    """What validation found in one source file."""
+
+    name: str
+    path: Path
+    rows_read: int = 0
+    rows_kept: int = 0
+    # "column: problem" -> (count, example row numbers, example values)
+    problems: dict[str, tuple[int, list[int], list[str]]] = field(default_factory=dict)
+    labelled: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def rows_dropped(self) -> int:
+        return self.rows_read - self.rows_kept
+
+    def describe_problems(self) -> list[str]:
+        lines = []
+        for what, (count, rows, values) in self.problems.items():
+            examples = ", ".join(str(row) for row in rows)
+            shown = f"; values {values}" if values else ""
+            lines.append(f"  - {what}: {count} row(s), e.g. rows {examples}{shown}")
+        return lines
+
+
+def _raw_value_text(values: pd.Series) -> pd.Series:
+    """Label values as text, so `0`, `0.0` and "0" all match a mapping key "0"."""
+
+    def as_text(value: object) -> object:
+        if value is None or (isinstance(value, float) and np.isnan(value)):
+            return pd.NA
+        if isinstance(value, float) and value.is_integer():
+            return str(int(value))
+        return str(value).strip()
+
+    return values.map(as_text).astype("string")
+
+
+def _required_columns(source: Source) -> list[str]:
+    columns = source.columns
+    wanted: list[str] = []
+    if isinstance(columns.id, list):
+        wanted += columns.id
+    elif columns.id:
+        wanted.append(columns.id)
+    wanted += [c for c in (columns.subject, columns.body, columns.language, columns.created_at) if c]
+    wanted += list(columns.meta.values())
+    wanted += [label.column for label in source.labels.values()]
+    return list(dict.fromkeys(wanted))
+
+
+def _canonical_frame(raw: pd.DataFrame, source: Source) -> pd.DataFrame:
+    """Map raw columns onto the canonical record; raw label values are kept for checking."""
+    columns = source.columns
+    frame = pd.DataFrame(index=raw.index)
+    if columns.id is None:
+        frame["id"] = [f"{source.name}:{row}" for row in range(1, len(raw) + 1)]
+    else:
+        id_columns = columns.id if isinstance(columns.id, list) else [columns.id]
+        parts = [_raw_value_text(raw[c]) for c in id_columns]
+        joined = parts[0]
+        for part in parts[1:]:
+            joined = joined + "-" + part
+        frame["id"] = (source.name + ":" + joined).astype("string")
+    frame["source"] = source.name
+    frame["subject"] = _as_text(raw[columns.subject]) if columns.subject else ""
+    frame["body"] = _as_text(raw[columns.body])
+    if columns.language:
+        frame["language"] = raw[columns.language].astype("string").str.strip().str.lower()
+    else:
+        frame["language"] = pd.Series(source.constants.get("language"), index=raw.index, dtype="string")
+    frame["created_at_raw"] = raw[columns.created_at].astype("string") if columns.created_at else pd.NA
+    frame["created_at"] = (
+        pd.to_datetime(frame["created_at_raw"], errors="coerce", utc=True, format="mixed")
+        if columns.created_at
+        else pd.Series(pd.NaT, index=raw.index, dtype="datetime64[ns, UTC]")
+    )
+    for name, column in columns.meta.items():
+        frame[name] = raw[column]
+    for head in HEADS:
+        label_source = source.labels.get(head)
+        if label_source is None:
+            frame[head] = pd.Series(pd.NA, index=raw.index, dtype="string")
+            continue
+        raw_values = _raw_value_text(raw[label_source.column])
+        frame[f"{head}_raw"] = raw_values
+        frame[head] = raw_values.map(label_source.mapping).astype("string")
+    return frame
+
+
+def _schema(source: Source) -> pa.DataFrameSchema:
+    columns: dict[str, pa.Column] = {
+        "id": pa.Column("string", nullable=False, unique=True, title="id"),
+        "created_at_raw": pa.Column(nullable=True, required=False),
+    }
+    for head, label_source in source.labels.items():
+        columns[f"{head}_raw"] = pa.Column(
+            "string",
+            pa.Check.isin(sorted(label_source.mapping), error=f"value not in labels.{head}.mapping"),
+            nullable=True,
+            title=label_source.column,
+        )
+    has_text = pa.Check(
+        lambda df: (df["subject"] != "") | (df["body"] != ""),
+        error="empty text (subject and body both empty)",
+    )
+    created_at_parses = pa.Check(
+        lambda df: df["created_at_raw"].isna() | df["created_at"].notna(),
+        error="created_at is not a date-time",
+    )
+    return pa.DataFrameSchema(columns, checks=[has_text, created_at_parses], strict=False)
+
+
+def _source_column(check_column: object, source: Source) -> str:
+    """Name a failing check by the source file's column, which is what the user can fix."""
+    columns = source.columns
+    if check_column == "id":
+        return f"id ({columns.id})" if columns.id else "id"
+    if isinstance(check_column, str) and check_column.endswith("_raw") and check_column[:-4] in source.labels:
+        head = check_column[:-4]
+        return f"{source.labels[head].column} ({head} label)"
+    if check_column == "created_at_raw":
+        return f"{columns.created_at} (created_at)"
+    text_columns = "/".join(c for c in (columns.subject, columns.body) if c)
+    return f"{text_columns} (text)"
+
+
+def validate_source(raw: pd.DataFrame, source: Source) -> tuple[pd.DataFrame, SourceReport]:
+    """Validate one source; return its canonical frame (invalid rows dropped) and a report.
+
+    Row numbers in the report count data rows from 1 (a CSV header is not a row).
+    """
+    report = SourceReport(name=source.name, path=source.path, rows_read=len(raw))
+    missing = [column for column in _required_columns(source) if column not in raw.columns]
+    if missing:
+        report.problems["missing column(s) " + ", ".join(missing)] = (len(raw), [], [])
+        return raw.iloc[0:0], report
+
+    raw = raw.reset_index(drop=True)
+    frame = _canonical_frame(raw, source)
+    invalid = pd.Series(False, index=frame.index)
+    try:
+        _schema(source).validate(frame, lazy=True)
+    except SchemaErrors as errors:
+        cases = errors.failure_cases
+        cases = cases[cases["index"].notna()]
+        for (column, check), group in cases.groupby(["column", "check"], dropna=False, sort=False):
+            rows = sorted({int(i) for i in group["index"]})
+            if "uniqueness" in str(check):
+                # Every repeat after the first is invalid; the first occurrence is kept.
+                repeats = frame["id"].duplicated(keep="first")
+                rows = sorted(int(i) for i in frame.index[repeats])
+            what = f"{_source_column(column, source)}: {_check_name(check)}"
+            values = sorted({str(v) for v in group["failure_case"] if str(v) not in ("True", "False")})
+            report.problems[what] = (len(rows), [r + 1 for r in rows[:EXAMPLE_ROWS]], values[:EXAMPLE_ROWS])
+            invalid.loc[rows] = True
+
+    kept = frame.loc[~invalid].drop(columns=[c for c in frame.columns if c.endswith("_raw")])
+    report.rows_kept = len(kept)
+    report.labelled = {head: int(kept[head].notna().sum()) for head in source.labels}
+    return kept, report
+
+
+def _check_name(check: object) -> str:
+    text = str(check)
+    if text.startswith("field_uniqueness"):
+        return "repeated id"
+    if text.startswith("not_nullable"):
+        return "missing value"
+    return text
+
+
+@dataclass
+class LoadResult:
+    tickets: pd.DataFrame
+    reports: list[SourceReport]
+
+
+def load_tickets(sources: list[Source]) -> LoadResult:
+    """Read and validate every source; all problems of all files are reported at once.
+
+    A source with policy `error` and any invalid row stops the run (DataValidationError); with
+    policy `drop` its invalid rows are dropped and counted in the report.
+    """
+    frames: list[pd.DataFrame] = []
+    reports: list[SourceReport] = []
+    failures: list[str] = []
+    for source in sources:
+        try:
+            raw = read_table(source.path, source.file_format)
+        except DataValidationError as error:
+            failures.append(f"{source.name}: {error}")
+            continue
+        frame, report = validate_source(raw, source)
+        reports.append(report)
+        fatal = any(what.startswith("missing column") for what in report.problems)
+        if report.problems and (fatal or source.invalid_rows == "error"):
+            failures.append(
+                f"{source.name} ({source.path}): {len(report.problems)} problem(s)\n"
+                + "\n".join(report.describe_problems())
+            )
+        elif report.problems:
+            log.warning(
+                "%s: dropped %d of %d rows (invalid_rows: drop)\n%s",
+                source.name,
+                report.rows_dropped,
+                report.rows_read,
+                "\n".join(report.describe_problems()),
+            )
+        frames.append(frame)
+    if failures:
+        raise DataValidationError("ticket data is not valid:\n" + "\n".join(failures))
+    tickets = pd.concat(frames, ignore_index=True)
+    return LoadResult(tickets=tickets, reports=reports)
+
+
+# ---------------------------------------------------------------------------------------------
+# Splits
+
+
+def assign_splits(
+    labels: pd.Series,
+    group_keys: pd.Series,
+    *,
+    seed: int,
+    validation_fraction: float,
+    test_fraction: float,
+) -> pd.Series:
+    """Deterministic, stratified and grouped split of labelled rows.
+
+    Rows sharing a group key (the same text) always land in the same split. Groups are
+    stratified by their most common label: within each label the groups are ordered by key,
+    shuffled with `seed`, and cut into test, validation and train. The result does not depend
+    on the order of the rows.
+    """
+    frame = pd.DataFrame({"label": labels.astype(str), "group": group_keys})
+    counts = frame.groupby(["group", "label"]).size().reset_index(name="n")
+    # Most common label per group; ties go to the alphabetically first label.
+    counts = counts.sort_values(["group", "n", "label"], ascending=[True, False, True])
+    group_label = counts.drop_duplicates("group").set_index("group")["label"]
+    rng = np.random.default_rng(seed)
+    split_of_group: dict[str, str] = {}
+    for label in sorted(group_label.unique()):
+        groups = np.array(sorted(group_label.index[group_label == label]))
+        rng.shuffle(groups)
+        n_test = int(round(len(groups) * test_fraction))
+        n_validation = int(round(len(groups) * validation_fraction))
+        if len(groups) < 3:  # too few to hold any out
+            n_test = n_validation = 0
+        for position, group in enumerate(groups):
+            if position < n_test:
+                split_of_group[group] = "test"
+            elif position < n_test + n_validation:
+                split_of_group[group] = "validation"
+            else:
+                split_of_group[group] = "train"
+    return frame["group"].map(split_of_group).rename("split")
+
+
+def head_dataset(
+    tickets: pd.DataFrame,
+    head: str,
+    *,
+    max_text_chars: int,
+    seed: int,
+    validation_fraction: float,
+    test_fraction: float,
+) -> pd.DataFrame:
+    """The rows that carry `head`'s label, with model text, label and split."""
+    rows = tickets[tickets[head].notna()]
+    text = ticket_text(rows["subject"], rows["body"], max_text_chars)
+    dataset = pd.DataFrame(
+        {"id": rows["id"], "source": rows["source"], "text": text, "label": rows[head].astype(str)},
+        index=rows.index,
+    )
+    dataset["split"] = assign_splits(
+        dataset["label"],
+        dedup_key(dataset["text"]),
+        seed=seed,
+        validation_fraction=validation_fraction,
+        test_fraction=test_fraction,
+    )
+    return dataset.reset_index(drop=True)

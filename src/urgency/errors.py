@@ -1,0 +1,32 @@
+"""Errors a user can act on. The CLI prints their message (no stack trace) and exits with
+`exit_code`, so scripts can tell the kinds apart."""
+
+from __future__ import annotations
+
+
+class UrgencyError(Exception):
+    exit_code = 1
+
+
+class ParamsError(UrgencyError):
+    """The params (or rules) file is missing, not YAML, or does not fit the schema."""
+
+    exit_code = 3
+
+
+class DataValidationError(UrgencyError):
+    """Ticket data failed validation; the message lists every problem with row numbers."""
+
+    exit_code = 4
+
+
+class ModelNotFoundError(UrgencyError):
+    """No model at the given folder, registry name or alias."""
+
+    exit_code = 5
+
+
+class InputError(UrgencyError):
+    """A file to score is missing, unreadable or lacks the text columns."""
+
+    exit_code = 6

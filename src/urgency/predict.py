@@ -1,0 +1,274 @@
+"""The one inference path: load head models and turn ticket text into labels and probabilities.
+
+Evaluation, the CLI and the service all call these functions. Every head model, whatever its
+family, is an MLflow pyfunc model that maps a DataFrame with a `text` column to one probability
+per label, with its label order in the model's metadata.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from urgency.data import ticket_text
+from urgency.errors import InputError, ModelNotFoundError
+
+EMPTY_TEXT_ERROR = "empty text: subject and body are both empty"
+
+
+@dataclass(frozen=True)
+class HeadModel:
+    head: str
+    labels: tuple[str, ...]
+    model: Any  # mlflow.pyfunc.PyFuncModel
+    uri: str
+    version: str | None = None
+    run_id: str | None = None
+
+
+def load_head_model(uri: str, *, version: str | None = None, run_id: str | None = None) -> HeadModel:
+    """Load one head model from any MLflow model URI (registry, run or local folder)."""
+    import mlflow.pyfunc
+    from mlflow.exceptions import MlflowException
+
+    try:
+        model = mlflow.pyfunc.load_model(uri)
+    except (MlflowException, OSError) as error:
+        raise ModelNotFoundError(f"cannot load model {uri}: {error}") from None
+    metadata = model.metadata.metadata or {}
+    if "labels" not in metadata or "head" not in metadata:
+        raise ModelNotFoundError(f"{uri} is not an urgency head model (no head/labels metadata)")
+    return HeadModel(
+        head=metadata["head"],
+        labels=tuple(metadata["labels"]),
+        model=model,
+        uri=uri,
+        version=version,
+        run_id=run_id or model.metadata.run_id,
+    )
+
+
+def load_registered_models(
+    heads: Sequence[str], *, tracking_uri: str, model_names: dict[str, str], alias: str
+) -> dict[str, HeadModel]:
+    """Load each head's model version that `alias` points at in the MLflow registry."""
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    import mlflow
+
+    mlflow.set_tracking_uri(tracking_uri)
+    mlflow.set_registry_uri(tracking_uri)
+    models = {}
+    for head in heads:
+        name = model_names[head]
+        try:
+            version = client.get_model_version_by_alias(name, alias)
+        except MlflowException:
+            raise ModelNotFoundError(
+                f"no model version {name}@{alias} in the registry at {tracking_uri}; "
+                "run `urgency train` first, or pass --model-dir"
+            ) from None
+        models[head] = load_head_model(
+            f"models:/{name}@{alias}", version=str(version.version), run_id=version.run_id
+        )
+    return models
+
+
+def load_model_dir(model_dir: Path, heads: Sequence[str]) -> dict[str, HeadModel]:
+    """Load head models from a folder holding one MLflow model folder per head (`DIR/<head>`)."""
+    models = {}
+    for head in heads:
+        folder = model_dir / head
+        if not (folder / "MLmodel").exists():
+            raise ModelNotFoundError(f"no MLflow model for head {head!r} at {folder} (expected {folder}/MLmodel)")
+        models[head] = load_head_model(str(folder))
+    return models
+
+
+def predict_proba(model: HeadModel, texts: Sequence[str] | pd.Series) -> pd.DataFrame:
+    """Class probabilities for each text, one column per label in the model's label order."""
+    frame = pd.DataFrame({"text": pd.Series(texts, dtype=object).to_numpy()})
+    if frame.empty:
+        return pd.DataFrame(columns=list(model.labels), dtype=float)
+    probabilities = np.asarray(model.model.predict(frame), dtype=float)
+    return pd.DataFrame(probabilities, columns=list(model.labels))
+
+
+def output_columns(models: dict[str, HeadModel]) -> list[str]:
+    """Columns `predict_frame` adds, in order (a stable interface for other tools)."""
+    columns: list[str] = []
+    for head, model in models.items():
+        columns += [head, f"{head}_confidence"] + [f"{head}_proba_{label}" for label in model.labels]
+    return [*columns, "error"]
+
+
+def predict_frame(
+    models: dict[str, HeadModel],
+    tickets: pd.DataFrame,
+    *,
+    subject_column: str | None,
+    body_column: str,
+    max_text_chars: int,
+) -> pd.DataFrame:
+    """Every input column plus, per head, the label, its confidence and each class probability.
+
+    A row whose text is empty gets a message in `error` and no predictions; it never stops the
+    other rows. Pandas in, pandas out: the same function serves files, batches and clusters.
+    """
+    if body_column not in tickets.columns:
+        raise InputError(f"input has no body column {body_column!r} (columns: {list(tickets.columns)})")
+    subject = tickets[subject_column] if subject_column and subject_column in tickets.columns else None
+    text = ticket_text(subject, tickets[body_column], max_text_chars)
+    usable = (text != "").to_numpy()
+    result = tickets.copy()
+    usable_text = text[usable]
+    for head, model in models.items():
+        label = pd.Series(pd.NA, index=tickets.index, dtype="string")
+        confidence = pd.Series(np.nan, index=tickets.index, dtype=float)
+        probabilities = predict_proba(model, usable_text)
+        if len(probabilities):
+            proba = probabilities.to_numpy()
+            label[usable] = np.asarray(model.labels, dtype=object)[proba.argmax(axis=1)]
+            confidence[usable] = proba.max(axis=1)
+        result[head] = label
+        result[f"{head}_confidence"] = confidence
+        for position, name in enumerate(model.labels):
+            column = pd.Series(np.nan, index=tickets.index, dtype=float)
+            if len(probabilities):
+                column[usable] = probabilities.iloc[:, position].to_numpy()
+            result[f"{head}_proba_{name}"] = column
+    error = pd.Series(pd.NA, index=tickets.index, dtype="string")
+    error[~usable] = EMPTY_TEXT_ERROR
+    result["error"] = error
+    return result
+
+
+# ---------------------------------------------------------------------------------------------
+# Files, streamed in chunks
+
+
+def file_format(path: Path) -> str:
+    suffixes = [s.lower() for s in path.suffixes]
+    if ".parquet" in suffixes:
+        return "parquet"
+    if ".jsonl" in suffixes or ".ndjson" in suffixes:
+        return "jsonl"
+    if ".csv" in suffixes:
+        return "csv"
+    raise InputError(f"{path}: unknown file type (use .csv, .csv.gz, .parquet or .jsonl)")
+
+
+def read_chunks(path: Path, chunk_size: int) -> Iterator[pd.DataFrame]:
+    """Yield the file as DataFrames of at most `chunk_size` rows; text is kept as written."""
+    if not path.exists():
+        raise InputError(f"{path}: file not found")
+    kind = file_format(path)
+    try:
+        if kind == "parquet":
+            import pyarrow.parquet as pq
+
+            for batch in pq.ParquetFile(path).iter_batches(batch_size=chunk_size):
+                yield batch.to_pandas()
+        elif kind == "jsonl":
+            yield from pd.read_json(path, lines=True, dtype=False, chunksize=chunk_size)
+        else:
+            yield from pd.read_csv(path, dtype=str, keep_default_na=False, chunksize=chunk_size)
+    except (ValueError, OSError, pd.errors.ParserError) as error:
+        raise InputError(f"{path}: cannot be read as {kind}: {error}") from None
+
+
+class _ChunkWriter:
+    """Writes chunks to a temporary file that replaces `path` only when all chunks are written."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.kind = file_format(path)
+        self.partial = path.with_name(f".{path.name}.partial")
+        self._parquet: Any = None
+        self._first = True
+
+    def write(self, chunk: pd.DataFrame) -> None:
+        if self.kind == "parquet":
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+
+            if self._parquet is None:
+                table = pa.Table.from_pandas(chunk, preserve_index=False)
+                self._parquet = pq.ParquetWriter(self.partial, table.schema)
+            else:
+                table = pa.Table.from_pandas(chunk, schema=self._parquet.schema, preserve_index=False)
+            self._parquet.write_table(table)
+        elif self.kind == "jsonl":
+            with self.partial.open("a" if not self._first else "w", encoding="utf-8") as out:
+                out.write(chunk.to_json(orient="records", lines=True, date_format="iso"))
+        else:
+            chunk.to_csv(self.partial, mode="w" if self._first else "a", header=self._first, index=False)
+        self._first = False
+
+    def commit(self) -> None:
+        if self._parquet is not None:
+            self._parquet.close()
+        if self._first:  # no chunk at all: still write an (empty) output
+            self.write(pd.DataFrame())
+            if self._parquet is not None:
+                self._parquet.close()
+        os.replace(self.partial, self.path)
+
+    def abort(self) -> None:
+        if self._parquet is not None:
+            self._parquet.close()
+        self.partial.unlink(missing_ok=True)
+
+
+@dataclass
+class PredictStats:
+    rows: int = 0
+    rows_with_error: int = 0
+
+
+def predict_file(
+    models: dict[str, HeadModel],
+    input_path: Path,
+    output_path: Path,
+    *,
+    subject_column: str | None,
+    body_column: str,
+    max_text_chars: int,
+    chunk_size: int,
+    on_chunk: Callable[[int], None] | None = None,
+) -> PredictStats:
+    """Score a CSV/Parquet/JSON Lines file chunk by chunk into `output_path`.
+
+    Memory is bounded by `chunk_size`, whatever the file's length. The output appears only when
+    every row is written: a failure leaves no half-written file (and an older output intact).
+    """
+    output_path.parent.mkdir(parents=True, exist_ok=True)
+    writer = _ChunkWriter(output_path)
+    stats = PredictStats()
+    try:
+        for chunk in read_chunks(input_path, chunk_size):
+            scored = predict_frame(
+                models,
+                chunk,
+                subject_column=subject_column,
+                body_column=body_column,
+                max_text_chars=max_text_chars,
+            )
+            writer.write(scored)
+            stats.rows += len(scored)
+            stats.rows_with_error += int(scored["error"].notna().sum())
+            if on_chunk:
+                on_chunk(len(scored))
+        writer.commit()
+    except BaseException:
+        writer.abort()
+        raise
+    return stats

@@ -1,0 +1,84 @@
+"""MLflow set-up and registry helpers shared by training, prediction and promotion."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import mlflow
+from mlflow import MlflowClient
+from mlflow.entities.model_registry import ModelVersion
+from mlflow.exceptions import MlflowException
+
+from urgency.errors import ModelNotFoundError
+
+
+def use_tracking(tracking_uri: str, experiment: str, artifact_location: str) -> str:
+    """Point MLflow at `tracking_uri` and return the experiment id (created when missing)."""
+    if tracking_uri.startswith("sqlite:///"):
+        Path(tracking_uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    mlflow.set_tracking_uri(tracking_uri)
+    mlflow.set_registry_uri(tracking_uri)
+    found = mlflow.get_experiment_by_name(experiment)
+    if found is not None:
+        return found.experiment_id
+    return mlflow.create_experiment(experiment, artifact_location=artifact_location)
+
+
+def git_commit(folder: Path) -> str | None:
+    """The commit the code was trained at (None outside a git checkout)."""
+    try:
+        done = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=folder, capture_output=True, text=True, check=True
+        )
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return done.stdout.strip() or None
+
+
+def register(model_uri: str, name: str, tags: dict[str, str]) -> ModelVersion:
+    return mlflow.register_model(model_uri, name, tags=tags)
+
+
+def alias_version(client: MlflowClient, name: str, alias: str) -> ModelVersion | None:
+    try:
+        return client.get_model_version_by_alias(name, alias)
+    except MlflowException:
+        return None
+
+
+def set_alias_if_missing(client: MlflowClient, name: str, alias: str, version: str) -> bool:
+    """Point `alias` at `version` unless it already points somewhere; True if it was set."""
+    if alias_version(client, name, alias) is not None:
+        return False
+    client.set_registered_model_alias(name, alias, version)
+    return True
+
+
+def export_models(
+    client: MlflowClient, model_names: dict[str, str], alias: str, output: Path
+) -> dict[str, str]:
+    """Copy each head's `alias` version into `output/<head>` (a folder `--model-dir` loads)."""
+    output.mkdir(parents=True, exist_ok=True)
+    exported = {}
+    for head, name in model_names.items():
+        version = alias_version(client, name, alias)
+        if version is None:
+            raise ModelNotFoundError(f"no model version {name}@{alias} to export")
+        target = output / head
+        staging = output / f".{head}.partial"
+        if staging.exists():
+            _remove_tree(staging)
+        staging.mkdir()
+        mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{name}@{alias}", dst_path=str(staging))
+        if target.exists():
+            _remove_tree(target)
+        staging.rename(target)
+        exported[head] = str(version.version)
+    return exported
+
+
+def _remove_tree(path: Path) -> None:
+    import shutil
+
+    shutil.rmtree(path)

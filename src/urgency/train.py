@@ -1,0 +1,277 @@
+"""Train the baseline heads, evaluate them on their test split and register them in MLflow.
+
+One parent MLflow run per `urgency train`, one child run per head. Each child logs the head's
+params, its train/validation/test datasets (with digests), the test and validation metrics, the
+confusion matrix, and the model; the model is registered as `<prefix>-<head>`, and the champion
+alias is set when the head has none yet.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from importlib.metadata import version as package_version
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import numpy as np
+import pandas as pd
+from mlflow import MlflowClient
+from mlflow.models import infer_signature
+from sklearn.calibration import CalibratedClassifierCV
+from sklearn.compose import ColumnTransformer
+from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.frozen import FrozenEstimator
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import Pipeline
+
+from urgency import tracking
+from urgency.config import BaselineParams, Params
+from urgency.data import LoadResult, head_dataset, load_tickets
+from urgency.evaluate import classification_report, confusion_frame, flat_metrics, quality_table
+from urgency.predict import load_head_model, predict_proba
+
+log = logging.getLogger(__name__)
+
+# What a baseline model needs at load time, pinned to the versions it was trained with.
+BASELINE_REQUIREMENTS = ("scikit-learn", "scipy", "numpy", "pandas")
+
+
+def pip_requirements(packages: Sequence[str]) -> list[str]:
+    return [f"{name}=={package_version(name)}" for name in packages]
+
+
+def build_pipeline(params: BaselineParams) -> Pipeline:
+    """TF-IDF word and character n-grams into a class-balanced logistic regression.
+
+    The pipeline reads a DataFrame with a `text` column, so the saved artifact carries all of
+    its preprocessing.
+    """
+    word = TfidfVectorizer(
+        ngram_range=(1, params.word_ngram_max),
+        min_df=params.min_df,
+        max_features=params.max_features,
+        sublinear_tf=True,
+        dtype=np.float32,
+    )
+    char = TfidfVectorizer(
+        analyzer="char_wb",
+        ngram_range=(params.char_ngram_min, params.char_ngram_max),
+        min_df=params.min_df,
+        max_features=params.max_features,
+        sublinear_tf=True,
+        dtype=np.float32,
+    )
+    features = ColumnTransformer([("word", word, "text"), ("char", char, "text")])
+    classifier = LogisticRegression(C=params.C, class_weight=params.class_weight, max_iter=2000)
+    return Pipeline([("features", features), ("classifier", classifier)])
+
+
+def fit_baseline(train: pd.DataFrame, validation: pd.DataFrame, params: BaselineParams) -> Any:
+    """Fit on the train split, then calibrate the probabilities on the validation split.
+
+    Temperature scaling keeps every prediction's argmax (so F1 does not move) and only makes the
+    confidences honest, which the confidence thresholds of the scoring rules rely on.
+    """
+    pipeline = build_pipeline(params).fit(train[["text"]], train["label"].to_numpy())
+    if params.calibration == "none" or validation.empty:
+        return pipeline
+    calibrated = CalibratedClassifierCV(FrozenEstimator(pipeline), method=params.calibration)
+    return calibrated.fit(validation[["text"]], validation["label"].to_numpy())
+
+
+@dataclass
+class HeadResult:
+    head: str
+    run_id: str
+    model_uri: str
+    registered_name: str
+    version: str
+    champion_set: bool
+    test_report: dict[str, Any]
+    validation_report: dict[str, Any]
+
+
+@dataclass
+class TrainResult:
+    parent_run_id: str
+    heads: dict[str, HeadResult]
+    load: LoadResult
+
+
+def _log_json(data: Any, name: str) -> None:
+    mlflow.log_text(json.dumps(data, indent=2, default=str), name)
+
+
+def _log_confusion_matrix(report: dict[str, Any], head: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    frame = confusion_frame(report)
+    mlflow.log_text(frame.to_csv(), f"confusion_matrix_{head}.csv")
+    figure, axes = plt.subplots(figsize=(1.2 + 0.8 * len(frame), 1 + 0.7 * len(frame)))
+    axes.imshow(frame.to_numpy(), cmap="Blues")
+    axes.set_xticks(range(len(frame)), frame.columns, rotation=45, ha="right")
+    axes.set_yticks(range(len(frame)), frame.index)
+    axes.set_xlabel("predicted")
+    axes.set_ylabel("true")
+    axes.set_title(f"{head}: test confusion matrix")
+    for (row, column), count in np.ndenumerate(frame.to_numpy()):
+        axes.text(column, row, str(count), ha="center", va="center", fontsize=8)
+    figure.tight_layout()
+    mlflow.log_figure(figure, f"confusion_matrix_{head}.png")
+    plt.close(figure)
+
+
+def _flat_params(params: BaselineParams, prefix: str) -> dict[str, Any]:
+    return {f"{prefix}.{key}": value for key, value in params.model_dump().items()}
+
+
+def train_head(
+    dataset: pd.DataFrame, head: str, params: Params, *, sources: str, client: MlflowClient
+) -> HeadResult:
+    """Fit, log, reload, evaluate and register one head inside the active parent run."""
+    head_params = params.heads.get(head)
+    train, validation, test = (dataset[dataset["split"] == name] for name in ("train", "validation", "test"))
+    with mlflow.start_run(run_name=f"{head}-baseline", nested=True) as run:
+        mlflow.set_tags({"head": head, "family": "baseline"})
+        mlflow.log_params(_flat_params(head_params.baseline, "baseline"))
+        mlflow.log_params({"head": head, "labels": ",".join(head_params.labels), "sources": sources})
+        mlflow.log_params({f"split.{k}": v for k, v in params.splits.model_dump().items()})
+        for name, part in (("training", train), ("validation", validation), ("testing", test)):
+            mlflow.log_metric(f"rows_{name}", len(part))
+            data = mlflow.data.from_pandas(
+                part[["id", "source", "text", "label"]].reset_index(drop=True),
+                name=f"{head}-{name}",
+                targets="label",
+            )
+            mlflow.log_input(data, context=name)
+
+        model = fit_baseline(train, validation, head_params.baseline)
+        example = test[["text"]].head(3).reset_index(drop=True)
+        signature = infer_signature(example, model.predict_proba(example))
+        info = mlflow.sklearn.log_model(
+            model,
+            name="model",
+            signature=signature,
+            input_example=example,
+            pip_requirements=pip_requirements(BASELINE_REQUIREMENTS),
+            pyfunc_predict_fn="predict_proba",
+            # skops (MLflow's default) stores each vocabulary entry as its own zip member and
+            # takes hours on a 200k-term TF-IDF vocabulary; these models are our own, so pickle.
+            serialization_format=mlflow.sklearn.SERIALIZATION_FORMAT_PICKLE,
+            metadata={"head": head, "labels": [str(c) for c in model.classes_], "family": "baseline"},
+        )
+
+        # Evaluate the logged artifact through the same path the CLI and service use.
+        loaded = load_head_model(info.model_uri)
+        majority = train["label"].mode().iloc[0]
+        labels = list(head_params.labels)
+        reports = {}
+        for split_name, part in (("validation", validation), ("test", test)):
+            probabilities = predict_proba(loaded, part["text"])
+            reports[split_name] = classification_report(part["label"], probabilities, labels, majority)
+            mlflow.log_metrics(flat_metrics(reports[split_name], split_name))
+        _log_confusion_matrix(reports["test"], head)
+        _log_json(reports, f"evaluation_{head}.json")
+
+        name = params.mlflow.model_name(head)
+        version = tracking.register(
+            info.model_uri,
+            name,
+            tags={
+                "head": head,
+                "family": "baseline",
+                "test_macro_f1": f"{reports['test']['macro_f1']:.4f}",
+                "validation_macro_f1": f"{reports['validation']['macro_f1']:.4f}",
+            },
+        )
+        champion_set = tracking.set_alias_if_missing(
+            client, name, params.mlflow.champion_alias, str(version.version)
+        )
+        return HeadResult(
+            head=head,
+            run_id=run.info.run_id,
+            model_uri=info.model_uri,
+            registered_name=name,
+            version=str(version.version),
+            champion_set=champion_set,
+            test_report=reports["test"],
+            validation_report=reports["validation"],
+        )
+
+
+def train(
+    params: Params,
+    heads: Sequence[str],
+    *,
+    params_path: Path | None = None,
+    code_folder: Path | None = None,
+    on_head: Callable[[str], None] | None = None,
+) -> TrainResult:
+    """Validate the data, then train, evaluate and register each head in one MLflow run."""
+    loaded = load_tickets(params.data.sources)
+    experiment_id = tracking.use_tracking(
+        params.mlflow.tracking_uri, params.mlflow.experiment, params.mlflow.artifact_location
+    )
+    client = MlflowClient()
+    results: dict[str, HeadResult] = {}
+    with mlflow.start_run(experiment_id=experiment_id, run_name="train") as parent:
+        commit = tracking.git_commit(code_folder or Path.cwd())
+        if commit:
+            mlflow.set_tag("mlflow.source.git.commit", commit)
+        mlflow.set_tag("heads", ",".join(heads))
+        if params_path is not None:
+            mlflow.log_artifact(str(params_path), "params")
+        _log_json(params.model_dump(mode="json"), "params/resolved_params.json")
+        for report in loaded.reports:
+            mlflow.log_metrics(
+                {
+                    f"data.{report.name}.rows_read": report.rows_read,
+                    f"data.{report.name}.rows_dropped": report.rows_dropped,
+                }
+            )
+        _log_json(
+            [
+                {
+                    "source": r.name,
+                    "path": str(r.path),
+                    "rows_read": r.rows_read,
+                    "rows_kept": r.rows_kept,
+                    "rows_dropped": r.rows_dropped,
+                    "labelled": r.labelled,
+                    "problems": r.describe_problems(),
+                }
+                for r in loaded.reports
+            ],
+            "data_report.json",
+        )
+        for head in heads:
+            dataset = head_dataset(
+                loaded.tickets,
+                head,
+                max_text_chars=params.data.max_text_chars,
+                seed=params.splits.seed,
+                validation_fraction=params.splits.validation_fraction,
+                test_fraction=params.splits.test_fraction,
+            )
+            if dataset.empty:
+                log.warning("no rows carry a %s label: head not trained", head)
+                continue
+            sources = ",".join(sorted(dataset["source"].unique()))
+            results[head] = train_head(dataset, head, params, sources=sources, client=client)
+            if on_head:
+                on_head(head)
+        table = quality_table({head: result.test_report for head, result in results.items()})
+        with tempfile.TemporaryDirectory() as folder:
+            path = Path(folder) / "quality.md"
+            path.write_text(table.to_markdown(index=False))
+            mlflow.log_artifact(str(path))
+    return TrainResult(parent_run_id=parent.info.run_id, heads=results, load=loaded)
+
