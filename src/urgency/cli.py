@@ -105,7 +105,11 @@ def validate_data(params_path: ParamsOption = Path("params.yaml")) -> None:
 
     _setup_logging()
     params = _load(params_path)
-    result = load_tickets(params.data.sources)
+    result = load_tickets(
+        params.data.sources,
+        sample_per_source=params.data.sample_per_source,
+        sample_seed=params.data.sample_seed,
+    )
     table = Table(title="ticket sources")
     for column in ("source", "rows read", "rows kept", "dropped", "labelled"):
         table.add_column(column)

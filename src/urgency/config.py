@@ -81,6 +81,9 @@ class DataParams(Strict):
     sources: list[Source] = Field(min_length=1)
     # Longer texts are cut to this many characters before they reach a model.
     max_text_chars: int = Field(default=5000, gt=0)
+    # Read at most this many rows of each source (a seeded random sample), for quick runs.
+    sample_per_source: int | None = Field(default=None, gt=0)
+    sample_seed: int = 0
 
     @model_validator(mode="after")
     def _unique_names(self) -> DataParams:

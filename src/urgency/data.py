@@ -138,7 +138,7 @@ def _canonical_frame(raw: pd.DataFrame, source: Source) -> pd.DataFrame:
     columns = source.columns
     frame = pd.DataFrame(index=raw.index)
     if columns.id is None:
-        frame["id"] = [f"{source.name}:{row}" for row in range(1, len(raw) + 1)]
+        frame["id"] = [f"{source.name}:{row + 1}" for row in raw.index]
     else:
         id_columns = columns.id if isinstance(columns.id, list) else [columns.id]
         parts = [_raw_value_text(raw[c]) for c in id_columns]
@@ -220,7 +220,6 @@ def validate_source(raw: pd.DataFrame, source: Source) -> tuple[pd.DataFrame, So
         report.problems["missing column(s) " + ", ".join(missing)] = (len(raw), [], [])
         return raw.iloc[0:0], report
 
-    raw = raw.reset_index(drop=True)
     frame = _canonical_frame(raw, source)
     invalid = pd.Series(False, index=frame.index)
     try:
@@ -260,11 +259,15 @@ class LoadResult:
     reports: list[SourceReport]
 
 
-def load_tickets(sources: list[Source]) -> LoadResult:
+def load_tickets(
+    sources: list[Source], *, sample_per_source: int | None = None, sample_seed: int = 0
+) -> LoadResult:
     """Read and validate every source; all problems of all files are reported at once.
 
     A source with policy `error` and any invalid row stops the run (DataValidationError); with
-    policy `drop` its invalid rows are dropped and counted in the report.
+    policy `drop` its invalid rows are dropped and counted in the report. With
+    `sample_per_source`, a seeded random sample of each file is read (row numbers stay those of
+    the file).
     """
     frames: list[pd.DataFrame] = []
     reports: list[SourceReport] = []
@@ -275,6 +278,8 @@ def load_tickets(sources: list[Source]) -> LoadResult:
         except DataValidationError as error:
             failures.append(f"{source.name}: {error}")
             continue
+        if sample_per_source is not None and len(raw) > sample_per_source:
+            raw = raw.sample(n=sample_per_source, random_state=sample_seed).sort_index()
         frame, report = validate_source(raw, source)
         reports.append(report)
         fatal = any(what.startswith("missing column") for what in report.problems)

@@ -113,7 +113,11 @@ def evaluate_models(models: dict[str, Any], params: Any, split: str = "test") ->
     from urgency.data import head_dataset, load_tickets
     from urgency.predict import predict_proba
 
-    tickets = load_tickets(params.data.sources).tickets
+    tickets = load_tickets(
+        params.data.sources,
+        sample_per_source=params.data.sample_per_source,
+        sample_seed=params.data.sample_seed,
+    ).tickets
     reports = {}
     for head, model in models.items():
         dataset = head_dataset(

@@ -216,7 +216,11 @@ def train(
     on_head: Callable[[str], None] | None = None,
 ) -> TrainResult:
     """Validate the data, then train, evaluate and register each head in one MLflow run."""
-    loaded = load_tickets(params.data.sources)
+    loaded = load_tickets(
+        params.data.sources,
+        sample_per_source=params.data.sample_per_source,
+        sample_seed=params.data.sample_seed,
+    )
     experiment_id = tracking.use_tracking(
         params.mlflow.tracking_uri, params.mlflow.experiment, params.mlflow.artifact_location
     )
