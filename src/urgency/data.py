@@ -153,7 +153,9 @@ def _canonical_frame(raw: pd.DataFrame, source: Source) -> pd.DataFrame:
         frame["language"] = raw[columns.language].astype("string").str.strip().str.lower()
     else:
         frame["language"] = pd.Series(source.constants.get("language"), index=raw.index, dtype="string")
-    frame["created_at_raw"] = raw[columns.created_at].astype("string") if columns.created_at else pd.NA
+    frame["created_at_raw"] = (
+        raw[columns.created_at].astype("string").str.strip().replace("", pd.NA) if columns.created_at else pd.NA
+    )
     frame["created_at"] = (
         pd.to_datetime(frame["created_at_raw"], errors="coerce", utc=True, format="mixed")
         if columns.created_at
@@ -172,27 +174,30 @@ def _canonical_frame(raw: pd.DataFrame, source: Source) -> pd.DataFrame:
     return frame
 
 
+def _parses_as_datetime(values: pd.Series) -> pd.Series:
+    parsed = pd.to_datetime(values, errors="coerce", utc=True, format="mixed")
+    return values.isna() | parsed.notna()
+
+
 def _schema(source: Source) -> pa.DataFrameSchema:
     columns: dict[str, pa.Column] = {
-        "id": pa.Column("string", nullable=False, unique=True, title="id"),
-        "created_at_raw": pa.Column(nullable=True, required=False),
+        "id": pa.Column("string", nullable=False, unique=True),
+        "created_at_raw": pa.Column(
+            checks=pa.Check(_parses_as_datetime, error="not a date-time"), nullable=True, required=False
+        ),
     }
     for head, label_source in source.labels.items():
         columns[f"{head}_raw"] = pa.Column(
             "string",
             pa.Check.isin(sorted(label_source.mapping), error=f"value not in labels.{head}.mapping"),
             nullable=True,
-            title=label_source.column,
         )
+    # The one frame-wide check: a ticket needs some text in its subject or its body.
     has_text = pa.Check(
         lambda df: (df["subject"] != "") | (df["body"] != ""),
         error="empty text (subject and body both empty)",
     )
-    created_at_parses = pa.Check(
-        lambda df: df["created_at_raw"].isna() | df["created_at"].notna(),
-        error="created_at is not a date-time",
-    )
-    return pa.DataFrameSchema(columns, checks=[has_text, created_at_parses], strict=False)
+    return pa.DataFrameSchema(columns, checks=[has_text], strict=False)
 
 
 def _source_column(check_column: object, source: Source) -> str:
@@ -205,6 +210,7 @@ def _source_column(check_column: object, source: Source) -> str:
         return f"{source.labels[head].column} ({head} label)"
     if check_column == "created_at_raw":
         return f"{columns.created_at} (created_at)"
+    # Frame-wide checks are about the text.
     text_columns = "/".join(c for c in (columns.subject, columns.body) if c)
     return f"{text_columns} (text)"
 
@@ -226,7 +232,11 @@ def validate_source(raw: pd.DataFrame, source: Source) -> tuple[pd.DataFrame, So
         _schema(source).validate(frame, lazy=True)
     except SchemaErrors as errors:
         cases = errors.failure_cases
-        cases = cases[cases["index"].notna()]
+        cases = cases[cases["index"].notna()].copy()
+        # A frame-wide check fails once per column of the row: count each row once.
+        frame_wide = cases["schema_context"] == "DataFrameSchema"
+        cases.loc[frame_wide, ["column", "failure_case"]] = ["text", "True"]
+        cases = cases.drop_duplicates(["column", "check", "index"])
         for (column, check), group in cases.groupby(["column", "check"], dropna=False, sort=False):
             rows = sorted({int(i) for i in group["index"]})
             if "uniqueness" in str(check):
@@ -235,6 +245,8 @@ def validate_source(raw: pd.DataFrame, source: Source) -> tuple[pd.DataFrame, So
                 rows = sorted(int(i) for i in frame.index[repeats])
             what = f"{_source_column(column, source)}: {_check_name(check)}"
             values = sorted({str(v) for v in group["failure_case"] if str(v) not in ("True", "False")})
+            if column == "id":  # show the id as written in the file
+                values = [v.removeprefix(f"{source.name}:") for v in values]
             report.problems[what] = (len(rows), [r + 1 for r in rows[:EXAMPLE_ROWS]], values[:EXAMPLE_ROWS])
             invalid.loc[rows] = True
 

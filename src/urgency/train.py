@@ -78,9 +78,17 @@ def fit_baseline(train: pd.DataFrame, validation: pd.DataFrame, params: Baseline
     confidences honest, which the confidence thresholds of the scoring rules rely on.
     """
     pipeline = build_pipeline(params).fit(train[["text"]], train["label"].to_numpy())
-    if params.calibration == "none" or validation.empty:
+    counts = validation["label"].value_counts()
+    if params.calibration == "none":
         return pipeline
-    calibrated = CalibratedClassifierCV(FrozenEstimator(pipeline), method=params.calibration)
+    if set(counts.index) != set(pipeline.classes_) or counts.min() < 2:
+        log.warning("calibration skipped: the validation split needs 2+ rows of every class")
+        return pipeline
+    # The estimator is frozen, so the folds only batch the validation rows; the result is the
+    # same for any number of them.
+    calibrated = CalibratedClassifierCV(
+        FrozenEstimator(pipeline), method=params.calibration, cv=int(min(5, counts.min()))
+    )
     return calibrated.fit(validation[["text"]], validation["label"].to_numpy())
 
 

@@ -1,0 +1,148 @@
+"""Small ticket sources and params made in the tests, and one tiny trained model set."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+import yaml
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("MLFLOW_ENABLE_ASYNC_LOGGING", "false")
+
+PROJECT = Path(__file__).resolve().parents[1]
+SHARED_DATA = PROJECT.parent / "shared" / "data"
+
+URGENT = ["server down outage", "production broken critical", "cannot work system crashed", "data lost now"]
+NORMAL = ["slow page load", "report looks wrong", "email sync delayed", "printer jams sometimes"]
+CALM = ["question about invoice", "feature idea dark mode", "thanks for help", "how to change avatar"]
+CATEGORIES = {
+    "Hardware": ["laptop screen broken", "keyboard not working", "new monitor needed"],
+    "Access": ["password reset please", "grant access to drive", "account locked out"],
+    "Purchase": ["order new licence", "buy headset please", "purchase request for chairs"],
+}
+MOODS = {
+    "negative": ["worst service ever angry", "terrible delay again", "lost my bag awful"],
+    "neutral": ["flight schedule for tomorrow", "what is the baggage rule", "change seat possible"],
+    "positive": ["thank you great crew", "love the new app", "amazing friendly staff"],
+}
+
+
+def _rows(phrases: list[str], label: str, copies: int) -> list[tuple[str, str]]:
+    # Each row gets a number so texts differ (grouped splits would otherwise keep them together).
+    return [(f"{phrase} ticket {i}", label) for i in range(copies) for phrase in phrases]
+
+
+def write_sources(folder: Path, copies: int = 6) -> dict[str, Path]:
+    """Three small CSV sources, one per head, in the shapes real exports come in."""
+    folder.mkdir(parents=True, exist_ok=True)
+    urgency_rows = _rows(URGENT, "P1", copies) + _rows(NORMAL, "P2", copies) + _rows(CALM, "P3", copies)
+    urgency = pd.DataFrame(
+        {
+            "key": [f"T-{i}" for i in range(len(urgency_rows))],
+            "title": [f"subject {i}" for i in range(len(urgency_rows))],
+            "description": [text for text, _ in urgency_rows],
+            "prio": [label for _, label in urgency_rows],
+            "opened": "2026-01-05 09:00",
+        }
+    )
+    category_rows = [row for label, phrases in CATEGORIES.items() for row in _rows(phrases, label, copies)]
+    category = pd.DataFrame({"text": [t for t, _ in category_rows], "group": [g for _, g in category_rows]})
+    mood_rows = [row for label, phrases in MOODS.items() for row in _rows(phrases, label, copies)]
+    sentiment = pd.DataFrame({"tweet": [t for t, _ in mood_rows], "mood": [m for _, m in mood_rows]})
+    paths = {
+        "urgency": folder / "urgency.csv",
+        "category": folder / "category.csv",
+        "sentiment": folder / "sentiment.csv",
+    }
+    urgency.to_csv(paths["urgency"], index=False)
+    category.to_csv(paths["category"], index=False)
+    sentiment.to_csv(paths["sentiment"], index=False)
+    return paths
+
+
+def params_dict(paths: dict[str, Path], store: Path) -> dict[str, Any]:
+    """A params mapping over `write_sources` files with an MLflow store under `store`."""
+    return {
+        "data": {
+            "sources": [
+                {
+                    "name": "tickets",
+                    "path": str(paths["urgency"]),
+                    "columns": {"id": "key", "subject": "title", "body": "description", "created_at": "opened"},
+                    "constants": {"language": "en"},
+                    "labels": {"urgency": {"column": "prio", "mapping": {"P1": "high", "P2": "medium", "P3": "low"}}},
+                },
+                {
+                    "name": "topics",
+                    "path": str(paths["category"]),
+                    "columns": {"body": "text"},
+                    "labels": {
+                        "category": {"column": "group", "mapping": {c: c for c in CATEGORIES}},
+                    },
+                },
+                {
+                    "name": "tweets",
+                    "path": str(paths["sentiment"]),
+                    "columns": {"body": "tweet"},
+                    "labels": {"sentiment": {"column": "mood", "mapping": {m: m for m in MOODS}}},
+                },
+            ]
+        },
+        "heads": {
+            "urgency": {"labels": ["high", "medium", "low"], "baseline": {"min_df": 1, "max_features": 5000}},
+            "category": {"labels": list(CATEGORIES), "baseline": {"min_df": 1, "max_features": 5000}},
+            "sentiment": {"labels": list(MOODS), "baseline": {"min_df": 1, "max_features": 5000}},
+        },
+        "mlflow": {
+            "tracking_uri": f"sqlite:///{store / 'mlflow.db'}",
+            "artifact_location": str(store / "artifacts"),
+        },
+    }
+
+
+def write_params(folder: Path, data: dict[str, Any]) -> Path:
+    path = folder / "params.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+@pytest.fixture
+def sources(tmp_path: Path) -> dict[str, Path]:
+    return write_sources(tmp_path / "data")
+
+
+@pytest.fixture
+def params_file(tmp_path: Path, sources: dict[str, Path]) -> Path:
+    return write_params(tmp_path, params_dict(sources, tmp_path / "mlruns"))
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """Train all three heads once on the tiny sources into a temporary MLflow store."""
+    from urgency.config import load_params
+    from urgency.train import train
+
+    folder = tmp_path_factory.mktemp("trained")
+    paths = write_sources(folder / "data")
+    params_path = write_params(folder, params_dict(paths, folder / "mlruns"))
+    params = load_params(params_path)
+    result = train(params, ["urgency", "category", "sentiment"], params_path=params_path, code_folder=PROJECT)
+    return {"params": params, "params_path": params_path, "result": result, "folder": folder}
+
+
+@pytest.fixture(scope="session")
+def models(trained: dict[str, Any]) -> dict[str, Any]:
+    from urgency.predict import load_registered_models
+
+    params = trained["params"]
+    heads = ["urgency", "category", "sentiment"]
+    return load_registered_models(
+        heads,
+        tracking_uri=params.mlflow.tracking_uri,
+        model_names={head: params.mlflow.model_name(head) for head in heads},
+        alias=params.mlflow.champion_alias,
+    )

@@ -1,0 +1,148 @@
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from urgency.errors import InputError, ModelNotFoundError
+from urgency.predict import (
+    EMPTY_TEXT_ERROR,
+    load_model_dir,
+    load_registered_models,
+    output_columns,
+    predict_file,
+    predict_frame,
+    predict_proba,
+)
+from urgency.tracking import export_models
+
+TICKETS = pd.DataFrame(
+    {
+        "ticket_id": ["a", "b", "c", "d"],
+        "subject": ["server down", "", None, "thanks"],
+        "body": ["production outage critical", "", "  ", "great help love it"],
+        "plan": ["gold", "free", "free", "silver"],
+    }
+)
+
+
+def _predict(models: dict[str, Any], frame: pd.DataFrame = TICKETS) -> pd.DataFrame:
+    return predict_frame(models, frame, subject_column="subject", body_column="body", max_text_chars=1000)
+
+
+def test_predict_frame_keeps_input_and_adds_the_stable_columns(models: dict[str, Any]) -> None:
+    scored = _predict(models)
+    assert list(scored.columns) == list(TICKETS.columns) + output_columns(models)
+    assert scored["ticket_id"].tolist() == ["a", "b", "c", "d"]
+    assert "urgency_proba_high" in scored and "category_proba_Hardware" in scored
+    for head, model in models.items():
+        ok = scored["error"].isna()
+        proba = scored.loc[ok, [f"{head}_proba_{label}" for label in model.labels]].to_numpy()
+        assert np.allclose(proba.sum(axis=1), 1.0)
+        assert np.allclose(scored.loc[ok, f"{head}_confidence"], proba.max(axis=1))
+        assert scored.loc[ok, head].isin(model.labels).all()
+    assert scored.loc[0, "urgency"] == "high"
+    assert scored.loc[3, "sentiment"] == "positive"
+
+
+def test_empty_rows_get_an_error_not_a_crash(models: dict[str, Any]) -> None:
+    scored = _predict(models)
+    assert scored["error"].tolist()[1:3] == [EMPTY_TEXT_ERROR, EMPTY_TEXT_ERROR]
+    assert scored.loc[[1, 2], ["urgency", "category", "sentiment"]].isna().all().all()
+    only_empty = _predict(models, TICKETS.iloc[[1, 2]])
+    assert only_empty["error"].notna().all()
+
+
+def test_subject_column_may_be_missing(models: dict[str, Any]) -> None:
+    scored = _predict(models, TICKETS.drop(columns=["subject"]))
+    assert scored.loc[0, "urgency"] == "high"
+
+
+def test_missing_body_column_is_an_input_error(models: dict[str, Any]) -> None:
+    with pytest.raises(InputError, match="no body column 'body'"):
+        _predict(models, TICKETS.drop(columns=["body"]))
+
+
+def test_predict_proba_order_matches_labels(models: dict[str, Any]) -> None:
+    model = models["sentiment"]
+    probabilities = predict_proba(model, ["love it thank you", "worst service ever angry"])
+    assert list(probabilities.columns) == list(model.labels)
+    assert probabilities.idxmax(axis=1).tolist() == ["positive", "negative"]
+    assert predict_proba(model, []).empty
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".parquet", ".jsonl"])
+def test_predict_file_chunked_equals_whole(models: dict[str, Any], tmp_path: Path, suffix: str) -> None:
+    tickets = pd.concat([TICKETS] * 5, ignore_index=True).astype(str).replace("None", "")
+    source = tmp_path / f"in{suffix}"
+    if suffix == ".csv":
+        tickets.to_csv(source, index=False)
+    elif suffix == ".parquet":
+        tickets.to_parquet(source)
+    else:
+        tickets.to_json(source, orient="records", lines=True)
+    outputs = {}
+    for chunk_size in (3, 1000):
+        target = tmp_path / f"out{chunk_size}{suffix}"
+        stats = predict_file(
+            models, source, target, subject_column="subject", body_column="body",
+            max_text_chars=1000, chunk_size=chunk_size,
+        )
+        assert (stats.rows, stats.rows_with_error) == (20, 10)
+        outputs[chunk_size] = target
+    read = {".csv": pd.read_csv, ".parquet": pd.read_parquet, ".jsonl": lambda p: pd.read_json(p, lines=True)}[suffix]
+    pd.testing.assert_frame_equal(read(outputs[3]), read(outputs[1000]))
+    assert len(read(outputs[3])) == 20
+    assert not list(tmp_path.glob(".*partial"))
+
+
+def test_failed_prediction_leaves_old_output_and_no_partial(models: dict[str, Any], tmp_path: Path) -> None:
+    source = tmp_path / "in.csv"
+    TICKETS.drop(columns=["body"]).to_csv(source, index=False)
+    target = tmp_path / "out.csv"
+    target.write_text("previous results\n")
+    with pytest.raises(InputError):
+        predict_file(models, source, target, subject_column="subject", body_column="body",
+                     max_text_chars=1000, chunk_size=2)
+    assert target.read_text() == "previous results\n"
+    assert not list(tmp_path.glob(".*partial"))
+
+
+def test_input_errors(models: dict[str, Any], tmp_path: Path) -> None:
+    kwargs = dict(subject_column="subject", body_column="body", max_text_chars=100, chunk_size=10)
+    with pytest.raises(InputError, match="file not found"):
+        predict_file(models, tmp_path / "missing.csv", tmp_path / "o.csv", **kwargs)
+    (tmp_path / "x.xlsx").write_bytes(b"PK")
+    with pytest.raises(InputError, match="unknown file type"):
+        predict_file(models, tmp_path / "x.xlsx", tmp_path / "o.csv", **kwargs)
+    broken = tmp_path / "broken.csv"
+    broken.write_text('subject,body\n"a","b"\n"c","d","e","f"\n')
+    with pytest.raises(InputError, match="cannot be read as csv"):
+        predict_file(models, broken, tmp_path / "o.csv", **kwargs)
+
+
+def test_registry_and_model_dir_give_the_same_predictions(trained: dict[str, Any], models: dict[str, Any],
+                                                          tmp_path: Path) -> None:
+    from mlflow import MlflowClient
+
+    params = trained["params"]
+    names = {head: params.mlflow.model_name(head) for head in models}
+    client = MlflowClient(tracking_uri=params.mlflow.tracking_uri, registry_uri=params.mlflow.tracking_uri)
+    exported = export_models(client, names, "champion", tmp_path / "models")
+    assert exported == {"urgency": "1", "category": "1", "sentiment": "1"}
+    from_dir = load_model_dir(tmp_path / "models", list(models))
+    pd.testing.assert_frame_equal(_predict(from_dir), _predict(models))
+
+
+def test_missing_models_are_clear_errors(trained: dict[str, Any], tmp_path: Path) -> None:
+    with pytest.raises(ModelNotFoundError, match=r"no MLflow model for head 'urgency'"):
+        load_model_dir(tmp_path, ["urgency"])
+    params = trained["params"]
+    with pytest.raises(ModelNotFoundError, match="ticket-urgency@nope"):
+        load_registered_models(
+            ["urgency"], tracking_uri=params.mlflow.tracking_uri,
+            model_names={"urgency": "ticket-urgency"}, alias="nope",
+        )
