@@ -72,9 +72,16 @@ def params_dict(paths: dict[str, Path], store: Path) -> dict[str, Any]:
                 {
                     "name": "tickets",
                     "path": str(paths["urgency"]),
-                    "columns": {"id": "key", "subject": "title", "body": "description", "created_at": "opened"},
+                    "columns": {
+                        "id": "key",
+                        "subject": "title",
+                        "body": "description",
+                        "created_at": "opened",
+                    },
                     "constants": {"language": "en"},
-                    "labels": {"urgency": {"column": "prio", "mapping": {"P1": "high", "P2": "medium", "P3": "low"}}},
+                    "labels": {
+                        "urgency": {"column": "prio", "mapping": {"P1": "high", "P2": "medium", "P3": "low"}}
+                    },
                 },
                 {
                     "name": "topics",

@@ -14,7 +14,10 @@ def test_demo_params_load_and_resolve_paths() -> None:
     params = load_params(PROJECT / "params.yaml")
     assert [s.name for s in params.data.sources][:2] == ["support_tickets_synthetic", "jira_issues_priority"]
     assert all(source.path.is_absolute() for source in params.data.sources)
-    assert params.data.sources[0].path == (PROJECT.parent / "shared/data/support_tickets_synthetic.csv").resolve()
+    assert (
+        params.data.sources[0].path
+        == (PROJECT.parent / "shared/data/support_tickets_synthetic.csv").resolve()
+    )
     assert params.mlflow.tracking_uri == f"sqlite:///{PROJECT / 'mlruns/mlflow.db'}"
     # YAML integer keys are compared as text.
     coded = next(s for s in params.data.sources if s.name == "it_helpdesk_coded")
@@ -31,7 +34,10 @@ def test_params_are_frozen() -> None:
     ("edit", "expected"),
     [
         (lambda d: d.update(trainig={}), "trainig: unknown key"),
-        (lambda d: d["data"]["sources"][0]["columns"].update(bodyy="x"), "data.sources.0.columns.bodyy: unknown key"),
+        (
+            lambda d: d["data"]["sources"][0]["columns"].update(bodyy="x"),
+            "data.sources.0.columns.bodyy: unknown key",
+        ),
         (lambda d: d["heads"]["urgency"]["baseline"].update(C=-1), "heads.urgency.baseline.C"),
         (lambda d: d["heads"]["urgency"].update(labels=["high", "low"]), "urgency.labels must be"),
         (
@@ -82,6 +88,11 @@ def test_server_tracking_uri_is_kept(tmp_path: Path, sources: dict[str, Path]) -
 def test_source_format_is_inferred() -> None:
     source = {"name": "s", "columns": {"body": "b"}}
     params = {"data": {"sources": []}, "heads": {"category": {"labels": ["a", "b"]}}}
-    for path, expected in [("x.csv", "csv"), ("x.csv.gz", "csv"), ("x.parquet", "parquet"), ("x.jsonl", "jsonl")]:
+    for path, expected in [
+        ("x.csv", "csv"),
+        ("x.csv.gz", "csv"),
+        ("x.parquet", "parquet"),
+        ("x.jsonl", "jsonl"),
+    ]:
         params["data"]["sources"] = [{**source, "path": path}]
         assert Params.model_validate(params).data.sources[0].file_format == expected

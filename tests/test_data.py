@@ -21,9 +21,17 @@ def _load(tmp_path: Path, sources: dict[str, Path], **source_overrides: object):
 def test_canonical_record_from_three_sources(tmp_path: Path, sources: dict[str, Path]) -> None:
     result = _load(tmp_path, sources)
     tickets = result.tickets
-    assert {"id", "source", "subject", "body", "language", "created_at", "urgency", "category", "sentiment"} <= set(
-        tickets.columns
-    )
+    assert {
+        "id",
+        "source",
+        "subject",
+        "body",
+        "language",
+        "created_at",
+        "urgency",
+        "category",
+        "sentiment",
+    } <= set(tickets.columns)
     assert tickets["id"].is_unique
     by_source = tickets.groupby("source")
     assert by_source["urgency"].count().to_dict() == {"tickets": 72, "topics": 0, "tweets": 0}
@@ -173,7 +181,9 @@ def test_tiny_classes_stay_in_train() -> None:
 
 def test_head_dataset(tmp_path: Path, sources: dict[str, Path]) -> None:
     tickets = _load(tmp_path, sources).tickets
-    dataset = head_dataset(tickets, "sentiment", max_text_chars=50, seed=1, validation_fraction=0.2, test_fraction=0.2)
+    dataset = head_dataset(
+        tickets, "sentiment", max_text_chars=50, seed=1, validation_fraction=0.2, test_fraction=0.2
+    )
     assert list(dataset.columns) == ["id", "source", "text", "label", "split"]
     assert len(dataset) == 54 and set(dataset["source"]) == {"tweets"}
     assert set(dataset["split"]) == {"train", "validation", "test"}

@@ -25,7 +25,14 @@ def test_classification_report_hand_case() -> None:
     y_true = ["high", "high", "medium", "low", "low", "low"]
     # Predicted: high, medium, medium, low, low, high
     probabilities = pd.DataFrame(
-        [[0.8, 0.1, 0.1], [0.3, 0.6, 0.1], [0.1, 0.8, 0.1], [0.1, 0.1, 0.8], [0.2, 0.2, 0.6], [0.5, 0.2, 0.3]],
+        [
+            [0.8, 0.1, 0.1],
+            [0.3, 0.6, 0.1],
+            [0.1, 0.8, 0.1],
+            [0.1, 0.1, 0.8],
+            [0.2, 0.2, 0.6],
+            [0.5, 0.2, 0.3],
+        ],
         columns=labels,
     )
     report = classification_report(y_true, probabilities, labels, majority_label="low")
@@ -33,7 +40,12 @@ def test_classification_report_hand_case() -> None:
     # high: P 1/2 R 1/2; medium: P 1/2 R 1; low: P 1 R 2/3
     f1 = [0.5, 2 * 0.5 * 1 / 1.5, 2 * 1 * (2 / 3) / (1 + 2 / 3)]
     assert report["macro_f1"] == pytest.approx(np.mean(f1))
-    assert report["per_class"]["medium"] == {"precision": 0.5, "recall": 1.0, "f1": pytest.approx(f1[1]), "support": 1}
+    assert report["per_class"]["medium"] == {
+        "precision": 0.5,
+        "recall": 1.0,
+        "f1": pytest.approx(f1[1]),
+        "support": 1,
+    }
     assert report["confusion_matrix"] == [[1, 1, 0], [0, 1, 0], [1, 0, 2]]
     assert report["majority_accuracy"] == pytest.approx(0.5)
     assert report["majority_macro_f1"] == pytest.approx((2 * 0.5 * 1 / 1.5) / 3)

@@ -88,12 +88,21 @@ def test_predict_file_chunked_equals_whole(models: dict[str, Any], tmp_path: Pat
     for chunk_size in (3, 1000):
         target = tmp_path / f"out{chunk_size}{suffix}"
         stats = predict_file(
-            models, source, target, subject_column="subject", body_column="body",
-            max_text_chars=1000, chunk_size=chunk_size,
+            models,
+            source,
+            target,
+            subject_column="subject",
+            body_column="body",
+            max_text_chars=1000,
+            chunk_size=chunk_size,
         )
         assert (stats.rows, stats.rows_with_error) == (20, 10)
         outputs[chunk_size] = target
-    read = {".csv": pd.read_csv, ".parquet": pd.read_parquet, ".jsonl": lambda p: pd.read_json(p, lines=True)}[suffix]
+    read = {
+        ".csv": pd.read_csv,
+        ".parquet": pd.read_parquet,
+        ".jsonl": lambda p: pd.read_json(p, lines=True),
+    }[suffix]
     pd.testing.assert_frame_equal(read(outputs[3]), read(outputs[1000]))
     assert len(read(outputs[3])) == 20
     assert not list(tmp_path.glob(".*partial"))
@@ -105,8 +114,15 @@ def test_failed_prediction_leaves_old_output_and_no_partial(models: dict[str, An
     target = tmp_path / "out.csv"
     target.write_text("previous results\n")
     with pytest.raises(InputError):
-        predict_file(models, source, target, subject_column="subject", body_column="body",
-                     max_text_chars=1000, chunk_size=2)
+        predict_file(
+            models,
+            source,
+            target,
+            subject_column="subject",
+            body_column="body",
+            max_text_chars=1000,
+            chunk_size=2,
+        )
     assert target.read_text() == "previous results\n"
     assert not list(tmp_path.glob(".*partial"))
 
@@ -124,8 +140,9 @@ def test_input_errors(models: dict[str, Any], tmp_path: Path) -> None:
         predict_file(models, broken, tmp_path / "o.csv", **kwargs)
 
 
-def test_registry_and_model_dir_give_the_same_predictions(trained: dict[str, Any], models: dict[str, Any],
-                                                          tmp_path: Path) -> None:
+def test_registry_and_model_dir_give_the_same_predictions(
+    trained: dict[str, Any], models: dict[str, Any], tmp_path: Path
+) -> None:
     from mlflow import MlflowClient
 
     params = trained["params"]
@@ -143,6 +160,8 @@ def test_missing_models_are_clear_errors(trained: dict[str, Any], tmp_path: Path
     params = trained["params"]
     with pytest.raises(ModelNotFoundError, match="ticket-urgency@nope"):
         load_registered_models(
-            ["urgency"], tracking_uri=params.mlflow.tracking_uri,
-            model_names={"urgency": "ticket-urgency"}, alias="nope",
+            ["urgency"],
+            tracking_uri=params.mlflow.tracking_uri,
+            model_names={"urgency": "ticket-urgency"},
+            alias="nope",
         )

@@ -38,25 +38,44 @@ def test_training_registers_and_logs_everything(trained: dict[str, Any]) -> None
     assert commit is None or len(commit) == 40
     parent_files = {f.path for f in client.list_artifacts(result.parent_run_id)}
     assert {"data_report.json", "params", "quality.md"} <= parent_files
-    data_report = json.loads(Path(mlflow.artifacts.download_artifacts(
-        run_id=result.parent_run_id, artifact_path="data_report.json", tracking_uri=params.mlflow.tracking_uri
-    )).read_text())
+    data_report = json.loads(
+        Path(
+            mlflow.artifacts.download_artifacts(
+                run_id=result.parent_run_id,
+                artifact_path="data_report.json",
+                tracking_uri=params.mlflow.tracking_uri,
+            )
+        ).read_text()
+    )
     assert [r["rows_read"] for r in data_report] == [72, 54, 54]
 
     for head, outcome in result.heads.items():
         run = client.get_run(outcome.run_id)
         assert run.data.tags["mlflow.parentRunId"] == result.parent_run_id
         assert run.data.params["baseline.C"] == "3.0"
-        for name in ("test_accuracy", "test_macro_f1", "test_ece", "test_majority_macro_f1", "validation_macro_f1"):
+        for name in (
+            "test_accuracy",
+            "test_macro_f1",
+            "test_ece",
+            "test_majority_macro_f1",
+            "validation_macro_f1",
+        ):
             assert name in run.data.metrics
         contexts = {i.tags[0].value for i in run.inputs.dataset_inputs}
         assert contexts == {"training", "validation", "testing"}
         assert all(i.dataset.digest for i in run.inputs.dataset_inputs)
         files = {f.path for f in client.list_artifacts(outcome.run_id)}
-        assert {f"confusion_matrix_{head}.csv", f"confusion_matrix_{head}.png", f"evaluation_{head}.json"} <= files
+        assert {
+            f"confusion_matrix_{head}.csv",
+            f"confusion_matrix_{head}.png",
+            f"evaluation_{head}.json",
+        } <= files
         version = client.get_model_version(outcome.registered_name, outcome.version)
         assert version.run_id == outcome.run_id
-        assert str(client.get_model_version_by_alias(outcome.registered_name, "champion").version) == outcome.version
+        assert (
+            str(client.get_model_version_by_alias(outcome.registered_name, "champion").version)
+            == outcome.version
+        )
         # The tiny data is easy: the model must beat the majority baseline.
         assert outcome.test_report["macro_f1"] > outcome.test_report["majority_macro_f1"]
 

@@ -154,7 +154,9 @@ def _canonical_frame(raw: pd.DataFrame, source: Source) -> pd.DataFrame:
     else:
         frame["language"] = pd.Series(source.constants.get("language"), index=raw.index, dtype="string")
     frame["created_at_raw"] = (
-        raw[columns.created_at].astype("string").str.strip().replace("", pd.NA) if columns.created_at else pd.NA
+        raw[columns.created_at].astype("string").str.strip().replace("", pd.NA)
+        if columns.created_at
+        else pd.NA
     )
     frame["created_at"] = (
         pd.to_datetime(frame["created_at_raw"], errors="coerce", utc=True, format="mixed")
@@ -344,8 +346,8 @@ def assign_splits(
     for label in sorted(group_label.unique()):
         groups = np.array(sorted(group_label.index[group_label == label]))
         rng.shuffle(groups)
-        n_test = int(round(len(groups) * test_fraction))
-        n_validation = int(round(len(groups) * validation_fraction))
+        n_test = round(len(groups) * test_fraction)
+        n_validation = round(len(groups) * validation_fraction)
         if len(groups) < 3:  # too few to hold any out
             n_test = n_validation = 0
         for position, group in enumerate(groups):

@@ -44,7 +44,7 @@ def classification_report(
     )
     majority = np.full(len(y_true), majority_label, dtype=object)
     return {
-        "n": int(len(y_true)),
+        "n": len(y_true),
         "accuracy": float(accuracy_score(y_true, y_pred)),
         "macro_f1": float(f1_score(y_true, y_pred, labels=labels, average="macro", zero_division=0)),
         "ece": expected_calibration_error(confidence, y_pred == y_true),

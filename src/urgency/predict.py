@@ -88,7 +88,9 @@ def load_model_dir(model_dir: Path, heads: Sequence[str]) -> dict[str, HeadModel
     for head in heads:
         folder = model_dir / head
         if not (folder / "MLmodel").exists():
-            raise ModelNotFoundError(f"no MLflow model for head {head!r} at {folder} (expected {folder}/MLmodel)")
+            raise ModelNotFoundError(
+                f"no MLflow model for head {head!r} at {folder} (expected {folder}/MLmodel)"
+            )
         models[head] = load_head_model(str(folder))
     return models
 

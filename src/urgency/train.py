@@ -286,4 +286,3 @@ def train(
             path.write_text(table.to_markdown(index=False))
             mlflow.log_artifact(str(path))
     return TrainResult(parent_run_id=parent.info.run_id, heads=results, load=loaded)
-
