@@ -29,7 +29,8 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-console = Console(stderr=True)
+# soft_wrap: messages stay on one line, so scripts can grep them.
+console = Console(stderr=True, soft_wrap=True)
 
 ParamsOption = Annotated[
     Path, typer.Option("--params", "-p", help="Params file (YAML).", envvar="URGENCY_PARAMS")
@@ -49,12 +50,14 @@ def user_errors(command: F) -> F:
         try:
             return command(*args, **kwargs)
         except UrgencyError as error:
-            console.print(f"[red]error:[/red] {error}", highlight=False, markup=True, soft_wrap=True)
+            console.print(f"[red]error:[/red] {error}", highlight=False)
             raise typer.Exit(error.exit_code) from None
+        except (typer.Exit, typer.Abort, typer.BadParameter):
+            raise  # usage errors and exits keep click's own handling
         except KeyboardInterrupt:
             console.print("interrupted")
             raise typer.Exit(130) from None
-        except Exception as error:  # noqa: BLE001 - the last line of defence for users
+        except Exception as error:
             if os.environ.get("URGENCY_DEBUG"):
                 raise
             console.print(
@@ -115,7 +118,9 @@ def validate_data(params_path: ParamsOption = Path("params.yaml")) -> None:
         table.add_column(column)
     for report in result.reports:
         labelled = ", ".join(f"{head} {count}" for head, count in report.labelled.items())
-        table.add_row(report.name, str(report.rows_read), str(report.rows_kept), str(report.rows_dropped), labelled)
+        table.add_row(
+            report.name, str(report.rows_read), str(report.rows_kept), str(report.rows_dropped), labelled
+        )
     Console().print(table)
     console.print(f"[green]ok[/green]: {len(result.tickets)} tickets valid")
 
@@ -173,7 +178,9 @@ def _models(params: Params, heads: list[str], model_dir: Path | None) -> dict[st
 
 ModelDirOption = Annotated[
     Path | None,
-    typer.Option("--model-dir", help="Folder with one MLflow model per head (DIR/<head>); default: registry champions."),
+    typer.Option(
+        "--model-dir", help="Folder with one MLflow model per head (DIR/<head>); default: registry champions."
+    ),
 ]
 
 
@@ -228,7 +235,9 @@ def predict(
             chunk_size=chunk_size or params.predict.chunk_size,
             on_chunk=lambda rows: progress.advance(task, rows),
         )
-    versions = ", ".join(f"{head} v{model.version}" if model.version else head for head, model in models.items())
+    versions = ", ".join(
+        f"{head} v{model.version}" if model.version else head for head, model in models.items()
+    )
     console.print(
         f"[green]ok[/green]: {stats.rows} tickets scored into {output} "
         f"({stats.rows_with_error} with a row error; models: {versions})"
@@ -238,7 +247,9 @@ def predict(
 @app.command("export-models")
 @user_errors
 def export_models(
-    output: Annotated[Path, typer.Option("--output", "-o", help="Folder to write DIR/<head> into.")] = Path("models"),
+    output: Annotated[Path, typer.Option("--output", "-o", help="Folder to write DIR/<head> into.")] = Path(
+        "models"
+    ),
     params_path: ParamsOption = Path("params.yaml"),
 ) -> None:
     """Copy the champion models out of the registry into a folder that --model-dir loads."""
@@ -247,11 +258,15 @@ def export_models(
     from urgency import tracking
 
     params = _load(params_path)
-    tracking.use_tracking(params.mlflow.tracking_uri, params.mlflow.experiment, params.mlflow.artifact_location)
+    tracking.use_tracking(
+        params.mlflow.tracking_uri, params.mlflow.experiment, params.mlflow.artifact_location
+    )
     names = {head: params.mlflow.model_name(head) for head in HEADS}
     exported = tracking.export_models(MlflowClient(), names, params.mlflow.champion_alias, output)
     console.print(
-        "[green]ok[/green]: " + ", ".join(f"{head} v{version}" for head, version in exported.items()) + f" -> {output}"
+        "[green]ok[/green]: "
+        + ", ".join(f"{head} v{version}" for head, version in exported.items())
+        + f" -> {output}"
     )
 
 
