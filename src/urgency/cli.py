@@ -83,6 +83,8 @@ def _setup_logging() -> None:
     # MLflow and alembic are chatty about database set-up; their warnings still show.
     for name in ("mlflow", "alembic", "matplotlib"):
         logging.getLogger(name).setLevel(logging.WARNING)
+    # We log our own scikit-learn models with pickle on purpose (see train.py); no warning each time.
+    logging.getLogger("mlflow.sklearn").setLevel(logging.ERROR)
 
 
 def _progress() -> Progress:
