@@ -123,7 +123,7 @@ def validate_data(params_path: ParamsOption = Path("params.yaml")) -> None:
         table.add_row(
             report.name, str(report.rows_read), str(report.rows_kept), str(report.rows_dropped), labelled
         )
-    Console().print(table)
+    _stdout().print(table)
     console.print(f"[green]ok[/green]: {len(result.tickets)} tickets valid")
 
 
@@ -148,21 +148,46 @@ def train(
             code_folder=params_path.resolve().parent,
             on_head=lambda _: progress.advance(task),
         )
-    table = Table(title=f"test split (MLflow run {result.parent_run_id})")
-    for column in ("head", "model version", "champion", "accuracy", "macro-F1", "ECE", "majority macro-F1"):
+    _print_quality(
+        {name: outcome.test_report for name, outcome in result.heads.items()},
+        title=f"test split (MLflow run {result.parent_run_id})",
+        versions={
+            name: f"{o.registered_name} v{o.version} ({'champion' if o.champion_set else 'champion kept'})"
+            for name, o in result.heads.items()
+        },
+    )
+
+
+def _print_quality(reports: dict[str, Any], title: str, versions: dict[str, str] | None = None) -> None:
+    table = Table(title=title)
+    columns = [
+        "head",
+        "model",
+        "test rows",
+        "accuracy",
+        "macro-F1",
+        "ECE",
+        "majority acc.",
+        "majority macro-F1",
+    ]
+    for column in columns if versions else [c for c in columns if c != "model"]:
         table.add_column(column)
-    for name, outcome in result.heads.items():
-        report = outcome.test_report
-        table.add_row(
-            name,
-            f"{outcome.registered_name} v{outcome.version}",
-            "set" if outcome.champion_set else "kept",
+    for name, report in reports.items():
+        figures = [
+            str(report["n"]),
             f"{report['accuracy']:.3f}",
             f"{report['macro_f1']:.3f}",
             f"{report['ece']:.3f}",
+            f"{report['majority_accuracy']:.3f}",
             f"{report['majority_macro_f1']:.3f}",
-        )
-    Console().print(table)
+        ]
+        table.add_row(name, *([versions[name]] if versions else []), *figures)
+    _stdout().print(table)
+
+
+def _stdout() -> Console:
+    # Off a terminal rich assumes 80 columns and would cut the tables; logs want whole lines.
+    return Console(width=None if sys.stdout.isatty() else 160)
 
 
 def _models(params: Params, heads: list[str], model_dir: Path | None) -> dict[str, Any]:
@@ -195,14 +220,14 @@ def evaluate(
     output: Annotated[Path | None, typer.Option(help="Write the full report as JSON here.")] = None,
 ) -> None:
     """Evaluate the champion models (or a model folder) on each head's test split."""
-    from urgency.evaluate import evaluate_models, quality_table
+    from urgency.evaluate import evaluate_models
 
     _setup_logging()
     heads = _heads(head)
     params = _load(params_path)
     models = _models(params, heads, model_dir)
     reports = evaluate_models(models, params)
-    Console().print(quality_table(reports).to_string(index=False))
+    _print_quality(reports, title="test split")
     if output:
         output.write_text(json.dumps(reports, indent=2))
         console.print(f"report written to {output}")
