@@ -22,7 +22,9 @@ def use_tracking(tracking_uri: str, experiment: str, artifact_location: str) -> 
     found = mlflow.get_experiment_by_name(experiment)
     if found is not None:
         return found.experiment_id
-    return mlflow.create_experiment(experiment, artifact_location=artifact_location)
+    # A tracking server decides where its artifacts go (it serves them to every client).
+    remote = tracking_uri.startswith(("http://", "https://"))
+    return mlflow.create_experiment(experiment, artifact_location=None if remote else artifact_location)
 
 
 def git_commit(folder: Path) -> str | None:
