@@ -187,3 +187,11 @@ def test_head_dataset(tmp_path: Path, sources: dict[str, Path]) -> None:
     assert list(dataset.columns) == ["id", "source", "text", "label", "split"]
     assert len(dataset) == 54 and set(dataset["source"]) == {"tweets"}
     assert set(dataset["split"]) == {"train", "validation", "test"}
+
+
+def test_empty_id_is_a_missing_value(tmp_path: Path, sources: dict[str, Path]) -> None:
+    frame = pd.read_csv(sources["urgency"], dtype=str)
+    frame.loc[3, "key"] = None
+    frame.to_csv(sources["urgency"], index=False)
+    with pytest.raises(DataValidationError, match=r"id \(key\): missing value: 1 row\(s\), e.g. rows 4"):
+        _load(tmp_path, sources)
