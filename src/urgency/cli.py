@@ -297,6 +297,211 @@ def export_models(
     )
 
 
+# ---------------------------------------------------------------------------------------------
+# Scoring: rules, the prioritized queue, confidence thresholds, the incident-log check
+
+RulesOption = Annotated[
+    Path | None, typer.Option("--rules", help="Rules file (YAML); default: scoring.rules in the params.")
+]
+
+
+def _rules(params: Params, rules_path: Path | None) -> Any:
+    from urgency.rules import load_rules
+
+    rules = load_rules(rules_path or params.scoring.rules, category_labels=params.heads.category.labels)
+    for warning in rules.warnings:
+        console.print(f"[yellow]warning:[/yellow] {warning}", highlight=False, soft_wrap=True)
+    return rules
+
+
+def _now(text: str | None) -> Any:
+    from datetime import UTC, datetime
+
+    if text is None:
+        return datetime.now(UTC)
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise typer.BadParameter(f"{text!r} is not an ISO 8601 timestamp", param_hint="--now") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+@app.command("validate-rules")
+@user_errors
+def validate_rules(params_path: ParamsOption = Path("params.yaml"), rules_path: RulesOption = None) -> None:
+    """Check the scoring rules file: errors stop with every problem listed, warnings are shown."""
+    params = _load(params_path)
+    rules = _rules(params, rules_path)
+    console.print(
+        f"[green]ok[/green]: {rules.source}: {len(rules.levels)} levels, {len(rules.rule_names())} rules, "
+        f"{len(rules.spec.teams)} teams, {len(rules.spec.sla.policies)} SLA policies, "
+        f"{len(rules.warnings)} warning(s)"
+    )
+
+
+@app.command()
+@user_errors
+def score(
+    input: Annotated[Path, typer.Option("--input", "-i", help="Tickets to score (.csv, .parquet, .jsonl).")],
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="The prioritized queue (.csv, .parquet, .jsonl).")
+    ],
+    now: Annotated[
+        str | None, typer.Option(help="Decide as of this ISO 8601 time (no offset: UTC); default: the clock.")
+    ] = None,
+    surge: Annotated[
+        str | None, typer.Option(help="Surge mode on or off; default: as the rules file says (off/on/auto).")
+    ] = None,
+    params_path: ParamsOption = Path("params.yaml"),
+    model_dir: ModelDirOption = None,
+    rules_path: RulesOption = None,
+    subject_column: Annotated[str | None, typer.Option(help="Subject column (may be absent).")] = None,
+    body_column: Annotated[str | None, typer.Option(help="Body column.")] = None,
+    chunk_size: Annotated[int | None, typer.Option(min=1, help="Rows per chunk.")] = None,
+) -> None:
+    """Predict, apply the scoring rules and write the queue: priority, then deadline, then age."""
+    from urgency.prioritize import score_file
+
+    _setup_logging()
+    if surge not in (None, "on", "off"):
+        raise typer.BadParameter("use on or off", param_hint="--surge")
+    moment = _now(now)
+    params = _load(params_path)
+    rules = _rules(params, rules_path)
+    models = _models(params, list(HEADS), model_dir)
+    with _progress() as progress:
+        task = progress.add_task(f"scoring {input.name}", total=None)
+        stats = score_file(
+            models,
+            rules,
+            input,
+            output,
+            now=moment,
+            surge=None if surge is None else surge == "on",
+            subject_column=subject_column or params.predict.subject_column,
+            body_column=body_column or params.predict.body_column,
+            max_text_chars=params.data.max_text_chars,
+            chunk_size=chunk_size or params.predict.chunk_size,
+            on_chunk=lambda rows: progress.advance(task, rows),
+        )
+    levels = ", ".join(f"{level} {count}" for level, count in stats.by_priority.items())
+    console.print(
+        f"[green]ok[/green]: {stats.rows} tickets queued into {output} ({levels}; "
+        f"{stats.needs_human_triage} need human triage; {stats.rows_with_error} with a row error; "
+        f"surge {'on' if stats.surge else 'off'})"
+    )
+
+
+@app.command()
+@user_errors
+def thresholds(
+    target_precision: Annotated[
+        float, typer.Option(min=0.01, max=1.0, help="Share of trusted predictions that must be right.")
+    ] = 0.8,
+    split: Annotated[
+        str, typer.Option(help="Split to choose on: validation (default) or test.")
+    ] = "validation",
+    params_path: ParamsOption = Path("params.yaml"),
+    head: HeadsOption = None,
+    model_dir: ModelDirOption = None,
+) -> None:
+    """Choose per-head confidence thresholds for a target precision; show the coverage they cost."""
+    from urgency.data import head_dataset, load_tickets
+    from urgency.predict import predict_proba
+    from urgency.thresholds import choose_threshold
+
+    _setup_logging()
+    if split not in ("validation", "test"):
+        raise typer.BadParameter("use validation or test", param_hint="--split")
+    heads = _heads(head)
+    params = _load(params_path)
+    models = _models(params, heads, model_dir)
+    tickets = load_tickets(params.data.sources).tickets
+    table = Table(title=f"confidence thresholds for precision >= {target_precision:.2f} ({split} split)")
+    for column in ("head", "rows", "accuracy (all)", "threshold", "precision", "coverage", "to human triage"):
+        table.add_column(column)
+    chosen = {}
+    for name in heads:
+        dataset = head_dataset(
+            tickets,
+            name,
+            max_text_chars=params.data.max_text_chars,
+            seed=params.splits.seed,
+            validation_fraction=params.splits.validation_fraction,
+            test_fraction=params.splits.test_fraction,
+        )
+        part = dataset[dataset["split"] == split]
+        choice = choose_threshold(
+            name, part["label"], predict_proba(models[name], part["text"]), target_precision
+        )
+        shown = "unreachable" if choice.threshold is None else f"{choice.threshold:.3f}"
+        table.add_row(
+            name,
+            str(choice.n),
+            f"{choice.accuracy:.3f}",
+            shown,
+            f"{choice.precision:.3f}",
+            f"{choice.coverage:.1%}",
+            f"{1 - choice.coverage:.1%}",
+        )
+        chosen[name] = 1.0 if choice.threshold is None else round(choice.threshold, 3)
+    _stdout().print(table)
+    _stdout().print(
+        "for the rules file:\nconfidence:\n  thresholds: {"
+        + ", ".join(f"{name}: {value}" for name, value in chosen.items())
+        + "}",
+        highlight=False,
+    )
+
+
+@app.command("check-incidents")
+@user_errors
+def check_incidents(
+    log: Annotated[
+        Path | None,
+        typer.Option(
+            help="ServiceNow incident event log; default: ../shared/data/incident_event_log.csv.gz."
+        ),
+    ] = None,
+    min_agreement: Annotated[
+        float, typer.Option(min=0.0, max=1.0, help="Fail (exit 1) when the matrix agrees less often.")
+    ] = 1.0,
+    params_path: ParamsOption = Path("params.yaml"),
+    rules_path: RulesOption = None,
+) -> None:
+    """Does the rules' urgency x impact matrix reproduce a real log's priorities? And SLA attainment."""
+    from urgency.incidents import check_incidents as check
+    from urgency.incidents import read_incident_log
+
+    params = _load(params_path)
+    rules = _rules(params, rules_path)
+    path = log or params_path.resolve().parent / "../shared/data/incident_event_log.csv.gz"
+    report = check(read_incident_log(path), rules)
+    out = _stdout()
+    matrix = Table(title=f"matrix vs recorded priority ({report.incidents} incidents, last row of each)")
+    for column in ("impact", "urgency", "recorded", "matrix says", "incidents", "agreeing"):
+        matrix.add_column(column)
+    for row in report.matrix.itertuples(index=False):
+        matrix.add_row(
+            row.impact, row.urgency, row.recorded, row.expected, str(row.incidents), str(row.agreeing)
+        )
+    out.print(matrix)
+    sla = Table(title="SLA attainment per recorded priority (made_sla)")
+    for column in ("priority", "incidents", "made SLA", "attainment"):
+        sla.add_column(column)
+    for row in report.sla.itertuples(index=False):
+        sla.add_row(row.priority, str(row.incidents), str(row.made_sla), f"{row.attainment:.1%}")
+    out.print(sla)
+    summary = (
+        f"agreement {report.agreement:.2%} on {report.compared} incidents "
+        f"({report.unmapped} with codes the rules do not map)"
+    )
+    if report.agreement < min_agreement:
+        console.print(f"[red]failed:[/red] {summary}, below {min_agreement:.2%}", highlight=False)
+        raise typer.Exit(1)
+    console.print(f"[green]ok[/green]: {summary}", highlight=False)
+
+
 def main() -> None:
     app()
 

@@ -164,12 +164,18 @@ class PredictParams(Strict):
     body_column: str = "body"
 
 
+class ScoringParams(Strict):
+    # The scoring rules (priority levels, plans, SLA policies, routing); see docs/rules.md.
+    rules: Path = Path("rules.yaml")
+
+
 class Params(Strict):
     data: DataParams
     splits: SplitParams = SplitParams()
     heads: HeadsParams
     mlflow: MlflowParams = MlflowParams()
     predict: PredictParams = PredictParams()
+    scoring: ScoringParams = ScoringParams()
 
     @model_validator(mode="after")
     def _labels_map_onto_heads(self) -> Params:
@@ -201,8 +207,10 @@ def resolve_paths(params: Params, base: Path) -> Params:
     artifact_location = params.mlflow.artifact_location
     if "://" not in artifact_location:
         artifact_location = _resolve(base, Path(artifact_location)).as_uri()
+    scoring = params.scoring.model_copy(update={"rules": _resolve(base, params.scoring.rules)})
     return params.model_copy(
         update={
+            "scoring": scoring,
             "data": params.data.model_copy(update={"sources": sources}),
             "mlflow": params.mlflow.model_copy(
                 update={"tracking_uri": tracking_uri, "artifact_location": artifact_location}
