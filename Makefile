@@ -24,6 +24,9 @@ demo: $(STAMP)
 	$(BIN)/urgency evaluate --params $(PARAMS) --output data/evaluation.json
 	$(BIN)/urgency export-models --params $(PARAMS) --output models
 	$(BIN)/urgency predict --params $(PARAMS) --input data/demo_tickets.csv --output data/demo_scored.csv
+	# The prioritized queue (rules.yaml), as of a fixed time so the demo's deadlines repeat.
+	$(BIN)/urgency score --params $(PARAMS) --input data/demo_tickets.csv --output data/demo_queue.csv --now 2026-11-23T14:00:00Z
+	$(BIN)/urgency check-incidents --params $(PARAMS)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
@@ -33,4 +36,4 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check src tests bench serve
 
 clean:
-	rm -rf mlruns data/demo_scored.csv data/evaluation.json models/ticket-* models/urgency models/category models/sentiment
+	rm -rf mlruns data/demo_scored.csv data/demo_queue.csv data/evaluation.json models/ticket-* models/urgency models/category models/sentiment

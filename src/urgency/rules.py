@@ -18,6 +18,7 @@ import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
+from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -279,7 +280,11 @@ class Condition:
     matchers: tuple[Matcher, ...] = ()
 
     def matches(self, values: Mapping[str, Any]) -> bool:
-        return all(matcher.matches(values.get(matcher.field)) for matcher in self.matchers)
+        # A plain loop: this runs for every rule and every ticket.
+        for matcher in self.matchers:  # noqa: SIM110
+            if not matcher.matches(values.get(matcher.field)):
+                return False
+        return True
 
     def by_field(self) -> dict[str, Matcher]:
         return {matcher.field: matcher for matcher in self.matchers}
@@ -325,18 +330,31 @@ class RuleSet:
     team_skills: Mapping[str, tuple[str, ...]]
     warnings: tuple[str, ...]
 
-    @property
+    # Looked up for every ticket: computed once per rule set.
+    @cached_property
     def input_fields(self) -> tuple[FieldInfo, ...]:
         return tuple(info for info in self.fields.values() if info.column is not None)
 
+    @cached_property
+    def _ranks(self) -> dict[str, int]:
+        return {level: position for position, level in enumerate(self.levels)}
+
+    @cached_property
+    def _levels(self) -> dict[str, Level]:
+        return {level.name: level for level in self.spec.levels}
+
+    @cached_property
+    def _policies(self) -> dict[str, SlaPolicy]:
+        return {policy.name: policy for policy in self.spec.sla.policies}
+
     def rank(self, level: str) -> int:
-        return self.levels.index(level)
+        return self._ranks[level]
 
     def level(self, name: str) -> Level:
-        return next(level for level in self.spec.levels if level.name == name)
+        return self._levels[name]
 
     def policy(self, name: str) -> SlaPolicy:
-        return next(policy for policy in self.spec.sla.policies if policy.name == name)
+        return self._policies[name]
 
     def rule_names(self) -> list[str]:
         return [rule.name for rule in _all_rules(self.spec)]
