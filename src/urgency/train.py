@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import tempfile
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from importlib.metadata import version as package_version
@@ -142,14 +143,23 @@ def _flat_params(params: BaselineParams, prefix: str) -> dict[str, Any]:
 
 
 def train_head(
-    dataset: pd.DataFrame, head: str, params: Params, *, sources: str, client: MlflowClient
+    dataset: pd.DataFrame,
+    head: str,
+    params: Params,
+    *,
+    sources: str,
+    client: MlflowClient,
+    family: str = "baseline",
+    fitted: Any = None,
 ) -> HeadResult:
-    """Fit, log, reload, evaluate and register one head inside the active parent run."""
+    """Fit, log, reload, evaluate and register one head inside the active parent run.
+
+    Transformer families arrive already `fitted` (a `urgency.transformer.FittedHead`: their
+    heads may share one encoder, so they are fitted together before this runs)."""
     head_params = params.heads.get(head)
     train, validation, test = (dataset[dataset["split"] == name] for name in ("train", "validation", "test"))
-    with mlflow.start_run(run_name=f"{head}-baseline", nested=True) as run:
-        mlflow.set_tags({"head": head, "family": "baseline"})
-        mlflow.log_params(_flat_params(head_params.baseline, "baseline"))
+    with mlflow.start_run(run_name=f"{head}-{family}", nested=True) as run:
+        mlflow.set_tags({"head": head, "family": family})
         mlflow.log_params({"head": head, "labels": ",".join(head_params.labels), "sources": sources})
         mlflow.log_params({f"split.{k}": v for k, v in params.splits.model_dump().items()})
         for name, part in (("training", train), ("validation", validation), ("testing", test)):
@@ -161,21 +171,13 @@ def train_head(
             )
             mlflow.log_input(data, context=name)
 
-        model = fit_baseline(train, validation, head_params.baseline)
         example = test[["text"]].head(3).reset_index(drop=True)
-        signature = infer_signature(example, model.predict_proba(example))
-        info = mlflow.sklearn.log_model(
-            model,
-            name="model",
-            signature=signature,
-            input_example=example,
-            pip_requirements=pip_requirements(BASELINE_REQUIREMENTS),
-            pyfunc_predict_fn="predict_proba",
-            # skops (MLflow's default) stores each vocabulary entry as its own zip member and
-            # takes hours on a 200k-term TF-IDF vocabulary; these models are our own, so pickle.
-            serialization_format=mlflow.sklearn.SERIALIZATION_FORMAT_PICKLE,
-            metadata={"head": head, "labels": [str(c) for c in model.classes_], "family": "baseline"},
-        )
+        if fitted is not None:
+            from urgency.transformer import log_head_model
+
+            info = log_head_model(fitted, example)
+        else:
+            info = _fit_and_log_baseline(train, validation, example, head, head_params.baseline)
 
         # Evaluate the logged artifact through the same path the CLI and service use.
         loaded = load_head_model(info.model_uri)
@@ -183,9 +185,12 @@ def train_head(
         labels = list(head_params.labels)
         reports = {}
         for split_name, part in (("validation", validation), ("test", test)):
+            started = time.perf_counter()
             probabilities = predict_proba(loaded, part["text"])
+            seconds = time.perf_counter() - started
             reports[split_name] = classification_report(part["label"], probabilities, labels, majority)
             mlflow.log_metrics(flat_metrics(reports[split_name], split_name))
+            mlflow.log_metric(f"{split_name}_tickets_per_second", len(part) / max(seconds, 1e-9))
         _log_confusion_matrix(reports["test"], head)
         _log_json(reports, f"evaluation_{head}.json")
 
@@ -195,7 +200,7 @@ def train_head(
             name,
             tags={
                 "head": head,
-                "family": "baseline",
+                "family": family,
                 "test_macro_f1": f"{reports['test']['macro_f1']:.4f}",
                 "validation_macro_f1": f"{reports['validation']['macro_f1']:.4f}",
             },
@@ -215,6 +220,28 @@ def train_head(
         )
 
 
+def _fit_and_log_baseline(
+    train: pd.DataFrame, validation: pd.DataFrame, example: pd.DataFrame, head: str, params: BaselineParams
+) -> Any:
+    mlflow.log_params(_flat_params(params, "baseline"))
+    started = time.perf_counter()
+    model = fit_baseline(train, validation, params)
+    mlflow.log_metric("train_seconds", time.perf_counter() - started)
+    signature = infer_signature(example, model.predict_proba(example))
+    return mlflow.sklearn.log_model(
+        model,
+        name="model",
+        signature=signature,
+        input_example=example,
+        pip_requirements=pip_requirements(BASELINE_REQUIREMENTS),
+        pyfunc_predict_fn="predict_proba",
+        # skops (MLflow's default) stores each vocabulary entry as its own zip member and
+        # takes hours on a 200k-term TF-IDF vocabulary; these models are our own, so pickle.
+        serialization_format=mlflow.sklearn.SERIALIZATION_FORMAT_PICKLE,
+        metadata={"head": head, "labels": [str(c) for c in model.classes_], "family": "baseline"},
+    )
+
+
 def train(
     params: Params,
     heads: Sequence[str],
@@ -222,8 +249,12 @@ def train(
     params_path: Path | None = None,
     code_folder: Path | None = None,
     on_head: Callable[[str], None] | None = None,
+    family: str | None = None,
 ) -> TrainResult:
-    """Validate the data, then train, evaluate and register each head in one MLflow run."""
+    """Validate the data, then train, evaluate and register each head in one MLflow run.
+
+    `family` (default: params.training.family) is baseline, embedding or finetune."""
+    family = family or params.training.family
     loaded = load_tickets(
         params.data.sources,
         sample_per_source=params.data.sample_per_source,
@@ -232,13 +263,16 @@ def train(
     experiment_id = tracking.use_tracking(
         params.mlflow.tracking_uri, params.mlflow.experiment, params.mlflow.artifact_location
     )
+    # Nested runs go to the active experiment, not their parent's: without this they land in
+    # "Default".
+    mlflow.set_experiment(experiment_id=experiment_id)
     client = MlflowClient()
     results: dict[str, HeadResult] = {}
     with mlflow.start_run(experiment_id=experiment_id, run_name="train") as parent:
         commit = tracking.git_commit(code_folder or Path.cwd())
         if commit:
             mlflow.set_tag("mlflow.source.git.commit", commit)
-        mlflow.set_tag("heads", ",".join(heads))
+        mlflow.set_tags({"heads": ",".join(heads), "family": family})
         if params_path is not None:
             mlflow.log_artifact(str(params_path), "params")
         _log_json(params.model_dump(mode="json"), "params/resolved_params.json")
@@ -264,6 +298,7 @@ def train(
             ],
             "data_report.json",
         )
+        datasets = {}
         for head in heads:
             dataset = head_dataset(
                 loaded.tickets,
@@ -276,8 +311,17 @@ def train(
             if dataset.empty:
                 log.warning("no rows carry a %s label: head not trained", head)
                 continue
+            datasets[head] = dataset
+        fitted: dict[str, Any] = {}
+        if family != "baseline":
+            from urgency.transformer import fit_family
+
+            fitted = fit_family(family, datasets, params.training)
+        for head, dataset in datasets.items():
             sources = ",".join(sorted(dataset["source"].unique()))
-            results[head] = train_head(dataset, head, params, sources=sources, client=client)
+            results[head] = train_head(
+                dataset, head, params, sources=sources, client=client, family=family, fitted=fitted.get(head)
+            )
             if on_head:
                 on_head(head)
         table = quality_table({head: result.test_report for head, result in results.items()})

@@ -1,0 +1,196 @@
+"""Promotion (by hand and automatic) and the family comparison, on real registered models."""
+
+from __future__ import annotations
+
+import copy
+import shutil
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import pytest
+from mlflow import MlflowClient
+from typer.testing import CliRunner
+
+from tests.conftest import PROJECT, params_dict, write_params, write_sources
+from tests.test_transformer import make_tiny_checkpoint
+from urgency.cli import app
+from urgency.config import load_params
+from urgency.errors import ModelNotFoundError
+from urgency.promote import compare, comparison_markdown, promote, promote_if_better
+from urgency.train import train
+
+runner = CliRunner()
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _leave_mlflow_uris_as_found() -> Any:
+    # Training points MLflow's process-wide tracking and registry URIs at this module's
+    # temporary stores; tests elsewhere that build a client without a registry URI must not
+    # find them there.
+    tracking, registry = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
+    yield
+    mlflow.set_tracking_uri(tracking)
+    mlflow.set_registry_uri(registry)
+
+
+@pytest.fixture(scope="module")
+def trained_twice(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """Sentiment trained twice with the baseline (v1 champion, v2 candidate)."""
+    folder = tmp_path_factory.mktemp("promote")
+    data = params_dict(write_sources(folder / "data"), folder / "mlruns")
+    params = load_params(write_params(folder, data))
+    for _ in range(2):
+        train(params, ["sentiment"], code_folder=PROJECT)
+    return {"data": data, "db": folder / "mlruns" / "mlflow.db"}
+
+
+@pytest.fixture
+def store(trained_twice: dict[str, Any], tmp_path: Path) -> dict[str, Any]:
+    """A private copy of the registry database (the artifacts are shared, read-only), so each
+    test starts from v1 champion, v2 candidate."""
+    db = tmp_path / "mlflow.db"
+    shutil.copy(trained_twice["db"], db)
+    data = copy.deepcopy(trained_twice["data"])
+    data["mlflow"]["tracking_uri"] = f"sqlite:///{db}"
+    params_path = write_params(tmp_path, data)
+    params = load_params(params_path)
+    client = MlflowClient(tracking_uri=params.mlflow.tracking_uri, registry_uri=params.mlflow.tracking_uri)
+    return {
+        "params": params,
+        "params_path": params_path,
+        "client": client,
+        "name": "ticket-sentiment",
+        "data": data,
+    }
+
+
+def _champion(client: MlflowClient, name: str) -> str:
+    return str(client.get_model_version_by_alias(name, "champion").version)
+
+
+def test_promote_moves_the_alias_and_records_who_when_why(store: dict[str, Any]) -> None:
+    client, name = store["client"], store["name"]
+    assert _champion(client, name) == "1"
+    previous = promote(client, name, "2", "champion", reason="better on the new tickets", by="ana")
+    assert previous == "1" and _champion(client, name) == "2"
+    tags = client.get_model_version(name, "2").tags
+    assert tags["promoted_by"] == "ana"
+    assert tags["promotion_reason"] == "better on the new tickets"
+    assert tags["replaced_version"] == "1"
+    assert tags["promoted_at"].startswith("20") and tags["promoted_at"].endswith("+00:00")
+
+
+def test_promoting_an_unknown_version_is_a_clear_error(store: dict[str, Any]) -> None:
+    with pytest.raises(ModelNotFoundError, match="ticket-sentiment v9"):
+        promote(store["client"], store["name"], "9", "champion", reason="x")
+    assert _champion(store["client"], store["name"]) == "1"
+
+
+def _set_f1(client: MlflowClient, name: str, version: str, value: float) -> None:
+    client.set_model_version_tag(name, version, "validation_macro_f1", f"{value:.4f}")
+
+
+@pytest.mark.parametrize(("candidate", "promoted"), [(0.80, True), (0.705, False), (0.60, False)])
+def test_automatic_promotion_needs_the_margin(
+    store: dict[str, Any], candidate: float, promoted: bool
+) -> None:
+    client, name = store["client"], store["name"]
+    _set_f1(client, name, "1", 0.70)
+    _set_f1(client, name, "2", candidate)
+    decision = promote_if_better(client, "sentiment", name, "2", "champion", margin=0.01, by="test")
+    assert decision.promoted is promoted, decision.reason
+    assert decision.champion == "1" and decision.champion_f1 == pytest.approx(0.70)
+    assert _champion(client, name) == ("2" if promoted else "1")
+    if promoted:
+        assert "beats v1" in client.get_model_version(name, "2").tags["promotion_reason"]
+
+
+def test_no_automatic_promotion_across_different_validation_rows(
+    store: dict[str, Any], tmp_path: Path
+) -> None:
+    data = store["data"] | {"splits": {"seed": 7}}  # other split: other validation rows
+    params = load_params(write_params(tmp_path, data))
+    train(params, ["sentiment"], code_folder=PROJECT)
+    client, name = store["client"], store["name"]
+    _set_f1(client, name, "1", 0.50)
+    _set_f1(client, name, "3", 0.99)
+    decision = promote_if_better(client, "sentiment", name, "3", "champion", margin=0.01, by="test")
+    assert not decision.promoted and "different validation rows" in decision.reason
+    assert _champion(client, name) == "1"
+
+
+def test_promote_command(store: dict[str, Any]) -> None:
+    params_path = str(store["params_path"])
+    result = runner.invoke(
+        app, ["promote", "--head", "sentiment", "--version", "2", "--reason", "why", "-p", params_path]
+    )
+    assert result.exit_code == 0, result.output
+    assert "ticket-sentiment@champion -> v2 (was v1)" in result.output
+    assert store["client"].get_model_version(store["name"], "2").tags["promotion_reason"] == "why"
+    missing = runner.invoke(app, ["promote", "--head", "sentiment", "--version", "7", "-p", params_path])
+    assert missing.exit_code == 5 and "Traceback" not in missing.output
+    wrong_head = runner.invoke(app, ["promote", "--head", "mood", "--version", "1", "-p", params_path])
+    assert wrong_head.exit_code == 2
+
+
+def test_train_family_option_is_checked(store: dict[str, Any]) -> None:
+    result = runner.invoke(app, ["train", "-p", str(store["params_path"]), "--family", "gpt"])
+    assert result.exit_code == 2 and "unknown family" in result.output
+
+
+def test_train_promote_if_better_and_compare(tmp_path: Path) -> None:
+    """The main job: baseline, then the embedding family with --promote-if-better, then the
+    comparison logged to MLflow and written as markdown."""
+    data = params_dict(write_sources(tmp_path / "data"), tmp_path / "mlruns")
+    data["training"] = {
+        "embedding": {"checkpoint": str(make_tiny_checkpoint(tmp_path / "tiny"))},
+        "promotion_margin": 0.0,
+    }
+    params_path = str(write_params(tmp_path, data))
+    base = runner.invoke(app, ["train", "-p", params_path, "--head", "urgency", "--head", "category"])
+    assert base.exit_code == 0, base.output
+    cand = runner.invoke(
+        app,
+        [
+            "train",
+            "-p",
+            params_path,
+            "--head",
+            "urgency",
+            "--head",
+            "category",
+            "--family",
+            "embedding",
+            "--promote-if-better",
+        ],
+    )
+    assert cand.exit_code == 0, cand.output
+    params = load_params(params_path)
+    client = MlflowClient(tracking_uri=params.mlflow.tracking_uri, registry_uri=params.mlflow.tracking_uri)
+    for head in ("urgency", "category"):
+        name = params.mlflow.model_name(head)
+        f1 = {v: float(client.get_model_version(name, v).tags["validation_macro_f1"]) for v in ("1", "2")}
+        expected = "2" if f1["2"] >= f1["1"] else "1"  # margin 0: promoted when not worse
+        assert _champion(client, name) == expected, (head, f1, cand.output)
+        assert f"{head}: v2" in cand.output
+
+    output = tmp_path / "docs" / "model_comparison.md"
+    result = runner.invoke(app, ["compare", "-p", params_path, "--output", str(output)])
+    assert result.exit_code == 0, result.output
+    table = compare(
+        client, {h: params.mlflow.model_name(h) for h in ("urgency", "category", "sentiment")}, "champion"
+    )
+    assert list(table["family"]) == ["baseline", "embedding", "baseline", "embedding"]
+    assert table["same test rows"].all()
+    assert table["champion"].sum() == 2
+    assert output.read_text() == comparison_markdown(table)
+    assert "| urgency | embedding |" in output.read_text().replace("  ", " ").replace("  ", " ")
+    runs = client.search_runs(
+        [client.get_experiment_by_name(params.mlflow.experiment).experiment_id],
+        "attributes.run_name = 'compare'",
+    )
+    assert {f.path for f in client.list_artifacts(runs[0].info.run_id)} == {
+        "model_comparison.md",
+        "model_comparison.json",
+    }
