@@ -21,19 +21,12 @@ HEAD = "category"
 
 def fit_once(params_path: str, size: int) -> dict[str, float]:
     from urgency.config import load_params
-    from urgency.data import head_dataset, load_tickets
+    from urgency.data import configured_head_dataset, load_tickets
     from urgency.evaluate import classification_report
 
     params = load_params(params_path)
     tickets = load_tickets(params.data.sources).tickets
-    dataset = head_dataset(
-        tickets,
-        HEAD,
-        max_text_chars=params.data.max_text_chars,
-        seed=params.splits.seed,
-        validation_fraction=params.splits.validation_fraction,
-        test_fraction=params.splits.test_fraction,
-    )
+    dataset = configured_head_dataset(tickets, HEAD, params.data, params.splits)
     pool = dataset[dataset["split"] != "test"]
     # Past the labelled rows there are no more tickets: sample with replacement, and say so.
     train = pool.sample(n=size, replace=size > len(pool), random_state=0)

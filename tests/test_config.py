@@ -96,3 +96,14 @@ def test_source_format_is_inferred() -> None:
     ]:
         params["data"]["sources"] = [{**source, "path": path}]
         assert Params.model_validate(params).data.sources[0].file_format == expected
+
+
+def test_yaml_special_keys_and_meta_clashes_are_errors(tmp_path: Path, sources: dict[str, Path]) -> None:
+    data = params_dict(sources, tmp_path / "mlruns")
+    data["data"]["sources"][0]["labels"]["urgency"]["mapping"] = {True: "high", "P2": "medium"}
+    with pytest.raises(ParamsError, match="mapping key True must be written as text"):
+        load_params(write_params(tmp_path, data))
+    data = params_dict(sources, tmp_path / "mlruns")
+    data["data"]["sources"][0]["columns"]["meta"] = {"body": "prio"}
+    with pytest.raises(ParamsError, match=r"meta names \['body'\] are fields of the ticket record"):
+        load_params(write_params(tmp_path, data))

@@ -195,3 +195,54 @@ def test_empty_id_is_a_missing_value(tmp_path: Path, sources: dict[str, Path]) -
     frame.to_csv(sources["urgency"], index=False)
     with pytest.raises(DataValidationError, match=r"id \(key\): missing value: 1 row\(s\), e.g. rows 4"):
         _load(tmp_path, sources)
+
+
+def test_json_lines_values_stay_as_written(tmp_path: Path, sources: dict[str, Path]) -> None:
+    import json
+
+    frame = pd.read_csv(sources["urgency"], dtype=str)
+    target = tmp_path / "tickets.jsonl"
+    with target.open("w", encoding="utf-8-sig") as out:  # with a byte-order mark
+        for position, row in enumerate(frame.to_dict("records")):
+            record = dict(reversed(list(row.items()))) if position % 2 else row  # keys in any order
+            record["key"] = 570306133677760513 + position if position else None  # large ints, a null
+            out.write(json.dumps(record) + "\n")
+    data = params_dict(sources, tmp_path / "mlruns")
+    data["data"]["sources"][0].update(path=str(target), invalid_rows="drop")
+    result = load_tickets(load_params(write_params(tmp_path, data)).data.sources)
+    ids = result.tickets.loc[result.tickets["source"] == "tickets", "id"]
+    assert ids.iloc[0] == "tickets:570306133677760514"  # exact, not a float
+    assert result.reports[0].rows_dropped == 1  # the null id, reported not silently lost
+
+
+def test_parquet_saved_with_an_index(tmp_path: Path, sources: dict[str, Path]) -> None:
+    frame = pd.read_csv(sources["urgency"], dtype=str).set_index("key")
+    target = tmp_path / "indexed.parquet"
+    frame.to_parquet(target)  # the id lives in the index
+    result = _load(tmp_path, sources, path=str(target))
+    assert result.tickets["id"].iloc[0] == "tickets:T-0"
+
+
+def test_wrong_encoding_names_the_setting(tmp_path: Path, sources: dict[str, Path]) -> None:
+    pd.read_csv(sources["urgency"]).assign(description="Größe kaputt").to_csv(
+        sources["urgency"], index=False, encoding="latin-1"
+    )
+    with pytest.raises(DataValidationError, match=r"not utf-8 text .*set `encoding:`"):
+        _load(tmp_path, sources)
+    result = _load(tmp_path, sources, encoding="latin-1")
+    assert result.tickets["body"].iloc[0] == "Größe kaputt"
+
+
+def test_missing_column_message_is_complete(tmp_path: Path, sources: dict[str, Path]) -> None:
+    pd.read_csv(sources["urgency"]).drop(columns=["prio"]).to_csv(sources["urgency"], index=False)
+    with pytest.raises(DataValidationError) as error:
+        _load(tmp_path, sources)
+    assert "  - missing column(s) prio\n" in str(error.value) + "\n"
+
+
+def test_splits_barely_move_when_data_grows() -> None:
+    labels = ["a"] * 700 + ["b"] * 300
+    texts = [f"ticket {i}" for i in range(1000)]
+    before = _split(labels, texts)
+    after = _split([*labels, "a"], [*texts, "one more ticket"]).iloc[:1000]
+    assert (before != after).sum() <= 4  # only groups at the cut points

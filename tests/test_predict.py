@@ -165,3 +165,66 @@ def test_missing_models_are_clear_errors(trained: dict[str, Any], tmp_path: Path
             model_names={"urgency": "ticket-urgency"},
             alias="nope",
         )
+
+
+def test_prediction_never_overwrites_input_columns(models: dict[str, Any]) -> None:
+    with pytest.raises(InputError, match=r"already has column\(s\) \['urgency', 'error'\]"):
+        _predict(models, TICKETS.assign(urgency="keep me", error="mine"))
+
+
+def test_json_lines_in_any_key_order_and_types(models: dict[str, Any], tmp_path: Path) -> None:
+    import json
+
+    source = tmp_path / "in.jsonl"
+    rows = [
+        {"id": 1, "subject": "server down", "body": "outage critical"},
+        {"body": "love it thanks", "id": "x3", "subject": None},  # other order, other types
+        {"id": 570306133677760513, "body": "printer broken", "subject": "hw"},
+    ]
+    source.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    for suffix in (".csv", ".parquet"):
+        target = tmp_path / f"out{suffix}"
+        predict_file(
+            models,
+            source,
+            target,
+            subject_column="subject",
+            body_column="body",
+            max_text_chars=100,
+            chunk_size=1,
+        )
+        scored = pd.read_csv(target, dtype=str) if suffix == ".csv" else pd.read_parquet(target)
+        assert scored["id"].tolist() == ["1", "x3", "570306133677760513"]
+        assert scored.loc[1, "body"] == "love it thanks" and scored.loc[1, "sentiment"] == "positive"
+
+
+def test_new_keys_after_the_first_chunk_are_an_error(models: dict[str, Any], tmp_path: Path) -> None:
+    source = tmp_path / "in.jsonl"
+    source.write_text('{"body": "a b"}\n{"body": "c d", "extra": 1}\n')
+    target = tmp_path / "out.csv"
+    with pytest.raises(InputError, match=r"column\(s\) \['extra'\] appear only after row 1"):
+        predict_file(
+            models, source, target, subject_column=None, body_column="body", max_text_chars=100, chunk_size=1
+        )
+    assert not target.exists()
+
+
+def test_gzip_output_is_compressed(models: dict[str, Any], tmp_path: Path) -> None:
+    source = tmp_path / "in.csv"
+    pd.concat([TICKETS] * 3).to_csv(source, index=False)
+    target = tmp_path / "out.csv.gz"
+    predict_file(
+        models, source, target, subject_column="subject", body_column="body", max_text_chars=100, chunk_size=5
+    )
+    assert target.read_bytes()[:2] == b"\x1f\x8b"
+    assert len(pd.read_csv(target)) == 12
+
+
+def test_parquet_input_saved_with_an_index(models: dict[str, Any], tmp_path: Path) -> None:
+    source = tmp_path / "in.parquet"
+    TICKETS.set_index("ticket_id").to_parquet(source)
+    target = tmp_path / "out.csv"
+    predict_file(
+        models, source, target, subject_column="subject", body_column="body", max_text_chars=100, chunk_size=2
+    )
+    assert pd.read_csv(target)["ticket_id"].tolist() == ["a", "b", "c", "d"]

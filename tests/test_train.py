@@ -5,6 +5,7 @@ from pathlib import Path
 from typing import Any
 
 import mlflow
+import numpy as np
 import pandas as pd
 from mlflow import MlflowClient
 
@@ -26,7 +27,10 @@ def test_calibration_keeps_predictions(sources: Any) -> None:
     params = BaselineParams(min_df=1)
     raw = fit_baseline(frame, frame.iloc[0:0], params)  # no validation rows: no calibration
     calibrated = fit_baseline(frame, frame.iloc[:20], params)
+    assert type(raw).__name__ == "Pipeline" and type(calibrated).__name__ == "CalibratedClassifierCV"
     assert (raw.predict(frame[["text"]]) == calibrated.predict(frame[["text"]])).all()
+    # Temperature scaling moves the confidences, not the argmax.
+    assert not np.allclose(raw.predict_proba(frame[["text"]]), calibrated.predict_proba(frame[["text"]]))
 
 
 def test_training_registers_and_logs_everything(trained: dict[str, Any]) -> None:
@@ -34,8 +38,9 @@ def test_training_registers_and_logs_everything(trained: dict[str, Any]) -> None
     client = MlflowClient(tracking_uri=params.mlflow.tracking_uri)
     assert set(result.heads) == {"urgency", "category", "sentiment"}
     parent = client.get_run(result.parent_run_id)
-    commit = parent.data.tags.get("mlflow.source.git.commit")
-    assert commit is None or len(commit) == 40
+    # The code's commit (the tests run inside the project's git checkout).
+    assert len(parent.data.tags["mlflow.source.git.commit"]) == 40
+    assert parent.data.tags["git_dirty"] in {"true", "false"}
     parent_files = {f.path for f in client.list_artifacts(result.parent_run_id)}
     assert {"data_report.json", "params", "quality.md"} <= parent_files
     data_report = json.loads(
@@ -52,6 +57,9 @@ def test_training_registers_and_logs_everything(trained: dict[str, Any]) -> None
     for head, outcome in result.heads.items():
         run = client.get_run(outcome.run_id)
         assert run.data.tags["mlflow.parentRunId"] == result.parent_run_id
+        # Child runs and their artifacts stay in the parent's experiment and store.
+        assert run.info.experiment_id == parent.info.experiment_id
+        assert run.info.artifact_uri.startswith(params.mlflow.artifact_location)
         assert run.data.params["baseline.C"] == "3.0"
         for name in (
             "test_accuracy",
@@ -99,3 +107,20 @@ def test_second_training_keeps_the_champion(trained: dict[str, Any]) -> None:
     assert outcome.version == "2" and not outcome.champion_set
     client = MlflowClient(tracking_uri=params.mlflow.tracking_uri)
     assert str(client.get_model_version_by_alias(outcome.registered_name, "champion").version) == "1"
+
+
+def test_a_head_with_too_little_data_is_a_clear_error(tmp_path: Path) -> None:
+    from tests.conftest import params_dict, write_params, write_sources
+    from urgency.config import load_params
+    from urgency.errors import DataValidationError
+
+    paths = write_sources(tmp_path / "data", copies=1)  # 4 texts per label: 1 test, 1 validation each
+    frame = pd.read_csv(paths["sentiment"])
+    frame[frame["mood"] == "negative"].to_csv(paths["sentiment"], index=False)
+    params = load_params(write_params(tmp_path, params_dict(paths, tmp_path / "mlruns")))
+    import pytest
+
+    with pytest.raises(
+        DataValidationError, match=r"cannot train the sentiment head: it needs at least 2 labels"
+    ):
+        train(params, ["sentiment"], code_folder=PROJECT)

@@ -106,15 +106,11 @@ def _load(params_path: Path) -> Params:
 @user_errors
 def validate_data(params_path: ParamsOption = Path("params.yaml")) -> None:
     """Check every configured ticket source; report all problems with row numbers."""
-    from urgency.data import load_tickets
+    from urgency.data import load_configured
 
     _setup_logging()
     params = _load(params_path)
-    result = load_tickets(
-        params.data.sources,
-        sample_per_source=params.data.sample_per_source,
-        sample_seed=params.data.sample_seed,
-    )
+    result = load_configured(params.data)
     table = Table(title="ticket sources")
     for column in ("source", "rows read", "rows kept", "dropped", "labelled"):
         table.add_column(column)
@@ -161,7 +157,6 @@ def train(
             params,
             heads,
             params_path=params_path,
-            code_folder=params_path.resolve().parent,
             on_head=lambda _: progress.advance(task),
             family=family,
         )
@@ -445,7 +440,7 @@ def thresholds(
     model_dir: ModelDirOption = None,
 ) -> None:
     """Choose per-head confidence thresholds for a target precision; show the coverage they cost."""
-    from urgency.data import head_dataset, load_tickets
+    from urgency.data import configured_head_dataset, load_configured
     from urgency.predict import predict_proba
     from urgency.thresholds import choose_threshold
 
@@ -455,20 +450,13 @@ def thresholds(
     heads = _heads(head)
     params = _load(params_path)
     models = _models(params, heads, model_dir)
-    tickets = load_tickets(params.data.sources).tickets
+    tickets = load_configured(params.data).tickets
     table = Table(title=f"confidence thresholds for precision >= {target_precision:.2f} ({split} split)")
     for column in ("head", "rows", "accuracy (all)", "threshold", "precision", "coverage", "to human triage"):
         table.add_column(column)
     chosen = {}
     for name in heads:
-        dataset = head_dataset(
-            tickets,
-            name,
-            max_text_chars=params.data.max_text_chars,
-            seed=params.splits.seed,
-            validation_fraction=params.splits.validation_fraction,
-            test_fraction=params.splits.test_fraction,
-        )
+        dataset = configured_head_dataset(tickets, name, params.data, params.splits)
         part = dataset[dataset["split"] == split]
         choice = choose_threshold(
             name, part["label"], predict_proba(models[name], part["text"]), target_precision

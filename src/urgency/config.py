@@ -18,6 +18,8 @@ from urgency.errors import ParamsError
 HEADS: tuple[str, ...] = ("urgency", "category", "sentiment")
 URGENCY_LABELS: tuple[str, ...] = ("high", "medium", "low")
 SENTIMENT_LABELS: tuple[str, ...] = ("negative", "neutral", "positive")
+# Fields of the canonical ticket record (urgency.data), which meta fields may not shadow.
+RECORD_FIELDS: tuple[str, ...] = ("id", "source", "subject", "body", "language", "created_at", "text", *HEADS)
 # Model families `urgency train` can fit (see TrainingParams).
 FAMILIES: tuple[str, ...] = ("baseline", "embedding", "finetune")
 
@@ -38,6 +40,10 @@ class LabelSource(Strict):
     def _keys_as_text(cls, value: object) -> object:
         # YAML reads `0: high` with an integer key; the file's values are compared as text.
         if isinstance(value, dict):
+            for key in value:
+                # YAML 1.1 turns yes/no/null/1.0 into other types; quote such keys.
+                if isinstance(key, bool) or not isinstance(key, str | int):
+                    raise ValueError(f"mapping key {key!r} must be written as text (quote it, e.g. '{key}')")
             return {str(key): label for key, label in value.items()}
         return value
 
@@ -54,6 +60,14 @@ class Columns(Strict):
     # Canonical meta field name -> source column (customer plan, queue, channel, ...).
     meta: dict[str, str] = Field(default_factory=dict)
 
+    @field_validator("meta")
+    @classmethod
+    def _meta_names_are_free(cls, meta: dict[str, str]) -> dict[str, str]:
+        taken = sorted(set(meta) & set(RECORD_FIELDS))
+        if taken:
+            raise ValueError(f"meta names {taken} are fields of the ticket record; choose other names")
+        return meta
+
 
 class Source(Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
@@ -63,6 +77,8 @@ class Source(Strict):
     # Values for canonical fields the file does not carry (e.g. `language: en`).
     constants: dict[Literal["language"], str] = Field(default_factory=dict)
     labels: dict[Literal["urgency", "category", "sentiment"], LabelSource] = Field(default_factory=dict)
+    # Text encoding of a CSV or JSON Lines file.
+    encoding: str = "utf-8"
     # `error`: any invalid row stops the run. `drop`: invalid rows (empty text, unmapped label,
     # bad type, repeated id after the first) are dropped, counted and logged.
     invalid_rows: Literal["error", "drop"] = "error"

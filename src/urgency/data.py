@@ -8,7 +8,9 @@ configured meta fields; each label column may be empty (a row carries any subset
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,7 +19,7 @@ import pandas as pd
 import pandera.pandas as pa
 from pandera.errors import SchemaErrors
 
-from urgency.config import HEADS, Source
+from urgency.config import HEADS, DataParams, Source, SplitParams
 from urgency.errors import DataValidationError
 
 log = logging.getLogger(__name__)
@@ -64,16 +66,68 @@ def dedup_key(text: pd.Series) -> pd.Series:
 # Reading
 
 
-def read_table(path: Path, file_format: str, **kwargs: object) -> pd.DataFrame:
+def iter_jsonl(path: Path, chunk_size: int, encoding: str = "utf-8") -> Iterator[pd.DataFrame]:
+    """JSON Lines in chunks, every value kept as written (as text), so ids and codes never turn
+    into floats and a column's type cannot change from one chunk to the next."""
+    # utf-8-sig also reads files that start with a byte-order mark.
+    encoding = "utf-8-sig" if encoding.lower().replace("_", "-") == "utf-8" else encoding
+    with path.open(encoding=encoding) as lines:
+        records: list[dict[str, object]] = []
+        for number, line in enumerate(lines, start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as error:
+                raise ValueError(f"line {number}: not JSON ({error.msg})") from None
+            if not isinstance(record, dict):
+                raise ValueError(f"line {number}: expected a JSON object, got {type(record).__name__}")
+            records.append({key: _json_text(value) for key, value in record.items()})
+            if len(records) == chunk_size:
+                yield pd.DataFrame.from_records(records).astype("string")
+                records = []
+        if records:
+            yield pd.DataFrame.from_records(records).astype("string")
+
+
+def _json_text(value: object) -> object:
+    if value is None:
+        return None
+    if isinstance(value, dict | list):
+        return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def index_to_columns(frame: pd.DataFrame) -> pd.DataFrame:
+    """A frame saved with its index: a named index (often the ticket id) becomes a column
+    again, an unnamed one is dropped; rows are numbered from 0."""
+    frame = frame.drop(columns=[c for c in frame.columns if str(c).startswith("__index_level_")])
+    if not isinstance(frame.index, pd.RangeIndex):
+        frame = frame.reset_index(drop=all(name is None for name in frame.index.names))
+    return frame.reset_index(drop=True)
+
+
+def read_parquet(path: Path) -> pd.DataFrame:
+    return index_to_columns(pd.read_parquet(path))
+
+
+def read_table(path: Path, file_format: str, encoding: str = "utf-8") -> pd.DataFrame:
     """Read a whole CSV, Parquet or JSON Lines file with text columns kept as text."""
     if not path.exists():
         raise DataValidationError(f"{path}: file not found")
     try:
         if file_format == "parquet":
-            return pd.read_parquet(path)
+            return read_parquet(path)
         if file_format == "jsonl":
-            return pd.read_json(path, lines=True, dtype=False)
-        return pd.read_csv(path, dtype=str, keep_default_na=True, **kwargs)  # type: ignore[call-overload]
+            chunks = list(iter_jsonl(path, 100_000, encoding))
+            return pd.concat(chunks, ignore_index=True) if chunks else pd.DataFrame()
+        return pd.read_csv(path, dtype=str, keep_default_na=True, encoding=encoding, encoding_errors="strict")
+    except UnicodeDecodeError as error:
+        raise DataValidationError(
+            f"{path}: not {encoding} text (byte {error.start}); set `encoding:` for this source"
+        ) from None
     except (ValueError, OSError, pd.errors.ParserError) as error:
         raise DataValidationError(f"{path}: cannot be read as {file_format}: {error}") from None
 
@@ -101,6 +155,9 @@ class SourceReport:
     def describe_problems(self) -> list[str]:
         lines = []
         for what, (count, rows, values) in self.problems.items():
+            if not rows:  # a whole-file problem, such as a missing column
+                lines.append(f"  - {what}")
+                continue
             examples = ", ".join(str(row) for row in rows)
             shown = f"; values {values}" if values else ""
             lines.append(f"  - {what}: {count} row(s), e.g. rows {examples}{shown}")
@@ -111,7 +168,7 @@ def _raw_value_text(values: pd.Series) -> pd.Series:
     """Label values as text, so `0`, `0.0` and "0" all match a mapping key "0"."""
 
     def as_text(value: object) -> object:
-        if value is None or (isinstance(value, float) and np.isnan(value)):
+        if value is None or value is pd.NA or (isinstance(value, float) and np.isnan(value)):
             return pd.NA
         if isinstance(value, float) and value.is_integer():
             return str(int(value))
@@ -288,7 +345,7 @@ def load_tickets(
     failures: list[str] = []
     for source in sources:
         try:
-            raw = read_table(source.path, source.file_format)
+            raw = read_table(source.path, source.file_format, source.encoding)
         except DataValidationError as error:
             failures.append(f"{source.name}: {error}")
             continue
@@ -332,20 +389,19 @@ def assign_splits(
     """Deterministic, stratified and grouped split of labelled rows.
 
     Rows sharing a group key (the same text) always land in the same split. Groups are
-    stratified by their most common label: within each label the groups are ordered by key,
-    shuffled with `seed`, and cut into test, validation and train. The result does not depend
-    on the order of the rows.
+    stratified by their most common label; within each label they are ordered by a hash of
+    `seed` and their key, and the first ones go to test, the next to validation, the rest to
+    train. The result does not depend on the order of the rows, and new data moves only the few
+    groups at the cut points: a ticket that was in train stays (almost always) in train.
     """
     frame = pd.DataFrame({"label": labels.astype(str), "group": group_keys})
     counts = frame.groupby(["group", "label"]).size().reset_index(name="n")
     # Most common label per group; ties go to the alphabetically first label.
     counts = counts.sort_values(["group", "n", "label"], ascending=[True, False, True])
     group_label = counts.drop_duplicates("group").set_index("group")["label"]
-    rng = np.random.default_rng(seed)
     split_of_group: dict[str, str] = {}
     for label in sorted(group_label.unique()):
-        groups = np.array(sorted(group_label.index[group_label == label]))
-        rng.shuffle(groups)
+        groups = sorted(group_label.index[group_label == label], key=lambda key: _seeded_hash(seed, key))
         n_test = round(len(groups) * test_fraction)
         n_validation = round(len(groups) * validation_fraction)
         if len(groups) < 3:  # too few to hold any out
@@ -358,6 +414,27 @@ def assign_splits(
             else:
                 split_of_group[group] = "train"
     return frame["group"].map(split_of_group).rename("split")
+
+
+def _seeded_hash(seed: int, key: str) -> bytes:
+    return hashlib.blake2b(f"{seed}:{key}".encode(), digest_size=8).digest()
+
+
+def check_head_dataset(dataset: pd.DataFrame, head: str) -> None:
+    """A head can be trained only with 2+ labels and rows in every split; say what is short."""
+    labels = dataset["label"].value_counts()
+    splits = dataset["split"].value_counts()
+    problems = []
+    if len(labels) < 2:
+        problems.append(f"it needs at least 2 labels, the data has {labels.to_dict()}")
+    empty = [name for name in SPLITS if splits.get(name, 0) == 0]
+    if empty:
+        problems.append(
+            f"split(s) {', '.join(empty)} would be empty (rows per label: {labels.to_dict()}; "
+            "a label needs 3+ distinct texts to be held out)"
+        )
+    if problems:
+        raise DataValidationError(f"cannot train the {head} head: " + "; ".join(problems))
 
 
 def head_dataset(
@@ -384,3 +461,22 @@ def head_dataset(
         test_fraction=test_fraction,
     )
     return dataset.reset_index(drop=True)
+
+
+def load_configured(data: DataParams) -> LoadResult:
+    """`load_tickets` with the params' sources and sample settings."""
+    return load_tickets(data.sources, sample_per_source=data.sample_per_source, sample_seed=data.sample_seed)
+
+
+def configured_head_dataset(
+    tickets: pd.DataFrame, head: str, data: DataParams, splits: SplitParams
+) -> pd.DataFrame:
+    """`head_dataset` with the params' text length and split settings."""
+    return head_dataset(
+        tickets,
+        head,
+        max_text_chars=data.max_text_chars,
+        seed=splits.seed,
+        validation_fraction=splits.validation_fraction,
+        test_fraction=splits.test_fraction,
+    )

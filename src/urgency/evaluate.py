@@ -110,24 +110,13 @@ def quality_table(reports: dict[str, dict[str, Any]]) -> pd.DataFrame:
 def evaluate_models(models: dict[str, Any], params: Any, split: str = "test") -> dict[str, dict[str, Any]]:
     """Report each model on its head's `split` of the configured data, predicting through
     `urgency.predict` exactly as the CLI and the service do."""
-    from urgency.data import head_dataset, load_tickets
+    from urgency.data import configured_head_dataset, load_configured
     from urgency.predict import predict_proba
 
-    tickets = load_tickets(
-        params.data.sources,
-        sample_per_source=params.data.sample_per_source,
-        sample_seed=params.data.sample_seed,
-    ).tickets
+    tickets = load_configured(params.data).tickets
     reports = {}
     for head, model in models.items():
-        dataset = head_dataset(
-            tickets,
-            head,
-            max_text_chars=params.data.max_text_chars,
-            seed=params.splits.seed,
-            validation_fraction=params.splits.validation_fraction,
-            test_fraction=params.splits.test_fraction,
-        )
+        dataset = configured_head_dataset(tickets, head, params.data, params.splits)
         part = dataset[dataset["split"] == split]
         majority = dataset.loc[dataset["split"] == "train", "label"].mode().iloc[0]
         probabilities = predict_proba(model, part["text"])

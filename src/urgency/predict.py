@@ -7,6 +7,7 @@ per label, with its label order in the model's metadata.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -16,8 +17,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from urgency.data import ticket_text
+from urgency.data import index_to_columns, iter_jsonl, ticket_text
 from urgency.errors import InputError, ModelNotFoundError
+
+log = logging.getLogger(__name__)
 
 EMPTY_TEXT_ERROR = "empty text: subject and body are both empty"
 
@@ -127,6 +130,12 @@ def predict_frame(
     """
     if body_column not in tickets.columns:
         raise InputError(f"input has no body column {body_column!r} (columns: {list(tickets.columns)})")
+    clashes = [column for column in output_columns(models) if column in tickets.columns]
+    if clashes:
+        raise InputError(
+            f"input already has column(s) {clashes} that prediction adds; "
+            "rename them so nothing is overwritten"
+        )
     subject = tickets[subject_column] if subject_column and subject_column in tickets.columns else None
     text = ticket_text(subject, tickets[body_column], max_text_chars)
     usable = (text != "").to_numpy()
@@ -178,11 +187,13 @@ def read_chunks(path: Path, chunk_size: int) -> Iterator[pd.DataFrame]:
             import pyarrow.parquet as pq
 
             for batch in pq.ParquetFile(path).iter_batches(batch_size=chunk_size):
-                yield batch.to_pandas()
+                yield index_to_columns(batch.to_pandas())
         elif kind == "jsonl":
-            yield from pd.read_json(path, lines=True, dtype=False, chunksize=chunk_size)
+            yield from iter_jsonl(path, chunk_size)
         else:
             yield from pd.read_csv(path, dtype=str, keep_default_na=False, chunksize=chunk_size)
+    except UnicodeDecodeError as error:
+        raise InputError(f"{path}: not UTF-8 text (byte {error.start})") from None
     except (ValueError, OSError, pd.errors.ParserError) as error:
         raise InputError(f"{path}: cannot be read as {kind}: {error}") from None
 
@@ -196,8 +207,24 @@ class _ChunkWriter:
         self.partial = path.with_name(f".{path.name}.partial")
         self._parquet: Any = None
         self._first = True
+        self._columns: list[str] | None = None
+        self.rows = 0
+        # The compression follows the final name (pandas would infer none from ".partial").
+        self.compression = "gzip" if path.suffix.lower() == ".gz" else None
 
     def write(self, chunk: pd.DataFrame) -> None:
+        # Every chunk is written in the first chunk's columns (JSON Lines records may list their
+        # keys in any order); a key the first chunk did not have cannot be placed.
+        if self._columns is None:
+            self._columns = list(chunk.columns)
+        elif list(chunk.columns) != self._columns:
+            extra = [c for c in chunk.columns if c not in self._columns]
+            if extra:
+                raise InputError(
+                    f"column(s) {extra} appear only after row {self.rows}; put every key in the first rows"
+                )
+            chunk = chunk.reindex(columns=self._columns)
+        self.rows += len(chunk)
         if self.kind == "parquet":
             import pyarrow as pa
             import pyarrow.parquet as pq
@@ -212,7 +239,13 @@ class _ChunkWriter:
             with self.partial.open("a" if not self._first else "w", encoding="utf-8") as out:
                 out.write(chunk.to_json(orient="records", lines=True, date_format="iso"))
         else:
-            chunk.to_csv(self.partial, mode="w" if self._first else "a", header=self._first, index=False)
+            chunk.to_csv(
+                self.partial,
+                mode="w" if self._first else "a",
+                header=self._first,
+                index=False,
+                compression=self.compression,
+            )
         self._first = False
 
     def commit(self) -> None:
@@ -257,6 +290,8 @@ def predict_file(
     stats = PredictStats()
     try:
         for chunk in read_chunks(input_path, chunk_size):
+            if stats.rows == 0 and subject_column and subject_column not in chunk.columns:
+                log.warning("%s has no subject column %r: scoring the body alone", input_path, subject_column)
             scored = predict_frame(
                 models,
                 chunk,

@@ -27,15 +27,23 @@ def use_tracking(tracking_uri: str, experiment: str, artifact_location: str) -> 
     return mlflow.create_experiment(experiment, artifact_location=None if remote else artifact_location)
 
 
-def git_commit(folder: Path) -> str | None:
-    """The commit the code was trained at (None outside a git checkout)."""
+def git_state(folder: Path) -> tuple[str | None, bool]:
+    """The commit the code in `folder` is at, and whether it has uncommitted changes
+    ((None, False) outside a git checkout, e.g. an installed package)."""
     try:
-        done = subprocess.run(
+        commit = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=folder, capture_output=True, text=True, check=True
-        )
+        ).stdout.strip()
+        status = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=folder,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
     except (OSError, subprocess.CalledProcessError):
-        return None
-    return done.stdout.strip() or None
+        return None, False
+    return commit or None, bool(status.strip())
 
 
 def register(model_uri: str, name: str, tags: dict[str, str]) -> ModelVersion:

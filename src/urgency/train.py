@@ -32,7 +32,7 @@ from sklearn.pipeline import Pipeline
 
 from urgency import tracking
 from urgency.config import BaselineParams, Params
-from urgency.data import LoadResult, head_dataset, load_tickets
+from urgency.data import LoadResult, check_head_dataset, configured_head_dataset, load_configured
 from urgency.evaluate import classification_report, confusion_frame, flat_metrics, quality_table
 from urgency.predict import load_head_model, predict_proba
 
@@ -255,11 +255,7 @@ def train(
 
     `family` (default: params.training.family) is baseline, embedding or finetune."""
     family = family or params.training.family
-    loaded = load_tickets(
-        params.data.sources,
-        sample_per_source=params.data.sample_per_source,
-        sample_seed=params.data.sample_seed,
-    )
+    loaded = load_configured(params.data)
     experiment_id = tracking.use_tracking(
         params.mlflow.tracking_uri, params.mlflow.experiment, params.mlflow.artifact_location
     )
@@ -269,9 +265,9 @@ def train(
     client = MlflowClient()
     results: dict[str, HeadResult] = {}
     with mlflow.start_run(experiment_id=experiment_id, run_name="train") as parent:
-        commit = tracking.git_commit(code_folder or Path.cwd())
+        commit, dirty = tracking.git_state(code_folder or Path(__file__).resolve().parent)
         if commit:
-            mlflow.set_tag("mlflow.source.git.commit", commit)
+            mlflow.set_tags({"mlflow.source.git.commit": commit, "git_dirty": str(dirty).lower()})
         mlflow.set_tags({"heads": ",".join(heads), "family": family})
         if params_path is not None:
             mlflow.log_artifact(str(params_path), "params")
@@ -300,17 +296,11 @@ def train(
         )
         datasets = {}
         for head in heads:
-            dataset = head_dataset(
-                loaded.tickets,
-                head,
-                max_text_chars=params.data.max_text_chars,
-                seed=params.splits.seed,
-                validation_fraction=params.splits.validation_fraction,
-                test_fraction=params.splits.test_fraction,
-            )
+            dataset = configured_head_dataset(loaded.tickets, head, params.data, params.splits)
             if dataset.empty:
                 log.warning("no rows carry a %s label: head not trained", head)
                 continue
+            check_head_dataset(dataset, head)
             datasets[head] = dataset
         fitted: dict[str, Any] = {}
         if family != "baseline":
