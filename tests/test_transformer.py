@@ -99,6 +99,24 @@ def transformer_store(tmp_path_factory: pytest.TempPathFactory, tiny_checkpoint:
 # Pieces
 
 
+def test_training_params_are_strict_and_resolve_the_checkpoint(tmp_path: Path) -> None:
+    from urgency.errors import ParamsError
+
+    data = params_dict(write_sources(tmp_path / "data"), tmp_path / "mlruns")
+    data["training"] = {"family": "finetune", "finetune": {"checkpoint": "models/tiny", "epochs": 3}}
+    params = load_params(write_params(tmp_path, data))
+    assert params.training.finetune.checkpoint == (tmp_path / "models" / "tiny").resolve()
+    assert params.training.embedding.checkpoint is None  # the packaged MiniLM
+    for wrong, message in (
+        ({"family": "gpt"}, "training.family"),
+        ({"finetune": {"epochs": 0}}, "training.finetune.epochs"),
+        ({"finetune": {"max_len": 64}}, "training.finetune.max_len: unknown key"),
+    ):
+        data["training"] = wrong
+        with pytest.raises(ParamsError, match=message):
+            load_params(write_params(tmp_path, data))
+
+
 def test_missing_labels_add_no_loss_and_no_gradient() -> None:
     import torch
 
@@ -324,8 +342,9 @@ def test_champion_transformer_scores_a_frame(transformer_store: dict[str, Any]) 
 
 @pytest.mark.slow
 def test_real_minilm_reads_meaning(tmp_path: Path) -> None:
-    """The packaged MiniLM, frozen, separates the tiny sentiment tweets; fine-tuned for one epoch
-    on a small sample it goes through the same path."""
+    """The packaged MiniLM, frozen, separates the tiny tickets and reads the sentiment of words
+    it never saw in training; fine-tuned for one epoch on a small sample it goes through the
+    same path."""
     data = params_dict(write_sources(tmp_path / "data"), tmp_path / "mlruns")
     data["training"] = {"finetune": {"epochs": 1, "train_sample": 60, "batch_size": 16}}
     params_path = write_params(tmp_path, data)
@@ -333,11 +352,13 @@ def test_real_minilm_reads_meaning(tmp_path: Path) -> None:
     embedding = train(params, ["sentiment", "category"], params_path=params_path, family="embedding")
     for outcome in embedding.heads.values():
         assert outcome.test_report["macro_f1"] >= 0.8, outcome.test_report
+    model = load_head_model(embedding.heads["sentiment"].model_uri)
+    unseen = ["the cabin team were wonderful, thanks a lot", "worst airline ever, my luggage is gone"]
+    labels = np.asarray(model.labels)[predict_proba(model, unseen).to_numpy().argmax(axis=1)]
+    assert list(labels) == ["positive", "negative"]
+
     finetune = train(params, ["sentiment"], params_path=params_path, family="finetune")
     outcome = finetune.heads["sentiment"]
-    model = load_head_model(outcome.model_uri)
-    probabilities = predict_proba(
-        model, ["thank you so much, wonderful crew", "my bag is lost, awful service"]
-    )
+    probabilities = predict_proba(load_head_model(outcome.model_uri), unseen)
     assert probabilities.shape == (2, 3) and np.allclose(probabilities.sum(axis=1), 1.0)
-    assert outcome.test_report["n"] > 0 and 0.0 <= outcome.test_report["macro_f1"] <= 1.0
+    assert outcome.test_report["n"] > 0

@@ -172,7 +172,7 @@ class EmbeddingParams(Strict):
     # Rows per head embedded for training and for calibration (seeded samples) unless full_run.
     train_sample: int = Field(default=3000, gt=0)
     validation_sample: int = Field(default=1000, gt=0)
-    C: float = Field(default=10.0, gt=0)
+    C: float = Field(default=1.0, gt=0)
     class_weight: Literal["balanced"] | None = "balanced"
 
 

@@ -138,11 +138,12 @@ def latest_by_family(client: MlflowClient, name: str) -> dict[str, ModelVersion]
 
 
 def compare(client: MlflowClient, model_names: dict[str, str], alias: str) -> pd.DataFrame:
-    """One row per head and family (its newest version): the figures that decide which to use.
+    """One row per head and family (its newest version), plus the champion when it is an older
+    version: the figures that decide which model to use.
 
     Figures come from each version's training run, where they were measured on the head's test
     split through `urgency.predict`. `same test rows` says whether the test split's digest
-    matches the baseline's, i.e. whether the rows are comparable."""
+    matches the newest baseline's, i.e. whether the figures are comparable."""
     rows: list[dict[str, Any]] = []
     for head, name in model_names.items():
         versions = latest_by_family(client, name)
@@ -152,14 +153,17 @@ def compare(client: MlflowClient, model_names: dict[str, str], alias: str) -> pd
         reference = _digest(
             client, (versions.get("baseline") or next(iter(versions.values()))).run_id, "testing"
         )
-        for family in [f for f in FAMILIES if f in versions] + sorted(set(versions) - set(FAMILIES)):
-            version = versions[family]
+        shown = [versions[f] for f in FAMILIES if f in versions]
+        shown += [versions[f] for f in sorted(set(versions) - set(FAMILIES))]
+        if champion is not None and str(champion.version) not in {str(v.version) for v in shown}:
+            shown.append(champion)
+        for version in shown:
             run = client.get_run(version.run_id)
             metrics, run_params = run.data.metrics, run.data.params
             rows.append(
                 {
                     "head": head,
-                    "family": family,
+                    "family": version.tags.get("family", "baseline"),
                     "version": int(version.version),
                     "champion": champion is not None and str(champion.version) == str(version.version),
                     "train rows": int(run_params.get("train_rows", metrics.get("rows_training", 0))),

@@ -271,7 +271,9 @@ def build_examples(
     where the ticket does not carry that head's label). A ticket labelled for several heads
     (same source and id) becomes one row with several labels."""
     from datasets import Dataset
+    from datasets.utils.logging import disable_progress_bar
 
+    disable_progress_bar()
     parts = []
     for head, frame in frames.items():
         part = frame[["source", "id", "text"]].copy()
