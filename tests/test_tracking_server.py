@@ -10,6 +10,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+import mlflow
 import pytest
 import yaml
 
@@ -51,6 +52,7 @@ def tracking_server(tmp_path: Path):
         stderr=subprocess.STDOUT,
     )
     url = f"http://127.0.0.1:{port}"
+    previous_tracking, previous_registry = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
     try:
         deadline = time.monotonic() + 90
         while True:
@@ -65,6 +67,9 @@ def tracking_server(tmp_path: Path):
             time.sleep(0.5)
         yield url, tmp_path / "server-artifacts"
     finally:
+        # Later tests must not inherit this (soon stopped) server as MLflow's global default.
+        mlflow.set_tracking_uri(previous_tracking)
+        mlflow.set_registry_uri(previous_registry)
         process.terminate()
         process.wait(timeout=30)
         log.close()

@@ -35,7 +35,7 @@ def test_calibration_keeps_predictions(sources: Any) -> None:
 
 def test_training_registers_and_logs_everything(trained: dict[str, Any]) -> None:
     params, result = trained["params"], trained["result"]
-    client = MlflowClient(tracking_uri=params.mlflow.tracking_uri)
+    client = MlflowClient(tracking_uri=params.mlflow.tracking_uri, registry_uri=params.mlflow.tracking_uri)
     assert set(result.heads) == {"urgency", "category", "sentiment"}
     parent = client.get_run(result.parent_run_id)
     # The code's commit (the tests run inside the project's git checkout).
@@ -105,7 +105,7 @@ def test_second_training_keeps_the_champion(trained: dict[str, Any]) -> None:
     again = train(params, ["sentiment"], code_folder=PROJECT)
     outcome = again.heads["sentiment"]
     assert outcome.version == "2" and not outcome.champion_set
-    client = MlflowClient(tracking_uri=params.mlflow.tracking_uri)
+    client = MlflowClient(tracking_uri=params.mlflow.tracking_uri, registry_uri=params.mlflow.tracking_uri)
     assert str(client.get_model_version_by_alias(outcome.registered_name, "champion").version) == "1"
 
 

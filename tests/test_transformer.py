@@ -227,7 +227,7 @@ def test_sample_limits_the_training_rows(tiny_checkpoint: Path) -> None:
 
 def test_every_family_is_registered_with_the_same_figures(transformer_store: dict[str, Any]) -> None:
     params = transformer_store["params"]
-    client = MlflowClient(tracking_uri=params.mlflow.tracking_uri)
+    client = MlflowClient(tracking_uri=params.mlflow.tracking_uri, registry_uri=params.mlflow.tracking_uri)
     for family, result in transformer_store["results"].items():
         assert client.get_run(result.parent_run_id).data.tags["family"] == family
         for head, outcome in result.heads.items():
@@ -255,7 +255,7 @@ def test_every_family_is_registered_with_the_same_figures(transformer_store: dic
 
 def test_finetune_logs_per_epoch_metrics(transformer_store: dict[str, Any]) -> None:
     params = transformer_store["params"]
-    client = MlflowClient(tracking_uri=params.mlflow.tracking_uri)
+    client = MlflowClient(tracking_uri=params.mlflow.tracking_uri, registry_uri=params.mlflow.tracking_uri)
     result = transformer_store["results"]["finetune"]
     children = client.search_runs(
         [client.get_run(result.parent_run_id).info.experiment_id],
@@ -313,7 +313,7 @@ def test_champion_transformer_scores_a_frame(transformer_store: dict[str, Any]) 
     from urgency.promote import promote
 
     params = transformer_store["params"]
-    client = MlflowClient(tracking_uri=params.mlflow.tracking_uri)
+    client = MlflowClient(tracking_uri=params.mlflow.tracking_uri, registry_uri=params.mlflow.tracking_uri)
     embedding = transformer_store["results"]["embedding"].heads
     name = params.mlflow.model_name("sentiment")
     previous = str(client.get_model_version_by_alias(name, "champion").version)

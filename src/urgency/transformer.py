@@ -357,6 +357,14 @@ def _finetune_group(
         int(params.warmup_fraction * steps_per_epoch * params.epochs),
         steps_per_epoch * params.epochs,
     )
+    log.info(
+        "fine-tuning %s on %d rows (%s) for up to %d epochs on %s",
+        checkpoint_folder(params.checkpoint).name,
+        len(lengths),
+        ", ".join(f"{head} {len(train[head])}" for head in heads),
+        params.epochs,
+        device,
+    )
     rng = np.random.default_rng(seed)
     best: dict[str, Any] = {"score": -1.0}
     history: list[dict[str, float]] = []

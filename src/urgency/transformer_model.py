@@ -134,7 +134,9 @@ class TransformerHead(mlflow.pyfunc.PythonModel):
 
     def load_context(self, context: Any) -> None:
         from transformers import AutoModel, AutoTokenizer
+        from transformers.utils import logging as hf_logging
 
+        hf_logging.disable_progress_bar()
         head = json.loads(Path(context.artifacts["head"]).read_text())
         self.labels = head["labels"]
         self.weight = np.asarray(head["weight"], dtype=np.float32)
