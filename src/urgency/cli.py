@@ -39,6 +39,10 @@ HeadsOption = Annotated[
     list[str] | None, typer.Option("--head", help="Head(s) to work on (repeat); default: all three.")
 ]
 
+SubjectColumnOption = Annotated[str | None, typer.Option(help="Subject column (may be absent).")]
+BodyColumnOption = Annotated[str | None, typer.Option(help="Body column.")]
+ChunkSizeOption = Annotated[int | None, typer.Option(min=1, help="Rows per chunk.")]
+
 F = TypeVar("F", bound=Callable[..., Any])
 
 
@@ -274,9 +278,9 @@ def predict(
     output: Annotated[Path, typer.Option("--output", "-o", help="Scored tickets (.csv, .parquet, .jsonl).")],
     params_path: ParamsOption = Path("params.yaml"),
     model_dir: ModelDirOption = None,
-    subject_column: Annotated[str | None, typer.Option(help="Subject column (may be absent).")] = None,
-    body_column: Annotated[str | None, typer.Option(help="Body column.")] = None,
-    chunk_size: Annotated[int | None, typer.Option(min=1, help="Rows per chunk.")] = None,
+    subject_column: SubjectColumnOption = None,
+    body_column: BodyColumnOption = None,
+    chunk_size: ChunkSizeOption = None,
 ) -> None:
     """Score a file of tickets with the champion models; every input column is kept."""
     from urgency.predict import predict_file
@@ -389,9 +393,9 @@ def score(
     params_path: ParamsOption = Path("params.yaml"),
     model_dir: ModelDirOption = None,
     rules_path: RulesOption = None,
-    subject_column: Annotated[str | None, typer.Option(help="Subject column (may be absent).")] = None,
-    body_column: Annotated[str | None, typer.Option(help="Body column.")] = None,
-    chunk_size: Annotated[int | None, typer.Option(min=1, help="Rows per chunk.")] = None,
+    subject_column: SubjectColumnOption = None,
+    body_column: BodyColumnOption = None,
+    chunk_size: ChunkSizeOption = None,
 ) -> None:
     """Predict, apply the scoring rules and write the queue: priority, then deadline, then age."""
     from urgency.prioritize import score_file

@@ -302,15 +302,20 @@ def format_validation_error(error: ValidationError, where: str) -> str:
     return "\n".join(lines)
 
 
+def read_yaml(path: Path, what: str) -> object:
+    """A YAML file's content; a missing or broken file is a `ParamsError` naming it."""
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ParamsError(f"{what} file not found: {path}") from None
+    except yaml.YAMLError as error:
+        raise ParamsError(f"{path}: not valid YAML: {error}") from None
+
+
 def load_params(path: Path | str) -> Params:
     """Read a params file into `Params`; any problem raises `ParamsError` naming the key."""
     path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ParamsError(f"params file not found: {path}") from None
-    except yaml.YAMLError as error:
-        raise ParamsError(f"{path}: not valid YAML: {error}") from None
+    raw = read_yaml(path, "params")
     if not isinstance(raw, dict):
         raise ParamsError(f"{path}: expected a mapping of sections at the top level")
     try:

@@ -23,11 +23,10 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
 
 from urgency.calendars import BusinessCalendar, weekly_hours
-from urgency.config import HEADS, SENTIMENT_LABELS, URGENCY_LABELS, Strict
+from urgency.config import HEADS, SENTIMENT_LABELS, URGENCY_LABELS, Strict, read_yaml
 from urgency.errors import ParamsError
 
 NAME = r"^[A-Za-z0-9_.-]+$"
@@ -956,10 +955,5 @@ def _schema_problems(error: ValidationError, raw: Any, source: str) -> str:
 def load_rules(path: Path | str, *, category_labels: Sequence[str] | None = None) -> RuleSet:
     """Read and check a rules file. Warnings are on the result (`.warnings`); errors raise."""
     path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ParamsError(f"rules file not found: {path}") from None
-    except yaml.YAMLError as error:
-        raise ParamsError(f"{path}: not valid YAML: {error}") from None
+    raw = read_yaml(path, "rules")
     return parse_rules(raw, category_labels=category_labels, source=str(path))
