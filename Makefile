@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 PARAMS ?= params.yaml
 
-.PHONY: demo transformers test lint install clean
+.PHONY: demo transformers test lint install clean system-deps
 
 install: $(STAMP)
 
@@ -37,7 +37,13 @@ transformers: $(STAMP)
 	$(BIN)/urgency train --params $(PARAMS) --family finetune --promote-if-better
 	$(BIN)/urgency compare --params $(PARAMS) --output data/model_comparison.md
 
-test: $(STAMP)
+# Servers the tests start themselves (PostgreSQL): Debian packages, installed when missing.
+system-deps:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql; \
+	  else echo "install PostgreSQL (Debian: sudo apt-get install postgresql) for the store tests"; exit 1; fi; }
+
+test: $(STAMP) system-deps
 	$(BIN)/python -m pytest
 
 lint: $(STAMP)

@@ -153,3 +153,13 @@ def models(trained: dict[str, Any]) -> dict[str, Any]:
         model_names={head: params.mlflow.model_name(head) for head in heads},
         alias=params.mlflow.champion_alias,
     )
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """A real PostgreSQL server on 127.0.0.1 for the session (`tests/postgres.py`)."""
+    from tests.postgres import PostgresServer
+
+    server = PostgresServer().start()
+    yield server
+    server.stop()
