@@ -582,6 +582,114 @@ def compare(
     console.print(f"logged to MLflow run {run_id}" + (f", written to {output}" if output else ""))
 
 
+# ---------------------------------------------------------------------------------------------
+# The service and its store
+
+db_app = typer.Typer(
+    help="The service's database (SQLite by default, PostgreSQL by URL).", no_args_is_help=True
+)
+app.add_typer(db_app, name="db")
+
+DatabaseOption = Annotated[
+    str | None,
+    typer.Option(
+        "--database-url",
+        envvar="URGENCY_DATABASE_URL",
+        help="SQLAlchemy URL; default: sqlite:///<params folder>/data/service.db.",
+    ),
+]
+
+
+def _service_settings(params_path: Path, **overrides: Any) -> Any:
+    from pydantic import ValidationError
+
+    from serve.settings import ServiceSettings
+
+    try:
+        return ServiceSettings(params=params_path, **{k: v for k, v in overrides.items() if v is not None})
+    except ValidationError as error:
+        from urgency.config import format_validation_error
+
+        raise UrgencyError(format_validation_error(error, "service settings (URGENCY_* variables)")) from None
+
+
+@db_app.command("upgrade")
+@user_errors
+def db_upgrade(params_path: ParamsOption = Path("params.yaml"), database_url: DatabaseOption = None) -> None:
+    """Create the store's tables or apply the migrations it lacks."""
+    from urgency.store import make_engine, redact, upgrade
+
+    settings = _service_settings(params_path, database_url=database_url)
+    before, after = upgrade(make_engine(settings.store_url()))
+    console.print(
+        f"[green]ok[/green]: {redact(settings.store_url())} at revision {after} (was {before or 'empty'})"
+    )
+
+
+@app.command("api-key")
+@user_errors
+def api_key(
+    name: Annotated[str, typer.Option(help="A name for the key (shown in logs and 403 messages).")],
+    scope: Annotated[list[str], typer.Option("--scope", help="score, feedback or admin (repeat).")],
+) -> None:
+    """Make a new random API key; prints the key once and the entry for URGENCY_API_KEYS."""
+    import secrets
+
+    from serve.settings import SCOPES, hash_key
+
+    unknown = [s for s in scope if s not in SCOPES]
+    if unknown:
+        raise typer.BadParameter(f"unknown scope(s) {unknown}; choose from {list(SCOPES)}")
+    key = secrets.token_urlsafe(32)
+    entry = {"name": name, "sha256": hash_key(key), "scopes": list(dict.fromkeys(scope))}
+    _stdout().print(f"key (give it to the client; it is not stored): {key}", highlight=False)
+    _stdout().print(f"URGENCY_API_KEYS entry: {json.dumps(entry)}", highlight=False, soft_wrap=True)
+
+
+@app.command()
+@user_errors
+def serve(
+    params_path: ParamsOption = Path("params.yaml"),
+    host: Annotated[str, typer.Option(help="Address to bind (127.0.0.1: this machine only).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=0, max=65535)] = 8000,
+    workers: Annotated[int, typer.Option(min=1, help="Worker processes (each loads the models).")] = 1,
+    model_dir: ModelDirOption = None,
+    database_url: DatabaseOption = None,
+    migrate: Annotated[bool, typer.Option(help="Apply the store's migrations before starting.")] = True,
+) -> None:
+    """Start the prediction service (uvicorn); settings also come from URGENCY_* variables."""
+    import uvicorn
+
+    from serve.app import create_app
+    from serve.runtime import load_runtime
+    from urgency.store import check_schema, make_engine, redact, upgrade
+
+    _setup_logging()
+    settings = _service_settings(params_path, model_dir=model_dir, database_url=database_url)
+    problems = settings.problems()
+    if problems:
+        raise UrgencyError("refusing to start: " + "; ".join(problems))
+    engine = make_engine(settings.store_url())
+    if migrate:
+        upgrade(engine)
+    check_schema(engine)
+    engine.dispose()
+    console.print(f"store: {redact(settings.store_url())}")
+    if settings.mode == "local" and not settings.api_keys:
+        console.print("[yellow]local mode[/yellow]: API key 'local-dev-key' has every scope")
+    if workers == 1:
+        # Load here, so a missing model is a clear error before the server starts.
+        runtime = load_runtime(_load(params_path), model_dir=settings.model_dir, alias=settings.model_alias)
+        uvicorn.run(create_app(settings, runtime), host=host, port=port, log_level="info")
+        return
+    # Worker processes build their own app from the same settings (passed on as variables).
+    os.environ["URGENCY_PARAMS"] = str(params_path.resolve())
+    os.environ["URGENCY_DATABASE_URL"] = settings.store_url()
+    if settings.model_dir is not None:
+        os.environ["URGENCY_MODEL_DIR"] = str(settings.model_dir.resolve())
+    uvicorn.run("serve.app:create_app", factory=True, host=host, port=port, workers=workers, log_level="info")
+
+
 def main() -> None:
     app()
 

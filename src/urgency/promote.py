@@ -24,7 +24,7 @@ from mlflow.exceptions import MlflowException
 
 from urgency.config import FAMILIES
 from urgency.errors import InputError, ModelNotFoundError
-from urgency.tracking import alias_version
+from urgency.tracking import alias_version, dataset_digest
 
 
 @dataclass(frozen=True)
@@ -49,16 +49,6 @@ def _version(client: MlflowClient, name: str, version: str) -> ModelVersion:
 def _validation_f1(version: ModelVersion) -> float | None:
     value = version.tags.get("validation_macro_f1")
     return float(value) if value is not None else None
-
-
-def _digest(client: MlflowClient, run_id: str | None, context: str) -> str | None:
-    """The digest of the dataset a run logged under `context` (training/validation/testing)."""
-    if not run_id:
-        return None
-    for dataset_input in client.get_run(run_id).inputs.dataset_inputs:
-        if any(tag.key == "mlflow.data.context" and tag.value == context for tag in dataset_input.tags):
-            return dataset_input.dataset.digest
-    return None
 
 
 def promote(
@@ -109,7 +99,9 @@ def promote_if_better(
     champion_f1 = _validation_f1(champion)
     if candidate_f1 is None or champion_f1 is None:
         return decide(False, "a validation_macro_f1 tag is missing: promote by hand")
-    if _digest(client, candidate.run_id, "validation") != _digest(client, champion.run_id, "validation"):
+    if dataset_digest(client, candidate.run_id, "validation") != dataset_digest(
+        client, champion.run_id, "validation"
+    ):
         return decide(False, "evaluated on different validation rows than the champion: promote by hand")
     gain = candidate_f1 - champion_f1
     if gain >= margin:
@@ -150,7 +142,7 @@ def compare(client: MlflowClient, model_names: dict[str, str], alias: str) -> pd
         if not versions:
             continue
         champion = alias_version(client, name, alias)
-        reference = _digest(
+        reference = dataset_digest(
             client, (versions.get("baseline") or next(iter(versions.values()))).run_id, "testing"
         )
         shown = [versions[f] for f in FAMILIES if f in versions]
@@ -174,7 +166,7 @@ def compare(client: MlflowClient, model_names: dict[str, str], alias: str) -> pd
                     "test rows": int(metrics.get("rows_testing", 0)),
                     "train seconds": metrics.get("train_seconds"),
                     "tickets/s": metrics.get("test_tickets_per_second"),
-                    "same test rows": _digest(client, version.run_id, "testing") == reference,
+                    "same test rows": dataset_digest(client, version.run_id, "testing") == reference,
                 }
             )
     return pd.DataFrame(rows)

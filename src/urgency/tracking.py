@@ -92,3 +92,21 @@ def _remove_tree(path: Path) -> None:
     import shutil
 
     shutil.rmtree(path)
+
+
+def dataset_digest(client: MlflowClient, run_id: str | None, context: str) -> str | None:
+    """The digest of the dataset a run logged under `context` (training/validation/testing)."""
+    if not run_id:
+        return None
+    for dataset_input in client.get_run(run_id).inputs.dataset_inputs:
+        if any(tag.key == "mlflow.data.context" and tag.value == context for tag in dataset_input.tags):
+            return dataset_input.dataset.digest
+    return None
+
+
+def run_metrics(client: MlflowClient, run_id: str | None, prefix: str) -> dict[str, float]:
+    """A run's metrics whose names start with `prefix` (e.g. "test_")."""
+    if not run_id:
+        return {}
+    metrics = client.get_run(run_id).data.metrics
+    return {name: float(value) for name, value in sorted(metrics.items()) if name.startswith(prefix)}

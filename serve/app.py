@@ -1,0 +1,461 @@
+"""The prediction service: helpdesks score tickets and report what their agents decided.
+
+Run it with `urgency serve` (uvicorn). Models load once, in the lifespan; every scored ticket and
+every feedback event is stored (`urgency.store`). Inference runs in plain `def` endpoints, so in
+FastAPI's thread pool, never on the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager, suppress
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from fastapi import Depends, FastAPI, Request, status
+from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from serve.deps import RuntimeDep, StoreDep, require
+from serve.runtime import Runtime, load_runtime, registry_versions, score_tickets
+from serve.schemas import (
+    Feedback,
+    FeedbackAck,
+    Health,
+    ModelInfo,
+    Problem,
+    ReloadResult,
+    ScoreBatchResult,
+    ScoreResult,
+    Ticket,
+    TicketBatch,
+)
+from serve.settings import ServiceSettings
+from urgency.config import load_params
+from urgency.errors import UrgencyError
+from urgency.store import FeedbackConflict, Store, check_schema, make_engine
+
+log = logging.getLogger("urgency.serve")
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"model": Problem, "description": "Missing or invalid API key"},
+    403: {"model": Problem, "description": "The API key lacks the scope"},
+    413: {"model": Problem, "description": "Request body too large"},
+    503: {"model": Problem, "description": "Models not loaded"},
+}
+
+
+# ---------------------------------------------------------------------------------------------
+# Middleware (plain ASGI: they see every request, including ones that never reach a route)
+
+
+class BodyLimit:
+    """413 for a request body over `max_bytes`, whether or not it says its length up front
+    (a chunked body is counted as it arrives, and never read past the limit)."""
+
+    def __init__(self, app: Any, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+            return await self._too_large(scope, receive, send)
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                break  # the client went away
+            size += len(message.get("body", b""))
+            if size > self.max_bytes:
+                return await self._too_large(scope, receive, send)
+            chunks.append(message.get("body", b""))
+            if not message.get("more_body", False):
+                break
+        body = b"".join(chunks)
+        replayed = False
+
+        async def replay() -> dict:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+    async def _too_large(self, scope: dict, receive: Callable, send: Callable) -> None:
+        response = JSONResponse(
+            {"detail": f"request body over {self.max_bytes} bytes"},
+            status_code=status.HTTP_413_CONTENT_TOO_LARGE,
+            headers={"Connection": "close"},
+        )
+        await response(scope, receive, send)
+
+
+class Metrics:
+    """Prometheus metrics of one app (its own registry, so several apps can live in a process)."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "urgency_requests", "HTTP requests", ["method", "route", "status"], registry=self.registry
+        )
+        self.latency = Histogram(
+            "urgency_request_seconds",
+            "Request latency",
+            ["route"],
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+            registry=self.registry,
+        )
+        self.predictions = Counter(
+            "urgency_predictions", "Predicted labels", ["head", "label"], registry=self.registry
+        )
+        self.priorities = Counter(
+            "urgency_priorities", "Final priorities", ["priority"], registry=self.registry
+        )
+        self.scored = Counter("urgency_scored_tickets", "Tickets scored", registry=self.registry)
+        self.triaged = Counter(
+            "urgency_triage_tickets", "Tickets sent to human triage", registry=self.registry
+        )
+        self.triage_rate = Gauge(
+            "urgency_triage_rate", "Share of scored tickets sent to human triage", registry=self.registry
+        )
+        self.feedback = Counter(
+            "urgency_feedback_events", "Feedback events", ["stored"], registry=self.registry
+        )
+        self.model_version = Gauge(
+            "urgency_model_version_info",
+            "Model version in use (1)",
+            ["head", "version"],
+            registry=self.registry,
+        )
+
+    def observe_results(self, results: list[ScoreResult]) -> None:
+        for result in results:
+            self.scored.inc()
+            self.priorities.labels(result.priority).inc()
+            if result.needs_human_triage:
+                self.triaged.inc()
+            for head in ("urgency", "category", "sentiment"):
+                label = getattr(result, head)
+                if label is not None:
+                    self.predictions.labels(head, label).inc()
+        scored = self.scored._value.get()
+        self.triage_rate.set(self.triaged._value.get() / scored if scored else 0.0)
+
+    def show_versions(self, versions: dict[str, str]) -> None:
+        self.model_version.clear()
+        for head, version in versions.items():
+            self.model_version.labels(head, version).set(1)
+
+    def middleware(self, app: Any) -> Callable:
+        async def measured(scope: dict, receive: Callable, send: Callable) -> None:
+            if scope["type"] != "http":
+                return await app(scope, receive, send)
+            started = time.perf_counter()
+            status_code = 500
+
+            async def send_status(message: dict) -> None:
+                nonlocal status_code
+                if message["type"] == "http.response.start":
+                    status_code = message["status"]
+                await send(message)
+
+            try:
+                await app(scope, receive, send_status)
+            finally:
+                # The route template, not the raw path: bounded label values.
+                route = getattr(scope.get("route"), "path", "unmatched")
+                self.requests.labels(scope["method"], route, str(status_code)).inc()
+                self.latency.labels(route).observe(time.perf_counter() - started)
+
+        return measured
+
+
+# ---------------------------------------------------------------------------------------------
+# Errors: a message and, for validation, where; never a stack trace or internals
+
+
+async def _validation_error(_request: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, RequestValidationError)
+    detail = [
+        {"loc": list(item["loc"]), "msg": item["msg"], "type": item["type"]}  # no echo of the input
+        for item in error.errors()
+    ]
+    return JSONResponse({"detail": detail}, status_code=422)
+
+
+async def _http_error(_request: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, StarletteHTTPException)
+    return JSONResponse({"detail": error.detail}, status_code=error.status_code, headers=error.headers)
+
+
+async def _unexpected_error(request: Request, error: Exception) -> JSONResponse:
+    log.exception("unexpected error on %s %s", request.method, request.url.path)
+    return JSONResponse({"detail": "internal error; the service log has the details"}, status_code=500)
+
+
+def _invalid(loc: list[str | int], message: str) -> RequestValidationError:
+    return RequestValidationError([{"loc": loc, "msg": message, "type": "value_error"}])
+
+
+# ---------------------------------------------------------------------------------------------
+# The app
+
+
+def create_app(settings: ServiceSettings | None = None, runtime: Runtime | None = None) -> FastAPI:
+    """The service. `runtime`: models already loaded (else the lifespan loads them)."""
+    settings = settings or ServiceSettings()
+    metrics = Metrics()
+    reload_lock = threading.Lock()
+
+    def load() -> Runtime:
+        params = load_params(settings.params)
+        return load_runtime(params, model_dir=settings.model_dir, alias=settings.model_alias)
+
+    def swap(app: FastAPI, new: Runtime) -> None:
+        app.state.runtime = new  # one reference assignment: atomic for every reader
+        metrics.show_versions(new.versions)
+        log.info("serving models %s", new.versions)
+
+    def reload(app: FastAPI) -> ReloadResult:
+        with reload_lock:
+            before = app.state.runtime.versions
+            swap(app, load())
+            return ReloadResult(
+                changed=before != app.state.runtime.versions, before=before, after=app.state.runtime.versions
+            )
+
+    async def watch_alias(app: FastAPI) -> None:
+        """Reload when the registry alias points at other versions (the periodic check)."""
+        while True:
+            await asyncio.sleep(settings.model_check_seconds)
+            runtime_now: Runtime = app.state.runtime
+            try:
+                wanted = await run_in_threadpool(registry_versions, runtime_now.params, settings.model_alias)
+                if wanted and wanted != runtime_now.versions:
+                    log.info("alias moved %s -> %s: reloading", runtime_now.versions, wanted)
+                    await run_in_threadpool(reload, app)
+            except Exception:
+                log.exception("model check failed; serving on with %s", runtime_now.versions)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        problems = settings.problems()
+        if problems:
+            raise UrgencyError("refusing to start: " + "; ".join(problems))
+        engine = make_engine(settings.store_url())
+        check_schema(engine)
+        app.state.store = Store(engine)
+        app.state.api_keys = settings.effective_keys()
+        swap(app, runtime or await run_in_threadpool(load))
+        watcher = asyncio.create_task(watch_alias(app)) if settings.model_check_seconds > 0 else None
+        try:
+            yield
+        finally:
+            if watcher:
+                watcher.cancel()
+                with suppress(asyncio.CancelledError):
+                    await watcher
+            engine.dispose()
+
+    app = FastAPI(
+        title="urgency",
+        version="1",
+        summary="Ticket priority, deadlines and team: learned urgency, category and sentiment plus rules.",
+        lifespan=lifespan,
+    )
+    app.state.runtime = None
+    app.state.settings = settings
+    app.state.metrics = metrics
+    app.state.surge_cache = (0.0, False)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(Exception, _unexpected_error)
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+
+    def surge(runtime_now: Runtime, store: Store, now: datetime, batch: int) -> bool | None:
+        """Surge `auto` counts the tickets scored in the window (from the store, cached 30 s)."""
+        spec = runtime_now.rules.spec.surge
+        if spec.mode != "auto":
+            return spec.mode == "on"
+        checked, count = app.state.surge_cache
+        if time.monotonic() - checked > 30:
+            count = store.count_scored_since(now - timedelta(hours=spec.window_hours))
+            app.state.surge_cache = (time.monotonic(), count)
+        return count + batch >= spec.min_tickets
+
+    def score_and_store(runtime_now: Runtime, store: Store, tickets: list[Ticket]) -> list[ScoreResult]:
+        reserved = runtime_now.reserved_fields()
+        for position, ticket in enumerate(tickets):
+            for name in ticket.fields:
+                if name in reserved:
+                    loc: list[str | int] = ["body", "tickets", position] if len(tickets) > 1 else ["body"]
+                    raise _invalid([*loc, "fields", name], f"{name!r} is reserved (a ticket or model column)")
+        now = datetime.now(UTC)
+        results, _ = score_tickets(
+            runtime_now, tickets, now=now, surge=surge(runtime_now, store, now, len(tickets))
+        )
+        store.record_predictions(
+            [
+                {
+                    "ticket_id": ticket.ticket_id,
+                    "scored_at": now,
+                    "created_at": ticket.created_at,
+                    "subject": ticket.subject,
+                    "body": ticket.body,
+                    "fields": ticket.fields,
+                    "urgency": result.urgency,
+                    "urgency_confidence": result.urgency_confidence,
+                    "category": result.category,
+                    "category_confidence": result.category_confidence,
+                    "sentiment": result.sentiment,
+                    "sentiment_confidence": result.sentiment_confidence,
+                    "priority": result.priority,
+                    "team": result.team,
+                    "needs_human_triage": result.needs_human_triage,
+                    "first_response_due": _moment(result.first_response_due),
+                    "resolution_due": _moment(result.resolution_due),
+                    "decision": result.model_dump(mode="json", exclude={"model_versions"}),
+                    "model_versions": result.model_versions,
+                }
+                for ticket, result in zip(tickets, results, strict=True)
+            ]
+        )
+        metrics.observe_results(results)
+        return results
+
+    @app.post("/v1/score", response_model=ScoreResult, tags=["scoring"], responses=ERRORS)
+    def score(
+        ticket: Ticket,
+        runtime_now: Runtime = RuntimeDep,
+        store: Store = StoreDep,
+        _key: Any = Depends(require("score")),
+    ) -> ScoreResult:
+        """Score one ticket: models, then rules -> priority, team, deadlines and why."""
+        return score_and_store(runtime_now, store, [ticket])[0]
+
+    @app.post(
+        "/v1/score/batch",
+        response_model=ScoreBatchResult,
+        tags=["scoring"],
+        responses=ERRORS,
+        description=f"Score up to `max_batch` tickets in one call ({settings.max_batch} here).",
+    )
+    def score_batch(
+        batch: TicketBatch,
+        runtime_now: Runtime = RuntimeDep,
+        store: Store = StoreDep,
+        _key: Any = Depends(require("score")),
+    ) -> ScoreBatchResult:
+        if len(batch.tickets) > settings.max_batch:
+            raise _invalid(["body", "tickets"], f"at most {settings.max_batch} tickets per call")
+        return ScoreBatchResult(results=score_and_store(runtime_now, store, batch.tickets))
+
+    @app.post(
+        "/v1/feedback",
+        response_model=FeedbackAck,
+        tags=["feedback"],
+        responses={**ERRORS, 409: {"model": Problem, "description": "Same ids, different content"}},
+    )
+    def feedback(
+        event: Feedback,
+        runtime_now: Runtime = RuntimeDep,
+        store: Store = StoreDep,
+        _key: Any = Depends(require("feedback")),
+    ) -> FeedbackAck | JSONResponse:
+        """Record what an agent finally decided for a ticket. Idempotent by (ticket_id, event_id)."""
+        allowed = _allowed_values(runtime_now)
+        for name, values in allowed.items():
+            value = getattr(event, name)
+            if value is not None and value not in values:
+                raise _invalid(["body", name], f"{value!r} is not one of {sorted(values)}")
+        try:
+            result = store.record_feedback(event.model_dump())
+        except FeedbackConflict as error:
+            return JSONResponse({"detail": str(error)}, status_code=409)
+        metrics.feedback.labels(str(result.stored).lower()).inc()
+        return FeedbackAck(ticket_id=event.ticket_id, event_id=event.event_id, stored=result.stored)
+
+    @app.get("/v1/model", response_model=ModelInfo, tags=["models"], responses=ERRORS)
+    def model(runtime_now: Runtime = RuntimeDep, _key: Any = Depends(require("score"))) -> ModelInfo:
+        """The models in use: registry name, version, alias, training run, data digest, test metrics."""
+        return runtime_now.info
+
+    @app.post("/v1/admin/reload", response_model=ReloadResult, tags=["admin"], responses=ERRORS)
+    def admin_reload(request: Request, _key: Any = Depends(require("admin"))) -> ReloadResult:
+        """Load the models the alias points at now and switch to them; requests in flight finish
+        on the models they started with."""
+        try:
+            return reload(request.app)
+        except UrgencyError as error:
+            return JSONResponse(
+                {"detail": f"reload failed, still serving the old models: {error}"}, status_code=503
+            )  # type: ignore[return-value]
+
+    @app.get("/health/live", response_model=Health, tags=["health"])
+    def live() -> Health:
+        return Health(status="ok")
+
+    @app.get("/health/ready", response_model=Health, tags=["health"], responses={503: {"model": Health}})
+    def ready(request: Request) -> Health | JSONResponse:
+        models_ok = request.app.state.runtime is not None
+        store: Store | None = getattr(request.app.state, "store", None)
+        database_ok = store is not None and store.ping()
+        health = Health(
+            status="ok" if models_ok and database_ok else "unavailable",
+            models=models_ok,
+            database=database_ok,
+        )
+        if models_ok and database_ok:
+            return health
+        return JSONResponse(health.model_dump(), status_code=503)
+
+    @app.get("/metrics", tags=["health"], response_class=Response)
+    def prometheus() -> Response:
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    # Outermost: the metrics see every response, the 413s included.
+    app.add_middleware(_Wrap, wrap=metrics.middleware)
+    return app
+
+
+class _Wrap:
+    """Adapts a function middleware (app -> app) to Starlette's add_middleware."""
+
+    def __init__(self, app: Any, wrap: Callable[[Any], Callable]) -> None:
+        self.handle = wrap(app)
+
+    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> Awaitable[None]:
+        return await self.handle(scope, receive, send)
+
+
+def _moment(text: str | None) -> datetime | None:
+    if text is None or text.startswith("9999"):
+        return None
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def _allowed_values(runtime_now: Runtime) -> dict[str, set[str]]:
+    allowed = {head: set(model.labels) for head, model in runtime_now.models.items()}
+    allowed["priority"] = set(runtime_now.rules.levels)
+    allowed["team"] = {team.name for team in runtime_now.rules.spec.teams}
+    return allowed

@@ -1,0 +1,187 @@
+"""What the service serves with: the head models, the rules and what is known about them.
+
+A `Runtime` is immutable. Switching models builds a new one and replaces the reference in one
+assignment, so a request that already holds the old runtime finishes on it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from serve.schemas import ExplanationStep, HeadModelInfo, ModelInfo, ScoreResult, Ticket
+from urgency.config import HEADS, Params
+from urgency.predict import HeadModel, load_model_dir, load_registered_models, output_columns
+from urgency.prioritize import score_frame
+from urgency.rules import RuleSet, load_rules
+
+# Request fields that become frame columns next to the metadata `fields`.
+TICKET_COLUMNS = ("ticket_id", "subject", "body")
+
+
+@dataclass(frozen=True)
+class Runtime:
+    params: Params
+    models: dict[str, HeadModel]
+    rules: RuleSet
+    info: ModelInfo
+
+    @property
+    def versions(self) -> dict[str, str]:
+        return {head: model.version or model.uri for head, model in self.models.items()}
+
+    def reserved_fields(self) -> set[str]:
+        """Metadata names a ticket may not use: they would overwrite the models' columns."""
+        return {*TICKET_COLUMNS, self.rules.spec.created_at.column, *output_columns(self.models)}
+
+
+def load_runtime(params: Params, *, model_dir: Path | None, alias: str | None) -> Runtime:
+    heads = list(HEADS)
+    alias = alias or params.mlflow.champion_alias
+    if model_dir is not None:
+        models = load_model_dir(model_dir, heads)
+    else:
+        models = load_registered_models(
+            heads,
+            tracking_uri=params.mlflow.tracking_uri,
+            model_names={head: params.mlflow.model_name(head) for head in heads},
+            alias=alias,
+        )
+    rules = load_rules(params.scoring.rules, category_labels=params.heads.category.labels)
+    info = ModelInfo(
+        heads=[_head_info(params, model, None if model_dir else alias) for model in models.values()],
+        rules=str(params.scoring.rules),
+        loaded_at=datetime.now(UTC).isoformat(timespec="seconds"),
+    )
+    return Runtime(params=params, models=models, rules=rules, info=info)
+
+
+def registry_versions(params: Params, alias: str | None) -> dict[str, str]:
+    """The versions the registry alias points at now (a cheap check before a reload)."""
+    from mlflow import MlflowClient
+
+    from urgency.tracking import alias_version
+
+    uri = params.mlflow.tracking_uri
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    found = {}
+    for head in HEADS:
+        version = alias_version(client, params.mlflow.model_name(head), alias or params.mlflow.champion_alias)
+        if version is not None:
+            found[head] = str(version.version)
+    return found
+
+
+def _head_info(params: Params, model: HeadModel, alias: str | None) -> HeadModelInfo:
+    digest, metrics = None, {}
+    if model.run_id:
+        from mlflow import MlflowClient
+        from mlflow.exceptions import MlflowException
+
+        from urgency.tracking import dataset_digest, run_metrics
+
+        uri = params.mlflow.tracking_uri
+        client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+        try:
+            digest = dataset_digest(client, model.run_id, "training")
+            metrics = run_metrics(client, model.run_id, "test_")
+        except MlflowException:
+            pass  # a model folder from another tracking store: its run is not here
+    return HeadModelInfo(
+        head=model.head,
+        registry_name=params.mlflow.model_name(model.head) if alias else None,
+        version=model.version,
+        alias=alias,
+        source=model.uri,
+        run_id=model.run_id,
+        labels=list(model.labels),
+        training_data_digest=digest,
+        test_metrics=metrics,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Scoring requests
+
+
+def tickets_frame(tickets: Sequence[Ticket], created_at_column: str) -> pd.DataFrame:
+    """Request tickets -> the frame `score_frame` reads (metadata fields as columns)."""
+    records = []
+    for ticket in tickets:
+        record: dict[str, Any] = dict(ticket.fields)
+        record.update(
+            ticket_id=ticket.ticket_id,
+            subject=ticket.subject or "",
+            body=ticket.body,
+        )
+        record[created_at_column] = ticket.created_at.isoformat() if ticket.created_at else None
+        records.append(record)
+    return pd.DataFrame.from_records(records)
+
+
+def score_tickets(
+    runtime: Runtime, tickets: Sequence[Ticket], *, now: datetime, surge: bool | None
+) -> tuple[list[ScoreResult], pd.DataFrame]:
+    """Predict and decide each ticket (the package's one inference path and rules engine)."""
+    frame = tickets_frame(tickets, runtime.rules.spec.created_at.column)
+    scored = score_frame(
+        runtime.models,
+        frame,
+        runtime.rules,
+        now=now,
+        surge=surge,
+        subject_column="subject",
+        body_column="body",
+        max_text_chars=runtime.params.data.max_text_chars,
+    )
+    records = scored.astype(object).where(scored.notna(), None).to_dict("records")
+    results = [_result(runtime, record) for record in records]
+    return results, scored
+
+
+def _result(runtime: Runtime, row: dict[str, Any]) -> ScoreResult:
+    import json
+
+    probabilities = {
+        head: {
+            label: float(row[f"{head}_proba_{label}"])
+            for label in model.labels
+            if row.get(f"{head}_proba_{label}") is not None
+        }
+        for head, model in runtime.models.items()
+    }
+    created = row.get(runtime.rules.spec.created_at.column)
+    return ScoreResult(
+        ticket_id=str(row["ticket_id"]),
+        priority=row["priority"],
+        priority_title=row["priority_title"],
+        urgency=row.get("urgency"),
+        urgency_confidence=row.get("urgency_confidence"),
+        urgency_used=row["urgency_used"],
+        category=row.get("category"),
+        category_confidence=row.get("category_confidence"),
+        sentiment=row.get("sentiment"),
+        sentiment_confidence=row.get("sentiment_confidence"),
+        probabilities={head: values for head, values in probabilities.items() if values},
+        impact=row["impact"],
+        team=row["team"],
+        skills=[skill for skill in (row["skills"] or "").split(";") if skill],
+        sla_policy=row["sla_policy"],
+        calendar=row["calendar"],
+        created_at=None if created is None else str(created),
+        first_response_due=row["first_response_due"],
+        resolution_due=row["resolution_due"],
+        needs_human_triage=bool(row["needs_human_triage"]),
+        untrusted_heads=[head for head in (row["untrusted_heads"] or "").split(";") if head],
+        surge=bool(row["surge"]),
+        explanation=[ExplanationStep(**step) for step in json.loads(row["explanation_json"])],
+        explanation_text=row["explanation"],
+        notes=[note for note in (row["notes"] or "").split("; ") if note],
+        error=row.get("error"),
+        model_versions=runtime.versions,
+    )

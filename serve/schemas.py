@@ -1,0 +1,200 @@
+"""Request and response bodies of the service (the OpenAPI schema is generated from these).
+
+Field limits are part of the contract: an over-long field is a 422 that names the field.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    StringConstraints,
+    model_validator,
+)
+
+Id = Annotated[str, StringConstraints(min_length=1, max_length=200, strip_whitespace=True)]
+Short = Annotated[str, StringConstraints(min_length=1, max_length=200)]
+FieldName = Annotated[str, StringConstraints(min_length=1, max_length=64)]
+FieldText = Annotated[str, StringConstraints(max_length=1_000)]
+FieldValue = FieldText | StrictBool | StrictInt | StrictFloat | None
+
+EXAMPLE_TICKET = {
+    "ticket_id": "T-1001",
+    "subject": "Production outage - payments failing",
+    "body": "Since 07:50 every payment in our production shop fails with error 502. "
+    "Customers cannot check out. Please call us immediately.",
+    "created_at": "2026-11-23T08:05:00Z",
+    "fields": {
+        "plan": "enterprise",
+        "vip": True,
+        "channel": "email",
+        "region": "emea",
+        "language": "en",
+        "users_affected": 2000,
+        "service_down": True,
+        "request_type": "incident",
+        "account_type": "business",
+    },
+}
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Ticket(Strict):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [EXAMPLE_TICKET]})
+
+    ticket_id: Id = Field(description="The helpdesk's id of the ticket (feedback refers to it).")
+    subject: Annotated[str, StringConstraints(max_length=1_000)] | None = None
+    body: Annotated[str, StringConstraints(min_length=1, max_length=20_000)]
+    created_at: datetime | None = Field(
+        default=None, description="When the ticket was opened (ISO 8601; no offset: the rules' time zone)."
+    )
+    fields: dict[FieldName, FieldValue] = Field(
+        default_factory=dict,
+        max_length=50,
+        description="Ticket metadata the rules read, keyed by column name (plan, vip, channel, ...).",
+    )
+
+
+class TicketBatch(Strict):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"tickets": [EXAMPLE_TICKET]}]})
+
+    tickets: list[Ticket] = Field(min_length=1, max_length=1_000)
+
+
+class ExplanationStep(BaseModel):
+    rule: str
+    stage: str
+    changed: str
+    before: str | None
+    after: str | None
+    detail: str
+
+
+class ScoreResult(BaseModel):
+    ticket_id: str
+    priority: str
+    priority_title: str
+    urgency: str | None = Field(description="The model's urgency (null: no usable text).")
+    urgency_confidence: float | None
+    urgency_used: str = Field(description="The urgency the rules used (a default when not trusted).")
+    category: str | None
+    category_confidence: float | None
+    sentiment: str | None
+    sentiment_confidence: float | None
+    probabilities: dict[str, dict[str, float]] = Field(description="head -> label -> probability")
+    impact: str
+    team: str
+    skills: list[str]
+    sla_policy: str
+    calendar: str
+    created_at: str | None
+    first_response_due: str | None
+    resolution_due: str | None
+    needs_human_triage: bool
+    untrusted_heads: list[str]
+    surge: bool
+    explanation: list[ExplanationStep]
+    explanation_text: str
+    notes: list[str]
+    error: str | None = Field(description="Why the models gave no prediction (e.g. empty text).")
+    model_versions: dict[str, str]
+
+
+class ScoreBatchResult(BaseModel):
+    results: list[ScoreResult]
+
+
+class Feedback(Strict):
+    """What an agent finally decided for a ticket: any subset of the five fields."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "ticket_id": "T-1001",
+                    "event_id": "evt-8f2c",
+                    "decided_at": "2026-11-23T08:20:00Z",
+                    "agent": "maria",
+                    "urgency": "high",
+                    "priority": "P1",
+                    "team": "incident-response",
+                }
+            ]
+        },
+    )
+
+    ticket_id: Id
+    event_id: Id = Field(
+        description="Unique per decision: a retried call with the same id stores nothing twice."
+    )
+    decided_at: datetime | None = None
+    agent: Short | None = None
+    urgency: Short | None = None
+    category: Short | None = None
+    sentiment: Short | None = None
+    priority: Short | None = None
+    team: Short | None = None
+
+    @model_validator(mode="after")
+    def _decides_something(self) -> Feedback:
+        if all(
+            getattr(self, name) is None for name in ("urgency", "category", "sentiment", "priority", "team")
+        ):
+            raise ValueError("give at least one of urgency, category, sentiment, priority, team")
+        return self
+
+
+class FeedbackAck(BaseModel):
+    ticket_id: str
+    event_id: str
+    stored: bool = Field(
+        description="false: this event was stored before (a retry); nothing new was written."
+    )
+
+
+class HeadModelInfo(BaseModel):
+    head: str
+    registry_name: str | None
+    version: str | None
+    alias: str | None
+    source: str
+    run_id: str | None
+    labels: list[str]
+    training_data_digest: str | None
+    test_metrics: dict[str, float]
+
+
+class ModelInfo(BaseModel):
+    heads: list[HeadModelInfo]
+    rules: str
+    loaded_at: str
+
+
+class Health(BaseModel):
+    status: str
+    models: bool | None = None
+    database: bool | None = None
+    detail: str | None = None
+
+
+class ReloadResult(BaseModel):
+    changed: bool
+    before: dict[str, str]
+    after: dict[str, str]
+
+
+class Problem(BaseModel):
+    """Every error response: a message, never a stack trace."""
+
+    detail: str

@@ -1,0 +1,84 @@
+"""Service settings, from environment variables `URGENCY_*` (or a `.env` file).
+
+Local mode (the default) needs no configuration: a well-known development API key with every
+scope, and a SQLite store next to the params file. Any other mode refuses to start with that key
+or with no key at all.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+SCOPES = ("score", "feedback", "admin")
+LOCAL_DEV_KEY = "local-dev-key"
+
+
+def hash_key(key: str) -> str:
+    """API keys are stored as SHA-256 hex digests: random keys need no slow password hash,
+    and a leaked settings file does not leak the keys."""
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+class ApiKey(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(min_length=1)
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    scopes: tuple[Literal["score", "feedback", "admin"], ...] = Field(min_length=1)
+
+
+class ServiceSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="URGENCY_", env_file=".env", extra="ignore", frozen=True)
+
+    # `local`: the development key works and is the default; anything else needs real keys.
+    mode: Literal["local", "production"] = "local"
+    params: Path = Path("params.yaml")
+    # Models: a folder with one MLflow model per head (DIR/<head>), else the registry alias.
+    model_dir: Path | None = None
+    model_alias: str | None = None  # default: mlflow.champion_alias in the params
+    # Seconds between checks of the registry alias (0: only POST /v1/admin/reload switches).
+    model_check_seconds: float = Field(default=0.0, ge=0)
+    # Default: SQLite at data/service.db next to the params file.
+    database_url: str | None = None
+    # JSON list of {"name", "sha256", "scopes"}; `urgency api-key` makes one.
+    api_keys: tuple[ApiKey, ...] = ()
+    max_body_bytes: int = Field(default=1_000_000, gt=0)
+    max_batch: int = Field(default=100, gt=0)
+    max_subject_chars: int = Field(default=1_000, gt=0)
+    max_body_chars: int = Field(default=20_000, gt=0)
+    max_field_chars: int = Field(default=1_000, gt=0)
+
+    @field_validator("api_keys")
+    @classmethod
+    def _unique_names(cls, keys: tuple[ApiKey, ...]) -> tuple[ApiKey, ...]:
+        names = [key.name for key in keys]
+        if len(names) != len(set(names)):
+            raise ValueError("api key names must be unique")
+        return keys
+
+    def store_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.params.resolve().parent}/data/service.db"
+
+    def effective_keys(self) -> tuple[ApiKey, ...]:
+        if self.api_keys or self.mode != "local":
+            return self.api_keys
+        return (ApiKey(name="local-dev", sha256=hash_key(LOCAL_DEV_KEY), scopes=SCOPES),)
+
+    def problems(self) -> list[str]:
+        """Why the service must not start with these settings (empty: it may)."""
+        if self.mode == "local":
+            return []
+        if not self.api_keys:
+            return [f"mode {self.mode!r} needs URGENCY_API_KEYS (the local development key is refused)"]
+        default = hash_key(LOCAL_DEV_KEY)
+        empty = hash_key("")
+        return [
+            f"api key {key.name!r} is the {'empty' if key.sha256 == empty else 'local development'} key"
+            for key in self.api_keys
+            if key.sha256 in (default, empty)
+        ]

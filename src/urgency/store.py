@@ -1,0 +1,251 @@
+"""The service's store: every scored ticket and every agent decision, in a SQL database.
+
+SQLite (a file) by default, PostgreSQL by URL (`postgresql+psycopg://user@host/db`). The schema
+is owned by the Alembic migrations in `urgency/migrations`; `upgrade` applies them and the
+service refuses to start on a database that is not at the newest revision.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+
+from urgency.errors import UrgencyError
+
+FEEDBACK_FIELDS = ("urgency", "category", "sentiment", "priority", "team")
+
+metadata = sa.MetaData()
+
+predictions = sa.Table(
+    "predictions",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("ticket_id", sa.String(200), nullable=False, index=True),
+    sa.Column("scored_at", sa.DateTime(timezone=True), nullable=False, index=True),
+    sa.Column("created_at", sa.DateTime(timezone=True)),
+    sa.Column("subject", sa.Text),
+    sa.Column("body", sa.Text),
+    sa.Column("fields", sa.JSON, nullable=False),
+    sa.Column("urgency", sa.String(100)),
+    sa.Column("urgency_confidence", sa.Float),
+    sa.Column("category", sa.String(100)),
+    sa.Column("category_confidence", sa.Float),
+    sa.Column("sentiment", sa.String(100)),
+    sa.Column("sentiment_confidence", sa.Float),
+    sa.Column("priority", sa.String(50), nullable=False),
+    sa.Column("team", sa.String(200), nullable=False),
+    sa.Column("needs_human_triage", sa.Boolean, nullable=False),
+    sa.Column("first_response_due", sa.DateTime(timezone=True)),
+    sa.Column("resolution_due", sa.DateTime(timezone=True)),
+    sa.Column("decision", sa.JSON, nullable=False),
+    sa.Column("model_versions", sa.JSON, nullable=False),
+)
+
+feedback = sa.Table(
+    "feedback",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("ticket_id", sa.String(200), nullable=False, index=True),
+    sa.Column("event_id", sa.String(200), nullable=False),
+    sa.Column("received_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("decided_at", sa.DateTime(timezone=True)),
+    sa.Column("agent", sa.String(200)),
+    *(sa.Column(name, sa.String(200)) for name in FEEDBACK_FIELDS),
+    # Tells a retried event (same content: stored once) from a conflicting one (refused).
+    sa.Column("content_digest", sa.String(64), nullable=False),
+    sa.UniqueConstraint("ticket_id", "event_id", name="uq_feedback_ticket_event"),
+)
+
+
+class StoreError(UrgencyError):
+    """The database cannot be reached, or its schema is not the one this version expects."""
+
+    exit_code = 7
+
+
+class FeedbackConflict(UrgencyError):
+    """The same (ticket id, event id) was already stored with different content."""
+
+
+@dataclass(frozen=True)
+class FeedbackResult:
+    stored: bool  # False: this event was stored before (a retry); nothing new was written
+
+
+def sqlite_path(url: str) -> Path | None:
+    if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
+        return Path(url.removeprefix("sqlite:///"))
+    return None
+
+
+def make_engine(url: str) -> Engine:
+    """An engine for `url`; a SQLite file's folder is created, and SQLite waits for locks
+    instead of failing at once when many threads write."""
+    path = sqlite_path(url)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        engine = sa.create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+
+        @sa.event.listens_for(engine, "connect")
+        def _sqlite_pragmas(connection: Any, _record: Any) -> None:
+            cursor = connection.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")  # readers do not block the writer
+            cursor.execute("PRAGMA busy_timeout=30000")
+            cursor.close()
+
+        return engine
+    try:
+        return sa.create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+    except (SQLAlchemyError, ImportError, ValueError) as error:
+        raise StoreError(f"cannot use database URL {redact(url)}: {error}") from None
+
+
+def redact(url: str) -> str:
+    """The URL without its password, for messages and logs."""
+    try:
+        return sa.engine.make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return "<unparseable database URL>"
+
+
+# ---------------------------------------------------------------------------------------------
+# Migrations
+
+
+def _alembic_config(engine: Engine) -> Any:
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(resources.files("urgency") / "migrations"))
+    config.attributes["engine"] = engine
+    return config
+
+
+def head_revision() -> str:
+    from alembic.script import ScriptDirectory
+
+    script = ScriptDirectory.from_config(_alembic_config(None))  # type: ignore[arg-type]
+    head = script.get_current_head()
+    assert head is not None
+    return head
+
+
+def current_revision(engine: Engine) -> str | None:
+    from alembic.runtime.migration import MigrationContext
+
+    try:
+        with engine.connect() as connection:
+            return MigrationContext.configure(connection).get_current_revision()
+    except SQLAlchemyError as error:
+        raise StoreError(f"cannot reach the database {redact(str(engine.url))}: {_short(error)}") from None
+
+
+def upgrade(engine: Engine) -> tuple[str | None, str]:
+    """Apply every migration not yet applied; returns (revision before, revision after)."""
+    from alembic import command
+
+    before = current_revision(engine)
+    try:
+        command.upgrade(_alembic_config(engine), "head")
+    except SQLAlchemyError as error:
+        raise StoreError(f"migrating {redact(str(engine.url))} failed: {_short(error)}") from None
+    return before, head_revision()
+
+
+def check_schema(engine: Engine) -> None:
+    """Refuse a database whose schema is not at this version's newest migration."""
+    current, head = current_revision(engine), head_revision()
+    if current != head:
+        raise StoreError(
+            f"database {redact(str(engine.url))} is at schema revision {current or 'none'}, "
+            f"this version needs {head}: run `urgency db upgrade`"
+        )
+
+
+def _short(error: Exception) -> str:
+    return str(getattr(error, "orig", error)).strip().splitlines()[0]
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading and writing
+
+
+class Store:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def ping(self) -> bool:
+        try:
+            with self.engine.connect() as connection:
+                connection.execute(sa.text("SELECT 1"))
+            return True
+        except SQLAlchemyError:
+            return False
+
+    def record_predictions(self, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Store scored tickets, all or none (one transaction)."""
+        if rows:
+            with self.engine.begin() as connection:
+                connection.execute(predictions.insert(), [dict(row) for row in rows])
+
+    def record_feedback(
+        self, event: Mapping[str, Any], *, received_at: datetime | None = None
+    ) -> FeedbackResult:
+        """Store an agent's decision once per (ticket id, event id): a retry of the same event
+        stores nothing; the same ids with different content raise FeedbackConflict."""
+        content = {key: event.get(key) for key in ("decided_at", "agent", *FEEDBACK_FIELDS)}
+        digest = hashlib.sha256(json.dumps(content, sort_keys=True, default=str).encode()).hexdigest()
+        row = {
+            "ticket_id": event["ticket_id"],
+            "event_id": event["event_id"],
+            "received_at": received_at or datetime.now(UTC),
+            **content,
+            "content_digest": digest,
+        }
+        try:
+            with self.engine.begin() as connection:
+                connection.execute(feedback.insert(), [row])
+            return FeedbackResult(stored=True)
+        except IntegrityError:
+            # The unique constraint, not a read-then-write, decides: safe under concurrency.
+            with self.engine.connect() as connection:
+                existing = connection.execute(
+                    sa.select(feedback.c.content_digest).where(
+                        feedback.c.ticket_id == event["ticket_id"], feedback.c.event_id == event["event_id"]
+                    )
+                ).scalar_one_or_none()
+            if existing is None:
+                raise
+            if existing != digest:
+                raise FeedbackConflict(
+                    f"event {event['event_id']!r} of ticket {event['ticket_id']!r} was already stored "
+                    "with different content; send a new event_id for a new decision"
+                ) from None
+            return FeedbackResult(stored=False)
+
+    def count_scored_since(self, moment: datetime) -> int:
+        """Tickets scored at or after `moment` (surge mode `auto` counts these)."""
+        with self.engine.connect() as connection:
+            query = sa.select(sa.func.count()).where(predictions.c.scored_at >= moment)
+            return int(connection.execute(query).scalar_one())
+
+    def count(self, table: sa.Table) -> int:
+        with self.engine.connect() as connection:
+            return int(connection.execute(sa.select(sa.func.count()).select_from(table)).scalar_one())
+
+    def rows(self, table: sa.Table, columns: Iterable[str] | None = None) -> list[dict[str, Any]]:
+        selected = [table.c[name] for name in columns] if columns else [table]
+        with self.engine.connect() as connection:
+            return [
+                dict(row._mapping) for row in connection.execute(sa.select(*selected).order_by(table.c.id))
+            ]
