@@ -163,3 +163,24 @@ def postgres():
     server = PostgresServer().start()
     yield server
     server.stop()
+
+
+SERVICE_RULES: dict[str, Any] = {
+    "impact_rules": [{"name": "down", "when": {"service_down": True}, "impact": "high"}],
+    "routing": {"default_team": "desk", "triage_team": "triage", "rules": []},
+    # High enough that the tiny models' unsure answers go to a person.
+    "confidence": {"thresholds": {"urgency": 0.95}, "rules_only_urgency": "medium"},
+}
+
+
+@pytest.fixture(scope="session")
+def service_params(trained: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny trained models' params plus a rules file: what the service tests serve."""
+    from tests.rules_helpers import rules_dict
+
+    folder = tmp_path_factory.mktemp("service")
+    rules = folder / "rules.yaml"
+    rules.write_text(yaml.safe_dump(rules_dict(**SERVICE_RULES)))
+    data = yaml.safe_load(trained["params_path"].read_text())
+    data["scoring"] = {"rules": str(rules)}
+    return write_params(folder, data)

@@ -1,0 +1,95 @@
+"""The store on SQLite and on a real PostgreSQL server: migrations, idempotent feedback."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from urgency.store import (
+    FeedbackConflict,
+    Store,
+    StoreError,
+    check_schema,
+    current_revision,
+    feedback,
+    head_revision,
+    make_engine,
+    predictions,
+    upgrade,
+)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'nested' / 'store.db'}"
+    else:
+        yield request.getfixturevalue("postgres").create_database(f"store_{uuid.uuid4().hex[:12]}")
+
+
+def _prediction(ticket_id: str) -> dict:
+    return {
+        "ticket_id": ticket_id,
+        "scored_at": datetime(2026, 3, 2, 9, 0, tzinfo=UTC),
+        "fields": {"plan": "free"},
+        "priority": "P3",
+        "team": "desk",
+        "needs_human_triage": False,
+        "decision": {"priority": "P3"},
+        "model_versions": {"urgency": "1"},
+    }
+
+
+def test_upgrade_creates_the_schema_once(database_url: str) -> None:
+    engine = make_engine(database_url)
+    with pytest.raises(StoreError, match="urgency db upgrade"):
+        check_schema(engine)
+    assert upgrade(engine) == (None, head_revision())
+    assert upgrade(engine) == (head_revision(), head_revision())  # a second run changes nothing
+    check_schema(engine)
+    assert current_revision(engine) == head_revision()
+    assert {"predictions", "feedback", "alembic_version"} <= set(sa.inspect(engine).get_table_names())
+
+
+def test_feedback_is_stored_once_per_event(database_url: str) -> None:
+    engine = make_engine(database_url)
+    upgrade(engine)
+    store = Store(engine)
+    event = {"ticket_id": "T-1", "event_id": "e-1", "urgency": "high", "agent": "maria"}
+    assert store.record_feedback(event).stored
+    assert not store.record_feedback(dict(event)).stored  # the retry
+    assert store.record_feedback({**event, "event_id": "e-2", "urgency": "low"}).stored
+    with pytest.raises(FeedbackConflict, match="already stored with different content"):
+        store.record_feedback({**event, "urgency": "medium"})
+    rows = store.rows(feedback, ["ticket_id", "event_id", "urgency"])
+    assert rows == [
+        {"ticket_id": "T-1", "event_id": "e-1", "urgency": "high"},
+        {"ticket_id": "T-1", "event_id": "e-2", "urgency": "low"},
+    ]
+
+
+def test_a_failed_batch_stores_nothing(database_url: str) -> None:
+    engine = make_engine(database_url)
+    upgrade(engine)
+    store = Store(engine)
+    store.record_predictions([_prediction("T-0")])
+    broken = {**_prediction("T-2"), "priority": None}  # NOT NULL
+    with pytest.raises(sa.exc.IntegrityError):
+        store.record_predictions([_prediction("T-1"), broken])
+    assert [row["ticket_id"] for row in store.rows(predictions, ["ticket_id"])] == ["T-0"]
+    assert store.count_scored_since(datetime(2026, 3, 2, 8, 0, tzinfo=UTC)) == 1
+    assert store.count_scored_since(datetime(2026, 3, 2, 10, 0, tzinfo=UTC)) == 0
+
+
+def test_an_unreachable_database_is_a_clear_error() -> None:
+    engine = make_engine("postgresql+psycopg://nobody:secret@127.0.0.1:1/none")
+    with pytest.raises(StoreError) as error:
+        check_schema(engine)
+    assert "cannot reach the database" in str(error.value)
+    assert "secret" not in str(error.value)
+    assert not Store(engine).ping()
