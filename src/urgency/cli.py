@@ -84,8 +84,8 @@ def _heads(selected: list[str] | None) -> list[str]:
 
 def _setup_logging() -> None:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-    # MLflow and alembic are chatty about database set-up; their warnings still show.
-    for name in ("mlflow", "alembic", "matplotlib"):
+    # MLflow and alembic are chatty about database set-up, Dask about cluster life; warnings still show.
+    for name in ("mlflow", "alembic", "matplotlib", "distributed"):
         logging.getLogger(name).setLevel(logging.WARNING)
     # We log our own scikit-learn models with pickle on purpose (see train.py); no warning each time.
     logging.getLogger("mlflow.sklearn").setLevel(logging.ERROR)
@@ -271,6 +271,72 @@ def evaluate(
         console.print(f"report written to {output}")
 
 
+SchedulerOption = Annotated[
+    str | None,
+    typer.Option(
+        "--scheduler",
+        envvar="URGENCY_SCHEDULER",
+        help="Dask scheduler address (tcp://HOST:8786), or `local` for a cluster of this machine's cores; "
+        "--output is then a folder of Parquet parts.",
+    ),
+]
+
+
+def _predict_many(
+    params: Params,
+    pattern: str,
+    output: Path,
+    *,
+    scheduler: str | None,
+    model_dir: Path | None,
+    subject_column: str | None,
+    body_column: str | None,
+    chunk_size: int | None,
+) -> None:
+    """Many files (or a cluster): one Parquet part per input file in the output folder."""
+    from urgency import distributed
+
+    heads = list(HEADS)
+    # Checked before a cluster starts: a typo should not cost a cluster start-up.
+    files = distributed.input_files(pattern)
+    distributed.check_output(output)
+    if model_dir is not None:
+        source = distributed.dir_source(model_dir, heads)
+    else:
+        source = distributed.registry_source(
+            heads,
+            tracking_uri=params.mlflow.tracking_uri,
+            model_names={head: params.mlflow.model_name(head) for head in heads},
+            alias=params.mlflow.champion_alias,
+        )
+    options = distributed.ScoreOptions(
+        subject_column=subject_column or params.predict.subject_column,
+        body_column=body_column or params.predict.body_column,
+        max_text_chars=params.data.max_text_chars,
+        chunk_size=chunk_size or params.predict.chunk_size,
+    )
+    with _progress() as progress:
+        task = progress.add_task(f"scoring {len(files)} file(s)", total=len(files))
+
+        def run(client: Any) -> distributed.ScoreResult:
+            return distributed.score_files(
+                pattern, output, source, options, client=client, on_part=lambda _: progress.advance(task)
+            )
+
+        if scheduler:
+            with distributed.dask_client(scheduler) as client:
+                result = run(client)
+        else:
+            result = run(None)
+    versions = ", ".join(f"{ref.head} v{ref.version}" if ref.version else ref.head for ref in source.heads)
+    console.print(
+        f"[green]ok[/green]: {result.rows} tickets from {result.files} file(s) scored into {output}/ "
+        f"({result.rows_with_error} with a row error; models: {versions}; "
+        f"{'Dask scheduler ' + scheduler if scheduler else 'this process'})",
+        highlight=False,
+    )
+
+
 @app.command()
 @user_errors
 def predict(
@@ -281,12 +347,29 @@ def predict(
     subject_column: SubjectColumnOption = None,
     body_column: BodyColumnOption = None,
     chunk_size: ChunkSizeOption = None,
+    scheduler: SchedulerOption = None,
 ) -> None:
-    """Score a file of tickets with the champion models; every input column is kept."""
+    """Score a file of tickets with the champion models; every input column is kept.
+
+    A glob pattern (--input 'tickets/*.parquet') or a --scheduler scores many files, one Parquet
+    part per file, into the --output folder."""
+    from urgency.distributed import is_pattern
     from urgency.predict import predict_file
 
     _setup_logging()
     params = _load(params_path)
+    if scheduler or is_pattern(str(input)):
+        _predict_many(
+            params,
+            str(input),
+            output,
+            scheduler=scheduler,
+            model_dir=model_dir,
+            subject_column=subject_column,
+            body_column=body_column,
+            chunk_size=chunk_size,
+        )
+        return
     models = _models(params, list(HEADS), model_dir)
     with _progress() as progress:
         task = progress.add_task(f"scoring {input.name}", total=None)

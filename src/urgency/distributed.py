@@ -1,0 +1,391 @@
+"""Batch scoring on a Dask cluster: many ticket files in, one Parquet folder out.
+
+Each input file is one task. A worker streams its file through `urgency.predict.predict_file`
+(the same chunked path, and so the same `predict_frame`, as a local `urgency predict`) into one
+part of the output folder, so the output is the local output, row for row. Workers load the head
+models once and keep them for their later tasks. Workers must see the input files and the output
+folder (shared storage) and reach the models (a model folder on shared storage, or the registry
+through an MLflow tracking server).
+
+Without a cluster (`client=None`) the same tasks run one after another in this process: the
+plain local path, with the same output.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import logging
+import shutil
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager, suppress
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from urgency.errors import InputError, ModelNotFoundError, UrgencyError
+from urgency.predict import HeadModel, file_format, load_head_model, predict_file
+
+log = logging.getLogger(__name__)
+
+MANIFEST = "_manifest.json"  # Parquet readers skip names starting with "_"
+# Output names that say "one file", which a cluster run cannot write.
+FILE_SUFFIXES = (".csv", ".gz", ".jsonl", ".ndjson", ".json")
+
+
+class ClusterError(UrgencyError):
+    """The Dask cluster could not be reached, or a worker died or failed while scoring."""
+
+    exit_code = 7
+
+
+# ---------------------------------------------------------------------------------------------
+# Where workers load models from
+
+
+@dataclass(frozen=True)
+class HeadRef:
+    head: str
+    uri: str
+    version: str | None = None
+    run_id: str | None = None
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """The head models a run scores with, pinned so every worker loads the same versions.
+
+    Hashable: workers keep the models loaded under this key.
+    """
+
+    heads: tuple[HeadRef, ...]
+    tracking_uri: str | None = None
+
+    def describe(self) -> dict[str, str]:
+        return {ref.head: ref.uri for ref in self.heads}
+
+
+def registry_source(
+    heads: Sequence[str], *, tracking_uri: str, model_names: dict[str, str], alias: str
+) -> ModelSource:
+    """Resolve each head's `alias` to a version now: a promotion during the run changes nothing."""
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    refs = []
+    for head in heads:
+        name = model_names[head]
+        try:
+            version = client.get_model_version_by_alias(name, alias)
+        except MlflowException:
+            raise ModelNotFoundError(
+                f"no model version {name}@{alias} in the registry at {tracking_uri}; "
+                "run `urgency train` first, or pass --model-dir"
+            ) from None
+        refs.append(HeadRef(head, f"models:/{name}/{version.version}", str(version.version), version.run_id))
+    return ModelSource(tuple(refs), tracking_uri=tracking_uri)
+
+
+def dir_source(model_dir: Path, heads: Sequence[str]) -> ModelSource:
+    """One MLflow model folder per head (`DIR/<head>`), as `--model-dir` reads it locally."""
+    refs = []
+    for head in heads:
+        folder = model_dir.resolve() / head
+        if not (folder / "MLmodel").exists():
+            raise ModelNotFoundError(
+                f"no MLflow model for head {head!r} at {folder} (expected {folder}/MLmodel)"
+            )
+        refs.append(HeadRef(head, str(folder)))
+    return ModelSource(tuple(refs))
+
+
+_loaded: dict[ModelSource, dict[str, HeadModel]] = {}
+_loading = threading.Lock()
+
+
+def worker_models(source: ModelSource) -> dict[str, HeadModel]:
+    """The source's models, loaded once per process (a worker's threads share them)."""
+    with _loading:
+        if source not in _loaded:
+            # One model set per worker: a later run with new versions replaces the old set.
+            _loaded.clear()
+            if source.tracking_uri:
+                import mlflow
+
+                mlflow.set_tracking_uri(source.tracking_uri)
+                mlflow.set_registry_uri(source.tracking_uri)
+            _loaded[source] = {
+                ref.head: load_head_model(ref.uri, version=ref.version, run_id=ref.run_id)
+                for ref in source.heads
+            }
+        return _loaded[source]
+
+
+# ---------------------------------------------------------------------------------------------
+# One task: one input file into one output part
+
+
+@dataclass(frozen=True)
+class ScoreOptions:
+    subject_column: str | None
+    body_column: str
+    max_text_chars: int
+    chunk_size: int
+
+
+@dataclass
+class PartResult:
+    input: str
+    part: str
+    rows: int
+    rows_with_error: int
+    seconds: float
+
+
+def score_partition(
+    source: ModelSource, input_path: str, part_path: str, options: ScoreOptions
+) -> PartResult:
+    """Score one input file into one Parquet part (runs on a worker, or locally)."""
+    part = Path(part_path)
+    started = time.perf_counter()
+    # The run's folder is gone when the run failed elsewhere and cleaned up: do not recreate it.
+    if not part.parent.is_dir():
+        raise ClusterError(f"output folder {part.parent} is gone: the run was abandoned")
+    stats = predict_file(
+        worker_models(source),
+        Path(input_path),
+        part,
+        subject_column=options.subject_column,
+        body_column=options.body_column,
+        max_text_chars=options.max_text_chars,
+        chunk_size=options.chunk_size,
+    )
+    return PartResult(input_path, part.name, stats.rows, stats.rows_with_error, time.perf_counter() - started)
+
+
+# ---------------------------------------------------------------------------------------------
+# A whole run
+
+
+def is_pattern(text: str) -> bool:
+    return any(ch in text for ch in "*?[")
+
+
+def input_files(pattern: str) -> list[Path]:
+    """The files a glob pattern (or one path) names, sorted: their order is the output's order."""
+    if not is_pattern(pattern):
+        path = Path(pattern)
+        if not path.is_file():
+            raise InputError(f"{pattern}: file not found")
+        files = [path]
+    else:
+        files = sorted(Path(p) for p in glob.glob(pattern, recursive=True) if Path(p).is_file())
+        if not files:
+            raise InputError(f"no input file matches {pattern!r}")
+    for path in files:
+        file_format(path)  # an unknown file type fails here, before any work starts
+    return [path.resolve() for path in files]
+
+
+def check_output(output: Path) -> None:
+    """The output is a folder; an existing one is replaced only if an earlier run wrote it."""
+    if output.suffix.lower() in FILE_SUFFIXES:
+        raise InputError(
+            f"--output {output}: scoring many files (or on a cluster) writes a folder of Parquet "
+            "parts; give a folder name (e.g. scored/)"
+        )
+    ours = output.is_dir() and (not any(output.iterdir()) or (output / MANIFEST).exists())
+    if output.exists() and not ours:
+        raise InputError(
+            f"--output {output} exists and is not an earlier scoring output ({MANIFEST} missing); "
+            "choose another folder"
+        )
+
+
+@dataclass
+class ScoreResult:
+    output: Path
+    files: int
+    rows: int
+    rows_with_error: int
+    parts: list[PartResult]
+
+
+def score_files(
+    pattern: str,
+    output: Path,
+    source: ModelSource,
+    options: ScoreOptions,
+    *,
+    client: Any = None,
+    on_part: Callable[[PartResult], None] | None = None,
+) -> ScoreResult:
+    """Score every file `pattern` matches into the Parquet folder `output`, one part per file.
+
+    With a `distributed.Client` the files are scored on its workers, otherwise here, one after
+    another. The parts are written into `<output>.partial/`, which replaces `output` only when
+    every part is written: a failure leaves no half-written output and keeps an older one.
+    """
+    files = input_files(pattern)
+    check_output(output)
+    output = output.resolve()
+    partial = output.with_name(output.name + ".partial")
+    if partial.exists():
+        shutil.rmtree(partial)  # left by a run that was killed
+    partial.mkdir(parents=True)
+    width = max(5, len(str(len(files) - 1)))
+    jobs = [(str(path), str(partial / f"part-{i:0{width}d}.parquet")) for i, path in enumerate(files)]
+    try:
+        if client is None:
+            parts = []
+            for input_path, part_path in jobs:
+                parts.append(score_partition(source, input_path, part_path, options))
+                if on_part:
+                    on_part(parts[-1])
+        else:
+            parts = _score_on_cluster(client, source, jobs, options, on_part)
+        result = _finish(partial, parts, source, pattern)
+        _replace(partial, output)
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    result.output = output
+    return result
+
+
+def _score_on_cluster(
+    client: Any,
+    source: ModelSource,
+    jobs: list[tuple[str, str]],
+    options: ScoreOptions,
+    on_part: Callable[[PartResult], None] | None,
+) -> list[PartResult]:
+    from distributed import as_completed
+
+    futures = {
+        client.submit(score_partition, source, input_path, part_path, options, pure=False): input_path
+        for input_path, part_path in jobs
+    }
+    done: dict[str, PartResult] = {}
+    try:
+        for future in as_completed(futures):
+            try:
+                part = future.result()
+            except UrgencyError:
+                raise  # e.g. an unreadable file: the message names it
+            except Exception as error:
+                raise _cluster_error(error, futures[future]) from None
+            done[part.input] = part
+            if on_part:
+                on_part(part)
+    except BaseException:
+        # Tasks not started yet never start; running ones see their folder gone and stop.
+        with suppress(Exception):  # the scheduler may be the thing that failed
+            client.cancel(list(futures))
+        raise
+    return [done[input_path] for input_path, _ in jobs]
+
+
+def _cluster_error(error: Exception, input_path: str) -> ClusterError:
+    from distributed import KilledWorker
+
+    if isinstance(error, KilledWorker):
+        return ClusterError(
+            f"a Dask worker died while scoring {input_path} (out of memory, or killed); "
+            "look at the workers' logs and memory limit"
+        )
+    return ClusterError(f"scoring {input_path} failed on the cluster: {type(error).__name__}: {error}")
+
+
+def _finish(partial: Path, parts: list[PartResult], source: ModelSource, pattern: str) -> ScoreResult:
+    """Drop empty parts, check that every part has the same columns, write the manifest."""
+    import pyarrow.parquet as pq
+
+    kept = []
+    first: tuple[str, Any] | None = None
+    for part in parts:
+        path = partial / part.part
+        if part.rows == 0:  # an empty input file has no columns to agree on
+            path.unlink()
+            continue
+        schema = pq.read_schema(path).remove_metadata()
+        if first is None:
+            first = (part.input, schema)
+        elif not schema.equals(first[1]):
+            raise InputError(
+                f"input files differ in columns or types: {first[0]} has {_describe(first[1])}, "
+                f"{part.input} has {_describe(schema)}; one output needs one schema"
+            )
+        kept.append(part)
+    result = ScoreResult(
+        output=partial,
+        files=len(parts),
+        rows=sum(part.rows for part in parts),
+        rows_with_error=sum(part.rows_with_error for part in parts),
+        parts=kept,
+    )
+    manifest = {
+        "input": pattern,
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "models": source.describe(),
+        "rows": result.rows,
+        "rows_with_error": result.rows_with_error,
+        "parts": [asdict(part) for part in parts],
+    }
+    (partial / MANIFEST).write_text(json.dumps(manifest, indent=2))
+    return result
+
+
+def _describe(schema: Any) -> str:
+    return "[" + ", ".join(f"{field.name}: {field.type}" for field in schema) + "]"
+
+
+def _replace(partial: Path, output: Path) -> None:
+    """Put the finished folder in place of `output` (a folder cannot be swapped in one step)."""
+    if not output.exists():
+        partial.rename(output)
+        return
+    old = output.with_name(output.name + ".old")
+    if old.exists():
+        shutil.rmtree(old)
+    output.rename(old)
+    partial.rename(output)
+    shutil.rmtree(old)
+
+
+# ---------------------------------------------------------------------------------------------
+# Clusters
+
+
+@contextmanager
+def dask_client(scheduler: str, *, n_workers: int | None = None) -> Iterator[Any]:
+    """A client of the scheduler at `scheduler` (tcp://HOST:PORT), or of a new local cluster
+    (`local`: one single-threaded worker process per core, on 127.0.0.1, stopped at the end)."""
+    from distributed import Client, LocalCluster
+
+    if scheduler == "local":
+        # One thread per worker process: the TF-IDF step holds the GIL, so processes give the speed.
+        with (
+            LocalCluster(
+                n_workers=n_workers,
+                threads_per_worker=1,
+                processes=True,
+                host="127.0.0.1",
+                dashboard_address="127.0.0.1:0",
+            ) as cluster,
+            Client(cluster) as client,
+        ):
+            workers = len(client.scheduler_info()["workers"])
+            log.info("local Dask cluster: %d workers, dashboard %s", workers, client.dashboard_link)
+            yield client
+        return
+    try:
+        client = Client(scheduler, timeout="20s")
+    except (OSError, TimeoutError, ValueError) as error:
+        raise ClusterError(f"cannot reach the Dask scheduler at {scheduler}: {error}") from None
+    with client:
+        yield client
