@@ -8,6 +8,7 @@ FastAPI's thread pool, never on the event loop.
 from __future__ import annotations
 
 import asyncio
+import copy
 import logging
 import threading
 import time
@@ -52,6 +53,7 @@ from urgency.store import FeedbackConflict, Store, check_schema, make_engine
 log = logging.getLogger("urgency.serve")
 
 ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"model": Problem, "description": "The body is not JSON"},
     401: {"model": Problem, "description": "Missing or invalid API key"},
     403: {"model": Problem, "description": "The API key lacks the scope"},
     413: {"model": Problem, "description": "Request body too large"},
@@ -432,6 +434,24 @@ def create_app(settings: ServiceSettings | None = None, runtime: Runtime | None 
     @app.get("/metrics", tags=["health"], response_class=Response)
     def prometheus() -> Response:
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    generated = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        """The schema with what this deployment accepts: its batch limit, and the labels, levels
+        and teams of the models and rules it serves (they change with a reload)."""
+        schema = copy.deepcopy(generated())
+        components = schema["components"]["schemas"]
+        components["TicketBatch"]["properties"]["tickets"]["maxItems"] = settings.max_batch
+        runtime_now: Runtime | None = app.state.runtime
+        if runtime_now is not None:
+            for name, values in _allowed_values(runtime_now).items():
+                components["Feedback"]["properties"][name]["anyOf"][0]["enum"] = sorted(values)
+            names = components["Ticket"]["properties"]["fields"]["propertyNames"]
+            names["not"] = {"enum": sorted(runtime_now.reserved_fields())}
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
     # Outermost: the metrics see every response, the 413s included.
     app.add_middleware(_Wrap, wrap=metrics.middleware)

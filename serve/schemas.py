@@ -10,12 +10,14 @@ from typing import Annotated
 
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     StrictBool,
     StrictFloat,
     StrictInt,
     StringConstraints,
+    field_validator,
     model_validator,
 )
 
@@ -24,6 +26,24 @@ Short = Annotated[str, StringConstraints(min_length=1, max_length=200)]
 FieldName = Annotated[str, StringConstraints(min_length=1, max_length=64)]
 FieldText = Annotated[str, StringConstraints(max_length=1_000)]
 FieldValue = FieldText | StrictBool | StrictInt | StrictFloat | None
+
+
+# Text only (no Unix seconds), and years a helpdesk can have: deadlines stay computable.
+def _text_only(value: object) -> object:
+    if isinstance(value, int | float):
+        raise ValueError("give an ISO 8601 date-time text, not a number")
+    return value
+
+
+Moment = Annotated[datetime, BeforeValidator(_text_only)]
+EARLIEST, LATEST = 1970, 2999
+
+
+def _plausible(moment: datetime | None, name: str) -> datetime | None:
+    if moment is not None and not EARLIEST <= moment.year <= LATEST:
+        raise ValueError(f"{name} must be between the years {EARLIEST} and {LATEST}")
+    return moment
+
 
 EXAMPLE_TICKET = {
     "ticket_id": "T-1001",
@@ -55,14 +75,20 @@ class Ticket(Strict):
     ticket_id: Id = Field(description="The helpdesk's id of the ticket (feedback refers to it).")
     subject: Annotated[str, StringConstraints(max_length=1_000)] | None = None
     body: Annotated[str, StringConstraints(min_length=1, max_length=20_000)]
-    created_at: datetime | None = Field(
-        default=None, description="When the ticket was opened (ISO 8601; no offset: the rules' time zone)."
+    created_at: Moment | None = Field(
+        default=None,
+        description="When the ticket was opened (ISO 8601 text; no offset: the rules' time zone).",
     )
     fields: dict[FieldName, FieldValue] = Field(
         default_factory=dict,
         max_length=50,
         description="Ticket metadata the rules read, keyed by column name (plan, vip, channel, ...).",
     )
+
+    @field_validator("created_at")
+    @classmethod
+    def _created_at(cls, moment: datetime | None) -> datetime | None:
+        return _plausible(moment, "created_at")
 
 
 class TicketBatch(Strict):
@@ -120,6 +146,11 @@ class Feedback(Strict):
     model_config = ConfigDict(
         extra="forbid",
         json_schema_extra={
+            # At least one decision (the validator below says the same in words).
+            "anyOf": [
+                {"required": [name], "properties": {name: {"type": "string"}}}
+                for name in ("urgency", "category", "sentiment", "priority", "team")
+            ],
             "examples": [
                 {
                     "ticket_id": "T-1001",
@@ -130,7 +161,7 @@ class Feedback(Strict):
                     "priority": "P1",
                     "team": "incident-response",
                 }
-            ]
+            ],
         },
     )
 
@@ -138,13 +169,18 @@ class Feedback(Strict):
     event_id: Id = Field(
         description="Unique per decision: a retried call with the same id stores nothing twice."
     )
-    decided_at: datetime | None = None
+    decided_at: Moment | None = None
     agent: Short | None = None
     urgency: Short | None = None
     category: Short | None = None
     sentiment: Short | None = None
     priority: Short | None = None
     team: Short | None = None
+
+    @field_validator("decided_at")
+    @classmethod
+    def _decided_at(cls, moment: datetime | None) -> datetime | None:
+        return _plausible(moment, "decided_at")
 
     @model_validator(mode="after")
     def _decides_something(self) -> Feedback:

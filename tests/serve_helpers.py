@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -55,34 +56,30 @@ def running_server(
         database_url,
         *args,
     ]
-    process = subprocess.Popen(
-        command,
-        env={**os.environ, **(env or {})},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
     base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + timeout
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(
-                    f"urgency serve exited with {process.returncode}:\n{process.stdout.read()}"
-                )
-            try:
-                if httpx.get(f"{base}/health/ready", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError("urgency serve did not become ready in time")
-            time.sleep(0.2)
-        yield base
-    finally:
-        process.terminate()
+    # A file, not a pipe: nobody reads a pipe while the test runs, and a full pipe would stop
+    # the server at its next log line.
+    with tempfile.TemporaryFile("w+") as log:
+        process = subprocess.Popen(command, env={**os.environ, **(env or {})}, stdout=log, stderr=log)
         try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+            deadline = time.monotonic() + timeout
+            while True:
+                if process.poll() is not None:
+                    log.seek(0)
+                    raise RuntimeError(f"urgency serve exited with {process.returncode}:\n{log.read()}")
+                try:
+                    if httpx.get(f"{base}/health/ready", timeout=2).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                if time.monotonic() > deadline:
+                    raise RuntimeError("urgency serve did not become ready in time")
+                time.sleep(0.2)
+            yield base
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()

@@ -1,7 +1,8 @@
 """The `urgency` command line: one typer app wiring params onto the library functions.
 
 Exit codes (for scripts): 0 success, 1 unexpected error, 2 usage error, 3 params error,
-4 invalid ticket data, 5 model not found, 6 unreadable input to score.
+4 invalid ticket data, 5 model not found, 6 unreadable input to score, 7 database unreachable or
+not migrated.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from urgency.config import FAMILIES, HEADS, Params, load_params
-from urgency.errors import UrgencyError
+from urgency.errors import ParamsError, UrgencyError
 
 app = typer.Typer(
     help="Learn how urgent, what kind and how upset a support ticket is.",
@@ -693,7 +694,7 @@ def _service_settings(params_path: Path, **overrides: Any) -> Any:
     except ValidationError as error:
         from urgency.config import format_validation_error
 
-        raise UrgencyError(format_validation_error(error, "service settings (URGENCY_* variables)")) from None
+        raise ParamsError(format_validation_error(error, "service settings (URGENCY_* variables)")) from None
 
 
 @db_app.command("upgrade")
@@ -751,7 +752,7 @@ def serve(
     settings = _service_settings(params_path, model_dir=model_dir, database_url=database_url)
     problems = settings.problems()
     if problems:
-        raise UrgencyError("refusing to start: " + "; ".join(problems))
+        raise ParamsError("refusing to start: " + "; ".join(problems))
     engine = make_engine(settings.store_url())
     if migrate:
         upgrade(engine)
@@ -771,6 +772,52 @@ def serve(
     if settings.model_dir is not None:
         os.environ["URGENCY_MODEL_DIR"] = str(settings.model_dir.resolve())
     uvicorn.run("serve.app:create_app", factory=True, host=host, port=port, workers=workers, log_level="info")
+
+
+@app.command()
+@user_errors
+def tune(
+    head: Annotated[str, typer.Option("--head", help="Head whose baseline settings to search.")],
+    params_path: ParamsOption = Path("params.yaml"),
+    scheduler: SchedulerOption = None,
+) -> None:
+    """Search a head's baseline settings (params `tune:`); register the best as the challenger.
+
+    The configurations are fitted in parallel: on the Dask cluster of --scheduler, or on this
+    machine's cores. The champion never moves: `urgency promote` does that."""
+    from urgency.tune import Trial
+    from urgency.tune import tune as run_tune
+
+    _setup_logging()
+    heads = _heads([head])
+    params = _load(params_path)
+
+    def show(trials: list[Trial]) -> None:
+        table = Table(title=f"{heads[0]}: {len(trials)} configuration(s), macro-F1")
+        for column in ("#", "settings", "macro-F1", "fit seconds"):
+            table.add_column(column)
+        for trial in sorted(trials, key=lambda t: -t.score):
+            settings = ", ".join(f"{key}={value}" for key, value in trial.settings.items())
+            table.add_row(str(trial.number), settings, f"{trial.score:.4f}", f"{trial.fit_seconds:.1f}")
+        _stdout().print(table)
+
+    def run(backend: str) -> Any:
+        return run_tune(params, heads[0], backend=backend, params_path=params_path, on_searched=show)
+
+    if scheduler:
+        from urgency.distributed import dask_client
+
+        with dask_client(scheduler):
+            result = run("dask")
+    else:
+        result = run("loky")
+    outcome = result.registered
+    console.print(
+        f"[green]ok[/green]: best {result.best.settings} (macro-F1 {result.best.score:.4f}) registered as "
+        f"{outcome.registered_name} v{outcome.version} @{result.alias}; test macro-F1 "
+        f"{outcome.test_report['macro_f1']:.4f} (MLflow run {result.parent_run_id})",
+        highlight=False,
+    )
 
 
 def main() -> None:

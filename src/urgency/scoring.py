@@ -158,7 +158,12 @@ class Decision:
 
 
 def iso(moment: datetime | None) -> str | None:
-    return None if moment is None else moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    # isoformat, not strftime: strftime("%Y") does not pad years before 1000 on Linux.
+    return (
+        None
+        if moment is None
+        else moment.astimezone(UTC).replace(microsecond=0, tzinfo=None).isoformat() + "Z"
+    )
 
 
 def parse_timestamp(raw: Any, zone: str) -> datetime | None:
