@@ -1,5 +1,5 @@
 # Two commands do all the set-up on a fresh clone:
-#   make demo   validate the demo data, train, evaluate, register and score demo tickets
+#   make demo   validate the demo data, train, evaluate, register, score demo tickets, then serve
 #   make test   run the test suite (what CI runs)
 # Both create .venv and install the pinned dependencies (constraints.txt) when needed.
 
@@ -8,6 +8,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 PARAMS ?= params.yaml
+SERVE ?= 1
+PORT ?= 8000
 
 .PHONY: demo transformers test lint install clean system-deps
 
@@ -28,6 +30,9 @@ demo: $(STAMP)
 	# The prioritized queue (rules.yaml), as of a fixed time so the demo's deadlines repeat.
 	$(BIN)/urgency score --params $(PARAMS) --input data/demo_tickets.csv --output data/demo_queue.csv --now 2026-11-23T14:00:00Z
 	$(BIN)/urgency check-incidents --params $(PARAMS)
+	# Last: the prediction service on 127.0.0.1:$(PORT) with the demo's champions (Ctrl-C stops
+	# it). `make demo SERVE=0` ends without it.
+	@if [ "$(SERVE)" = 1 ]; then $(BIN)/urgency serve --params $(PARAMS) --host 127.0.0.1 --port $(PORT); fi
 
 # The MiniLM families, each promoted when it beats the champion's validation macro-F1 by
 # training.promotion_margin. Not part of `make demo`: on a 2-core CPU the embedding family took
@@ -51,4 +56,4 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check src tests bench serve
 
 clean:
-	rm -rf mlruns data/model_comparison.md data/demo_scored.csv data/demo_queue.csv data/evaluation.json models/ticket-* models/urgency models/category models/sentiment
+	rm -rf mlruns data/service.db data/service.db-wal data/service.db-shm data/model_comparison.md data/demo_scored.csv data/demo_queue.csv data/evaluation.json models/ticket-* models/urgency models/category models/sentiment

@@ -49,9 +49,6 @@ class ServiceSettings(BaseSettings):
     api_keys: tuple[ApiKey, ...] = ()
     max_body_bytes: int = Field(default=1_000_000, gt=0)
     max_batch: int = Field(default=100, gt=0)
-    max_subject_chars: int = Field(default=1_000, gt=0)
-    max_body_chars: int = Field(default=20_000, gt=0)
-    max_field_chars: int = Field(default=1_000, gt=0)
 
     @field_validator("api_keys")
     @classmethod

@@ -93,3 +93,16 @@ def test_an_unreachable_database_is_a_clear_error() -> None:
     assert "cannot reach the database" in str(error.value)
     assert "secret" not in str(error.value)
     assert not Store(engine).ping()
+
+
+def test_the_migrations_build_exactly_the_tables_the_code_uses(tmp_path: Path) -> None:
+    from alembic.autogenerate import compare_metadata
+    from alembic.runtime.migration import MigrationContext
+
+    from urgency.store import metadata
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'store.db'}")
+    upgrade(engine)
+    with engine.connect() as connection:
+        differences = compare_metadata(MigrationContext.configure(connection), metadata)
+    assert differences == []
