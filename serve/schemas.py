@@ -17,6 +17,7 @@ from pydantic import (
     StrictFloat,
     StrictInt,
     StringConstraints,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -37,6 +38,8 @@ def _text_only(value: object) -> object:
 
 Moment = Annotated[datetime, BeforeValidator(_text_only)]
 EARLIEST, LATEST = 1970, 2999
+# What a feedback event can tell (at least one of them).
+DECIDED = ("urgency", "category", "sentiment", "priority", "team", "first_response_at", "resolved_at")
 
 
 def _plausible(moment: datetime | None, name: str) -> datetime | None:
@@ -147,10 +150,7 @@ class Feedback(Strict):
         extra="forbid",
         json_schema_extra={
             # At least one decision (the validator below says the same in words).
-            "anyOf": [
-                {"required": [name], "properties": {name: {"type": "string"}}}
-                for name in ("urgency", "category", "sentiment", "priority", "team")
-            ],
+            "anyOf": [{"required": [name], "properties": {name: {"type": "string"}}} for name in DECIDED],
             "examples": [
                 {
                     "ticket_id": "T-1001",
@@ -176,18 +176,20 @@ class Feedback(Strict):
     sentiment: Short | None = None
     priority: Short | None = None
     team: Short | None = None
+    first_response_at: Moment | None = Field(
+        default=None, description="When the customer was first answered."
+    )
+    resolved_at: Moment | None = Field(default=None, description="When the ticket was resolved.")
 
-    @field_validator("decided_at")
+    @field_validator("decided_at", "first_response_at", "resolved_at")
     @classmethod
-    def _decided_at(cls, moment: datetime | None) -> datetime | None:
-        return _plausible(moment, "decided_at")
+    def _moments(cls, moment: datetime | None, info: ValidationInfo) -> datetime | None:
+        return _plausible(moment, str(info.field_name))
 
     @model_validator(mode="after")
     def _decides_something(self) -> Feedback:
-        if all(
-            getattr(self, name) is None for name in ("urgency", "category", "sentiment", "priority", "team")
-        ):
-            raise ValueError("give at least one of urgency, category, sentiment, priority, team")
+        if all(getattr(self, name) is None for name in DECIDED):
+            raise ValueError(f"give at least one of {', '.join(DECIDED)}")
         return self
 
 

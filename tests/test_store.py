@@ -106,3 +106,28 @@ def test_the_migrations_build_exactly_the_tables_the_code_uses(tmp_path: Path) -
     with engine.connect() as connection:
         differences = compare_metadata(MigrationContext.configure(connection), metadata)
     assert differences == []
+
+
+def test_the_latest_decision_wins_field_by_field(tmp_path: Path) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path / 'store.db'}")
+    upgrade(engine)
+    store = Store(engine)
+    store.record_predictions(
+        [{**_prediction("T-1"), "urgency": "low"}, {**_prediction("T-2"), "urgency": "high"}]
+    )
+    store.record_predictions([{**_prediction("T-1"), "urgency": "medium"}])  # scored again: this one counts
+    store.record_predictions([_prediction("T-3")])  # never decided: not in the frame
+    at = lambda hour: datetime(2026, 3, 2, hour, 0, tzinfo=UTC)  # noqa: E731
+    # Arrives last but was decided first: the 11:00 decision still wins for urgency.
+    store.record_feedback({"ticket_id": "T-1", "event_id": "a", "urgency": "high", "decided_at": at(11)})
+    store.record_feedback({"ticket_id": "T-1", "event_id": "b", "team": "desk", "decided_at": at(12)})
+    store.record_feedback({"ticket_id": "T-1", "event_id": "c", "urgency": "low", "decided_at": at(10)})
+    store.record_feedback({"ticket_id": "T-2", "event_id": "a", "urgency": "medium", "priority": "P2"})
+    store.record_feedback({"ticket_id": "T-2", "event_id": "b", "priority": "P1"})
+    frame = store.decisions().set_index("ticket_id")
+    assert sorted(frame.index) == ["T-1", "T-2"]
+    assert frame.loc["T-1", "urgency"] == "medium"  # the latest prediction
+    assert frame.loc["T-1", "agent_urgency"] == "high" and frame.loc["T-1", "agent_team"] == "desk"
+    assert frame.loc["T-1", "feedback_events"] == 3
+    assert frame.loc["T-2", "agent_urgency"] == "medium" and frame.loc["T-2", "agent_priority"] == "P1"
+    assert store.decisions(since=datetime(2026, 3, 3, tzinfo=UTC)).empty

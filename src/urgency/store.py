@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
@@ -22,7 +22,11 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from urgency.errors import UrgencyError
 
+if TYPE_CHECKING:
+    import pandas as pd
+
 FEEDBACK_FIELDS = ("urgency", "category", "sentiment", "priority", "team")
+FEEDBACK_TIMES = ("first_response_at", "resolved_at")
 
 metadata = sa.MetaData()
 
@@ -61,6 +65,8 @@ feedback = sa.Table(
     sa.Column("decided_at", sa.DateTime(timezone=True)),
     sa.Column("agent", sa.String(200)),
     *(sa.Column(name, sa.String(200)) for name in FEEDBACK_FIELDS),
+    sa.Column("first_response_at", sa.DateTime(timezone=True)),
+    sa.Column("resolved_at", sa.DateTime(timezone=True)),
     # Tells a retried event (same content: stored once) from a conflicting one (refused).
     sa.Column("content_digest", sa.String(64), nullable=False),
     sa.UniqueConstraint("ticket_id", "event_id", name="uq_feedback_ticket_event"),
@@ -180,6 +186,26 @@ def _short(error: Exception) -> str:
 # Reading and writing
 
 
+def final_decisions(events: pd.DataFrame) -> pd.DataFrame:
+    """Feedback events -> one row per ticket: `agent_<field>` is the value of the newest event
+    (by `decided_at`, else arrival order) that set the field; `decided_at` is the newest event's."""
+    import pandas as pd
+
+    events = events.copy()
+    events["_order"] = range(len(events))
+    decided = pd.to_datetime(events["decided_at"], utc=True, errors="coerce")
+    received = pd.to_datetime(events["received_at"], utc=True, errors="coerce")
+    events["_when"] = decided.fillna(received)
+    events = events.sort_values(["ticket_id", "_when", "_order"], kind="stable")
+    fields = [*FEEDBACK_FIELDS, *FEEDBACK_TIMES, "agent"]
+    grouped = events.groupby("ticket_id", sort=True)
+    final = grouped[fields].last()  # `last` skips missing values: the newest value set per field
+    final.columns = [f"agent_{name}" if name in FEEDBACK_FIELDS else name for name in final.columns]
+    final["decided_at"] = grouped["_when"].max()
+    final["feedback_events"] = grouped.size()
+    return final.reset_index()
+
+
 class Store:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
@@ -203,7 +229,7 @@ class Store:
     ) -> FeedbackResult:
         """Store an agent's decision once per (ticket id, event id): a retry of the same event
         stores nothing; the same ids with different content raise FeedbackConflict."""
-        content = {key: event.get(key) for key in ("decided_at", "agent", *FEEDBACK_FIELDS)}
+        content = {key: event.get(key) for key in ("decided_at", "agent", *FEEDBACK_FIELDS, *FEEDBACK_TIMES)}
         digest = hashlib.sha256(json.dumps(content, sort_keys=True, default=str).encode()).hexdigest()
         row = {
             "ticket_id": event["ticket_id"],
@@ -238,6 +264,31 @@ class Store:
         with self.engine.connect() as connection:
             query = sa.select(sa.func.count()).where(predictions.c.scored_at >= moment)
             return int(connection.execute(query).scalar_one())
+
+    def decisions(self, since: datetime | None = None, until: datetime | None = None) -> pd.DataFrame:
+        """Each ticket scored in [since, until) that agents decided on: the latest prediction
+        next to the agents' final values (`agent_<field>`).
+
+        The latest decision wins, field by field: the newest event (by `decided_at`, else by
+        arrival) that sets a field gives its final value, so an event carrying only a team does
+        not erase an earlier urgency."""
+        import pandas as pd
+
+        query = sa.select(predictions)
+        if since is not None:
+            query = query.where(predictions.c.scored_at >= since)
+        if until is not None:
+            query = query.where(predictions.c.scored_at < until)
+        with self.engine.connect() as connection:
+            scored = pd.DataFrame(connection.execute(query.order_by(predictions.c.id)).mappings().all())
+            events = pd.DataFrame(
+                connection.execute(sa.select(feedback).order_by(feedback.c.id)).mappings().all()
+            )
+        if scored.empty or events.empty:
+            return pd.DataFrame()
+        latest = scored.drop_duplicates("ticket_id", keep="last").rename(columns={"id": "prediction_id"})
+        final = final_decisions(events)
+        return latest.merge(final, on="ticket_id", how="inner").reset_index(drop=True)
 
     def count(self, table: sa.Table) -> int:
         with self.engine.connect() as connection:
