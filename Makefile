@@ -42,11 +42,16 @@ transformers: $(STAMP)
 	$(BIN)/urgency train --params $(PARAMS) --family finetune --promote-if-better
 	$(BIN)/urgency compare --params $(PARAMS) --output data/model_comparison.md
 
-# Servers the tests start themselves (PostgreSQL): Debian packages, installed when missing.
+# What the tests start themselves, from Debian's packages, installed when missing: PostgreSQL
+# (the store's tests) and Chromium (the report page is rendered in a real browser).
 system-deps:
-	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { \
-	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql; \
-	  else echo "install PostgreSQL (Debian: sudo apt-get install postgresql) for the store tests"; exit 1; fi; }
+	@missing=""; \
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
+	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	  else echo "please install:$$missing (Debian: sudo apt-get install$$missing)"; exit 1; fi; \
+	fi
 
 test: $(STAMP) system-deps
 	$(BIN)/python -m pytest
