@@ -311,3 +311,46 @@ def test_a_failed_reload_keeps_the_old_models(registry: dict[str, Any], database
         response = client.post("/v1/admin/reload", headers=ALL)
         assert response.status_code == 503 and "still serving the old models" in response.json()["detail"]
         assert client.post("/v1/score", json=TICKET, headers=ALL).status_code == 200
+
+
+def test_serves_a_model_folder(
+    trained: dict[str, Any], service_params: Path, database: str, tmp_path: Path
+) -> None:
+    from urgency import tracking
+
+    uri = trained["params"].mlflow.tracking_uri
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    import mlflow
+
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    names = {head: f"ticket-{head}" for head in ("urgency", "category", "sentiment")}
+    tracking.export_models(client, names, "champion", tmp_path / "models")
+    app = create_app(settings(service_params, database, model_dir=tmp_path / "models"))
+    with TestClient(app) as test_client:
+        heads = test_client.get("/v1/model", headers=ALL).json()["heads"]
+        assert {head["registry_name"] for head in heads} == {None}
+        assert all(head["source"].startswith(str(tmp_path / "models")) for head in heads)
+        result = test_client.post("/v1/score", json=TICKET, headers=ALL).json()
+        assert result["urgency"] == "high" and result["priority"] == "P1"
+
+
+def test_api_key_command_prints_a_usable_entry() -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from serve.settings import ServiceSettings
+    from urgency.cli import app as cli
+
+    done = CliRunner().invoke(
+        cli, ["api-key", "--name", "helpdesk", "--scope", "score", "--scope", "feedback"]
+    )
+    assert done.exit_code == 0, done.output
+    key = done.output.split("not stored): ")[1].split()[0]
+    entry = json.loads(done.output.split("URGENCY_API_KEYS entry: ")[1])
+    assert entry["sha256"] == hash_key(key) and entry["scopes"] == ["score", "feedback"]
+    assert key not in json.dumps(entry)
+    ServiceSettings(mode="production", api_keys=[entry])  # a valid settings entry
+    wrong = CliRunner().invoke(cli, ["api-key", "--name", "x", "--scope", "root"])
+    assert wrong.exit_code == 2 and "unknown scope" in wrong.output

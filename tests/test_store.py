@@ -131,3 +131,21 @@ def test_the_latest_decision_wins_field_by_field(tmp_path: Path) -> None:
     assert frame.loc["T-1", "feedback_events"] == 3
     assert frame.loc["T-2", "agent_urgency"] == "medium" and frame.loc["T-2", "agent_priority"] == "P1"
     assert store.decisions(since=datetime(2026, 3, 3, tzinfo=UTC)).empty
+
+
+def test_db_upgrade_command(params_file: Path, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from urgency.cli import app
+
+    url = f"sqlite:///{tmp_path / 'cli.db'}"
+    done = CliRunner().invoke(app, ["db", "upgrade", "--params", str(params_file), "--database-url", url])
+    assert done.exit_code == 0, done.output
+    assert f"at revision {head_revision()} (was empty)" in done.output
+    assert current_revision(make_engine(url)) == head_revision()
+    default = CliRunner().invoke(app, ["db", "upgrade", "--params", str(params_file)])
+    assert default.exit_code == 0 and (params_file.parent / "data" / "service.db").exists()
+    bad = CliRunner().invoke(
+        app, ["db", "upgrade", "--params", str(params_file), "--database-url", "nosuch://x"]
+    )
+    assert bad.exit_code == 7 and "nosuch" in bad.output and "Traceback" not in bad.output
