@@ -37,7 +37,10 @@ class DaskCluster:
         for i in range(workers):
             self._spawn(
                 f"worker{i}",
-                [DASK, "worker", self.address, *LOOPBACK, "--nthreads", "1", "--name", f"w{i}", *worker_args],
+                [
+                    *(DASK, "worker", self.address, *LOOPBACK, "--nthreads", "1", "--name", f"w{i}"),
+                    *("--local-directory", str(self.folder / f"worker{i}"), *worker_args),
+                ],
             )
         self.wait_for_workers(workers)
         return self

@@ -235,6 +235,47 @@ class ScoringParams(Strict):
     rules: Path = Path("rules.yaml")
 
 
+class TuneParams(Strict):
+    """Hyper-parameter search over a baseline head's settings (`urgency tune --head H`)."""
+
+    # grid: every combination of `space`; random: `n_iter` seeded draws from those combinations.
+    method: Literal["grid", "random"] = "grid"
+    n_iter: int = Field(default=10, gt=0)
+    # 0: fit on the train split and score on the validation split; k >= 2: k-fold cross-validation
+    # on the train split (folds grouped by text, like the splits). The score is macro-F1.
+    cv: int = Field(default=0, ge=0)
+    seed: int = 42
+    # Baseline setting (heads.<head>.baseline) -> values to try; settings not listed keep the
+    # head's configured value.
+    space: dict[str, list[int | float | str | None]] = Field(default_factory=lambda: {"C": [1.0, 3.0, 10.0]})
+    # The best configuration is registered as a new version with this alias; the champion alias
+    # never moves (promotion stays `urgency promote`).
+    alias: str = "challenger"
+
+    @field_validator("cv")
+    @classmethod
+    def _folds(cls, cv: int) -> int:
+        if cv == 1:
+            raise ValueError("use 0 (the validation split) or 2 or more folds")
+        return cv
+
+    @field_validator("space")
+    @classmethod
+    def _settings_exist(cls, space: dict[str, list[object]]) -> dict[str, list[object]]:
+        searchable = sorted(set(BaselineParams.model_fields) - {"calibration"})
+        for key, values in space.items():
+            if key not in searchable:
+                raise ValueError(f"{key!r} is not a baseline setting to search; choose from {searchable}")
+            if not values:
+                raise ValueError(f"{key}: give at least one value")
+            for value in values:
+                try:
+                    BaselineParams.model_validate({key: value})
+                except ValidationError as error:
+                    raise ValueError(f"{key}: {value!r}: {error.errors()[0]['msg']}") from None
+        return space
+
+
 class Params(Strict):
     data: DataParams
     splits: SplitParams = SplitParams()
@@ -243,6 +284,7 @@ class Params(Strict):
     predict: PredictParams = PredictParams()
     scoring: ScoringParams = ScoringParams()
     training: TrainingParams = TrainingParams()
+    tune: TuneParams = TuneParams()
 
     @model_validator(mode="after")
     def _labels_map_onto_heads(self) -> Params:

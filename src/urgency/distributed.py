@@ -39,7 +39,7 @@ FILE_SUFFIXES = (".csv", ".gz", ".jsonl", ".ndjson", ".json")
 class ClusterError(UrgencyError):
     """The Dask cluster could not be reached, or a worker died or failed while scoring."""
 
-    exit_code = 7
+    exit_code = 8
 
 
 # ---------------------------------------------------------------------------------------------
@@ -152,11 +152,12 @@ def score_partition(
     """Score one input file into one Parquet part (runs on a worker, or locally)."""
     part = Path(part_path)
     started = time.perf_counter()
+    models = worker_models(source)
     # The run's folder is gone when the run failed elsewhere and cleaned up: do not recreate it.
     if not part.parent.is_dir():
         raise ClusterError(f"output folder {part.parent} is gone: the run was abandoned")
     stats = predict_file(
-        worker_models(source),
+        models,
         Path(input_path),
         part,
         subject_column=options.subject_column,
@@ -251,7 +252,7 @@ def score_files(
         result = _finish(partial, parts, source, pattern)
         _replace(partial, output)
     except BaseException:
-        shutil.rmtree(partial, ignore_errors=True)
+        _remove(partial)
         raise
     result.output = output
     return result
@@ -340,6 +341,17 @@ def _finish(partial: Path, parts: list[PartResult], source: ModelSource, pattern
     return result
 
 
+def _remove(partial: Path) -> None:
+    # Tasks still running on other workers may create a file while the folder is being removed
+    # (they stop at their next write); try again until it is gone.
+    for _ in range(50):
+        shutil.rmtree(partial, ignore_errors=True)
+        if not partial.exists():
+            return
+        time.sleep(0.1)
+    log.warning("could not remove %s; the next run removes it", partial)
+
+
 def _describe(schema: Any) -> str:
     return "[" + ", ".join(f"{field.name}: {field.type}" for field in schema) + "]"
 
@@ -362,7 +374,7 @@ def _replace(partial: Path, output: Path) -> None:
 
 
 @contextmanager
-def dask_client(scheduler: str, *, n_workers: int | None = None) -> Iterator[Any]:
+def dask_client(scheduler: str, *, n_workers: int | None = None, timeout: str = "20s") -> Iterator[Any]:
     """A client of the scheduler at `scheduler` (tcp://HOST:PORT), or of a new local cluster
     (`local`: one single-threaded worker process per core, on 127.0.0.1, stopped at the end)."""
     from distributed import Client, LocalCluster
@@ -384,7 +396,7 @@ def dask_client(scheduler: str, *, n_workers: int | None = None) -> Iterator[Any
             yield client
         return
     try:
-        client = Client(scheduler, timeout="20s")
+        client = Client(scheduler, timeout=timeout)
     except (OSError, TimeoutError, ValueError) as error:
         raise ClusterError(f"cannot reach the Dask scheduler at {scheduler}: {error}") from None
     with client:

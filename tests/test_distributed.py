@@ -1,0 +1,340 @@
+"""Batch scoring on Dask: a real `dask scheduler` and two `dask worker` processes on 127.0.0.1
+score a sample of the shared data exactly as the local path does; a missing file, an unreadable
+file or a dying worker gives a clear error and leaves no half-written output."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import pandas as pd
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from tests.conftest import PROJECT, SHARED_DATA, params_dict, write_sources
+from tests.dask_cluster import DaskCluster
+from urgency import distributed
+from urgency.cli import app
+from urgency.config import HEADS, load_params
+from urgency.distributed import ClusterError, ModelSource, ScoreOptions, score_files
+from urgency.errors import InputError
+from urgency.predict import load_registered_models, predict_file
+from urgency.tracking import export_models
+
+OPTIONS = ScoreOptions(subject_column="subject", body_column="body", max_text_chars=5000, chunk_size=300)
+needs_shared_data = pytest.mark.skipif(not SHARED_DATA.exists(), reason="../shared/data is not here")
+
+
+def shared_sample(rows: int = 2000) -> pd.DataFrame:
+    """Real tickets from three shared datasets in one shape (id, subject, body), a few empty."""
+    synthetic = pd.read_csv(SHARED_DATA / "support_tickets_synthetic.csv", dtype=str, keep_default_na=False)
+    jira = pd.read_csv(SHARED_DATA / "jira_issues_priority.csv", dtype=str, keep_default_na=False)
+    tweets = pd.read_csv(SHARED_DATA / "airline_tweets_sentiment.csv", dtype=str, keep_default_na=False)
+    frame = pd.concat(
+        [
+            synthetic[["subject", "body"]],
+            jira.rename(columns={"summary": "subject", "description": "body"})[["subject", "body"]],
+            tweets.assign(subject="").rename(columns={"text": "body"})[["subject", "body"]],
+        ],
+        ignore_index=True,
+    ).sample(n=rows, random_state=7)
+    frame.iloc[:4, :] = ""  # rows the models cannot score: a row error, never a stopped file
+    return frame.assign(ticket_id=[f"S{i}" for i in range(rows)]).reset_index(drop=True)
+
+
+@pytest.fixture(scope="module")
+def sample_files(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """2,000 shared-data tickets in three Parquet files of different sizes."""
+    if not SHARED_DATA.exists():
+        pytest.skip("../shared/data is not next to the project")
+    folder = tmp_path_factory.mktemp("tickets")
+    frame = shared_sample()
+    for i, (start, stop) in enumerate([(0, 900), (900, 1500), (1500, 2000)]):
+        frame.iloc[start:stop].to_parquet(folder / f"tickets-{i}.parquet", index=False)
+    return folder
+
+
+def registry(trained: dict[str, Any]) -> ModelSource:
+    params = trained["params"]
+    return distributed.registry_source(
+        list(HEADS),
+        tracking_uri=params.mlflow.tracking_uri,
+        model_names={head: params.mlflow.model_name(head) for head in HEADS},
+        alias="champion",
+    )
+
+
+def local_reference(models: dict[str, Any], folder: Path, out: Path) -> pd.DataFrame:
+    """Today's local path, file by file."""
+    frames = []
+    for i, path in enumerate(sorted(folder.glob("*.parquet"))):
+        target = out / f"local-{i}.parquet"
+        predict_file(
+            models,
+            path,
+            target,
+            subject_column=OPTIONS.subject_column,
+            body_column=OPTIONS.body_column,
+            max_text_chars=OPTIONS.max_text_chars,
+            chunk_size=OPTIONS.chunk_size,
+        )
+        frames.append(pd.read_parquet(target))
+    return pd.concat(frames, ignore_index=True)
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory):
+    cluster = DaskCluster(tmp_path_factory.mktemp("dask")).start(workers=2)
+    yield cluster
+    cluster.stop()
+
+
+def _loaded_model_ids() -> list[int]:
+    return [id(model) for models in distributed._loaded.values() for model in models.values()]
+
+
+# ---------------------------------------------------------------------------------------------
+# The local loop and the checks before any work starts
+
+
+@needs_shared_data
+def test_local_loop_matches_predict_file(
+    sample_files: Path, trained: dict[str, Any], models: dict[str, Any], tmp_path: Path
+) -> None:
+    result = score_files(str(sample_files / "*.parquet"), tmp_path / "scored", registry(trained), OPTIONS)
+
+    assert (result.files, result.rows, result.rows_with_error) == (3, 2000, 4)
+    scored = pd.read_parquet(tmp_path / "scored")
+    pd.testing.assert_frame_equal(scored, local_reference(models, sample_files, tmp_path), check_exact=True)
+    assert sorted(p.name for p in (tmp_path / "scored").iterdir()) == [
+        "_manifest.json",
+        "part-00000.parquet",
+        "part-00001.parquet",
+        "part-00002.parquet",
+    ]
+    manifest = json.loads((tmp_path / "scored" / "_manifest.json").read_text())
+    assert [part["rows"] for part in manifest["parts"]] == [900, 600, 500]
+    assert manifest["models"]["urgency"].startswith("models:/ticket-urgency/")
+
+
+def test_no_matching_file_names_the_pattern(tmp_path: Path, params_file: Path) -> None:
+    pattern = str(tmp_path / "exports" / "*.parquet")
+    with pytest.raises(InputError, match=r"no input file matches .*exports/\*\.parquet"):
+        score_files(pattern, tmp_path / "out", ModelSource(()), OPTIONS)
+    with pytest.raises(InputError, match=r"missing\.csv: file not found"):
+        score_files(str(tmp_path / "missing.csv"), tmp_path / "out", ModelSource(()), OPTIONS)
+
+    done = CliRunner().invoke(
+        app, ["predict", "-p", str(params_file), "-i", pattern, "-o", str(tmp_path / "out")]
+    )
+    assert done.exit_code == 6, done.output
+    assert "no input file matches" in done.output and "exports/*.parquet" in done.output
+    assert not (tmp_path / "out").exists() and not (tmp_path / "out.partial").exists()
+
+
+def test_output_must_be_a_scoring_folder(tmp_path: Path) -> None:
+    (tmp_path / "a.csv").write_text("body\nhello\n")
+    with pytest.raises(InputError, match="writes a folder of Parquet parts"):
+        score_files(str(tmp_path / "*.csv"), tmp_path / "scored.csv", ModelSource(()), OPTIONS)
+    precious = tmp_path / "reports"
+    precious.mkdir()
+    (precious / "q3.xlsx").write_text("not ours")
+    with pytest.raises(InputError, match="not an earlier scoring output"):
+        score_files(str(tmp_path / "*.csv"), precious, ModelSource(()), OPTIONS)
+    assert (precious / "q3.xlsx").read_text() == "not ours"
+
+
+def test_files_with_different_columns_are_refused(
+    trained: dict[str, Any], models: dict[str, Any], tmp_path: Path
+) -> None:
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    pd.DataFrame({"subject": ["disk full"], "body": ["server down"]}).to_csv(inputs / "a.csv", index=False)
+    pd.DataFrame({"body": ["printer jams"], "plan": ["free"]}).to_csv(inputs / "b.csv", index=False)
+    with pytest.raises(InputError, match=r"differ in columns.*b\.csv has \[body: "):
+        score_files(str(inputs / "*.csv"), tmp_path / "out", registry(trained), OPTIONS)
+    assert not (tmp_path / "out").exists() and not (tmp_path / "out.partial").exists()
+
+
+# ---------------------------------------------------------------------------------------------
+# A real cluster: scheduler and two workers as separate processes on 127.0.0.1
+
+
+@pytest.mark.slow
+@needs_shared_data
+def test_cluster_output_is_the_local_output_row_for_row(
+    cluster: DaskCluster, sample_files: Path, trained: dict[str, Any], models: dict[str, Any], tmp_path: Path
+) -> None:
+    from distributed import Client
+
+    source = registry(trained)
+    with Client(cluster.address) as client:
+        result = score_files(
+            str(sample_files / "*.parquet"), tmp_path / "scored", source, OPTIONS, client=client
+        )
+        first = client.run(_loaded_model_ids)
+        score_files(str(sample_files / "*.parquet"), tmp_path / "again", source, OPTIONS, client=client)
+        second = client.run(_loaded_model_ids)
+
+    assert (result.rows, result.rows_with_error) == (2000, 4)
+    reference = local_reference(models, sample_files, tmp_path)
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "scored"), reference, check_exact=True)
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "again"), reference, check_exact=True)
+    # Both workers took part, and the second run reused the models each worker had loaded.
+    assert len(first) == 2 and all(len(ids) == len(HEADS) for ids in first.values())
+    assert second == first
+
+
+@pytest.mark.slow
+@needs_shared_data
+def test_cli_on_the_cluster_and_a_failed_run_keeps_the_older_output(
+    cluster: DaskCluster, sample_files: Path, trained: dict[str, Any], models: dict[str, Any], tmp_path: Path
+) -> None:
+    model_dir = tmp_path / "models"
+    mlflow.set_tracking_uri(trained["params"].mlflow.tracking_uri)
+    mlflow.set_registry_uri(trained["params"].mlflow.tracking_uri)
+    export_models(mlflow.MlflowClient(), {h: f"ticket-{h}" for h in HEADS}, "champion", model_dir)
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    for path in sample_files.glob("*.parquet"):
+        (inputs / path.name).write_bytes(path.read_bytes())
+    out = tmp_path / "scored"
+    args = ["predict", "-p", str(trained["params_path"]), "--model-dir", str(model_dir)]
+    args += ["-i", str(inputs / "*.parquet"), "-o", str(out), "--chunk-size", "300"]
+
+    # The scheduler from the environment, as a team would set it once.
+    done = CliRunner().invoke(app, args, env={"URGENCY_SCHEDULER": cluster.address})
+    assert done.exit_code == 0, done.output
+    assert "2000 tickets from 3 file(s)" in done.output and cluster.address in done.output
+    pd.testing.assert_frame_equal(
+        pd.read_parquet(out), local_reference(models, sample_files, tmp_path), check_exact=True
+    )
+    before = {path.name: path.read_bytes() for path in out.iterdir()}
+
+    # A file that is not Parquet at all: the run fails naming it, the older output stays whole.
+    (inputs / "tickets-9.parquet").write_bytes(b"PAR1 this is not parquet")
+    done = CliRunner().invoke(app, [*args, "--scheduler", cluster.address])
+    assert done.exit_code == 6, done.output
+    assert "tickets-9.parquet: cannot be read as parquet" in done.output
+    assert {path.name: path.read_bytes() for path in out.iterdir()} == before
+    assert not (tmp_path / "scored.partial").exists()
+
+
+@pytest.mark.slow
+@needs_shared_data
+def test_a_dying_worker_is_a_clear_error_and_no_output(
+    sample_files: Path, trained: dict[str, Any], tmp_path: Path
+) -> None:
+    # A worker too small for the models: its nanny kills it when loading them passes its memory
+    # limit; the scheduler gives up on the task at the first death.
+    broken = DaskCluster(tmp_path / "dask", env={"DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES": "0"}).start(
+        workers=1, worker_args=("--memory-limit", "300MB")
+    )
+    try:
+        from distributed import Client
+
+        with Client(broken.address) as client, pytest.raises(ClusterError, match="a Dask worker died while"):
+            score_files(
+                str(sample_files / "*.parquet"), tmp_path / "out", registry(trained), OPTIONS, client=client
+            )
+    finally:
+        broken.stop()
+    assert ClusterError.exit_code == 8
+    assert not (tmp_path / "out").exists() and not (tmp_path / "out.partial").exists()
+
+
+def test_unreachable_scheduler_is_a_cluster_error() -> None:
+    from tests.postgres import free_port
+
+    with (
+        pytest.raises(ClusterError, match=r"cannot reach the Dask scheduler at tcp://127\.0\.0\.1:"),
+        distributed.dask_client(f"tcp://127.0.0.1:{free_port()}", timeout="1s"),
+    ):
+        pass
+
+
+# ---------------------------------------------------------------------------------------------
+# A team's MLflow: a tracking server with a PostgreSQL backend store, workers loading through it
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def mlflow_server(postgres: Any, tmp_path: Path):
+    backend = postgres.create_database("mlflow_dask")
+    port = _free_port()
+    log_path = tmp_path / "mlflow-server.log"
+    with log_path.open("w") as log:
+        process = subprocess.Popen(
+            [
+                str(Path(sys.executable).parent / "mlflow"),
+                *("server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1"),
+                *("--backend-store-uri", backend),
+                *("--artifacts-destination", str(tmp_path / "shared-artifacts")),
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    url = f"http://127.0.0.1:{port}"
+    previous = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                pass
+            if process.poll() is not None or time.monotonic() > deadline:
+                pytest.fail("mlflow server did not start:\n" + log_path.read_text()[-3000:])
+            time.sleep(0.5)
+        yield url, tmp_path / "shared-artifacts"
+    finally:
+        mlflow.set_tracking_uri(previous[0])  # later tests must not talk to a stopped server
+        mlflow.set_registry_uri(previous[1])
+        process.terminate()
+        process.wait(timeout=30)
+
+
+@pytest.mark.slow
+@needs_shared_data
+def test_workers_load_the_models_through_a_postgres_backed_tracking_server(
+    cluster: DaskCluster, mlflow_server: tuple[str, Path], sample_files: Path, tmp_path: Path
+) -> None:
+    from distributed import Client
+
+    from urgency.train import train
+
+    url, artifacts = mlflow_server
+    raw = params_dict(write_sources(tmp_path / "data"), tmp_path / "unused")
+    raw["mlflow"] = {"tracking_uri": url}
+    params_path = tmp_path / "params.yaml"
+    params_path.write_text(yaml.safe_dump(raw))
+    params = load_params(params_path)
+    train(params, list(HEADS), params_path=params_path, code_folder=PROJECT)
+    assert any(artifacts.rglob("MLmodel")) and not (tmp_path / "unused").exists()
+
+    names = {head: params.mlflow.model_name(head) for head in HEADS}
+    source = distributed.registry_source(list(HEADS), tracking_uri=url, model_names=names, alias="champion")
+    assert {ref.uri for ref in source.heads} == {f"models:/{name}/1" for name in names.values()}
+    with Client(cluster.address) as client:
+        score_files(str(sample_files / "*.parquet"), tmp_path / "scored", source, OPTIONS, client=client)
+    models = load_registered_models(list(HEADS), tracking_uri=url, model_names=names, alias="champion")
+    pd.testing.assert_frame_equal(
+        pd.read_parquet(tmp_path / "scored"),
+        local_reference(models, sample_files, tmp_path),
+        check_exact=True,
+    )
