@@ -180,7 +180,7 @@ def train(
 def _promote_if_better(params: Params, versions: dict[str, str]) -> None:
     from mlflow import MlflowClient
 
-    from urgency.promote import promote_if_better
+    from urgency.promote import AliasLog, promote_if_better
 
     client = MlflowClient(tracking_uri=params.mlflow.tracking_uri, registry_uri=params.mlflow.tracking_uri)
     for head, version in versions.items():
@@ -192,6 +192,7 @@ def _promote_if_better(params: Params, versions: dict[str, str]) -> None:
             params.mlflow.champion_alias,
             margin=params.training.promotion_margin,
             by="urgency train --promote-if-better",
+            log=AliasLog.of(params.mlflow),
         )
         verdict = "[green]promoted[/green]" if decision.promoted else "kept champion"
         console.print(f"{head}: v{decision.candidate} {verdict}: {decision.reason}", highlight=False)
@@ -635,10 +636,154 @@ def promote(
     params = _load(params_path)
     name = params.mlflow.model_name(heads[0])
     client = MlflowClient(tracking_uri=params.mlflow.tracking_uri, registry_uri=params.mlflow.tracking_uri)
-    previous = promotion.promote(client, name, version, params.mlflow.champion_alias, reason=reason, by=by)
+    previous = promotion.promote(
+        client,
+        name,
+        version,
+        params.mlflow.champion_alias,
+        reason=reason,
+        by=by,
+        log=promotion.AliasLog.of(params.mlflow),
+    )
     was = f"v{previous}" if previous else "unset"
     console.print(
-        f"[green]ok[/green]: {name}@{params.mlflow.champion_alias} -> v{version} (was {was})", highlight=False
+        f"[green]ok[/green]: {name}@{params.mlflow.champion_alias} -> v{version} (was {was}); "
+        f"recorded in MLflow experiment {promotion.AliasLog.of(params.mlflow).experiment}",
+        highlight=False,
+    )
+
+
+@app.command()
+@user_errors
+def rollback(
+    head: Annotated[str, typer.Option("--head", help="Head whose champion to move back.")],
+    reason: Annotated[str, typer.Option(help="Why (kept as a tag and in the alias-move run).")],
+    to: Annotated[
+        str | None,
+        typer.Option("--to", help="Version to make champion; default: the one the champion replaced."),
+    ] = None,
+    by: Annotated[str | None, typer.Option(help="Who (default: the login name).")] = None,
+    params_path: ParamsOption = Path("params.yaml"),
+) -> None:
+    """Move a head's champion back to the version it replaced (or --to VERSION); recorded in MLflow."""
+    from mlflow import MlflowClient
+
+    from urgency import promote as promotion
+
+    heads = _heads([head])
+    params = _load(params_path)
+    name = params.mlflow.model_name(heads[0])
+    client = MlflowClient(tracking_uri=params.mlflow.tracking_uri, registry_uri=params.mlflow.tracking_uri)
+    before, after = promotion.rollback(
+        client,
+        name,
+        params.mlflow.champion_alias,
+        reason=reason,
+        to=to,
+        by=by,
+        log=promotion.AliasLog.of(params.mlflow),
+    )
+    console.print(
+        f"[green]ok[/green]: {name}@{params.mlflow.champion_alias} -> v{after} (was v{before}); "
+        f"recorded in MLflow experiment {promotion.AliasLog.of(params.mlflow).experiment}",
+        highlight=False,
+    )
+
+
+@app.command()
+@user_errors
+def retrain(
+    history: Annotated[
+        list[Path],
+        typer.Option("--history", help="New ticket history (.csv, .parquet, .jsonl; repeat for more files)."),
+    ],
+    params_path: ParamsOption = Path("params.yaml"),
+    head: HeadsOption = None,
+    family: Annotated[
+        str | None, typer.Option(help="Model family of the challenger (default: params training.family).")
+    ] = None,
+    database_url: DatabaseOption = None,
+    output: Annotated[
+        Path | None, typer.Option(help="Also write drift.json/.md and retrain.json/.md into this folder.")
+    ] = None,
+    by: Annotated[
+        str | None, typer.Option(help="Who (recorded with a promotion; default: the login name).")
+    ] = None,
+) -> None:
+    """Train a challenger on new history plus agents' corrections; promote it only through the gate.
+
+    The newest retrain.holdout_fraction of the history (by created_at) is held out; the
+    challenger replaces a head's champion when its held-out macro-F1 is higher by
+    retrain.min_macro_f1_gain and no class's recall drops more than retrain.max_recall_drop.
+    Heads default to those the held-out slice has labels for."""
+    import getpass
+
+    from urgency.retrain import read_decisions
+    from urgency.retrain import retrain as run_retrain
+    from urgency.store import redact, sqlite_path
+
+    _setup_logging()
+    heads = _heads(head) if head else None
+    if family is not None and family not in FAMILIES:
+        raise typer.BadParameter(
+            f"unknown family {family!r}; choose from {list(FAMILIES)}", param_hint="--family"
+        )
+    params = _load(params_path)
+    decisions = None
+    if params.retrain.use_corrections:
+        url = _service_settings(params_path, database_url=database_url).store_url()
+        path = sqlite_path(url)
+        if database_url is None and path is not None and not path.exists():
+            console.print(f"no service store at {path}: no agents' corrections to merge")
+        else:
+            decisions = read_decisions(url)
+            console.print(f"agents' corrections: {len(decisions)} decided ticket(s) in {redact(url)}")
+    result = run_retrain(
+        params,
+        history,
+        heads=heads,
+        family=family,
+        decisions=decisions,
+        by=by or f"{getpass.getuser()} (urgency retrain)",
+        params_path=params_path,
+        output=output,
+        on_stage=lambda text: console.print(text),
+    )
+    out = _stdout()
+    drift = Table(title="drift: new history vs the training data")
+    for column in ("feature", "PSI", "JS", "drifted", "rule"):
+        drift.add_column(column)
+    for feature in result.drift.features:
+        drift.add_row(
+            feature.feature,
+            f"{feature.psi:.3f}",
+            f"{feature.js:.3f}",
+            "yes" if feature.drifted else "no",
+            feature.rule,
+        )
+    out.print(drift)
+    counts = ", ".join(f"{key} {value}" for key, value in result.counts.items())
+    console.print(counts, highlight=False)
+    for name, outcome in result.heads.items():
+        verdict = "[green]promoted[/green]" if outcome.promoted else "[yellow]champion kept[/yellow]"
+        console.print(
+            f"{name}: challenger v{outcome.challenger_version} vs champion v{outcome.champion_version} on "
+            f"{outcome.gate.rows} held-out tickets: {verdict}",
+            highlight=False,
+        )
+        for reason in outcome.gate.reasons:
+            console.print(f"  - {reason}", highlight=False)
+    if any(outcome.promoted for outcome in result.heads.values()):
+        import yaml
+
+        sources = [s.model_dump(mode="json", exclude_defaults=True) for s in result.history_sources]
+        console.print(
+            "add the history to data.sources in the params file, so the next retrain counts it as "
+            "training data:\n" + yaml.safe_dump(sources, sort_keys=False),
+            highlight=False,
+        )
+    console.print(
+        f"MLflow run {result.run_id}" + (f"; reports in {output}" if output else ""), highlight=False
     )
 
 

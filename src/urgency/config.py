@@ -276,6 +276,44 @@ class TuneParams(Strict):
         return space
 
 
+class DriftParams(Strict):
+    """When `urgency retrain` calls a feature of the new history drifted (urgency.drift)."""
+
+    # Population stability index at or above which label, language or text-length shares count
+    # as drifted (rule of thumb: below 0.1 stable, 0.1-0.25 a moderate shift, above 0.25 a major one).
+    psi_threshold: float = Field(default=0.2, gt=0)
+    # Jensen-Shannon divergence (base 2, 0 = same, 1 = disjoint) of the word frequencies at or
+    # above which the vocabulary counts as drifted.
+    js_threshold: float = Field(default=0.1, gt=0, le=1)
+    # Text lengths are cut into this many quantile bins of the reference data.
+    length_bins: int = Field(default=10, ge=2, le=100)
+    # Words compared: the most frequent ones of both sides; the rest share one "other" bucket.
+    vocabulary_size: int = Field(default=2000, ge=10)
+    # Texts per side read for the vocabulary (a seeded sample), so big histories stay quick.
+    vocabulary_sample: int = Field(default=20_000, gt=0)
+
+
+class RetrainParams(Strict):
+    """`urgency retrain --history FILE`: the history format, the held-out slice and the gate."""
+
+    # A history file has the columns id, subject, body, language, created_at, urgency, category,
+    # sentiment (body, created_at and one label column required). Name a file's own column for a
+    # field here when its header differs, e.g. {body: description, urgency: priority}.
+    columns: dict[
+        Literal["id", "subject", "body", "language", "created_at", "urgency", "category", "sentiment"], str
+    ] = Field(default_factory=dict)
+    # The newest share of the new history (by created_at) that no model trains on: champion and
+    # challenger are compared on it.
+    holdout_fraction: float = Field(default=0.2, gt=0, lt=1)
+    # The gate: the challenger replaces the champion only when its held-out macro-F1 is higher by
+    # at least this, and no class's held-out recall drops by more than max_recall_drop.
+    min_macro_f1_gain: float = Field(default=0.01, ge=0, le=1)
+    max_recall_drop: float = Field(default=0.05, ge=0, le=1)
+    # Agents' final decisions in the service's store relabel the same tickets (by id or text).
+    use_corrections: bool = True
+    drift: DriftParams = DriftParams()
+
+
 class Params(Strict):
     data: DataParams
     splits: SplitParams = SplitParams()
@@ -285,6 +323,7 @@ class Params(Strict):
     scoring: ScoringParams = ScoringParams()
     training: TrainingParams = TrainingParams()
     tune: TuneParams = TuneParams()
+    retrain: RetrainParams = RetrainParams()
 
     @model_validator(mode="after")
     def _labels_map_onto_heads(self) -> Params:

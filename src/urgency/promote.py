@@ -1,10 +1,12 @@
 """Model choice: compare the model families per head and move the champion alias.
 
 Every registered version carries its validation and test macro-F1 as tags (set by
-`urgency.train`). A promotion points the champion alias at a version and records who, when and
-why as tags on that version. Automatic promotion compares validation macro-F1 only (the test
-split stays out of every decision) and only between versions evaluated on the same validation
-rows (same dataset digest).
+`urgency.train`). A promotion points the champion alias at a version and records who, when, why
+and the figures behind it as tags on that version and, given an `AliasLog`, as one MLflow run per
+move in the `<experiment>-aliases` experiment (so the history of a champion can be read in the
+MLflow UI). Automatic promotion compares validation macro-F1 only (the test split stays out of
+every decision) and only between versions evaluated on the same validation rows (same dataset
+digest). A rollback is a promotion back to the version the champion replaced.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import getpass
 import json
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,10 +22,11 @@ from typing import Any
 
 import pandas as pd
 from mlflow import MlflowClient
+from mlflow.entities import Metric, Param
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 
-from urgency.config import FAMILIES
+from urgency.config import FAMILIES, MlflowParams
 from urgency.errors import InputError, ModelNotFoundError
 from urgency.tracking import alias_version, dataset_digest
 
@@ -51,11 +55,38 @@ def _validation_f1(version: ModelVersion) -> float | None:
     return float(value) if value is not None else None
 
 
+@dataclass(frozen=True)
+class AliasLog:
+    """Where alias moves are recorded: an MLflow experiment with one run per move."""
+
+    experiment: str
+    artifact_location: str | None = None
+
+    @classmethod
+    def of(cls, params: MlflowParams) -> AliasLog:
+        remote = params.tracking_uri.startswith(("http://", "https://"))
+        return cls(f"{params.experiment}-aliases", None if remote else params.artifact_location)
+
+
+# Figures of both versions copied into an alias move's record (from the versions' tags).
+VERSION_FIGURES = ("validation_macro_f1", "test_macro_f1")
+
+
 def promote(
-    client: MlflowClient, name: str, version: str, alias: str, *, reason: str, by: str | None = None
+    client: MlflowClient,
+    name: str,
+    version: str,
+    alias: str,
+    *,
+    reason: str,
+    by: str | None = None,
+    metrics: Mapping[str, float] | None = None,
+    log: AliasLog | None = None,
+    action: str = "promote",
 ) -> str | None:
-    """Point `alias` at `version` and tag the version with who, when and why. Returns the
-    version the alias pointed at before (None if it was not set)."""
+    """Point `alias` at `version` and tag the version with who, when, why and `metrics` (e.g. the
+    gate's figures); with `log`, also record the move as an MLflow run. Returns the version the
+    alias pointed at before (None if it was not set)."""
     _version(client, name, version)
     previous = alias_version(client, name, alias)
     client.set_registered_model_alias(name, alias, version)
@@ -63,15 +94,140 @@ def promote(
         "promoted_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "promoted_by": by or getpass.getuser(),
         "promotion_reason": reason,
+        "promotion_action": action,
         "replaced_version": str(previous.version) if previous is not None else "",
+        **{f"promotion_{key}": f"{value:.4f}" for key, value in (metrics or {}).items()},
     }
+    if log is not None:
+        tags["promotion_run_id"] = record_alias_move(
+            client,
+            log,
+            name=name,
+            alias=alias,
+            from_version=str(previous.version) if previous is not None else None,
+            to_version=str(version),
+            by=tags["promoted_by"],
+            reason=reason,
+            action=action,
+            at=tags["promoted_at"],
+            metrics=metrics or {},
+        )
     for key, value in tags.items():
         client.set_model_version_tag(name, version, key, value)
     return str(previous.version) if previous is not None else None
 
 
+def record_alias_move(
+    client: MlflowClient,
+    log: AliasLog,
+    *,
+    name: str,
+    alias: str,
+    from_version: str | None,
+    to_version: str,
+    by: str,
+    reason: str,
+    action: str,
+    at: str,
+    metrics: Mapping[str, float],
+) -> str:
+    """One finished MLflow run named `alias-move` in `log.experiment`: params model, head, alias,
+    from, to, by, reason, action, at; metrics: `metrics` plus both versions' macro-F1 tags
+    (`from_validation_macro_f1`, `to_test_macro_f1`, ...). Returns the run id."""
+    experiment_id = _experiment_id(client, log)
+    target = _version(client, name, to_version)
+    figures = dict(metrics)
+    sides = {"from": _version(client, name, from_version) if from_version else None, "to": target}
+    for side, version in sides.items():
+        for figure in VERSION_FIGURES:
+            if version is not None and figure in version.tags:
+                figures[f"{side}_{figure}"] = float(version.tags[figure])
+    run = client.create_run(
+        experiment_id,
+        run_name="alias-move",
+        tags={"action": action, "model": name, "alias": alias, "mlflow.user": by},
+    )
+    params = {
+        "model": name,
+        "head": target.tags.get("head", ""),
+        "alias": alias,
+        "from": from_version or "none",
+        "to": to_version,
+        "by": by,
+        "reason": reason[:5000],  # MLflow's limit for a param value is 6000 characters
+        "action": action,
+        "at": at,
+    }
+    stamp = int(datetime.now(UTC).timestamp() * 1000)
+    client.log_batch(
+        run.info.run_id,
+        metrics=[Metric(key, float(value), stamp, 0) for key, value in figures.items()],
+        params=[Param(key, str(value)) for key, value in params.items()],
+    )
+    client.set_terminated(run.info.run_id)
+    return run.info.run_id
+
+
+def _experiment_id(client: MlflowClient, log: AliasLog) -> str:
+    found = client.get_experiment_by_name(log.experiment)
+    if found is not None:
+        return found.experiment_id
+    try:
+        return client.create_experiment(log.experiment, artifact_location=log.artifact_location)
+    except MlflowException:  # created by another process in the meantime
+        found = client.get_experiment_by_name(log.experiment)
+        if found is None:
+            raise
+        return found.experiment_id
+
+
+def alias_moves(client: MlflowClient, log: AliasLog, name: str | None = None) -> pd.DataFrame:
+    """The recorded alias moves, newest first: one row per move with its params and metrics."""
+    found = client.get_experiment_by_name(log.experiment)
+    if found is None:
+        return pd.DataFrame()
+    query = f"params.model = '{name}'" if name else ""
+    runs = client.search_runs([found.experiment_id], query, order_by=["attributes.start_time DESC"])
+    return pd.DataFrame([{"run_id": run.info.run_id, **run.data.params, **run.data.metrics} for run in runs])
+
+
+def rollback(
+    client: MlflowClient,
+    name: str,
+    alias: str,
+    *,
+    reason: str,
+    to: str | None = None,
+    by: str | None = None,
+    log: AliasLog | None = None,
+) -> tuple[str, str]:
+    """Move `alias` back to `to`, by default to the version the current one replaced (its
+    `replaced_version` tag). Returns (version before, version after)."""
+    current = alias_version(client, name, alias)
+    if current is None:
+        raise ModelNotFoundError(f"{name}@{alias} is not set: there is nothing to roll back")
+    target = to or current.tags.get("replaced_version", "")
+    if not target:
+        raise InputError(
+            f"{name} v{current.version} did not replace an earlier version (no replaced_version tag): "
+            "pass --to VERSION"
+        )
+    if str(target) == str(current.version):
+        raise InputError(f"{name} v{target} is already the {alias}")
+    promote(client, name, str(target), alias, reason=reason, by=by, log=log, action="rollback")
+    return str(current.version), str(target)
+
+
 def promote_if_better(
-    client: MlflowClient, head: str, name: str, version: str, alias: str, *, margin: float, by: str
+    client: MlflowClient,
+    head: str,
+    name: str,
+    version: str,
+    alias: str,
+    *,
+    margin: float,
+    by: str,
+    log: AliasLog | None = None,
 ) -> Decision:
     """Promote `version` when its validation macro-F1 beats the champion's by `margin` or more."""
     candidate = _version(client, name, version)
@@ -80,7 +236,10 @@ def promote_if_better(
 
     def decide(promoted: bool, reason: str) -> Decision:
         if promoted:
-            promote(client, name, version, alias, reason=reason, by=by)
+            metrics = {"margin": margin}
+            if candidate_f1 is not None:
+                metrics["candidate_validation_macro_f1"] = candidate_f1
+            promote(client, name, version, alias, reason=reason, by=by, metrics=metrics, log=log)
         return Decision(
             head=head,
             name=name,

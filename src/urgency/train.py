@@ -250,12 +250,16 @@ def train(
     code_folder: Path | None = None,
     on_head: Callable[[str], None] | None = None,
     family: str | None = None,
+    tickets: LoadResult | None = None,
+    run_name: str = "train",
 ) -> TrainResult:
     """Validate the data, then train, evaluate and register each head in one MLflow run.
 
-    `family` (default: params.training.family) is baseline, embedding or finetune."""
+    `family` (default: params.training.family) is baseline, embedding or finetune. `tickets`
+    (default: the configured sources, validated) is the canonical ticket frame to learn from;
+    `urgency retrain` passes the merged history."""
     family = family or params.training.family
-    loaded = load_configured(params.data)
+    loaded = tickets if tickets is not None else load_configured(params.data)
     experiment_id = tracking.use_tracking(
         params.mlflow.tracking_uri, params.mlflow.experiment, params.mlflow.artifact_location
     )
@@ -264,7 +268,7 @@ def train(
     mlflow.set_experiment(experiment_id=experiment_id)
     client = MlflowClient()
     results: dict[str, HeadResult] = {}
-    with mlflow.start_run(experiment_id=experiment_id, run_name="train") as parent:
+    with mlflow.start_run(experiment_id=experiment_id, run_name=run_name) as parent:
         commit, dirty = tracking.git_state(code_folder or Path(__file__).resolve().parent)
         if commit:
             mlflow.set_tags({"mlflow.source.git.commit": commit, "git_dirty": str(dirty).lower()})

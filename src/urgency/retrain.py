@@ -1,0 +1,610 @@
+"""Retraining on new ticket history, promoted only through a gate.
+
+`retrain` validates the new history files, merges them with the configured training data and
+the agents' corrections from the service's store, reports drift against the training data,
+holds out the newest slice of the new history, trains a challenger on everything else, scores
+champion and challenger on the held-out slice through `urgency.predict`, and moves the champion
+alias only for heads whose challenger passes the gate. Everything lands in one MLflow run named
+`retrain` (a `train` run with the drift report, the held-out figures and the gate's verdicts).
+
+History format: one row per ticket with the columns id, subject, body, language, created_at,
+urgency, category, sentiment; body, created_at and at least one label column are required, label
+values are the heads' labels as written in params. `retrain.columns` names a file's own column
+for a field.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import re
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from urgency.config import HEADS, Columns, LabelSource, Params, Source
+from urgency.data import LoadResult, dedup_key, load_configured, read_table, ticket_text, validate_source
+from urgency.drift import DriftReport, Thresholds, drift_report
+from urgency.errors import DataValidationError
+from urgency.evaluate import classification_report
+
+log = logging.getLogger(__name__)
+
+HISTORY_FIELDS: tuple[str, ...] = ("id", "subject", "body", "language", "created_at", *HEADS)
+REQUIRED_FIELDS: tuple[str, ...] = ("body", "created_at")
+CORRECTIONS = "corrections"  # the `source` of tickets that only the store knows
+# Float noise must not decide a promotion.
+TOLERANCE = 1e-9
+
+
+# ---------------------------------------------------------------------------------------------
+# The new history
+
+
+def history_source(path: Path, header: Sequence[str], params: Params, name: str) -> Source:
+    """The `Source` that reads a history file with the data module's machinery: its columns
+    found by name (params `retrain.columns` renames), labels kept as written (they must be the
+    heads' labels)."""
+    renamed: dict[str, str] = dict(params.retrain.columns)
+    present = set(header)
+
+    def column(field_name: str) -> str | None:
+        wanted = renamed.get(field_name, field_name)
+        return wanted if wanted in present else None
+
+    missing = [f"{renamed.get(f, f)} ({f})" for f in REQUIRED_FIELDS if column(f) is None]
+    labels = {
+        head: LabelSource(
+            column=column(head) or head, mapping={label: label for label in params.heads.get(head).labels}
+        )
+        for head in HEADS
+        if column(head) is not None
+    }
+    if not labels:
+        missing.append("a label column (" + ", ".join(renamed.get(h, h) for h in HEADS) + ")")
+    if missing:
+        raise DataValidationError(
+            f"{path}: missing column(s) {', '.join(missing)}; a history file has the columns "
+            f"{', '.join(HISTORY_FIELDS)} (params retrain.columns names a file's own column for a field)"
+        )
+    columns = Columns(
+        id=column("id"),
+        subject=column("subject"),
+        body=column("body") or "body",
+        language=column("language"),
+        created_at=column("created_at"),
+    )
+    return Source(name=name, path=path, columns=columns, labels=labels, invalid_rows="error")
+
+
+def _source_name(path: Path, taken: set[str]) -> str:
+    stem = path.name.split(".")[0] or "history"
+    base = "history-" + re.sub(r"[^A-Za-z0-9_.-]", "_", stem)
+    name, number = base, 2
+    while name in taken:
+        name, number = f"{base}-{number}", number + 1
+    taken.add(name)
+    return name
+
+
+def load_history(paths: Sequence[Path], params: Params) -> tuple[LoadResult, list[Source]]:
+    """Read and validate every history file; all problems of all files are reported at once
+    (DataValidationError naming file, column and example rows). Every row must be valid: a
+    history file is new evidence, so nothing is dropped silently. Returns the tickets and the
+    sources that read them (for params data.sources, once a retrain has used them)."""
+    taken = {source.name for source in params.data.sources}
+    frames: list[pd.DataFrame] = []
+    reports = []
+    sources: list[Source] = []
+    failures: list[str] = []
+    for path in paths:
+        name = _source_name(path, taken)
+        try:
+            file_format = Source(name=name, path=path, columns=Columns(body="body")).file_format
+            raw = read_table(path, file_format)
+            source = history_source(path, list(raw.columns), params, name)
+        except DataValidationError as error:
+            failures.append(str(error))
+            continue
+        frame, report = validate_source(raw, source)
+        problems = report.describe_problems()
+        undated = frame.index[frame["created_at"].isna()]
+        if len(undated):
+            rows = ", ".join(str(row + 1) for row in undated[:5])
+            problems.append(
+                f"  - {source.columns.created_at} (created_at): missing value: {len(undated)} row(s), "
+                f"e.g. rows {rows} (the held-out slice is chosen by date)"
+            )
+        if problems:
+            text = "\n".join(problems)
+            for head in source.labels:  # the data module speaks of mappings; a history has none
+                text = text.replace(
+                    f"labels.{head}.mapping", f"heads.{head}.labels {params.heads.get(head).labels}"
+                )
+            failures.append(
+                f"{path}: {len(problems)} problem(s) (rows count from 1 after the header)\n{text}"
+            )
+            continue
+        raw_ids = frame["id"].str.removeprefix(f"{name}:")
+        frame["ticket_id"] = raw_ids if source.columns.id else pd.NA
+        frames.append(frame)
+        reports.append(report)
+        sources.append(source)
+    if failures:
+        raise DataValidationError("new history is not valid:\n" + "\n".join(failures))
+    return LoadResult(tickets=pd.concat(frames, ignore_index=True), reports=reports), sources
+
+
+# ---------------------------------------------------------------------------------------------
+# Agents' corrections
+
+
+def read_decisions(database_url: str) -> pd.DataFrame:
+    """`Store.decisions()` of the store at `database_url` (one row per decided ticket)."""
+    from urgency.store import Store, check_schema, make_engine
+
+    engine = make_engine(database_url)
+    try:
+        check_schema(engine)
+        return Store(engine).decisions()
+    finally:
+        engine.dispose()
+
+
+def corrections_frame(decisions: pd.DataFrame, params: Params) -> tuple[pd.DataFrame, int]:
+    """Store decisions -> canonical tickets whose labels are the agents' final values.
+
+    Returns the frame and how many agent values were ignored because they are not one of the
+    head's labels (an agent's free-text category, say)."""
+    columns = ["id", "ticket_id", "source", "subject", "body", "language", "created_at", *HEADS, "decided_at"]
+    if decisions.empty:
+        return pd.DataFrame(columns=columns), 0
+    fields = decisions["fields"].map(
+        lambda value: json.loads(value) if isinstance(value, str) else value or {}
+    )
+    frame = pd.DataFrame(
+        {
+            "id": CORRECTIONS + ":" + decisions["ticket_id"].astype(str),
+            "ticket_id": decisions["ticket_id"].astype(str),
+            "source": CORRECTIONS,
+            "subject": decisions["subject"].astype("string").fillna("").astype(object),
+            "body": decisions["body"].astype("string").fillna("").astype(object),
+            "language": fields.map(lambda f: f.get("language")).astype("string").str.lower(),
+            "created_at": pd.to_datetime(decisions["created_at"], utc=True, errors="coerce"),
+            "decided_at": pd.to_datetime(decisions["decided_at"], utc=True, errors="coerce"),
+        }
+    )
+    ignored = 0
+    for head in HEADS:
+        values = decisions.get(f"agent_{head}", pd.Series(pd.NA, index=decisions.index)).astype("string")
+        known = values.isin(params.heads.get(head).labels)
+        ignored += int((values.notna() & ~known).sum())
+        frame[head] = values.where(known).astype("string")
+    has_text = (frame["subject"].str.strip() != "") | (frame["body"].str.strip() != "")
+    frame = frame[frame[list(HEADS)].notna().any(axis=1) & has_text]
+    return frame.reset_index(drop=True)[columns], ignored
+
+
+@dataclass
+class Merged:
+    previous: pd.DataFrame  # the configured training data, corrections applied
+    history: pd.DataFrame  # the new history, corrections applied
+    extra: pd.DataFrame  # corrections of tickets found in neither: new training rows
+    relabelled: dict[str, int]  # labels a correction changed, per head
+    matched: int  # corrections that found their ticket
+
+
+def text_keys(tickets: pd.DataFrame, max_text_chars: int) -> pd.Series:
+    return dedup_key(ticket_text(tickets["subject"], tickets["body"], max_text_chars))
+
+
+def apply_corrections(
+    previous: pd.DataFrame, history: pd.DataFrame, corrections: pd.DataFrame, *, max_text_chars: int
+) -> Merged:
+    """The agent's final value replaces a ticket's label, head by head (a correction without a
+    value for a head leaves that label alone). A correction finds its ticket in the new history
+    by ticket id (when the file has ids) or else by text, in the configured data by text (their
+    ids are not the service's). Corrections that find no ticket become training rows of their
+    own. `Store.decisions` already made the latest decision win; among corrections sharing a
+    text, the latest decided wins."""
+    corrections = corrections.sort_values("decided_at", kind="stable", na_position="first")
+    corrections = corrections.reset_index(drop=True)
+    # dict() keeps the last pair per key: the latest decided correction.
+    by_id = dict(zip(corrections["ticket_id"], corrections.index, strict=True))
+    by_text = dict(zip(text_keys(corrections, max_text_chars), corrections.index, strict=True))
+    relabelled = dict.fromkeys(HEADS, 0)
+    used: set[int] = set()
+
+    def relabel(tickets: pd.DataFrame, use_ids: bool) -> pd.DataFrame:
+        if tickets.empty or corrections.empty:
+            return tickets
+        match = text_keys(tickets, max_text_chars).map(by_text).astype("Int64")
+        if use_ids:
+            match = tickets["ticket_id"].map(by_id).astype("Int64").fillna(match)
+        found = match.notna()
+        used.update(int(i) for i in match[found])
+        tickets = tickets.copy()
+        for head in HEADS:
+            values = pd.Series(pd.NA, index=tickets.index, dtype="string")
+            values[found] = corrections[head].to_numpy()[match[found].to_numpy(dtype=int)]
+            replace = values.notna()
+            before = tickets[head].astype("string")
+            relabelled[head] += int((replace & (before.fillna("") != values.fillna(""))).sum())
+            tickets[head] = before.where(~replace, values)
+        return tickets
+
+    history = relabel(history, use_ids=True)
+    previous = relabel(previous, use_ids=False)
+    extra = corrections.drop(index=list(used)).drop(columns=["decided_at"])
+    return Merged(previous, history, extra.reset_index(drop=True), relabelled, len(used))
+
+
+# ---------------------------------------------------------------------------------------------
+# Held-out slice and the gate
+
+
+def newest_slice(created_at: pd.Series, fraction: float) -> pd.Series:
+    """True for the newest `fraction` of rows (at least one); tickets created at the same moment
+    as the first held-out one are held out with it, so the cut is a point in time."""
+    if created_at.empty:
+        return pd.Series(False, index=created_at.index)
+    ordered = created_at.sort_values(kind="stable")
+    count = max(1, math.ceil(len(ordered) * fraction))
+    return created_at >= ordered.iloc[len(ordered) - count]
+
+
+@dataclass(frozen=True)
+class Gate:
+    """The verdict on one head: promote only when both rules hold."""
+
+    head: str
+    passed: bool
+    rows: int
+    champion_macro_f1: float
+    challenger_macro_f1: float
+    min_gain: float
+    max_recall_drop: float
+    # label -> (champion recall, challenger recall) for the labels in the held-out slice
+    recall: dict[str, tuple[float, float]]
+    reasons: list[str]
+
+    @property
+    def gain(self) -> float:
+        return self.challenger_macro_f1 - self.champion_macro_f1
+
+    def metrics(self) -> dict[str, float]:
+        """The figures behind the verdict, as MLflow metric names."""
+        figures = {
+            "holdout_rows": float(self.rows),
+            "champion_macro_f1": self.champion_macro_f1,
+            "challenger_macro_f1": self.challenger_macro_f1,
+            "macro_f1_gain": self.gain,
+            "min_macro_f1_gain": self.min_gain,
+            "max_recall_drop": self.max_recall_drop,
+        }
+        for label, (champion, challenger) in self.recall.items():
+            safe = "".join(ch if ch.isalnum() else "_" for ch in label)
+            figures[f"champion_recall_{safe}"] = champion
+            figures[f"challenger_recall_{safe}"] = challenger
+        return figures
+
+
+def gate(
+    head: str,
+    champion: dict[str, Any],
+    challenger: dict[str, Any],
+    *,
+    min_gain: float,
+    max_recall_drop: float,
+) -> Gate:
+    """Compare two `classification_report`s of the same rows: the challenger passes when its
+    macro-F1 is at least `min_gain` higher and no class's recall falls by more than
+    `max_recall_drop`. Classes without held-out rows have no recall and are not judged."""
+    champion_f1, challenger_f1 = champion["macro_f1"], challenger["macro_f1"]
+    gain = challenger_f1 - champion_f1
+    reasons = []
+    f1_ok = gain >= min_gain - TOLERANCE
+    reasons.append(
+        f"macro-F1 {champion_f1:.4f} -> {challenger_f1:.4f} ({gain:+.4f}; "
+        f"{'meets' if f1_ok else 'below'} the required {min_gain:+.4f})"
+    )
+    recall = {}
+    recall_ok = True
+    for label, scores in champion["per_class"].items():
+        if scores["support"] == 0:
+            continue
+        before, after = scores["recall"], challenger["per_class"][label]["recall"]
+        recall[label] = (before, after)
+        if before - after > max_recall_drop + TOLERANCE:
+            recall_ok = False
+            reasons.append(
+                f"recall of {label} {before:.4f} -> {after:.4f} ({after - before:+.4f}; "
+                f"drops more than the allowed {max_recall_drop:.4f})"
+            )
+    if recall_ok:
+        reasons.append(f"no class's recall drops more than {max_recall_drop:.4f}")
+    return Gate(
+        head=head,
+        passed=f1_ok and recall_ok,
+        rows=int(champion["n"]),
+        champion_macro_f1=champion_f1,
+        challenger_macro_f1=challenger_f1,
+        min_gain=min_gain,
+        max_recall_drop=max_recall_drop,
+        recall=recall,
+        reasons=reasons,
+    )
+
+
+def holdout_report(
+    model: Any, rows: pd.DataFrame, head: str, labels: Sequence[str], majority: str, max_text_chars: int
+) -> dict[str, Any]:
+    """A head model's figures on held-out rows, predicted through `urgency.predict`; macro-F1
+    averages the labels that occur in the rows (a label nobody used cannot be judged)."""
+    from urgency.predict import predict_proba
+
+    truth = rows[head].astype(str)
+    present = [label for label in labels if label in set(truth)]
+    probabilities = predict_proba(model, ticket_text(rows["subject"], rows["body"], max_text_chars))
+    return classification_report(truth, probabilities, present, majority)
+
+
+# ---------------------------------------------------------------------------------------------
+# The loop
+
+
+@dataclass
+class HeadOutcome:
+    head: str
+    champion_version: str
+    challenger_version: str
+    gate: Gate
+    promoted: bool
+    champion_report: dict[str, Any]
+    challenger_report: dict[str, Any]
+
+
+@dataclass
+class RetrainResult:
+    run_id: str
+    drift: DriftReport
+    heads: dict[str, HeadOutcome]
+    counts: dict[str, int]
+    history_sources: list[Source] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id,
+            "counts": self.counts,
+            "drifted": self.drift.drifted,
+            "heads": {
+                head: {
+                    "champion_version": o.champion_version,
+                    "challenger_version": o.challenger_version,
+                    "promoted": o.promoted,
+                    "passed": o.gate.passed,
+                    "reasons": o.gate.reasons,
+                    **o.gate.metrics(),
+                }
+                for head, o in self.heads.items()
+            },
+            "history_sources": [
+                s.model_dump(mode="json", exclude_defaults=True) for s in self.history_sources
+            ],
+        }
+
+
+def retrain(
+    params: Params,
+    histories: Sequence[Path],
+    *,
+    heads: Sequence[str] | None = None,
+    family: str | None = None,
+    decisions: pd.DataFrame | None = None,
+    by: str = "urgency retrain",
+    params_path: Path | None = None,
+    code_folder: Path | None = None,
+    output: Path | None = None,
+    on_stage: Callable[[str], None] | None = None,
+) -> RetrainResult:
+    """The whole loop (see the module's docstring). `decisions` is `Store.decisions()` of the
+    service's store (None: no corrections). Heads default to those whose label the held-out
+    slice carries. Nothing is trained or registered when the history is not valid."""
+    import mlflow
+    from mlflow import MlflowClient
+
+    from urgency import tracking
+    from urgency.predict import load_head_model, load_registered_models
+    from urgency.promote import AliasLog, promote
+    from urgency.train import train
+
+    def stage(text: str) -> None:
+        log.info(text)
+        if on_stage:
+            on_stage(text)
+
+    stage(f"validating {len(histories)} history file(s)")
+    history, history_sources = load_history(histories, params)
+    previous = load_configured(params.data)
+    corrections, ignored = corrections_frame(decisions if decisions is not None else pd.DataFrame(), params)
+    max_chars = params.data.max_text_chars
+    merged = apply_corrections(previous.tickets, history.tickets, corrections, max_text_chars=max_chars)
+
+    held = newest_slice(merged.history["created_at"], params.retrain.holdout_fraction)
+    holdout = merged.history[held]
+    labelled = [head for head in HEADS if holdout[head].notna().any()]
+    if heads is None:
+        heads = labelled
+    missing = [head for head in heads if head not in labelled]
+    if missing or not heads:
+        raise DataValidationError(
+            f"the held-out slice (newest {params.retrain.holdout_fraction:.0%} of the new history, "
+            f"{len(holdout)} rows from {holdout['created_at'].min()}) carries no "
+            f"{', '.join(missing or HEADS)} label: nothing to compare champion and challenger on"
+        )
+    heads = list(heads)
+    names = {head: params.mlflow.model_name(head) for head in heads}
+    # Before any training: without a champion there is nothing to gate against.
+    champions = load_registered_models(
+        heads, tracking_uri=params.mlflow.tracking_uri, model_names=names, alias=params.mlflow.champion_alias
+    )
+
+    stage("drift report")
+    report = drift_report(
+        previous.tickets,
+        history.tickets,
+        heads=HEADS,
+        thresholds=Thresholds(psi=params.retrain.drift.psi_threshold, js=params.retrain.drift.js_threshold),
+        length_bins=params.retrain.drift.length_bins,
+        vocabulary_size=params.retrain.drift.vocabulary_size,
+        vocabulary_sample=params.retrain.drift.vocabulary_sample,
+    )
+    if output is not None:
+        _write_reports(output, report, None)
+
+    # Train on everything but the held-out slice, and on no copy of a held-out text.
+    held_keys = set(text_keys(holdout, max_chars))
+    training = pd.concat([merged.previous, merged.history[~held], merged.extra], ignore_index=True)
+    leaked = text_keys(training, max_chars).isin(held_keys)
+    training = training[~leaked].reset_index(drop=True)
+    counts = {
+        "history_rows": len(history.tickets),
+        "holdout_rows": len(holdout),
+        "previous_rows": len(previous.tickets),
+        "corrections": len(corrections),
+        "corrections_matched": merged.matched,
+        "corrections_added": len(merged.extra),
+        "corrections_ignored_values": ignored,
+        **{f"relabelled_{head}": count for head, count in merged.relabelled.items()},
+        "dropped_copies_of_holdout": int(leaked.sum()),
+        "training_rows": len(training),
+    }
+    stage(f"training challengers ({', '.join(heads)}) on {len(training)} tickets")
+    trained = train(
+        params,
+        heads,
+        params_path=params_path,
+        code_folder=code_folder,
+        family=family,
+        tickets=LoadResult(tickets=training, reports=previous.reports + history.reports),
+        run_name="retrain",
+    )
+
+    stage(f"champion vs challenger on {len(holdout)} held-out tickets")
+    client = MlflowClient(tracking_uri=params.mlflow.tracking_uri, registry_uri=params.mlflow.tracking_uri)
+    outcomes: dict[str, HeadOutcome] = {}
+    for head, result in trained.heads.items():
+        rows = holdout[holdout[head].notna()]
+        labels = params.heads.get(head).labels
+        majority = str(training[head].dropna().mode().iloc[0])
+        challenger = load_head_model(f"models:/{result.registered_name}/{result.version}")
+        reports = {
+            side: holdout_report(model, rows, head, labels, majority, max_chars)
+            for side, model in (("champion", champions[head]), ("challenger", challenger))
+        }
+        verdict = gate(
+            head,
+            reports["champion"],
+            reports["challenger"],
+            min_gain=params.retrain.min_macro_f1_gain,
+            max_recall_drop=params.retrain.max_recall_drop,
+        )
+        champion_version = str(champions[head].version)
+        if verdict.passed:
+            promote(
+                client,
+                result.registered_name,
+                result.version,
+                params.mlflow.champion_alias,
+                reason=f"retrain gate passed on {verdict.rows} held-out tickets: "
+                + "; ".join(verdict.reasons),
+                by=by,
+                metrics=verdict.metrics(),
+                log=AliasLog.of(params.mlflow),
+                action="retrain",
+            )
+        client.set_model_version_tag(
+            result.registered_name, result.version, "retrain_gate", _verdict(verdict)
+        )
+        outcomes[head] = HeadOutcome(
+            head,
+            champion_version,
+            result.version,
+            verdict,
+            verdict.passed,
+            reports["champion"],
+            reports["challenger"],
+        )
+
+    result = RetrainResult(trained.parent_run_id, report, outcomes, counts, history_sources)
+    tracking.use_tracking(
+        params.mlflow.tracking_uri, params.mlflow.experiment, params.mlflow.artifact_location
+    )
+    with mlflow.start_run(run_id=trained.parent_run_id):
+        mlflow.set_tag("retrain", "true")
+        mlflow.log_params(
+            {
+                "history": ",".join(str(path) for path in histories),
+                "holdout_fraction": params.retrain.holdout_fraction,
+                "holdout_from": str(holdout["created_at"].min()),
+                "min_macro_f1_gain": params.retrain.min_macro_f1_gain,
+                "max_recall_drop": params.retrain.max_recall_drop,
+            }
+        )
+        mlflow.log_metrics({f"count_{key}": value for key, value in counts.items()})
+        mlflow.log_input(
+            mlflow.data.from_pandas(
+                holdout[["id", "source", "subject", "body", "created_at", *heads]]
+                .astype(str)
+                .reset_index(drop=True),
+                name="retrain-holdout",
+            ),
+            context="holdout",
+        )
+        for head, outcome in outcomes.items():
+            mlflow.log_metrics({f"{head}.{key}": value for key, value in outcome.gate.metrics().items()})
+            mlflow.set_tag(f"promoted.{head}", str(outcome.promoted).lower())
+        mlflow.log_metrics({f"drift.{f.feature.replace(':', '.')}.psi": f.psi for f in report.features})
+        mlflow.log_metrics({f"drift.{f.feature.replace(':', '.')}.js": f.js for f in report.features})
+        with tempfile.TemporaryDirectory() as folder:
+            _write_reports(Path(folder), report, result)
+            mlflow.log_artifacts(folder, "retrain")
+    if output is not None:
+        _write_reports(output, report, result)
+    return result
+
+
+def _verdict(verdict: Gate) -> str:
+    return ("passed: " if verdict.passed else "refused: ") + "; ".join(verdict.reasons)
+
+
+def _write_reports(folder: Path, report: DriftReport, result: RetrainResult | None) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "drift.json").write_text(json.dumps(report.to_dict(), indent=2, default=str))
+    (folder / "drift.md").write_text(report.to_markdown())
+    if result is not None:
+        (folder / "retrain.json").write_text(json.dumps(result.to_dict(), indent=2, default=str))
+        (folder / "retrain.md").write_text(retrain_markdown(result))
+
+
+def retrain_markdown(result: RetrainResult) -> str:
+    lines = ["# Retrain: champion vs challenger on the held-out slice", ""]
+    lines += [
+        "| head | champion | challenger | held-out rows | macro-F1 | verdict |",
+        "|---|---|---|---:|---|---|",
+    ]
+    for head, o in result.heads.items():
+        g = o.gate
+        lines.append(
+            f"| {head} | v{o.champion_version} | v{o.challenger_version} | {g.rows} | "
+            f"{g.champion_macro_f1:.3f} -> {g.challenger_macro_f1:.3f} | "
+            f"{'promoted' if o.promoted else 'refused'}: {'; '.join(g.reasons)} |"
+        )
+    lines += ["", "| count | value |", "|---|---:|"]
+    lines += [f"| {key} | {value:,} |" for key, value in result.counts.items()]
+    return "\n".join(lines) + "\n" + "\n" + result.drift.to_markdown()
