@@ -30,6 +30,9 @@ demo: $(STAMP)
 	# The prioritized queue (rules.yaml), as of a fixed time so the demo's deadlines repeat.
 	$(BIN)/urgency score --params $(PARAMS) --input data/demo_tickets.csv --output data/demo_queue.csv --now 2026-11-23T14:00:00Z
 	$(BIN)/urgency check-incidents --params $(PARAMS)
+	# The agreement report, with agents simulated from the held-back test labels (docs/reports.md).
+	$(BIN)/urgency demo-agents --params $(PARAMS) --output data/demo_closed_tickets.csv
+	$(BIN)/urgency report agreement --params $(PARAMS) --input data/demo_closed_tickets.csv --output data/agreement_report.html
 	# Last: the prediction service on 127.0.0.1:$(PORT) with the demo's champions (Ctrl-C stops
 	# it). `make demo SERVE=0` ends without it.
 	@if [ "$(SERVE)" = 1 ]; then $(BIN)/urgency serve --params $(PARAMS) --host 127.0.0.1 --port $(PORT); fi
@@ -61,4 +64,4 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check src tests bench serve
 
 clean:
-	rm -rf mlruns data/service.db data/service.db-wal data/service.db-shm data/model_comparison.md data/demo_scored.csv data/demo_queue.csv data/evaluation.json models/ticket-* models/urgency models/category models/sentiment
+	rm -rf mlruns data/service.db data/service.db-wal data/service.db-shm data/model_comparison.md data/demo_scored.csv data/demo_queue.csv data/demo_closed_tickets.csv data/agreement_report.html data/agreement_report.json data/evaluation.json models/ticket-* models/urgency models/category models/sentiment

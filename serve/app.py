@@ -20,7 +20,7 @@ from typing import Any
 from fastapi import Depends, FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     generate_latest,
@@ -278,6 +278,42 @@ def create_app(settings: ServiceSettings | None = None, runtime: Runtime | None 
             return JSONResponse(
                 {"detail": f"reload failed, still serving the old models: {error}"}, status_code=503
             )  # type: ignore[return-value]
+
+    @app.get(
+        "/v1/reports/agreement",
+        tags=["reports"],
+        response_class=HTMLResponse,
+        response_model=None,
+        responses={
+            **ERRORS,
+            404: {"model": Problem, "description": "No decided ticket in the period"},
+            422: {"model": Problem, "description": "since or until is not an ISO 8601 date"},
+        },
+    )
+    def agreement_report(
+        since: str | None = None,
+        until: str | None = None,
+        runtime_now: Runtime = RuntimeDep,
+        store: Store = StoreDep,
+        _key: Any = Depends(require("admin")),
+    ) -> HTMLResponse | JSONResponse:
+        """The agreement report over the tickets scored in the period that agents decided on
+        (`until`: a date is included): the page `urgency report agreement` writes."""
+        from urgency.agreement import EmptyReport
+        from urgency.report import PeriodError, figures_from_store, parse_period, render_html, report_settings
+
+        try:
+            start, end = parse_period(since, until)
+        except PeriodError as error:
+            raise _invalid(["query", error.name], str(error)) from None
+        settings_now = report_settings(runtime_now.params, runtime_now.rules)
+        try:
+            figures = figures_from_store(
+                store, settings_now, source="the service's store", since=start, until=end
+            )
+        except EmptyReport as error:
+            return JSONResponse({"detail": str(error)}, status_code=404)
+        return HTMLResponse(render_html(figures))
 
     @app.get("/health/live", response_model=Health, tags=["health"])
     def live() -> Health:

@@ -965,6 +965,123 @@ def tune(
     )
 
 
+# ---------------------------------------------------------------------------------------------
+# Reports for managers, and the demo's simulated agents
+
+report_app = typer.Typer(help="Reports for managers (HTML page plus a JSON file of the figures).")
+app.add_typer(report_app, name="report")
+
+
+@report_app.command("agreement")
+@user_errors
+def report_agreement(
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="The HTML page; the figures go beside it as .json.")
+    ] = Path("report.html"),
+    input: Annotated[
+        Path | None,
+        typer.Option(
+            "--input", "-i", help="Closed-tickets CSV (docs/reports.md); default: the service's store."
+        ),
+    ] = None,
+    database_url: DatabaseOption = None,
+    since: Annotated[str | None, typer.Option(help="First day (ISO 8601, e.g. 2026-01-01).")] = None,
+    until: Annotated[str | None, typer.Option(help="Last day, included (a date-time: excluded).")] = None,
+    week_of: Annotated[str, typer.Option(help="Weeks of created_at or scored_at.")] = "created_at",
+    top: Annotated[int, typer.Option(min=0, help="Confident disagreements to list for review.")] = 20,
+    params_path: ParamsOption = Path("params.yaml"),
+    rules_path: RulesOption = None,
+) -> None:
+    """Do the models agree with the agents? Agreement, kappa, coverage, slices, trend and SLA."""
+    from urgency import report
+    from urgency.store import Store, StoreError, check_schema, make_engine, redact, sqlite_path
+
+    if input is not None and database_url is not None:
+        raise typer.BadParameter("give --input or --database-url, not both", param_hint="--input")
+    if week_of not in ("created_at", "scored_at"):
+        raise typer.BadParameter("use created_at or scored_at", param_hint="--week-of")
+    try:
+        since_at, until_at = report.parse_period(since, until)
+    except ValueError as error:
+        raise typer.BadParameter(str(error), param_hint="--since/--until") from None
+    params = _load(params_path)
+    settings = report.report_settings(params, _rules(params, rules_path))
+    options: dict[str, Any] = {"since": since_at, "until": until_at, "week_of": week_of, "top": top}
+    if input is not None:
+        figures = report.figures_from_csv(input, settings, **options)
+    else:
+        url = _service_settings(params_path, database_url=database_url).store_url()
+        path = sqlite_path(url)
+        if path is not None and not path.exists():
+            raise StoreError(f"no store at {path}: the service has not run yet (or use --input closed.csv)")
+        engine = make_engine(url)
+        try:
+            check_schema(engine)
+            figures = report.figures_from_store(Store(engine), settings, source=redact(url), **options)
+        finally:
+            engine.dispose()
+    json_path = report.write_report(figures, output)
+    fields = figures["fields"]
+    summary = ", ".join(
+        f"{name} {fields[name]['agreement']:.1%} of {fields[name]['used']}"
+        for name in ("urgency", "category", "sentiment", "priority")
+        if fields[name]["agreement"] is not None
+    )
+    console.print(
+        f"[green]ok[/green]: {figures['tickets']} decided tickets ({figures['period']}); agreement: "
+        f"{summary or 'no agent values'}; written to {output} and {json_path}",
+        highlight=False,
+    )
+
+
+@app.command("demo-agents")
+@user_errors
+def demo_agents(
+    output: Annotated[Path, typer.Option("--output", "-o", help="The closed-tickets CSV to write.")] = Path(
+        "data/demo_closed_tickets.csv"
+    ),
+    rows: Annotated[int, typer.Option(min=1, help="At most this many tickets.")] = 3000,
+    seed: Annotated[int, typer.Option(help="Seed of the sample and the simulated metadata.")] = 0,
+    now: Annotated[
+        str | None, typer.Option(help="Tickets are created in the 8 weeks before this (default: this hour).")
+    ] = None,
+    params_path: ParamsOption = Path("params.yaml"),
+    model_dir: ModelDirOption = None,
+    rules_path: RulesOption = None,
+) -> None:
+    """Closed tickets for the demo: agents simulated from the held-back test labels (docs/reports.md)."""
+    from urgency.data import load_configured
+    from urgency.simulate import default_now, simulate_closed_tickets, write_closed_tickets
+
+    _setup_logging()
+    moment = _now(now) if now else default_now()
+    params = _load(params_path)
+    rules = _rules(params, rules_path)
+    models = _models(params, list(HEADS), model_dir)
+    tickets = load_configured(params.data).tickets
+    with _progress() as progress:
+        task = progress.add_task("deciding held-back tickets", total=None)
+        closed = simulate_closed_tickets(
+            models,
+            rules,
+            tickets,
+            params.data,
+            params.splits,
+            now=moment,
+            rows=rows,
+            seed=seed,
+            subject_column=params.predict.subject_column,
+            body_column=params.predict.body_column,
+            on_day=lambda count: progress.advance(task, count),
+        )
+    write_closed_tickets(closed, output)
+    known = ", ".join(f"{head} {int(closed[f'agent_{head}'].notna().sum())}" for head in HEADS)
+    console.print(
+        f"[green]ok[/green]: {len(closed)} closed tickets written to {output} (agents' values: {known})",
+        highlight=False,
+    )
+
+
 def main() -> None:
     app()
 
