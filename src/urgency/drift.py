@@ -177,7 +177,7 @@ def vocabulary_drift(
     current_texts: pd.Series,
     thresholds: Thresholds,
     *,
-    size: int = 2000,
+    size: int = 500,
     sample: int = 20_000,
     seed: int = 0,
     shown: int = 10,
@@ -285,7 +285,7 @@ def drift_report(
     heads: Sequence[str],
     thresholds: Thresholds = Thresholds(),
     length_bins: int = 10,
-    vocabulary_size: int = 2000,
+    vocabulary_size: int = 500,
     vocabulary_sample: int = 20_000,
 ) -> DriftReport:
     """Compare two canonical ticket frames (urgency.data): each head's label shares (rows that

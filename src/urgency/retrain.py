@@ -102,7 +102,8 @@ def load_history(paths: Sequence[Path], params: Params) -> tuple[LoadResult, lis
     reports = []
     sources: list[Source] = []
     failures: list[str] = []
-    for path in paths:
+    for given in paths:
+        path = Path(given).resolve()  # the source printed for params must not depend on the cwd
         name = _source_name(path, taken)
         try:
             file_format = Source(name=name, path=path, columns=Columns(body="body")).file_format
@@ -424,9 +425,10 @@ def retrain(
     from urgency.train import train
 
     def stage(text: str) -> None:
-        log.info(text)
         if on_stage:
             on_stage(text)
+        else:
+            log.info(text)
 
     stage(f"validating {len(histories)} history file(s)")
     history, history_sources = load_history(histories, params)
