@@ -64,4 +64,4 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check src tests bench serve
 
 clean:
-	rm -rf mlruns data/service.db data/service.db-wal data/service.db-shm data/model_comparison.md data/demo_scored.csv data/demo_queue.csv data/demo_closed_tickets.csv data/agreement_report.html data/agreement_report.json data/evaluation.json models/ticket-* models/urgency models/category models/sentiment
+	rm -rf mlruns data/service.db data/service.db-wal data/service.db-shm data/model_comparison.md data/demo_scored.csv data/demo_queue.csv data/demo_closed_tickets.csv data/agreement_report.html data/agreement_report.json data/agreement_review.html data/agreement_review.json data/evaluation.json models/ticket-* models/urgency models/category models/sentiment
