@@ -2,7 +2,7 @@
 
 Exit codes (for scripts): 0 success, 1 unexpected error, 2 usage error, 3 params error,
 4 invalid ticket data, 5 model not found, 6 unreadable input to score, 7 database unreachable or
-not migrated.
+not migrated, 8 nothing to report (no decided ticket in the period).
 """
 
 from __future__ import annotations
@@ -698,7 +698,10 @@ def retrain(
         typer.Option("--history", help="New ticket history (.csv, .parquet, .jsonl; repeat for more files)."),
     ],
     params_path: ParamsOption = Path("params.yaml"),
-    head: HeadsOption = None,
+    head: Annotated[
+        list[str] | None,
+        typer.Option("--head", help="Head(s) to retrain (repeat); default: those the held-out slice has labels for."),
+    ] = None,
     family: Annotated[
         str | None, typer.Option(help="Model family of the challenger (default: params training.family).")
     ] = None,
