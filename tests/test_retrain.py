@@ -405,3 +405,17 @@ def test_retrain_refuses_when_a_class_loses_recall(setup: dict[str, Any]) -> Non
         "recall of high 1.0000 -> " in result.output and "drops more than the allowed 0.0500" in result.output
     )
     assert _champion(_client(params_path)) == "1"
+
+
+def test_retrain_needs_held_out_labels_and_a_champion(setup: dict[str, Any], tmp_path: Path) -> None:
+    history = write_history(setup["folder"], history_rows(NEW, 5, START))
+    no_labels = runner.invoke(
+        app, ["retrain", "-p", str(_params(setup)), "--history", str(history), "--head", "category"]
+    )
+    assert no_labels.exit_code == 4 and "carries no category label" in no_labels.output
+    data = copy.deepcopy(setup["data"])
+    data["mlflow"]["tracking_uri"] = f"sqlite:///{tmp_path / 'empty' / 'mlflow.db'}"
+    empty = write_params(tmp_path, data)
+    no_champion = runner.invoke(app, ["retrain", "-p", str(empty), "--history", str(history)])
+    assert no_champion.exit_code == 5 and "no model version ticket-urgency@champion" in no_champion.output
+    assert _client(empty).search_model_versions("name = 'ticket-urgency'") == []

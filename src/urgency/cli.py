@@ -700,7 +700,9 @@ def retrain(
     params_path: ParamsOption = Path("params.yaml"),
     head: Annotated[
         list[str] | None,
-        typer.Option("--head", help="Head(s) to retrain (repeat); default: those the held-out slice has labels for."),
+        typer.Option(
+            "--head", help="Head(s) to retrain (repeat); default: those the held-out slice has labels for."
+        ),
     ] = None,
     family: Annotated[
         str | None, typer.Option(help="Model family of the challenger (default: params training.family).")
