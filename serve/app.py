@@ -160,7 +160,7 @@ def create_app(settings: ServiceSettings | None = None, runtime: Runtime | None 
     app.add_exception_handler(Exception, _unexpected_error)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
 
-    def surge(runtime_now: Runtime, store: Store, now: datetime, batch: int) -> bool | None:
+    def surge(runtime_now: Runtime, store: Store, now: datetime, batch: int) -> bool:
         """Surge `auto` counts the tickets scored in the window (from the store, cached 30 s)."""
         spec = runtime_now.rules.spec.surge
         if spec.mode != "auto":
@@ -179,7 +179,7 @@ def create_app(settings: ServiceSettings | None = None, runtime: Runtime | None 
                     loc: list[str | int] = ["body", "tickets", position] if len(tickets) > 1 else ["body"]
                     raise _invalid([*loc, "fields", name], f"{name!r} is reserved (a ticket or model column)")
         now = datetime.now(UTC)
-        results, _ = score_tickets(
+        results = score_tickets(
             runtime_now, tickets, now=now, surge=surge(runtime_now, store, now, len(tickets))
         )
         store.record_predictions(

@@ -16,9 +16,9 @@ import pandas as pd
 
 from serve.schemas import ExplanationStep, HeadModelInfo, ModelInfo, ScoreResult, Ticket
 from urgency.config import HEADS, Params
-from urgency.predict import HeadModel, load_model_dir, load_registered_models, output_columns
-from urgency.prioritize import score_frame
+from urgency.predict import HeadModel, load_model_dir, load_registered_models, output_columns, predict_frame
 from urgency.rules import RuleSet, load_rules
+from urgency.scoring import Decision, decide, frame_records, head_outputs, iso
 
 # Request fields that become frame columns next to the metadata `fields`.
 TICKET_COLUMNS = ("ticket_id", "subject", "body")
@@ -125,63 +125,57 @@ def tickets_frame(tickets: Sequence[Ticket], created_at_column: str) -> pd.DataF
 
 
 def score_tickets(
-    runtime: Runtime, tickets: Sequence[Ticket], *, now: datetime, surge: bool | None
-) -> tuple[list[ScoreResult], pd.DataFrame]:
-    """Predict and decide each ticket (the package's one inference path and rules engine)."""
+    runtime: Runtime, tickets: Sequence[Ticket], *, now: datetime, surge: bool
+) -> list[ScoreResult]:
+    """Predict (the package's one inference path) and decide (its rules engine) each ticket."""
     frame = tickets_frame(tickets, runtime.rules.spec.created_at.column)
-    scored = score_frame(
+    predicted = predict_frame(
         runtime.models,
         frame,
-        runtime.rules,
-        now=now,
-        surge=surge,
         subject_column="subject",
         body_column="body",
         max_text_chars=runtime.params.data.max_text_chars,
     )
-    records = scored.astype(object).where(scored.notna(), None).to_dict("records")
-    results = [_result(runtime, record) for record in records]
-    return results, scored
+    results = []
+    for row in frame_records(predicted, list(predicted.columns)):
+        decision = decide(head_outputs(row), row, runtime.rules, now, surge=surge)
+        results.append(_result(runtime, row, decision))
+    return results
 
 
-def _result(runtime: Runtime, row: dict[str, Any]) -> ScoreResult:
-    import json
-
+def _result(runtime: Runtime, row: dict[str, Any], decision: Decision) -> ScoreResult:
     probabilities = {
-        head: {
-            label: float(row[f"{head}_proba_{label}"])
-            for label in model.labels
-            if row.get(f"{head}_proba_{label}") is not None
-        }
+        head: {label: row[f"{head}_proba_{label}"] for label in model.labels}
         for head, model in runtime.models.items()
+        if row[head] is not None
     }
-    created = row.get(runtime.rules.spec.created_at.column)
+    created = row[runtime.rules.spec.created_at.column]
     return ScoreResult(
         ticket_id=str(row["ticket_id"]),
-        priority=row["priority"],
-        priority_title=row["priority_title"],
-        urgency=row.get("urgency"),
-        urgency_confidence=row.get("urgency_confidence"),
-        urgency_used=row["urgency_used"],
-        category=row.get("category"),
-        category_confidence=row.get("category_confidence"),
-        sentiment=row.get("sentiment"),
-        sentiment_confidence=row.get("sentiment_confidence"),
-        probabilities={head: values for head, values in probabilities.items() if values},
-        impact=row["impact"],
-        team=row["team"],
-        skills=[skill for skill in (row["skills"] or "").split(";") if skill],
-        sla_policy=row["sla_policy"],
-        calendar=row["calendar"],
+        priority=decision.priority,
+        priority_title=decision.priority_title,
+        urgency=decision.urgency,
+        urgency_confidence=decision.urgency_confidence,
+        urgency_used=decision.urgency_used,
+        category=decision.category,
+        category_confidence=decision.category_confidence,
+        sentiment=decision.sentiment,
+        sentiment_confidence=decision.sentiment_confidence,
+        probabilities=probabilities,
+        impact=decision.impact,
+        team=decision.team,
+        skills=list(decision.skills),
+        sla_policy=decision.sla_policy,
+        calendar=decision.calendar,
         created_at=None if created is None else str(created),
-        first_response_due=row["first_response_due"],
-        resolution_due=row["resolution_due"],
-        needs_human_triage=bool(row["needs_human_triage"]),
-        untrusted_heads=[head for head in (row["untrusted_heads"] or "").split(";") if head],
-        surge=bool(row["surge"]),
-        explanation=[ExplanationStep(**step) for step in json.loads(row["explanation_json"])],
-        explanation_text=row["explanation"],
-        notes=[note for note in (row["notes"] or "").split("; ") if note],
-        error=row.get("error"),
+        first_response_due=iso(decision.first_response_due),
+        resolution_due=iso(decision.resolution_due),
+        needs_human_triage=decision.needs_human_triage,
+        untrusted_heads=list(decision.untrusted_heads),
+        surge=decision.surge,
+        explanation=[ExplanationStep(**step.__dict__) for step in decision.explanation],
+        explanation_text="; ".join(step.text() for step in decision.explanation),
+        notes=list(decision.notes),
+        error=row["error"],
         model_versions=runtime.versions,
     )

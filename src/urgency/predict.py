@@ -139,27 +139,26 @@ def predict_frame(
     subject = tickets[subject_column] if subject_column and subject_column in tickets.columns else None
     text = ticket_text(subject, tickets[body_column], max_text_chars)
     usable = (text != "").to_numpy()
-    result = tickets.copy()
     usable_text = text[usable]
+    rows = len(tickets)
+    # Columns are built as arrays and joined once: per-column pandas assignment costs more than
+    # the models themselves for the service's one-ticket calls.
+    added: dict[str, Any] = {}
     for head, model in models.items():
-        label = pd.Series(pd.NA, index=tickets.index, dtype="string")
-        confidence = pd.Series(np.nan, index=tickets.index, dtype=float)
-        probabilities = predict_proba(model, usable_text)
-        if len(probabilities):
-            proba = probabilities.to_numpy()
-            label[usable] = np.asarray(model.labels, dtype=object)[proba.argmax(axis=1)]
-            confidence[usable] = proba.max(axis=1)
-        result[head] = label
-        result[f"{head}_confidence"] = confidence
+        proba = np.full((rows, len(model.labels)), np.nan)
+        label = np.full(rows, None, dtype=object)
+        if usable.any():
+            predicted = predict_proba(model, usable_text).to_numpy()
+            proba[usable] = predicted
+            label[usable] = np.asarray(model.labels, dtype=object)[predicted.argmax(axis=1)]
+        added[head] = pd.array(label, dtype="string")
+        added[f"{head}_confidence"] = np.where(usable, np.max(proba, axis=1, initial=-np.inf), np.nan)
         for position, name in enumerate(model.labels):
-            column = pd.Series(np.nan, index=tickets.index, dtype=float)
-            if len(probabilities):
-                column[usable] = probabilities.iloc[:, position].to_numpy()
-            result[f"{head}_proba_{name}"] = column
-    error = pd.Series(pd.NA, index=tickets.index, dtype="string")
-    error[~usable] = EMPTY_TEXT_ERROR
-    result["error"] = error
-    return result
+            added[f"{head}_proba_{name}"] = proba[:, position]
+    added["error"] = pd.array(np.where(usable, None, EMPTY_TEXT_ERROR), dtype="string")
+    # Joined by position, so a repeated index label cannot misalign rows.
+    joined = pd.concat([tickets.reset_index(drop=True), pd.DataFrame(added)], axis=1)
+    return joined.set_axis(tickets.index)
 
 
 # ---------------------------------------------------------------------------------------------

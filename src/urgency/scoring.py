@@ -447,6 +447,18 @@ def head_outputs(row: Mapping[str, Any]) -> dict[str, HeadOutput]:
     return outputs
 
 
+def frame_records(frame: pd.DataFrame, columns: Sequence[str]) -> list[dict[str, Any]]:
+    """Rows of `frame` as dicts with None for every missing value (NaN, NA, NaT)."""
+    values = frame[list(columns)].to_numpy(dtype=object)
+    return [
+        {
+            name: None if value is None or value is pd.NA or value is pd.NaT or value != value else value
+            for name, value in zip(columns, row, strict=True)
+        }
+        for row in values
+    ]
+
+
 def surge_active(rules: RuleSet, created: Sequence[Any], now: datetime) -> bool:
     """Surge mode per the rules file; `auto` counts tickets created in the window before `now`."""
     mode = rules.spec.surge.mode
@@ -484,11 +496,8 @@ def decide_frame(
         }
         if name in frame.columns
     ]
-    records = (
-        frame[sorted(wanted)].astype(object).where(frame[sorted(wanted)].notna(), None).to_dict("records")
-    )
     rows = []
-    for record in records:
+    for record in frame_records(frame, sorted(wanted)):
         decision = decide(head_outputs(record), record, rules, now, surge=surge)
         full = decision.to_record()
         rows.append([full[name] for name in DECISION_COLUMNS])
