@@ -4,9 +4,11 @@ server (scheduler, workers, nannies, their dashboards) bound to 127.0.0.1, all s
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
+from contextlib import suppress
 from pathlib import Path
 
 from tests.postgres import free_port
@@ -21,7 +23,8 @@ class DaskCluster:
         self.folder.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
         self.address = f"tcp://127.0.0.1:{self.port}"
-        self.env = {**os.environ, **(env or {})}
+        # Test helpers the tests send to workers live in `tests`, which workers import by name.
+        self.env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]), **(env or {})}
         self.processes: list[subprocess.Popen[bytes]] = []
         self._logs: list[Path] = []
 
@@ -29,7 +32,10 @@ class DaskCluster:
         log = self.folder / f"{name}.log"
         self._logs.append(log)
         with log.open("wb") as out:
-            process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=self.env)
+            # Its own process group: stop() can end the worker processes a nanny spawned, too.
+            process = subprocess.Popen(
+                command, stdout=out, stderr=subprocess.STDOUT, env=self.env, start_new_session=True
+            )
         self.processes.append(process)
 
     def start(self, workers: int = 2, worker_args: tuple[str, ...] = ()) -> DaskCluster:
@@ -64,8 +70,10 @@ class DaskCluster:
             if process.poll() is None:
                 process.terminate()
         for process in self.processes:
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            # A nanny busy restarting a worker it just killed may not stop in time.
+            with suppress(subprocess.TimeoutExpired):
+                process.wait(timeout=10)
+            # Whatever is left of the group (a worker whose nanny did not stop it) ends here.
+            with suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait()

@@ -236,7 +236,7 @@ def test_a_dying_worker_is_a_clear_error_and_no_output(
     # A worker too small for the models: its nanny kills it when loading them passes its memory
     # limit; the scheduler gives up on the task at the first death.
     broken = DaskCluster(tmp_path / "dask", env={"DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES": "0"}).start(
-        workers=1, worker_args=("--memory-limit", "300MB")
+        workers=1, worker_args=("--memory-limit", "200MB")
     )
     try:
         from distributed import Client
