@@ -342,8 +342,20 @@ def _predict_many(
 @app.command()
 @user_errors
 def predict(
-    input: Annotated[Path, typer.Option("--input", "-i", help="Tickets to score (.csv, .parquet, .jsonl).")],
-    output: Annotated[Path, typer.Option("--output", "-o", help="Scored tickets (.csv, .parquet, .jsonl).")],
+    input: Annotated[
+        Path,
+        typer.Option(
+            "--input", "-i", help="Tickets to score (.csv, .parquet, .jsonl), or a quoted glob of such files."
+        ),
+    ],
+    output: Annotated[
+        Path,
+        typer.Option(
+            "--output",
+            "-o",
+            help="Scored tickets (.csv, .parquet, .jsonl); a folder for a glob or --scheduler.",
+        ),
+    ],
     params_path: ParamsOption = Path("params.yaml"),
     model_dir: ModelDirOption = None,
     subject_column: SubjectColumnOption = None,
@@ -929,7 +941,15 @@ def serve(
 def tune(
     head: Annotated[str, typer.Option("--head", help="Head whose baseline settings to search.")],
     params_path: ParamsOption = Path("params.yaml"),
-    scheduler: SchedulerOption = None,
+    scheduler: Annotated[
+        str | None,
+        typer.Option(
+            "--scheduler",
+            envvar="URGENCY_SCHEDULER",
+            help="Dask scheduler address (tcp://HOST:8786), or `local` for a local cluster; "
+            "default: this machine's cores.",
+        ),
+    ] = None,
 ) -> None:
     """Search a head's baseline settings (params `tune:`); register the best as the challenger.
 
