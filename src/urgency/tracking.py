@@ -80,7 +80,13 @@ def export_models(
         if staging.exists():
             _remove_tree(staging)
         staging.mkdir()
-        mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{name}@{alias}", dst_path=str(staging))
+        # The client's own stores, not MLflow's global ones (another store may be active).
+        mlflow.artifacts.download_artifacts(
+            artifact_uri=f"models:/{name}/{version.version}",
+            dst_path=str(staging),
+            tracking_uri=client.tracking_uri,
+            registry_uri=getattr(client, "_registry_uri", client.tracking_uri),
+        )
         if target.exists():
             _remove_tree(target)
         staging.rename(target)
