@@ -39,7 +39,7 @@ FILE_SUFFIXES = (".csv", ".gz", ".jsonl", ".ndjson", ".json")
 class ClusterError(UrgencyError):
     """The Dask cluster could not be reached, or a worker died or failed while scoring."""
 
-    exit_code = 8
+    exit_code = 9
 
 
 # ---------------------------------------------------------------------------------------------
