@@ -2,7 +2,8 @@
 
 Exit codes (for scripts): 0 success, 1 unexpected error, 2 usage error, 3 params error,
 4 invalid ticket data, 5 model not found, 6 unreadable input to score, 7 database unreachable or
-not migrated, 8 nothing to report (no decided ticket in the period).
+not migrated, 8 nothing to report (no decided ticket in the period), 9 Dask cluster unreachable
+or a worker failed.
 """
 
 from __future__ import annotations
