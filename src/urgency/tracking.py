@@ -80,16 +80,15 @@ def export_models(
         if staging.exists():
             _remove_tree(staging)
         staging.mkdir()
-        # The client's own stores, not MLflow's global ones (another store may be active).
-        mlflow.artifacts.download_artifacts(
-            artifact_uri=f"models:/{name}/{version.version}",
-            dst_path=str(staging),
-            tracking_uri=client.tracking_uri,
-            registry_uri=getattr(client, "_registry_uri", client.tracking_uri),
-        )
+        # Where the version's files are, asked of this client's registry: a `models:/` URI
+        # would be resolved against MLflow's global stores, which may be another store.
+        location = client.get_model_version_download_uri(name, str(version.version))
+        downloaded = Path(mlflow.artifacts.download_artifacts(artifact_uri=location, dst_path=str(staging)))
         if target.exists():
             _remove_tree(target)
-        staging.rename(target)
+        downloaded.rename(target)
+        if staging.exists():
+            _remove_tree(staging)
         exported[head] = str(version.version)
     return exported
 
