@@ -284,10 +284,12 @@ def create_app(settings: ServiceSettings | None = None, runtime: Runtime | None 
         tags=["reports"],
         response_class=HTMLResponse,
         response_model=None,
+        # The page is HTML, its errors JSON: stated per response, since FastAPI would give a
+        # `model` the route's media type.
         responses={
-            **ERRORS,
-            404: {"model": Problem, "description": "No decided ticket in the period"},
-            422: {"model": Problem, "description": "since or until is not an ISO 8601 date"},
+            **{code: _as_json(spec["description"], "Problem") for code, spec in ERRORS.items()},
+            404: _as_json("No decided ticket in the period", "Problem"),
+            422: _as_json("since or until is not an ISO 8601 date", "HTTPValidationError"),
         },
     )
     def agreement_report(
@@ -358,6 +360,13 @@ def create_app(settings: ServiceSettings | None = None, runtime: Runtime | None 
     # Outermost: the metrics see every response, the 413s included.
     app.add_middleware(FunctionMiddleware, wrap=metrics.middleware)
     return app
+
+
+def _as_json(description: str, schema: str) -> dict[str, Any]:
+    return {
+        "description": description,
+        "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{schema}"}}},
+    }
 
 
 def _moment(text: str | None) -> datetime | None:
