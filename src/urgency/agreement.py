@@ -21,7 +21,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from urgency.errors import DataValidationError, InputError, UrgencyError
+from urgency.errors import DataValidationError, EmptyReport, InputError
 
 HEADS: tuple[str, ...] = ("urgency", "category", "sentiment")
 # The fields compared with the agents' final values.
@@ -60,12 +60,6 @@ NO_DEADLINE_YEAR = 9999
 MISSING = "(none)"
 _TRUE = {"true", "1", "yes", "y", "t"}
 _FALSE = {"false", "0", "no", "n", "f"}
-
-
-class EmptyReport(UrgencyError):
-    """No decided ticket in the period: there is nothing to report."""
-
-    exit_code = 8
 
 
 # ---------------------------------------------------------------------------------------------

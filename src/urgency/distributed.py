@@ -26,7 +26,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from urgency.errors import InputError, ModelNotFoundError, UrgencyError
+from urgency.errors import ClusterError, InputError, ModelNotFoundError, UrgencyError
 from urgency.predict import HeadModel, file_format, load_head_model, predict_file
 
 log = logging.getLogger(__name__)
@@ -34,12 +34,6 @@ log = logging.getLogger(__name__)
 MANIFEST = "_manifest.json"  # Parquet readers skip names starting with "_"
 # Output names that say "one file", which a cluster run cannot write.
 FILE_SUFFIXES = (".csv", ".gz", ".jsonl", ".ndjson", ".json")
-
-
-class ClusterError(UrgencyError):
-    """The Dask cluster could not be reached, or a worker died or failed while scoring."""
-
-    exit_code = 9
 
 
 # ---------------------------------------------------------------------------------------------

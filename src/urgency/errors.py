@@ -30,3 +30,21 @@ class InputError(UrgencyError):
     """A file to score is missing, unreadable or lacks the text columns."""
 
     exit_code = 6
+
+
+class StoreError(UrgencyError):
+    """The service's database cannot be reached, or its schema is not the one this version expects."""
+
+    exit_code = 7
+
+
+class EmptyReport(UrgencyError):
+    """No decided ticket in the period: there is nothing to report."""
+
+    exit_code = 8
+
+
+class ClusterError(UrgencyError):
+    """The Dask cluster could not be reached, or a worker died or failed while scoring."""
+
+    exit_code = 9

@@ -20,7 +20,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
-from urgency.errors import UrgencyError
+from urgency.errors import StoreError, UrgencyError
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -71,12 +71,6 @@ feedback = sa.Table(
     sa.Column("content_digest", sa.String(64), nullable=False),
     sa.UniqueConstraint("ticket_id", "event_id", name="uq_feedback_ticket_event"),
 )
-
-
-class StoreError(UrgencyError):
-    """The database cannot be reached, or its schema is not the one this version expects."""
-
-    exit_code = 7
 
 
 class FeedbackConflict(UrgencyError):
