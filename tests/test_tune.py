@@ -120,3 +120,5 @@ def test_tune_command_on_this_machine(tmp_path: Path) -> None:
     client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}")
     version = client.get_model_version_by_alias("ticket-urgency", "challenger")
     assert version.tags["tune_run_id"] in done.output
+    # The head had no champion: the search still does not make one.
+    assert "champion" not in client.get_registered_model("ticket-urgency").aliases

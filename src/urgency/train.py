@@ -151,11 +151,13 @@ def train_head(
     client: MlflowClient,
     family: str = "baseline",
     fitted: Any = None,
+    claim_champion: bool = True,
 ) -> HeadResult:
     """Fit, log, reload, evaluate and register one head inside the active parent run.
 
     Transformer families arrive already `fitted` (a `urgency.transformer.FittedHead`: their
-    heads may share one encoder, so they are fitted together before this runs)."""
+    heads may share one encoder, so they are fitted together before this runs).
+    `claim_champion`: point the champion alias at the new version when the head has none yet."""
     head_params = params.heads.get(head)
     train, validation, test = (dataset[dataset["split"] == name] for name in ("train", "validation", "test"))
     with mlflow.start_run(run_name=f"{head}-{family}", nested=True) as run:
@@ -205,7 +207,7 @@ def train_head(
                 "validation_macro_f1": f"{reports['validation']['macro_f1']:.4f}",
             },
         )
-        champion_set = tracking.set_alias_if_missing(
+        champion_set = claim_champion and tracking.set_alias_if_missing(
             client, name, params.mlflow.champion_alias, str(version.version)
         )
         return HeadResult(

@@ -195,7 +195,10 @@ def tune(
         tuned = head_params.model_copy(update={"baseline": best.baseline})
         best_params = params.model_copy(update={"heads": params.heads.model_copy(update={head: tuned})})
         sources = ",".join(sorted(dataset["source"].unique()))
-        registered = train_head(dataset, head, best_params, sources=sources, client=client)
+        # A search proposes; it never decides what serves, not even for a head without a champion.
+        registered = train_head(
+            dataset, head, best_params, sources=sources, client=client, claim_champion=False
+        )
         client.set_registered_model_alias(registered.registered_name, settings.alias, registered.version)
         client.set_model_version_tag(
             registered.registered_name, registered.version, "tune_run_id", parent.info.run_id
