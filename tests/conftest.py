@@ -117,6 +117,18 @@ def write_params(folder: Path, data: dict[str, Any]) -> Path:
     return path
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _leave_mlflow_uris_as_found() -> Any:
+    """Training, loading and tracking servers point MLflow's process-wide tracking and registry
+    URIs at a module's own stores; the next module must not find them there."""
+    import mlflow
+
+    tracking, registry = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
+    yield
+    mlflow.set_tracking_uri(tracking)
+    mlflow.set_registry_uri(registry)
+
+
 @pytest.fixture
 def sources(tmp_path: Path) -> dict[str, Path]:
     return write_sources(tmp_path / "data")

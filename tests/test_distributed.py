@@ -5,11 +5,6 @@ file or a dying worker gives a clear error and leaves no half-written output."""
 from __future__ import annotations
 
 import json
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +16,7 @@ from typer.testing import CliRunner
 
 from tests.conftest import PROJECT, SHARED_DATA, params_dict, write_sources
 from tests.dask_cluster import DaskCluster
+from tests.mlflow_server import running_mlflow_server
 from urgency import distributed
 from urgency.cli import app
 from urgency.config import HEADS, load_params
@@ -264,48 +260,12 @@ def test_unreachable_scheduler_is_a_cluster_error() -> None:
 # A team's MLflow: a tracking server with a PostgreSQL backend store, workers loading through it
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture
 def mlflow_server(postgres: Any, tmp_path: Path):
     backend = postgres.create_database("mlflow_dask")
-    port = _free_port()
-    log_path = tmp_path / "mlflow-server.log"
-    with log_path.open("w") as log:
-        process = subprocess.Popen(
-            [
-                str(Path(sys.executable).parent / "mlflow"),
-                *("server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1"),
-                *("--backend-store-uri", backend),
-                *("--artifacts-destination", str(tmp_path / "shared-artifacts")),
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    url = f"http://127.0.0.1:{port}"
-    previous = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                pytest.fail("mlflow server did not start:\n" + log_path.read_text()[-3000:])
-            time.sleep(0.5)
-        yield url, tmp_path / "shared-artifacts"
-    finally:
-        mlflow.set_tracking_uri(previous[0])  # later tests must not talk to a stopped server
-        mlflow.set_registry_uri(previous[1])
-        process.terminate()
-        process.wait(timeout=30)
+    artifacts = tmp_path / "shared-artifacts"
+    with running_mlflow_server(backend, artifacts, tmp_path / "mlflow-server.log") as url:
+        yield url, artifacts
 
 
 @pytest.mark.slow

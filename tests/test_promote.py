@@ -7,7 +7,6 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-import mlflow
 import pytest
 from mlflow import MlflowClient
 from typer.testing import CliRunner
@@ -21,17 +20,6 @@ from urgency.promote import compare, comparison_markdown, promote, promote_if_be
 from urgency.train import train
 
 runner = CliRunner()
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _leave_mlflow_uris_as_found() -> Any:
-    # Training points MLflow's process-wide tracking and registry URIs at this module's
-    # temporary stores; tests elsewhere that build a client without a registry URI must not
-    # find them there.
-    tracking, registry = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
-    yield
-    mlflow.set_tracking_uri(tracking)
-    mlflow.set_registry_uri(registry)
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import mlflow
 import numpy as np
 import pandas as pd
 import pytest
@@ -48,14 +47,6 @@ NEW = {
     "medium": ["dashboard shows stale numbers", "export takes an hour", "calendar invites arrive late"],
     "low": ["please add a dark theme", "typo on the pricing page", "request a training session"],
 }
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _leave_mlflow_uris_as_found() -> Any:
-    tracking, registry = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
-    yield
-    mlflow.set_tracking_uri(tracking)
-    mlflow.set_registry_uri(registry)
 
 
 @pytest.fixture(scope="module")

@@ -3,18 +3,13 @@ champions load back through it (the set-up a team shares)."""
 
 from __future__ import annotations
 
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
-import mlflow
 import pytest
 import yaml
 
 from tests.conftest import PROJECT, params_dict, write_sources
+from tests.mlflow_server import running_mlflow_server
 from urgency.config import HEADS, load_params
 from urgency.predict import load_registered_models, predict_proba
 from urgency.train import train
@@ -22,57 +17,12 @@ from urgency.train import train
 pytestmark = pytest.mark.slow
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture
 def tracking_server(tmp_path: Path):
-    port = _free_port()
-    mlflow_bin = Path(sys.executable).parent / "mlflow"
-    log = (tmp_path / "server.log").open("w")
-    process = subprocess.Popen(
-        [
-            str(mlflow_bin),
-            "server",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--workers",
-            "1",
-            "--backend-store-uri",
-            f"sqlite:///{tmp_path / 'server.db'}",
-            "--artifacts-destination",
-            str(tmp_path / "server-artifacts"),
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    previous_tracking, previous_registry = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                pytest.fail("mlflow server did not start:\n" + (tmp_path / "server.log").read_text()[-2000:])
-            time.sleep(0.5)
-        yield url, tmp_path / "server-artifacts"
-    finally:
-        # Later tests must not inherit this (soon stopped) server as MLflow's global default.
-        mlflow.set_tracking_uri(previous_tracking)
-        mlflow.set_registry_uri(previous_registry)
-        process.terminate()
-        process.wait(timeout=30)
-        log.close()
+    artifacts = tmp_path / "server-artifacts"
+    backend = f"sqlite:///{tmp_path / 'server.db'}"
+    with running_mlflow_server(backend, artifacts, tmp_path / "server.log") as url:
+        yield url, artifacts
 
 
 def test_train_and_load_through_a_tracking_server(tmp_path: Path, tracking_server) -> None:

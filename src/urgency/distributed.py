@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from urgency.errors import ClusterError, InputError, ModelNotFoundError, UrgencyError
-from urgency.predict import HeadModel, file_format, load_head_model, predict_file
+from urgency.predict import HeadModel, file_format, load_head_model, predict_file, registry_version
 
 log = logging.getLogger(__name__)
 
@@ -67,19 +67,12 @@ def registry_source(
 ) -> ModelSource:
     """Resolve each head's `alias` to a version now: a promotion during the run changes nothing."""
     from mlflow import MlflowClient
-    from mlflow.exceptions import MlflowException
 
     client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
     refs = []
     for head in heads:
         name = model_names[head]
-        try:
-            version = client.get_model_version_by_alias(name, alias)
-        except MlflowException:
-            raise ModelNotFoundError(
-                f"no model version {name}@{alias} in the registry at {tracking_uri}; "
-                "run `urgency train` first, or pass --model-dir"
-            ) from None
+        version = registry_version(client, name, alias, tracking_uri)
         refs.append(HeadRef(head, f"models:/{name}/{version.version}", str(version.version), version.run_id))
     return ModelSource(tuple(refs), tracking_uri=tracking_uri)
 

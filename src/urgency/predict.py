@@ -57,28 +57,33 @@ def load_head_model(uri: str, *, version: str | None = None, run_id: str | None 
     )
 
 
+def registry_version(client: Any, name: str, alias: str, tracking_uri: str) -> Any:
+    """The model version `name@alias` points at now (ModelNotFoundError when there is none)."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return client.get_model_version_by_alias(name, alias)
+    except MlflowException:
+        raise ModelNotFoundError(
+            f"no model version {name}@{alias} in the registry at {tracking_uri}; "
+            "run `urgency train` first, or pass --model-dir"
+        ) from None
+
+
 def load_registered_models(
     heads: Sequence[str], *, tracking_uri: str, model_names: dict[str, str], alias: str
 ) -> dict[str, HeadModel]:
     """Load each head's model version that `alias` points at in the MLflow registry."""
+    import mlflow
     from mlflow import MlflowClient
-    from mlflow.exceptions import MlflowException
 
     client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
-    import mlflow
-
     mlflow.set_tracking_uri(tracking_uri)
     mlflow.set_registry_uri(tracking_uri)
     models = {}
     for head in heads:
         name = model_names[head]
-        try:
-            version = client.get_model_version_by_alias(name, alias)
-        except MlflowException:
-            raise ModelNotFoundError(
-                f"no model version {name}@{alias} in the registry at {tracking_uri}; "
-                "run `urgency train` first, or pass --model-dir"
-            ) from None
+        version = registry_version(client, name, alias, tracking_uri)
         models[head] = load_head_model(
             f"models:/{name}@{alias}", version=str(version.version), run_id=version.run_id
         )
