@@ -12,7 +12,7 @@ the cores and the wall times are on the slow side.
 
 Run benchmarks one at a time (the machine is shared):
 
-    flock /tmp/urgency-bench.lock .venv/bin/python bench/bench_distributed.py --rows 200000
+    flock /tmp/urgency-bench.lock .venv/bin/python bench/bench_distributed.py --rows 1000000   # about an hour here
 """
 
 from __future__ import annotations
