@@ -10,9 +10,9 @@ is within 1.3x, i.e. >= 77%. The three outputs are checked to be identical. "oth
 is the CPU the machine spent on anything else meanwhile: when it is not near 0, other jobs shared
 the cores and the wall times are on the slow side.
 
-Run benchmarks one at a time (the machine is shared):
+Run benchmarks one at a time (the machine is shared); 1,000,000 tickets take about an hour here:
 
-    flock /tmp/urgency-bench.lock .venv/bin/python bench/bench_distributed.py --rows 1000000   # about an hour here
+    flock /tmp/urgency-bench.lock .venv/bin/python bench/bench_distributed.py --rows 1000000
 """
 
 from __future__ import annotations
