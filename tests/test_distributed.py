@@ -148,6 +148,19 @@ def test_output_must_be_a_scoring_folder(tmp_path: Path) -> None:
     assert (precious / "q3.xlsx").read_text() == "not ours"
 
 
+def test_a_scheduler_from_the_environment_with_a_file_output_says_how_to_score_here(
+    tmp_path: Path, params_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "a.csv").write_text("body\nhello\n")
+    monkeypatch.setenv("URGENCY_SCHEDULER", "tcp://127.0.0.1:1")
+    done = CliRunner().invoke(
+        app, ["predict", "-p", str(params_file), "-i", str(tmp_path / "a.csv"), "-o", str(tmp_path / "b.csv")]
+    )
+    assert done.exit_code == 6, done.output
+    assert "unset URGENCY_SCHEDULER" in " ".join(done.output.split())
+    assert not (tmp_path / "b.csv").exists()
+
+
 def test_files_with_different_columns_are_refused(
     trained: dict[str, Any], models: dict[str, Any], tmp_path: Path
 ) -> None:

@@ -183,8 +183,9 @@ def check_output(output: Path) -> None:
     """The output is a folder; an existing one is replaced only if an earlier run wrote it."""
     if output.suffix.lower() in FILE_SUFFIXES:
         raise InputError(
-            f"--output {output}: scoring many files (or on a cluster) writes a folder of Parquet "
-            "parts; give a folder name (e.g. scored/)"
+            f"--output {output}: scoring many files (or on a cluster: --scheduler or "
+            "$URGENCY_SCHEDULER is set) writes a folder of Parquet parts; give a folder name "
+            "(e.g. scored/), or unset URGENCY_SCHEDULER to score one file into one file here"
         )
     ours = output.is_dir() and (not any(output.iterdir()) or (output / MANIFEST).exists())
     if output.exists() and not ours:
