@@ -108,6 +108,13 @@ def _load(params_path: Path) -> Params:
     return load_params(params_path)
 
 
+def _registry_client(params: Params) -> Any:
+    """An MLflow client on the configured tracking server, which also holds the registry."""
+    from mlflow import MlflowClient
+
+    return MlflowClient(tracking_uri=params.mlflow.tracking_uri, registry_uri=params.mlflow.tracking_uri)
+
+
 @app.command("validate-data")
 @user_errors
 def validate_data(params_path: ParamsOption = Path("params.yaml")) -> None:
@@ -179,11 +186,10 @@ def train(
 
 
 def _promote_if_better(params: Params, versions: dict[str, str]) -> None:
-    from mlflow import MlflowClient
-
     from urgency.promote import AliasLog, promote_if_better
 
-    client = MlflowClient(tracking_uri=params.mlflow.tracking_uri, registry_uri=params.mlflow.tracking_uri)
+    client = _registry_client(params)
+    log = AliasLog.of(params.mlflow)
     for head, version in versions.items():
         decision = promote_if_better(
             client,
@@ -193,7 +199,7 @@ def _promote_if_better(params: Params, versions: dict[str, str]) -> None:
             params.mlflow.champion_alias,
             margin=params.training.promotion_margin,
             by="urgency train --promote-if-better",
-            log=AliasLog.of(params.mlflow),
+            log=log,
         )
         verdict = "[green]promoted[/green]" if decision.promoted else "kept champion"
         console.print(f"{head}: v{decision.candidate} {verdict}: {decision.reason}", highlight=False)
@@ -641,14 +647,13 @@ def promote(
     params_path: ParamsOption = Path("params.yaml"),
 ) -> None:
     """Point the champion alias of a head at a model version; who, when and why become tags."""
-    from mlflow import MlflowClient
-
     from urgency import promote as promotion
 
     heads = _heads([head])
     params = _load(params_path)
     name = params.mlflow.model_name(heads[0])
-    client = MlflowClient(tracking_uri=params.mlflow.tracking_uri, registry_uri=params.mlflow.tracking_uri)
+    client = _registry_client(params)
+    log = promotion.AliasLog.of(params.mlflow)
     previous = promotion.promote(
         client,
         name,
@@ -656,12 +661,12 @@ def promote(
         params.mlflow.champion_alias,
         reason=reason,
         by=by,
-        log=promotion.AliasLog.of(params.mlflow),
+        log=log,
     )
     was = f"v{previous}" if previous else "unset"
     console.print(
         f"[green]ok[/green]: {name}@{params.mlflow.champion_alias} -> v{version} (was {was}); "
-        f"recorded in MLflow experiment {promotion.AliasLog.of(params.mlflow).experiment}",
+        f"recorded in MLflow experiment {log.experiment}",
         highlight=False,
     )
 
@@ -679,14 +684,13 @@ def rollback(
     params_path: ParamsOption = Path("params.yaml"),
 ) -> None:
     """Move a head's champion back to the version it replaced (or --to VERSION); recorded in MLflow."""
-    from mlflow import MlflowClient
-
     from urgency import promote as promotion
 
     heads = _heads([head])
     params = _load(params_path)
     name = params.mlflow.model_name(heads[0])
-    client = MlflowClient(tracking_uri=params.mlflow.tracking_uri, registry_uri=params.mlflow.tracking_uri)
+    client = _registry_client(params)
+    log = promotion.AliasLog.of(params.mlflow)
     before, after = promotion.rollback(
         client,
         name,
@@ -694,11 +698,11 @@ def rollback(
         reason=reason,
         to=to,
         by=by,
-        log=promotion.AliasLog.of(params.mlflow),
+        log=log,
     )
     console.print(
         f"[green]ok[/green]: {name}@{params.mlflow.champion_alias} -> v{after} (was v{before}); "
-        f"recorded in MLflow experiment {promotion.AliasLog.of(params.mlflow).experiment}",
+        f"recorded in MLflow experiment {log.experiment}",
         highlight=False,
     )
 
