@@ -117,6 +117,14 @@ def write_params(folder: Path, data: dict[str, Any]) -> Path:
     return path
 
 
+def write_server_params(folder: Path, tracking_uri: str) -> Path:
+    """Params over `write_sources` files whose MLflow is the tracking server at `tracking_uri`
+    (no local store: `unused` must stay absent)."""
+    data = params_dict(write_sources(folder / "data"), folder / "unused")
+    data["mlflow"] = {"tracking_uri": tracking_uri}
+    return write_params(folder, data)
+
+
 @pytest.fixture(autouse=True, scope="module")
 def _leave_mlflow_uris_as_found() -> Any:
     """Training, loading and tracking servers point MLflow's process-wide tracking and registry

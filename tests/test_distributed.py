@@ -11,10 +11,9 @@ from typing import Any
 import mlflow
 import pandas as pd
 import pytest
-import yaml
 from typer.testing import CliRunner
 
-from tests.conftest import PROJECT, SHARED_DATA, params_dict, write_sources
+from tests.conftest import PROJECT, SHARED_DATA, write_server_params
 from tests.dask_cluster import DaskCluster
 from tests.mlflow_server import running_mlflow_server
 from urgency import distributed
@@ -291,10 +290,7 @@ def test_workers_load_the_models_through_a_postgres_backed_tracking_server(
     from urgency.train import train
 
     url, artifacts = mlflow_server
-    raw = params_dict(write_sources(tmp_path / "data"), tmp_path / "unused")
-    raw["mlflow"] = {"tracking_uri": url}
-    params_path = tmp_path / "params.yaml"
-    params_path.write_text(yaml.safe_dump(raw))
+    params_path = write_server_params(tmp_path, url)
     params = load_params(params_path)
     train(params, list(HEADS), params_path=params_path, code_folder=PROJECT)
     assert any(artifacts.rglob("MLmodel")) and not (tmp_path / "unused").exists()

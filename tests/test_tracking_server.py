@@ -6,9 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import yaml
 
-from tests.conftest import PROJECT, params_dict, write_sources
+from tests.conftest import PROJECT, write_server_params
 from tests.mlflow_server import running_mlflow_server
 from urgency.config import HEADS, load_params
 from urgency.predict import load_registered_models, predict_proba
@@ -27,10 +26,7 @@ def tracking_server(tmp_path: Path):
 
 def test_train_and_load_through_a_tracking_server(tmp_path: Path, tracking_server) -> None:
     url, server_artifacts = tracking_server
-    raw = params_dict(write_sources(tmp_path / "data"), tmp_path / "unused")
-    raw["mlflow"] = {"tracking_uri": url}
-    params_path = tmp_path / "params.yaml"
-    params_path.write_text(yaml.safe_dump(raw))
+    params_path = write_server_params(tmp_path, url)
     params = load_params(params_path)
 
     result = train(params, list(HEADS), params_path=params_path, code_folder=PROJECT)
