@@ -20,9 +20,11 @@ import pandas as pd
 
 from urgency.config import HEADS, load_params
 from urgency.data import load_tickets
-from urgency.predict import load_model_dir, load_registered_models, predict_frame
+from urgency.models import load_model_dir, load_registered_models
+from urgency.predict import predict_frame
 from urgency.rules import load_rules
-from urgency.scoring import decide, decide_frame, head_outputs, queue_order
+from urgency.rules.engine import decide
+from urgency.scoring import decide_frame, head_outputs, queue_order
 
 NOW = datetime(2026, 11, 23, 14, 0, tzinfo=UTC)
 METADATA = {

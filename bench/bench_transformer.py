@@ -82,7 +82,8 @@ def phase_predict(args: argparse.Namespace) -> dict[str, Any]:
     import numpy as np
     import pandas as pd
 
-    from urgency.predict import load_head_model, predict_proba
+    from urgency.models import load_head_model
+    from urgency.predict import predict_proba
     from urgency.transformer import FittedHead, load_pretrained, save_head_model
 
     datasets = head_datasets(args.params)

@@ -29,7 +29,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from serve.deps import RuntimeDep, StoreDep, require
 from serve.middleware import BodyLimit, FunctionMiddleware, Metrics
-from serve.runtime import Runtime, load_runtime, registry_versions, score_tickets
+from serve.runtime import Runtime, load_runtime, prediction_row, registry_versions, score_tickets
 from serve.schemas import (
     Feedback,
     FeedbackAck,
@@ -44,6 +44,7 @@ from serve.schemas import (
 )
 from serve.settings import ServiceSettings
 from urgency.config import load_params
+from urgency.rules.engine import surge_active
 from urgency.errors import UrgencyError
 from urgency.store import FeedbackConflict, Store, check_schema, make_engine
 
@@ -160,16 +161,18 @@ def create_app(settings: ServiceSettings | None = None, runtime: Runtime | None 
     app.add_exception_handler(Exception, _unexpected_error)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
 
-    def surge(runtime_now: Runtime, store: Store, now: datetime, batch: int) -> bool:
-        """Surge `auto` counts the tickets scored in the window (from the store, cached 30 s)."""
+    def surge(runtime_now: Runtime, store: Store, now: datetime, tickets: list[Ticket]) -> bool:
+        """Surge (`urgency.rules.engine.surge_active`): these tickets plus those already stored,
+        created in the window (the store's count cached 30 s)."""
         spec = runtime_now.rules.spec.surge
         if spec.mode != "auto":
             return spec.mode == "on"
         checked, count = app.state.surge_cache
         if time.monotonic() - checked > 30:
-            count = store.count_scored_since(now - timedelta(hours=spec.window_hours))
+            count = store.count_created_between(now - timedelta(hours=spec.window_hours), now)
             app.state.surge_cache = (time.monotonic(), count)
-        return count + batch >= spec.min_tickets
+        created = [ticket.created_at for ticket in tickets]
+        return surge_active(runtime_now.rules, created, now, counted_before=count)
 
     def score_and_store(runtime_now: Runtime, store: Store, tickets: list[Ticket]) -> list[ScoreResult]:
         reserved = runtime_now.reserved_fields()
@@ -179,35 +182,9 @@ def create_app(settings: ServiceSettings | None = None, runtime: Runtime | None 
                     loc: list[str | int] = ["body", "tickets", position] if len(tickets) > 1 else ["body"]
                     raise _invalid([*loc, "fields", name], f"{name!r} is reserved (a ticket or model column)")
         now = datetime.now(UTC)
-        results = score_tickets(
-            runtime_now, tickets, now=now, surge=surge(runtime_now, store, now, len(tickets))
-        )
-        store.record_predictions(
-            [
-                {
-                    "ticket_id": ticket.ticket_id,
-                    "scored_at": now,
-                    "created_at": ticket.created_at,
-                    "subject": ticket.subject,
-                    "body": ticket.body,
-                    "fields": ticket.fields,
-                    "urgency": result.urgency,
-                    "urgency_confidence": result.urgency_confidence,
-                    "category": result.category,
-                    "category_confidence": result.category_confidence,
-                    "sentiment": result.sentiment,
-                    "sentiment_confidence": result.sentiment_confidence,
-                    "priority": result.priority,
-                    "team": result.team,
-                    "needs_human_triage": result.needs_human_triage,
-                    "first_response_due": _moment(result.first_response_due),
-                    "resolution_due": _moment(result.resolution_due),
-                    "decision": result.model_dump(mode="json", exclude={"model_versions"}),
-                    "model_versions": result.model_versions,
-                }
-                for ticket, result in zip(tickets, results, strict=True)
-            ]
-        )
+        scored = score_tickets(runtime_now, tickets, now=now, surge=surge(runtime_now, store, now, tickets))
+        store.record_predictions([prediction_row(one, now) for one in scored])
+        results = [one.result for one in scored]
         metrics.observe_results(results)
         return results
 
@@ -367,12 +344,6 @@ def _as_json(description: str, schema: str) -> dict[str, Any]:
         "description": description,
         "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{schema}"}}},
     }
-
-
-def _moment(text: str | None) -> datetime | None:
-    if text is None or text.startswith("9999"):
-        return None
-    return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
 def _allowed_values(runtime_now: Runtime) -> dict[str, set[str]]:

@@ -16,9 +16,12 @@ import pandas as pd
 
 from serve.schemas import ExplanationStep, HeadModelInfo, ModelInfo, ScoreResult, Ticket
 from urgency.config import HEADS, Params
-from urgency.predict import HeadModel, load_model_dir, load_registered_models, output_columns, predict_frame
+from urgency.models import HeadModel, load_models, registry_client, resolve
+from urgency.predict import output_columns
 from urgency.rules import RuleSet, load_rules
-from urgency.scoring import Decision, decide, frame_records, head_outputs, iso
+from urgency.decision import Decision, iso
+from urgency.scoring import frame_records, score_frame
+from urgency.store import STORED_DECISION_FIELDS
 
 # Request fields that become frame columns next to the metadata `fields`.
 TICKET_COLUMNS = ("ticket_id", "subject", "body")
@@ -41,17 +44,16 @@ class Runtime:
 
 
 def load_runtime(params: Params, *, model_dir: Path | None, alias: str | None) -> Runtime:
-    heads = list(HEADS)
+    """Pin the models (the alias's versions now, or the folder), load exactly those, and the rules."""
     alias = alias or params.mlflow.champion_alias
-    if model_dir is not None:
-        models = load_model_dir(model_dir, heads)
-    else:
-        models = load_registered_models(
-            heads,
-            tracking_uri=params.mlflow.tracking_uri,
-            model_names={head: params.mlflow.model_name(head) for head in heads},
-            alias=alias,
-        )
+    source = resolve(
+        HEADS,
+        model_dir=model_dir,
+        tracking_uri=params.mlflow.tracking_uri,
+        model_names={head: params.mlflow.model_name(head) for head in HEADS},
+        alias=alias,
+    )
+    models = load_models(source)
     rules = load_rules(params.scoring.rules, category_labels=params.heads.category.labels)
     info = ModelInfo(
         heads=[_head_info(params, model, None if model_dir else alias) for model in models.values()],
@@ -63,12 +65,9 @@ def load_runtime(params: Params, *, model_dir: Path | None, alias: str | None) -
 
 def registry_versions(params: Params, alias: str | None) -> dict[str, str]:
     """The versions the registry alias points at now (a cheap check before a reload)."""
-    from mlflow import MlflowClient
-
     from urgency.tracking import alias_version
 
-    uri = params.mlflow.tracking_uri
-    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    client = registry_client(params.mlflow.tracking_uri)
     found = {}
     for head in HEADS:
         version = alias_version(client, params.mlflow.model_name(head), alias or params.mlflow.champion_alias)
@@ -80,13 +79,11 @@ def registry_versions(params: Params, alias: str | None) -> dict[str, str]:
 def _head_info(params: Params, model: HeadModel, alias: str | None) -> HeadModelInfo:
     digest, metrics = None, {}
     if model.run_id:
-        from mlflow import MlflowClient
         from mlflow.exceptions import MlflowException
 
         from urgency.tracking import dataset_digest, run_metrics
 
-        uri = params.mlflow.tracking_uri
-        client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+        client = registry_client(params.mlflow.tracking_uri)
         try:
             digest = dataset_digest(client, model.run_id, "training")
             metrics = run_metrics(client, model.run_id, "test_")
@@ -124,23 +121,49 @@ def tickets_frame(tickets: Sequence[Ticket], created_at_column: str) -> pd.DataF
     return pd.DataFrame.from_records(records)
 
 
-def score_tickets(
-    runtime: Runtime, tickets: Sequence[Ticket], *, now: datetime, surge: bool
-) -> list[ScoreResult]:
-    """Predict (the package's one inference path) and decide (its rules engine) each ticket."""
+@dataclass(frozen=True)
+class ScoredTicket:
+    """One request ticket after scoring: its decision and the service's answer."""
+
+    ticket: Ticket
+    decision: Decision
+    result: ScoreResult
+
+
+def score_tickets(runtime: Runtime, tickets: Sequence[Ticket], *, now: datetime, surge: bool) -> list[ScoredTicket]:
+    """Score (predict, then decide: `urgency.scoring.score_frame`) each ticket."""
     frame = tickets_frame(tickets, runtime.rules.spec.created_at.column)
-    predicted = predict_frame(
+    scored = score_frame(
         runtime.models,
         frame,
+        runtime.rules,
+        now=now,
+        surge=surge,
         subject_column="subject",
         body_column="body",
         max_text_chars=runtime.params.data.max_text_chars,
     )
-    results = []
-    for row in frame_records(predicted, list(predicted.columns)):
-        decision = decide(head_outputs(row), row, runtime.rules, now, surge=surge)
-        results.append(_result(runtime, row, decision))
-    return results
+    rows = frame_records(scored.predicted, list(scored.predicted.columns))
+    return [
+        ScoredTicket(ticket, decision, _result(runtime, row, decision))
+        for ticket, row, decision in zip(tickets, rows, scored.decisions, strict=True)
+    ]
+
+
+def prediction_row(scored: ScoredTicket, scored_at: datetime) -> dict[str, Any]:
+    """The store's `predictions` row of a scored ticket."""
+    ticket, result = scored.ticket, scored.result
+    return {
+        "ticket_id": ticket.ticket_id,
+        "scored_at": scored_at,
+        "created_at": ticket.created_at,
+        "subject": ticket.subject,
+        "body": ticket.body,
+        "fields": ticket.fields,
+        **{name: getattr(scored.decision, name) for name in STORED_DECISION_FIELDS},
+        "decision": result.model_dump(mode="json", exclude={"model_versions"}),
+        "model_versions": result.model_versions,
+    }
 
 
 def _result(runtime: Runtime, row: dict[str, Any], decision: Decision) -> ScoreResult:
@@ -174,7 +197,7 @@ def _result(runtime: Runtime, row: dict[str, Any], decision: Decision) -> ScoreR
         untrusted_heads=list(decision.untrusted_heads),
         surge=decision.surge,
         explanation=[ExplanationStep(**step.__dict__) for step in decision.explanation],
-        explanation_text="; ".join(step.text() for step in decision.explanation),
+        explanation_text=decision.explanation_text,
         notes=list(decision.notes),
         error=row["error"],
         model_versions=runtime.versions,

@@ -163,7 +163,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 
 @pytest.fixture(scope="session")
 def models(trained: dict[str, Any]) -> dict[str, Any]:
-    from urgency.predict import load_registered_models
+    from urgency.models import load_registered_models
 
     params = trained["params"]
     heads = ["urgency", "category", "sentiment"]

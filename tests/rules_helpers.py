@@ -7,7 +7,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from urgency.rules import RuleSet, parse_rules
-from urgency.scoring import Decision, HeadOutput, decide
+from urgency.decision import Decision, HeadOutput
+from urgency.rules.engine import decide
 
 CATEGORIES = ["Hardware", "Access", "Purchase"]
 NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)  # a Monday

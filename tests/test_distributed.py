@@ -19,9 +19,10 @@ from tests.mlflow_server import running_mlflow_server
 from urgency import distributed
 from urgency.cli import app
 from urgency.config import HEADS, load_params
-from urgency.distributed import ClusterError, ModelSource, ScoreOptions, score_files
+from urgency.distributed import ClusterError, ScoreOptions, score_files
 from urgency.errors import InputError
-from urgency.predict import load_registered_models, predict_file
+from urgency.models import ModelSource, load_registered_models, resolve_registry
+from urgency.predict import predict_file
 from urgency.tracking import export_models
 
 OPTIONS = ScoreOptions(subject_column="subject", body_column="body", max_text_chars=5000, chunk_size=300)
@@ -59,7 +60,7 @@ def sample_files(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def registry(trained: dict[str, Any]) -> ModelSource:
     params = trained["params"]
-    return distributed.registry_source(
+    return resolve_registry(
         list(HEADS),
         tracking_uri=params.mlflow.tracking_uri,
         model_names={head: params.mlflow.model_name(head) for head in HEADS},
@@ -296,7 +297,7 @@ def test_workers_load_the_models_through_a_postgres_backed_tracking_server(
     assert any(artifacts.rglob("MLmodel")) and not (tmp_path / "unused").exists()
 
     names = {head: params.mlflow.model_name(head) for head in HEADS}
-    source = distributed.registry_source(list(HEADS), tracking_uri=url, model_names=names, alias="champion")
+    source = resolve_registry(list(HEADS), tracking_uri=url, model_names=names, alias="champion")
     assert {ref.uri for ref in source.heads} == {f"models:/{name}/1" for name in names.values()}
     with Client(cluster.address) as client:
         score_files(str(sample_files / "*.parquet"), tmp_path / "scored", source, OPTIONS, client=client)

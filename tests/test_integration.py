@@ -11,7 +11,8 @@ import yaml
 
 from tests.conftest import PROJECT, SHARED_DATA
 from urgency.config import HEADS, load_params
-from urgency.predict import load_registered_models, predict_file
+from urgency.models import load_registered_models
+from urgency.predict import predict_file
 from urgency.train import train
 
 pytestmark = pytest.mark.slow

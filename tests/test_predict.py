@@ -8,10 +8,9 @@ import pandas as pd
 import pytest
 
 from urgency.errors import InputError, ModelNotFoundError
+from urgency.models import load_model_dir, load_registered_models
 from urgency.predict import (
     EMPTY_TEXT_ERROR,
-    load_model_dir,
-    load_registered_models,
     output_columns,
     predict_file,
     predict_frame,

@@ -11,8 +11,8 @@ from typer.testing import CliRunner
 
 from tests.rules_helpers import CATEGORIES, make_rules, rules_dict
 from urgency.cli import app
-from urgency.prioritize import score_file, score_frame
-from urgency.scoring import DECISION_COLUMNS
+from urgency.scoring import score_file, score_frame
+from urgency.decision import DECISION_COLUMNS
 
 NOW = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
 TICKETS = pd.DataFrame(
@@ -38,7 +38,7 @@ PREDICT = {"subject_column": "subject", "body_column": "body", "max_text_chars":
 
 
 def test_score_frame_adds_decisions(models: dict[str, Any]) -> None:
-    scored = score_frame(models, TICKETS, make_rules(**RULES), now=NOW, **PREDICT)
+    scored = score_frame(models, TICKETS, make_rules(**RULES), now=NOW, **PREDICT).frame()
     assert list(scored.columns[: len(TICKETS.columns)]) == list(TICKETS.columns)
     assert set(DECISION_COLUMNS) <= set(scored.columns) and "urgency_confidence" in scored.columns
     row = scored.set_index("ticket_id").loc["empty"]

@@ -13,14 +13,9 @@ from tests.conftest import PROJECT
 from tests.rules_helpers import NOW, make_rules, outputs, run
 from urgency.config import SENTIMENT_LABELS, URGENCY_LABELS, load_params
 from urgency.rules import RuleSet, load_rules
-from urgency.scoring import (
-    DECISION_COLUMNS,
-    HeadOutput,
-    decide,
-    decide_frame,
-    queue_order,
-    surge_active,
-)
+from urgency.decision import DECISION_COLUMNS, HeadOutput
+from urgency.rules.engine import decide, surge_active
+from urgency.scoring import decide_frame, queue_order
 
 
 def rule(name: str, when: dict[str, Any], **action: Any) -> dict[str, Any]:

@@ -36,6 +36,7 @@ def _prediction(ticket_id: str) -> dict:
     return {
         "ticket_id": ticket_id,
         "scored_at": datetime(2026, 3, 2, 9, 0, tzinfo=UTC),
+        "created_at": datetime(2026, 3, 2, 8, 30, tzinfo=UTC),
         "fields": {"plan": "free"},
         "priority": "P3",
         "team": "desk",
@@ -82,8 +83,9 @@ def test_a_failed_batch_stores_nothing(database_url: str) -> None:
     with pytest.raises(sa.exc.IntegrityError):
         store.record_predictions([_prediction("T-1"), broken])
     assert [row["ticket_id"] for row in store.rows(predictions, ["ticket_id"])] == ["T-0"]
-    assert store.count_scored_since(datetime(2026, 3, 2, 8, 0, tzinfo=UTC)) == 1
-    assert store.count_scored_since(datetime(2026, 3, 2, 10, 0, tzinfo=UTC)) == 0
+    nine = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+    assert store.count_created_between(datetime(2026, 3, 2, 8, 0, tzinfo=UTC), nine) == 1
+    assert store.count_created_between(datetime(2026, 3, 2, 8, 45, tzinfo=UTC), nine) == 0
 
 
 def test_an_unreachable_database_is_a_clear_error() -> None:

@@ -10,7 +10,8 @@ import pytest
 from tests.conftest import PROJECT, write_server_params
 from tests.mlflow_server import running_mlflow_server
 from urgency.config import HEADS, load_params
-from urgency.predict import load_registered_models, predict_proba
+from urgency.models import load_registered_models
+from urgency.predict import predict_proba
 from urgency.train import train
 
 pytestmark = pytest.mark.slow

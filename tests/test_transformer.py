@@ -14,7 +14,8 @@ from mlflow import MlflowClient
 
 from tests.conftest import PROJECT, params_dict, write_params, write_sources
 from urgency.config import FinetuneParams, load_params
-from urgency.predict import load_head_model, load_registered_models, predict_frame, predict_proba
+from urgency.models import load_head_model, load_registered_models
+from urgency.predict import predict_frame, predict_proba
 from urgency.train import train
 from urgency.transformer import (
     MISSING,

@@ -21,9 +21,11 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
+from urgency.config import HEADS
+from urgency.decision import PREDICTION_FIELDS, is_no_deadline
+from urgency.rules import FALSE_WORDS, TRUE_WORDS
 from urgency.errors import DataValidationError, EmptyReport, InputError
 
-HEADS: tuple[str, ...] = ("urgency", "category", "sentiment")
 # The fields compared with the agents' final values.
 FIELDS: tuple[str, ...] = (*HEADS, "priority", "team")
 # Ordinal fields get quadratic-weighted kappa: high vs low is a worse miss than high vs medium.
@@ -36,14 +38,22 @@ TIME_COLUMNS: tuple[str, ...] = (
     "first_response_at",
     "resolved_at",
 )
-REQUIRED_COLUMNS: tuple[str, ...] = (
+# The closed-tickets CSV, in its documented order (docs/reports.md): the ticket, the fields of the
+# decided-ticket record (`urgency.decision.RECORD_FIELDS`), the agents' final values and times.
+CLOSED_TICKET_COLUMNS: tuple[str, ...] = (
     "ticket_id",
     "created_at",
-    *(name for head in HEADS for name in (head, f"{head}_confidence")),
+    "subject",
+    "body",
+    *PREDICTION_FIELDS,
     "priority",
     "team",
     "needs_human_triage",
+    "first_response_due",
+    "resolution_due",
     *(f"agent_{name}" for name in FIELDS),
+    "first_response_at",
+    "resolved_at",
 )
 OPTIONAL_COLUMNS: tuple[str, ...] = (
     "scored_at",
@@ -54,12 +64,11 @@ OPTIONAL_COLUMNS: tuple[str, ...] = (
     "first_response_at",
     "resolved_at",
 )
+REQUIRED_COLUMNS: tuple[str, ...] = tuple(
+    name for name in CLOSED_TICKET_COLUMNS if name not in OPTIONAL_COLUMNS
+)
 DEFAULT_SLICES: tuple[str, ...] = ("team", "category", "plan", "language", "channel", "week")
-# The scoring layer writes this for "no deadline" (e.g. a plan without a resolution target).
-NO_DEADLINE_YEAR = 9999
 MISSING = "(none)"
-_TRUE = {"true", "1", "yes", "y", "t"}
-_FALSE = {"false", "0", "no", "n", "f"}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -116,7 +125,7 @@ def _times(values: pd.Series) -> pd.Series:
     if isinstance(values.dtype, pd.DatetimeTZDtype):
         return values.dt.tz_convert("UTC")
     cleaned = [
-        None if _blank(value) or str(value).startswith(str(NO_DEADLINE_YEAR)) else value for value in values
+        None if _blank(value) or is_no_deadline(str(value)) else value for value in values
     ]
     return pd.to_datetime(
         pd.Series(cleaned, index=values.index, dtype=object), utc=True, errors="coerce", format="ISO8601"
@@ -129,7 +138,7 @@ def _as_bool(value: Any) -> bool | None:
     if value is None or (isinstance(value, float) and np.isnan(value)):
         return None
     text = str(value).strip().lower()
-    return True if text in _TRUE else False if text in _FALSE else None
+    return True if text in TRUE_WORDS else False if text in FALSE_WORDS else None
 
 
 def read_closed_tickets(
@@ -171,7 +180,7 @@ def read_closed_tickets(
             continue
         blank = raw[column].str.strip() == ""
         parsed = _times(raw[column])
-        deadline_none = raw[column].str.startswith(str(NO_DEADLINE_YEAR))
+        deadline_none = raw[column].map(is_no_deadline).astype(bool)
         if column == "created_at":
             check(column, blank, lambda _: "empty (every ticket needs its created time)")
         check(

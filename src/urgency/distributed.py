@@ -26,8 +26,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from urgency.errors import ClusterError, InputError, ModelNotFoundError, UrgencyError
-from urgency.predict import HeadModel, file_format, load_head_model, predict_file, registry_version
+from urgency.errors import ClusterError, InputError, UrgencyError
+from urgency.models import HeadModel, ModelSource, load_models
+from urgency.predict import file_format, predict_file
 
 log = logging.getLogger(__name__)
 
@@ -37,57 +38,7 @@ FILE_SUFFIXES = (".csv", ".gz", ".jsonl", ".ndjson", ".json")
 
 
 # ---------------------------------------------------------------------------------------------
-# Where workers load models from
-
-
-@dataclass(frozen=True)
-class HeadRef:
-    head: str
-    uri: str
-    version: str | None = None
-    run_id: str | None = None
-
-
-@dataclass(frozen=True)
-class ModelSource:
-    """The head models a run scores with, pinned so every worker loads the same versions.
-
-    Hashable: workers keep the models loaded under this key.
-    """
-
-    heads: tuple[HeadRef, ...]
-    tracking_uri: str | None = None
-
-    def describe(self) -> dict[str, str]:
-        return {ref.head: ref.uri for ref in self.heads}
-
-
-def registry_source(
-    heads: Sequence[str], *, tracking_uri: str, model_names: dict[str, str], alias: str
-) -> ModelSource:
-    """Resolve each head's `alias` to a version now: a promotion during the run changes nothing."""
-    from mlflow import MlflowClient
-
-    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
-    refs = []
-    for head in heads:
-        name = model_names[head]
-        version = registry_version(client, name, alias, tracking_uri)
-        refs.append(HeadRef(head, f"models:/{name}/{version.version}", str(version.version), version.run_id))
-    return ModelSource(tuple(refs), tracking_uri=tracking_uri)
-
-
-def dir_source(model_dir: Path, heads: Sequence[str]) -> ModelSource:
-    """One MLflow model folder per head (`DIR/<head>`), as `--model-dir` reads it locally."""
-    refs = []
-    for head in heads:
-        folder = model_dir.resolve() / head
-        if not (folder / "MLmodel").exists():
-            raise ModelNotFoundError(
-                f"no MLflow model for head {head!r} at {folder} (expected {folder}/MLmodel)"
-            )
-        refs.append(HeadRef(head, str(folder)))
-    return ModelSource(tuple(refs))
+# Models, loaded once per worker process
 
 
 _loaded: dict[ModelSource, dict[str, HeadModel]] = {}
@@ -100,15 +51,7 @@ def worker_models(source: ModelSource) -> dict[str, HeadModel]:
         if source not in _loaded:
             # One model set per worker: a later run with new versions replaces the old set.
             _loaded.clear()
-            if source.tracking_uri:
-                import mlflow
-
-                mlflow.set_tracking_uri(source.tracking_uri)
-                mlflow.set_registry_uri(source.tracking_uri)
-            _loaded[source] = {
-                ref.head: load_head_model(ref.uri, version=ref.version, run_id=ref.run_id)
-                for ref in source.heads
-            }
+            _loaded[source] = load_models(source)
         return _loaded[source]
 
 

@@ -1,6 +1,7 @@
-"""The one inference path: load head models and turn ticket text into labels and probabilities.
+"""The one inference path: ticket text into labels and probabilities (models only, no rules).
 
-Evaluation, the CLI and the service all call these functions. Every head model, whatever its
+Evaluation, the CLI, the service and Dask workers all call these functions; `urgency.models`
+loads the models. Every head model, whatever its
 family, is an MLflow pyfunc model that maps a DataFrame with a `text` column to one probability
 per label, with its label order in the model's metadata.
 """
@@ -18,89 +19,12 @@ import numpy as np
 import pandas as pd
 
 from urgency.data import index_to_columns, iter_jsonl, ticket_text
-from urgency.errors import InputError, ModelNotFoundError
+from urgency.errors import InputError
+from urgency.models import HeadModel
 
 log = logging.getLogger(__name__)
 
 EMPTY_TEXT_ERROR = "empty text: subject and body are both empty"
-
-
-@dataclass(frozen=True)
-class HeadModel:
-    head: str
-    labels: tuple[str, ...]
-    model: Any  # mlflow.pyfunc.PyFuncModel
-    uri: str
-    version: str | None = None
-    run_id: str | None = None
-
-
-def load_head_model(uri: str, *, version: str | None = None, run_id: str | None = None) -> HeadModel:
-    """Load one head model from any MLflow model URI (registry, run or local folder)."""
-    import mlflow.pyfunc
-    from mlflow.exceptions import MlflowException
-
-    try:
-        model = mlflow.pyfunc.load_model(uri)
-    except (MlflowException, OSError) as error:
-        raise ModelNotFoundError(f"cannot load model {uri}: {error}") from None
-    metadata = model.metadata.metadata or {}
-    if "labels" not in metadata or "head" not in metadata:
-        raise ModelNotFoundError(f"{uri} is not an urgency head model (no head/labels metadata)")
-    return HeadModel(
-        head=metadata["head"],
-        labels=tuple(metadata["labels"]),
-        model=model,
-        uri=uri,
-        version=version,
-        run_id=run_id or model.metadata.run_id,
-    )
-
-
-def registry_version(client: Any, name: str, alias: str, tracking_uri: str) -> Any:
-    """The model version `name@alias` points at now (ModelNotFoundError when there is none)."""
-    from mlflow.exceptions import MlflowException
-
-    try:
-        return client.get_model_version_by_alias(name, alias)
-    except MlflowException:
-        raise ModelNotFoundError(
-            f"no model version {name}@{alias} in the registry at {tracking_uri}; "
-            "run `urgency train` first, or pass --model-dir"
-        ) from None
-
-
-def load_registered_models(
-    heads: Sequence[str], *, tracking_uri: str, model_names: dict[str, str], alias: str
-) -> dict[str, HeadModel]:
-    """Load each head's model version that `alias` points at in the MLflow registry."""
-    import mlflow
-    from mlflow import MlflowClient
-
-    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
-    mlflow.set_tracking_uri(tracking_uri)
-    mlflow.set_registry_uri(tracking_uri)
-    models = {}
-    for head in heads:
-        name = model_names[head]
-        version = registry_version(client, name, alias, tracking_uri)
-        models[head] = load_head_model(
-            f"models:/{name}@{alias}", version=str(version.version), run_id=version.run_id
-        )
-    return models
-
-
-def load_model_dir(model_dir: Path, heads: Sequence[str]) -> dict[str, HeadModel]:
-    """Load head models from a folder holding one MLflow model folder per head (`DIR/<head>`)."""
-    models = {}
-    for head in heads:
-        folder = model_dir / head
-        if not (folder / "MLmodel").exists():
-            raise ModelNotFoundError(
-                f"no MLflow model for head {head!r} at {folder} (expected {folder}/MLmodel)"
-            )
-        models[head] = load_head_model(str(folder))
-    return models
 
 
 def predict_proba(model: HeadModel, texts: Sequence[str] | pd.Series) -> pd.DataFrame:

@@ -417,10 +417,9 @@ def retrain(
     service's store (None: no corrections). Heads default to those whose label the held-out
     slice carries. Nothing is trained or registered when the history is not valid."""
     import mlflow
-    from mlflow import MlflowClient
 
     from urgency import tracking
-    from urgency.predict import load_head_model, load_registered_models
+    from urgency.models import load_head_model, load_registered_models, registry_client
     from urgency.promote import AliasLog, promote
     from urgency.train import train
 
@@ -498,7 +497,7 @@ def retrain(
     )
 
     stage(f"champion vs challenger on {len(holdout)} held-out tickets")
-    client = MlflowClient(tracking_uri=params.mlflow.tracking_uri, registry_uri=params.mlflow.tracking_uri)
+    client = registry_client(params.mlflow.tracking_uri)
     outcomes: dict[str, HeadOutcome] = {}
     for head, result in trained.heads.items():
         rows = holdout[holdout[head].notna()]

@@ -2,7 +2,7 @@
 
 A new user has no agents' decisions yet, but the demo data has true labels the models never
 trained on: each head's TEST split. `simulate_closed_tickets` takes those tickets, predicts and
-decides them through `urgency.prioritize.score_frame` (the one inference path), and plays the
+decides them through `urgency.scoring.score_frame` (the one predict-then-decide path), and plays the
 agents: their final urgency / category / sentiment is the true label where the ticket has one,
 their priority and team are what the rules decide with the true values in place of the
 model's. The result is a closed-tickets CSV (docs/reports.md) for `urgency report agreement`.
@@ -29,43 +29,19 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from urgency.agreement import FIELDS, HEADS
-from urgency.config import DataParams, SplitParams
+from urgency.agreement import CLOSED_TICKET_COLUMNS, FIELDS
+from urgency.config import HEADS, DataParams, SplitParams
 from urgency.data import configured_head_dataset
-from urgency.prioritize import score_frame
 from urgency.rules import RuleSet
-from urgency.scoring import NO_DEADLINE, decide_frame
+from urgency.decision import NO_DEADLINE
+from urgency.scoring import decide_frame, score_frame
 
 PLANS = {"free": 0.35, "standard": 0.35, "premium": 0.2, "enterprise": 0.1}
 CHANNELS = {"email": 0.45, "web": 0.3, "chat": 0.15, "phone": 0.1}
 REGIONS = {"emea": 0.6, "americas": 0.4}
 WEEKS = 8
-# The closed-tickets columns in the documented order (docs/reports.md), then the slices.
-COLUMNS = (
-    "ticket_id",
-    "created_at",
-    "subject",
-    "body",
-    "urgency",
-    "urgency_confidence",
-    "category",
-    "category_confidence",
-    "sentiment",
-    "sentiment_confidence",
-    "priority",
-    "team",
-    "needs_human_triage",
-    "first_response_due",
-    "resolution_due",
-    *(f"agent_{name}" for name in FIELDS),
-    "first_response_at",
-    "resolved_at",
-    "plan",
-    "language",
-    "channel",
-    "region",
-    "source",
-)
+# The closed-tickets columns in the documented order, then the slices.
+COLUMNS = (*CLOSED_TICKET_COLUMNS, "plan", "language", "channel", "region", "source")
 
 
 def held_back(
@@ -150,7 +126,7 @@ def simulate_closed_tickets(
             subject_column=subject_column,
             body_column=body_column,
             max_text_chars=data.max_text_chars,
-        )
+        ).frame()
         decided.append(_with_agents(scored, truth.loc[part.index], rules, moment))
         if on_day:
             on_day(len(part))

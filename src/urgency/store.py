@@ -26,6 +26,21 @@ if TYPE_CHECKING:
     import pandas as pd
 
 FEEDBACK_FIELDS = ("urgency", "category", "sentiment", "priority", "team")
+# The decided-ticket record's fields (`urgency.decision`) kept as columns of `predictions`, for
+# queries; the whole answer is in its `decision` column.
+STORED_DECISION_FIELDS = (
+    "urgency",
+    "urgency_confidence",
+    "category",
+    "category_confidence",
+    "sentiment",
+    "sentiment_confidence",
+    "priority",
+    "team",
+    "needs_human_triage",
+    "first_response_due",
+    "resolution_due",
+)
 FEEDBACK_TIMES = ("first_response_at", "resolved_at")
 
 metadata = sa.MetaData()
@@ -253,10 +268,13 @@ class Store:
                 ) from None
             return FeedbackResult(stored=False)
 
-    def count_scored_since(self, moment: datetime) -> int:
-        """Tickets scored at or after `moment` (surge mode `auto` counts these)."""
+    def count_created_between(self, start: datetime, end: datetime) -> int:
+        """Scored tickets created in [start, end] (surge mode `auto` counts these, see
+        `urgency.rules.engine.surge_active`); a ticket scored twice counts once per scoring."""
         with self.engine.connect() as connection:
-            query = sa.select(sa.func.count()).where(predictions.c.scored_at >= moment)
+            query = sa.select(sa.func.count()).where(
+                predictions.c.created_at >= start, predictions.c.created_at <= end
+            )
             return int(connection.execute(query).scalar_one())
 
     def decisions(self, since: datetime | None = None, until: datetime | None = None) -> pd.DataFrame:

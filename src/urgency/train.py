@@ -34,7 +34,8 @@ from urgency import tracking
 from urgency.config import BaselineParams, Params
 from urgency.data import LoadResult, check_head_dataset, configured_head_dataset, load_configured
 from urgency.evaluate import classification_report, confusion_frame, flat_metrics, quality_table
-from urgency.predict import load_head_model, predict_proba
+from urgency.models import load_head_model, registry_client
+from urgency.predict import predict_proba
 
 log = logging.getLogger(__name__)
 
@@ -268,7 +269,7 @@ def train(
     # Nested runs go to the active experiment, not their parent's: without this they land in
     # "Default".
     mlflow.set_experiment(experiment_id=experiment_id)
-    client = MlflowClient()
+    client = registry_client(params.mlflow.tracking_uri)
     results: dict[str, HeadResult] = {}
     with mlflow.start_run(experiment_id=experiment_id, run_name=run_name) as parent:
         commit, dirty = tracking.git_state(code_folder or Path(__file__).resolve().parent)

@@ -16,13 +16,13 @@ from typing import Any
 
 import mlflow
 import pandas as pd
-from mlflow import MlflowClient
 
 from urgency import tracking
 from urgency.config import BaselineParams, Params, TuneParams
 from urgency.data import check_head_dataset, configured_head_dataset, load_configured
 from urgency.errors import DataValidationError, ParamsError
 from urgency.evaluate import classification_report
+from urgency.models import registry_client
 from urgency.train import HeadResult, build_pipeline, train_head
 
 log = logging.getLogger(__name__)
@@ -157,7 +157,7 @@ def tune(
         params.mlflow.tracking_uri, params.mlflow.experiment, params.mlflow.artifact_location
     )
     mlflow.set_experiment(experiment_id=experiment_id)  # nested runs follow the active experiment
-    client = MlflowClient()
+    client = registry_client(params.mlflow.tracking_uri)
     with mlflow.start_run(experiment_id=experiment_id, run_name=f"tune-{head}") as parent:
         commit, dirty = tracking.git_state(code_folder or Path(__file__).resolve().parent)
         if commit:
