@@ -44,8 +44,8 @@ from serve.schemas import (
 )
 from serve.settings import ServiceSettings
 from urgency.config import load_params
-from urgency.rules.engine import surge_active
 from urgency.errors import UrgencyError
+from urgency.rules.engine import surge_active
 from urgency.store import FeedbackConflict, Store, check_schema, make_engine
 
 log = logging.getLogger("urgency.serve")

@@ -16,10 +16,10 @@ import pandas as pd
 
 from serve.schemas import ExplanationStep, HeadModelInfo, ModelInfo, ScoreResult, Ticket
 from urgency.config import HEADS, Params
+from urgency.decision import Decision, iso
 from urgency.models import HeadModel, load_models, registry_client, resolve
 from urgency.predict import output_columns
 from urgency.rules import RuleSet, load_rules
-from urgency.decision import Decision, iso
 from urgency.scoring import frame_records, score_frame
 from urgency.store import STORED_DECISION_FIELDS
 
@@ -130,7 +130,9 @@ class ScoredTicket:
     result: ScoreResult
 
 
-def score_tickets(runtime: Runtime, tickets: Sequence[Ticket], *, now: datetime, surge: bool) -> list[ScoredTicket]:
+def score_tickets(
+    runtime: Runtime, tickets: Sequence[Ticket], *, now: datetime, surge: bool
+) -> list[ScoredTicket]:
     """Score (predict, then decide: `urgency.scoring.score_frame`) each ticket."""
     frame = tickets_frame(tickets, runtime.rules.spec.created_at.column)
     scored = score_frame(

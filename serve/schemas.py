@@ -22,6 +22,8 @@ from pydantic import (
     model_validator,
 )
 
+from urgency.decision import RECORD_FIELDS
+
 Id = Annotated[str, StringConstraints(min_length=1, max_length=200, strip_whitespace=True)]
 Short = Annotated[str, StringConstraints(min_length=1, max_length=200)]
 FieldName = Annotated[str, StringConstraints(min_length=1, max_length=64)]
@@ -109,34 +111,41 @@ class ExplanationStep(BaseModel):
     detail: str
 
 
+def _doc(name: str) -> str:
+    return RECORD_FIELDS[name]
+
+
 class ScoreResult(BaseModel):
-    ticket_id: str
-    priority: str
-    priority_title: str
-    urgency: str | None = Field(description="The model's urgency (null: no usable text).")
-    urgency_confidence: float | None
-    urgency_used: str = Field(description="The urgency the rules used (a default when not trusted).")
-    category: str | None
-    category_confidence: float | None
-    sentiment: str | None
-    sentiment_confidence: float | None
+    """The decided-ticket record (`urgency.decision`) as the service answers it: lists for the
+    skills, heads and explanation steps, plus the ticket id, the probabilities and the versions."""
+
+    ticket_id: str = Field(description="The ticket's id, as sent.")
+    priority: str = Field(description=_doc("priority"))
+    priority_title: str = Field(description=_doc("priority_title"))
+    urgency: str | None = Field(description=_doc("urgency"))
+    urgency_confidence: float | None = Field(description=_doc("urgency_confidence"))
+    urgency_used: str = Field(description=_doc("urgency_used"))
+    category: str | None = Field(description=_doc("category"))
+    category_confidence: float | None = Field(description=_doc("category_confidence"))
+    sentiment: str | None = Field(description=_doc("sentiment"))
+    sentiment_confidence: float | None = Field(description=_doc("sentiment_confidence"))
     probabilities: dict[str, dict[str, float]] = Field(description="head -> label -> probability")
-    impact: str
-    team: str
-    skills: list[str]
-    sla_policy: str
-    calendar: str
-    created_at: str | None
-    first_response_due: str | None
-    resolution_due: str | None
-    needs_human_triage: bool
-    untrusted_heads: list[str]
-    surge: bool
-    explanation: list[ExplanationStep]
-    explanation_text: str
-    notes: list[str]
+    impact: str = Field(description=_doc("impact"))
+    team: str = Field(description=_doc("team"))
+    skills: list[str] = Field(description=_doc("skills"))
+    sla_policy: str = Field(description=_doc("sla_policy"))
+    calendar: str = Field(description=_doc("calendar"))
+    created_at: str | None = Field(description=_doc("created_at"))
+    first_response_due: str | None = Field(description=_doc("first_response_due"))
+    resolution_due: str | None = Field(description=_doc("resolution_due"))
+    needs_human_triage: bool = Field(description=_doc("needs_human_triage"))
+    untrusted_heads: list[str] = Field(description=_doc("untrusted_heads"))
+    surge: bool = Field(description=_doc("surge"))
+    explanation: list[ExplanationStep] = Field(description=_doc("explanation_json"))
+    explanation_text: str = Field(description=_doc("explanation"))
+    notes: list[str] = Field(description=_doc("notes"))
     error: str | None = Field(description="Why the models gave no prediction (e.g. empty text).")
-    model_versions: dict[str, str]
+    model_versions: dict[str, str] = Field(description="head -> the model version that answered")
 
 
 class ScoreBatchResult(BaseModel):

@@ -6,8 +6,8 @@ import copy
 from datetime import UTC, datetime
 from typing import Any
 
-from urgency.rules import RuleSet, parse_rules
 from urgency.decision import Decision, HeadOutput
+from urgency.rules import RuleSet, parse_rules
 from urgency.rules.engine import decide
 
 CATEGORIES = ["Hardware", "Access", "Purchase"]

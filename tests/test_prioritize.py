@@ -11,8 +11,8 @@ from typer.testing import CliRunner
 
 from tests.rules_helpers import CATEGORIES, make_rules, rules_dict
 from urgency.cli import app
-from urgency.scoring import score_file, score_frame
 from urgency.decision import DECISION_COLUMNS
+from urgency.scoring import score_file, score_frame
 
 NOW = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
 TICKETS = pd.DataFrame(

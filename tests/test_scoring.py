@@ -12,8 +12,8 @@ from hypothesis import strategies as st
 from tests.conftest import PROJECT
 from tests.rules_helpers import NOW, make_rules, outputs, run
 from urgency.config import SENTIMENT_LABELS, URGENCY_LABELS, load_params
-from urgency.rules import RuleSet, load_rules
 from urgency.decision import DECISION_COLUMNS, HeadOutput
+from urgency.rules import RuleSet, load_rules
 from urgency.rules.engine import decide, surge_active
 from urgency.scoring import decide_frame, queue_order
 

@@ -23,8 +23,8 @@ import pandas as pd
 
 from urgency.config import HEADS
 from urgency.decision import PREDICTION_FIELDS, is_no_deadline
-from urgency.rules import FALSE_WORDS, TRUE_WORDS
 from urgency.errors import DataValidationError, EmptyReport, InputError
+from urgency.rules import FALSE_WORDS, TRUE_WORDS
 
 # The fields compared with the agents' final values.
 FIELDS: tuple[str, ...] = (*HEADS, "priority", "team")
@@ -124,9 +124,7 @@ def _times(values: pd.Series) -> pd.Series:
     "no deadline" (year 9999) becomes missing."""
     if isinstance(values.dtype, pd.DatetimeTZDtype):
         return values.dt.tz_convert("UTC")
-    cleaned = [
-        None if _blank(value) or is_no_deadline(str(value)) else value for value in values
-    ]
+    cleaned = [None if _blank(value) or is_no_deadline(str(value)) else value for value in values]
     return pd.to_datetime(
         pd.Series(cleaned, index=values.index, dtype=object), utc=True, errors="coerce", format="ISO8601"
     )

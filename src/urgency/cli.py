@@ -238,7 +238,7 @@ def _stdout() -> Console:
 
 
 def _models(params: Params, heads: list[str], model_dir: Path | None) -> dict[str, Any]:
-    from urgency.predict import load_model_dir, load_registered_models
+    from urgency.models import load_model_dir, load_registered_models
 
     if model_dir is not None:
         return load_model_dir(model_dir, heads)
@@ -304,15 +304,16 @@ def _predict_many(
 ) -> None:
     """Many files (or a cluster): one Parquet part per input file in the output folder."""
     from urgency import distributed
+    from urgency.models import resolve_dir, resolve_registry
 
     heads = list(HEADS)
     # Checked before a cluster starts: a typo should not cost a cluster start-up.
     files = distributed.input_files(pattern)
     distributed.check_output(output)
     if model_dir is not None:
-        source = distributed.dir_source(model_dir, heads)
+        source = resolve_dir(model_dir, heads)
     else:
-        source = distributed.registry_source(
+        source = resolve_registry(
             heads,
             tracking_uri=params.mlflow.tracking_uri,
             model_names={head: params.mlflow.model_name(head) for head in heads},
@@ -502,7 +503,7 @@ def score(
     chunk_size: ChunkSizeOption = None,
 ) -> None:
     """Predict, apply the scoring rules and write the queue: priority, then deadline, then age."""
-    from urgency.prioritize import score_file
+    from urgency.scoring import score_file
 
     _setup_logging()
     if surge not in (None, "on", "off"):

@@ -134,7 +134,9 @@ def load_models(source: ModelSource) -> dict[str, HeadModel]:
         # A pinned `models:/name/version` is read through MLflow's registry setting.
         mlflow.set_tracking_uri(source.tracking_uri)
         mlflow.set_registry_uri(source.tracking_uri)
-    return {ref.head: load_head_model(ref.uri, version=ref.version, run_id=ref.run_id) for ref in source.heads}
+    return {
+        ref.head: load_head_model(ref.uri, version=ref.version, run_id=ref.run_id) for ref in source.heads
+    }
 
 
 def load_registered_models(

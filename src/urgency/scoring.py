@@ -204,7 +204,11 @@ def score_file(
     column = rules.spec.created_at.column
     if surge is None:
         surge = surge_active(rules, predicted[column].tolist() if column in predicted.columns else [], now)
-    queue = queue_order(decide_predicted(predicted, rules, now, surge=surge).frame()) if len(predicted) else predicted
+    queue = (
+        queue_order(decide_predicted(predicted, rules, now, surge=surge).frame())
+        if len(predicted)
+        else predicted
+    )
 
     output_path.parent.mkdir(parents=True, exist_ok=True)
     writer = _ChunkWriter(output_path)

@@ -29,11 +29,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from urgency.agreement import CLOSED_TICKET_COLUMNS, FIELDS
+from urgency.agreement import CLOSED_TICKET_COLUMNS
 from urgency.config import HEADS, DataParams, SplitParams
 from urgency.data import configured_head_dataset
-from urgency.rules import RuleSet
 from urgency.decision import NO_DEADLINE
+from urgency.rules import RuleSet
 from urgency.scoring import decide_frame, score_frame
 
 PLANS = {"free": 0.35, "standard": 0.35, "premium": 0.2, "enterprise": 0.1}
