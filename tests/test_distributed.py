@@ -5,6 +5,7 @@ file or a dying worker gives a clear error and leaves no half-written output."""
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -19,13 +20,16 @@ from tests.mlflow_server import running_mlflow_server
 from urgency import distributed
 from urgency.cli import app
 from urgency.config import HEADS, load_params
-from urgency.distributed import ClusterError, ScoreOptions, score_files
+from urgency.distributed import ClusterError, FileOptions, predict_files, score_files
 from urgency.errors import InputError
 from urgency.models import ModelSource, load_registered_models, resolve_registry
 from urgency.predict import predict_file
+from urgency.rules import load_rules
+from urgency.scoring import score_frame
 from urgency.tracking import export_models
 
-OPTIONS = ScoreOptions(subject_column="subject", body_column="body", max_text_chars=5000, chunk_size=300)
+OPTIONS = FileOptions(subject_column="subject", body_column="body", max_text_chars=5000, chunk_size=300)
+NOW = datetime(2026, 11, 23, 14, 0, tzinfo=UTC)
 needs_shared_data = pytest.mark.skipif(not SHARED_DATA.exists(), reason="../shared/data is not here")
 
 
@@ -105,7 +109,7 @@ def _loaded_model_ids() -> list[int]:
 def test_local_loop_matches_predict_file(
     sample_files: Path, trained: dict[str, Any], models: dict[str, Any], tmp_path: Path
 ) -> None:
-    result = score_files(str(sample_files / "*.parquet"), tmp_path / "scored", registry(trained), OPTIONS)
+    result = predict_files(str(sample_files / "*.parquet"), tmp_path / "scored", registry(trained), OPTIONS)
 
     assert (result.files, result.rows, result.rows_with_error) == (3, 2000, 4)
     scored = pd.read_parquet(tmp_path / "scored")
@@ -121,12 +125,47 @@ def test_local_loop_matches_predict_file(
     assert manifest["models"]["urgency"].startswith("models:/ticket-urgency/")
 
 
+def score_reference(models: dict[str, Any], folder: Path, rules: Any, surge: bool) -> pd.DataFrame:
+    """`score_frame` (the one predict-then-decide path) over the files' tickets, in input order."""
+    tickets = pd.concat(
+        [pd.read_parquet(path) for path in sorted(folder.glob("*.parquet"))], ignore_index=True
+    )
+    return score_frame(
+        models,
+        tickets,
+        rules,
+        now=NOW,
+        surge=surge,
+        subject_column=OPTIONS.subject_column,
+        body_column=OPTIONS.body_column,
+        max_text_chars=OPTIONS.max_text_chars,
+    ).frame()
+
+
+@needs_shared_data
+def test_scoring_files_decides_like_score_frame(
+    sample_files: Path, trained: dict[str, Any], models: dict[str, Any], tmp_path: Path
+) -> None:
+    rules = load_rules(PROJECT / "rules.yaml")
+    result = score_files(
+        str(sample_files / "*.parquet"), tmp_path / "queue", registry(trained), OPTIONS, rules=rules, now=NOW
+    )
+
+    assert (result.files, result.rows, result.rows_with_error) == (3, 2000, 4)
+    scored = pd.read_parquet(tmp_path / "queue")
+    reference = score_reference(models, sample_files, rules, surge=False)  # no created times: no surge
+    assert list(scored.columns) == list(reference.columns)
+    assert scored["order_key"].tolist() == reference["order_key"].tolist()
+    assert scored["explanation"].tolist() == reference["explanation"].tolist()
+    assert scored["priority"].notna().all() and scored["team"].notna().all()
+
+
 def test_no_matching_file_names_the_pattern(tmp_path: Path, params_file: Path) -> None:
     pattern = str(tmp_path / "exports" / "*.parquet")
     with pytest.raises(InputError, match=r"no input file matches .*exports/\*\.parquet"):
-        score_files(pattern, tmp_path / "out", ModelSource(()), OPTIONS)
+        predict_files(pattern, tmp_path / "out", ModelSource(()), OPTIONS)
     with pytest.raises(InputError, match=r"missing\.csv: file not found"):
-        score_files(str(tmp_path / "missing.csv"), tmp_path / "out", ModelSource(()), OPTIONS)
+        predict_files(str(tmp_path / "missing.csv"), tmp_path / "out", ModelSource(()), OPTIONS)
 
     done = CliRunner().invoke(
         app, ["predict", "-p", str(params_file), "-i", pattern, "-o", str(tmp_path / "out")]
@@ -139,12 +178,12 @@ def test_no_matching_file_names_the_pattern(tmp_path: Path, params_file: Path) -
 def test_output_must_be_a_scoring_folder(tmp_path: Path) -> None:
     (tmp_path / "a.csv").write_text("body\nhello\n")
     with pytest.raises(InputError, match="writes a folder of Parquet parts"):
-        score_files(str(tmp_path / "*.csv"), tmp_path / "scored.csv", ModelSource(()), OPTIONS)
+        predict_files(str(tmp_path / "*.csv"), tmp_path / "scored.csv", ModelSource(()), OPTIONS)
     precious = tmp_path / "reports"
     precious.mkdir()
     (precious / "q3.xlsx").write_text("not ours")
     with pytest.raises(InputError, match="not an earlier scoring output"):
-        score_files(str(tmp_path / "*.csv"), precious, ModelSource(()), OPTIONS)
+        predict_files(str(tmp_path / "*.csv"), precious, ModelSource(()), OPTIONS)
     assert (precious / "q3.xlsx").read_text() == "not ours"
 
 
@@ -169,7 +208,7 @@ def test_files_with_different_columns_are_refused(
     pd.DataFrame({"subject": ["disk full"], "body": ["server down"]}).to_csv(inputs / "a.csv", index=False)
     pd.DataFrame({"body": ["printer jams"], "plan": ["free"]}).to_csv(inputs / "b.csv", index=False)
     with pytest.raises(InputError, match=r"differ in columns.*b\.csv has \[body: "):
-        score_files(str(inputs / "*.csv"), tmp_path / "out", registry(trained), OPTIONS)
+        predict_files(str(inputs / "*.csv"), tmp_path / "out", registry(trained), OPTIONS)
     assert not (tmp_path / "out").exists() and not (tmp_path / "out.partial").exists()
 
 
@@ -186,12 +225,28 @@ def test_cluster_output_is_the_local_output_row_for_row(
 
     source = registry(trained)
     with Client(cluster.address) as client:
-        result = score_files(
+        result = predict_files(
             str(sample_files / "*.parquet"), tmp_path / "scored", source, OPTIONS, client=client
         )
         first = client.run(_loaded_model_ids)
-        score_files(str(sample_files / "*.parquet"), tmp_path / "again", source, OPTIONS, client=client)
+        predict_files(str(sample_files / "*.parquet"), tmp_path / "again", source, OPTIONS, client=client)
         second = client.run(_loaded_model_ids)
+        rules = load_rules(PROJECT / "rules.yaml")
+        score_files(
+            str(sample_files / "*.parquet"),
+            tmp_path / "queue",
+            source,
+            OPTIONS,
+            rules=rules,
+            now=NOW,
+            client=client,
+        )
+
+    queue = pd.read_parquet(tmp_path / "queue")
+    assert (
+        queue["order_key"].tolist()
+        == score_reference(models, sample_files, rules, False)["order_key"].tolist()
+    )
 
     assert (result.rows, result.rows_with_error) == (2000, 4)
     reference = local_reference(models, sample_files, tmp_path)
@@ -251,7 +306,7 @@ def test_a_dying_worker_is_a_clear_error_and_no_output(
         from distributed import Client
 
         with Client(broken.address) as client, pytest.raises(ClusterError, match="a Dask worker died while"):
-            score_files(
+            predict_files(
                 str(sample_files / "*.parquet"), tmp_path / "out", registry(trained), OPTIONS, client=client
             )
     finally:
@@ -300,7 +355,7 @@ def test_workers_load_the_models_through_a_postgres_backed_tracking_server(
     source = resolve_registry(list(HEADS), tracking_uri=url, model_names=names, alias="champion")
     assert {ref.uri for ref in source.heads} == {f"models:/{name}/1" for name in names.values()}
     with Client(cluster.address) as client:
-        score_files(str(sample_files / "*.parquet"), tmp_path / "scored", source, OPTIONS, client=client)
+        predict_files(str(sample_files / "*.parquet"), tmp_path / "scored", source, OPTIONS, client=client)
     models = load_registered_models(list(HEADS), tracking_uri=url, model_names=names, alias="champion")
     pd.testing.assert_frame_equal(
         pd.read_parquet(tmp_path / "scored"),

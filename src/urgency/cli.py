@@ -319,7 +319,7 @@ def _predict_many(
             model_names={head: params.mlflow.model_name(head) for head in heads},
             alias=params.mlflow.champion_alias,
         )
-    options = distributed.ScoreOptions(
+    options = distributed.FileOptions(
         subject_column=subject_column or params.predict.subject_column,
         body_column=body_column or params.predict.body_column,
         max_text_chars=params.data.max_text_chars,
@@ -328,8 +328,8 @@ def _predict_many(
     with _progress() as progress:
         task = progress.add_task(f"scoring {len(files)} file(s)", total=len(files))
 
-        def run(client: Any) -> distributed.ScoreResult:
-            return distributed.score_files(
+        def run(client: Any) -> distributed.FilesResult:
+            return distributed.predict_files(
                 pattern, output, source, options, client=client, on_part=lambda _: progress.advance(task)
             )
 

@@ -1,8 +1,9 @@
-"""Batch scoring on a Dask cluster: many ticket files in, one Parquet folder out.
+"""Many ticket files, on a Dask cluster or here: one Parquet folder out.
 
 Each input file is one task. A worker streams its file through `urgency.predict.predict_file`
-(the same chunked path, and so the same `predict_frame`, as a local `urgency predict`) into one
-part of the output folder, so the output is the local output, row for row. Workers load the head
+(`urgency predict`: models only) or `urgency.scoring.score_file` (`urgency score`: models, then
+rules; so the same `score_frame` as a local run) into one part of the output folder, so the
+output is the local output, row for row. Workers load the head
 models once and keep them for their later tasks. Workers must see the input files and the output
 folder (shared storage) and reach the models (a model folder on shared storage, or the registry
 through an MLflow tracking server).
@@ -29,6 +30,9 @@ from typing import Any
 from urgency.errors import ClusterError, InputError, UrgencyError
 from urgency.models import HeadModel, ModelSource, load_models
 from urgency.predict import file_format, predict_file
+from urgency.rules import RuleSet
+from urgency.rules.engine import surge_active
+from urgency.scoring import created_times, score_file
 
 log = logging.getLogger(__name__)
 
@@ -60,11 +64,23 @@ def worker_models(source: ModelSource) -> dict[str, HeadModel]:
 
 
 @dataclass(frozen=True)
-class ScoreOptions:
+class FileOptions:
+    """How each file is read and turned into model input."""
+
     subject_column: str | None
     body_column: str
     max_text_chars: int
     chunk_size: int
+
+
+@dataclass(frozen=True)
+class Scoring:
+    """`urgency score` on a cluster: the rules, the moment of deciding and surge on or off,
+    settled once for the whole run so every part decides alike."""
+
+    rules: RuleSet
+    now: datetime
+    surge: bool
 
 
 @dataclass
@@ -76,26 +92,43 @@ class PartResult:
     seconds: float
 
 
-def score_partition(
-    source: ModelSource, input_path: str, part_path: str, options: ScoreOptions
+def run_partition(
+    source: ModelSource,
+    input_path: str,
+    part_path: str,
+    options: FileOptions,
+    scoring: Scoring | None = None,
 ) -> PartResult:
-    """Score one input file into one Parquet part (runs on a worker, or locally)."""
+    """One input file into one Parquet part (runs on a worker, or locally): predicted
+    (`predict_file`), or predicted and decided (`score_file` in input order) with `scoring`."""
     part = Path(part_path)
     started = time.perf_counter()
     models = worker_models(source)
     # The run's folder is gone when the run failed elsewhere and cleaned up: do not recreate it.
     if not part.parent.is_dir():
         raise ClusterError(f"output folder {part.parent} is gone: the run was abandoned")
-    stats = predict_file(
-        models,
-        Path(input_path),
-        part,
-        subject_column=options.subject_column,
-        body_column=options.body_column,
-        max_text_chars=options.max_text_chars,
-        chunk_size=options.chunk_size,
-    )
-    return PartResult(input_path, part.name, stats.rows, stats.rows_with_error, time.perf_counter() - started)
+    columns = {
+        "subject_column": options.subject_column,
+        "body_column": options.body_column,
+        "max_text_chars": options.max_text_chars,
+        "chunk_size": options.chunk_size,
+    }
+    if scoring is None:
+        stats = predict_file(models, Path(input_path), part, **columns)
+        rows, rows_with_error = stats.rows, stats.rows_with_error
+    else:
+        scored = score_file(
+            models,
+            scoring.rules,
+            Path(input_path),
+            part,
+            now=scoring.now,
+            surge=scoring.surge,
+            queue=False,
+            **columns,
+        )
+        rows, rows_with_error = scored.rows, scored.rows_with_error
+    return PartResult(input_path, part.name, rows, rows_with_error, time.perf_counter() - started)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -139,7 +172,7 @@ def check_output(output: Path) -> None:
 
 
 @dataclass
-class ScoreResult:
+class FilesResult:
     output: Path
     files: int
     rows: int
@@ -147,21 +180,56 @@ class ScoreResult:
     parts: list[PartResult]
 
 
+def predict_files(
+    pattern: str,
+    output: Path,
+    source: ModelSource,
+    options: FileOptions,
+    *,
+    client: Any = None,
+    on_part: Callable[[PartResult], None] | None = None,
+) -> FilesResult:
+    """Predict (models only) every file `pattern` matches into the Parquet folder `output`."""
+    return _run_files(pattern, output, source, options, None, client=client, on_part=on_part)
+
+
 def score_files(
     pattern: str,
     output: Path,
     source: ModelSource,
-    options: ScoreOptions,
+    options: FileOptions,
     *,
+    rules: RuleSet,
+    now: datetime,
+    surge: bool | None = None,
     client: Any = None,
     on_part: Callable[[PartResult], None] | None = None,
-) -> ScoreResult:
-    """Score every file `pattern` matches into the Parquet folder `output`, one part per file.
+) -> FilesResult:
+    """Score (predict, then decide) every file `pattern` matches into the Parquet folder
+    `output`. Surge `auto` counts the created times of every file, read here before any part
+    starts; each part keeps its file's order (the queue order is the `order_key` column)."""
+    if surge is None:
+        created: list[Any] = []
+        for path in input_files(pattern):
+            created += created_times(path, rules.spec.created_at.column, options.chunk_size)
+        surge = surge_active(rules, created, now)
+    scoring = Scoring(rules, now, surge)
+    return _run_files(pattern, output, source, options, scoring, client=client, on_part=on_part)
 
-    With a `distributed.Client` the files are scored on its workers, otherwise here, one after
-    another. The parts are written into `<output>.partial/`, which replaces `output` only when
-    every part is written: a failure leaves no half-written output and keeps an older one.
-    """
+
+def _run_files(
+    pattern: str,
+    output: Path,
+    source: ModelSource,
+    options: FileOptions,
+    scoring: Scoring | None,
+    *,
+    client: Any,
+    on_part: Callable[[PartResult], None] | None,
+) -> FilesResult:
+    """One part per file, written into `<output>.partial/`, which replaces `output` only when
+    every part is written: a failure leaves no half-written output and keeps an older one. With a
+    `distributed.Client` the files run on its workers, otherwise here, one after another."""
     files = input_files(pattern)
     check_output(output)
     output = output.resolve()
@@ -175,11 +243,11 @@ def score_files(
         if client is None:
             parts = []
             for input_path, part_path in jobs:
-                parts.append(score_partition(source, input_path, part_path, options))
+                parts.append(run_partition(source, input_path, part_path, options, scoring))
                 if on_part:
                     on_part(parts[-1])
         else:
-            parts = _score_on_cluster(client, source, jobs, options, on_part)
+            parts = _run_on_cluster(client, source, jobs, options, scoring, on_part)
         result = _finish(partial, parts, source, pattern)
         _replace(partial, output)
     except BaseException:
@@ -189,17 +257,18 @@ def score_files(
     return result
 
 
-def _score_on_cluster(
+def _run_on_cluster(
     client: Any,
     source: ModelSource,
     jobs: list[tuple[str, str]],
-    options: ScoreOptions,
+    options: FileOptions,
+    scoring: Scoring | None,
     on_part: Callable[[PartResult], None] | None,
 ) -> list[PartResult]:
     from distributed import as_completed
 
     futures = {
-        client.submit(score_partition, source, input_path, part_path, options, pure=False): input_path
+        client.submit(run_partition, source, input_path, part_path, options, scoring, pure=False): input_path
         for input_path, part_path in jobs
     }
     done: dict[str, PartResult] = {}
@@ -233,7 +302,7 @@ def _cluster_error(error: Exception, input_path: str) -> ClusterError:
     return ClusterError(f"scoring {input_path} failed on the cluster: {type(error).__name__}: {error}")
 
 
-def _finish(partial: Path, parts: list[PartResult], source: ModelSource, pattern: str) -> ScoreResult:
+def _finish(partial: Path, parts: list[PartResult], source: ModelSource, pattern: str) -> FilesResult:
     """Drop empty parts, check that every part has the same columns, write the manifest."""
     import pyarrow.parquet as pq
 
@@ -253,7 +322,7 @@ def _finish(partial: Path, parts: list[PartResult], source: ModelSource, pattern
                 f"{part.input} has {_describe(schema)}; one output needs one schema"
             )
         kept.append(part)
-    result = ScoreResult(
+    result = FilesResult(
         output=partial,
         files=len(parts),
         rows=sum(part.rows for part in parts),

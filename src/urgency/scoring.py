@@ -176,52 +176,73 @@ def score_file(
     body_column: str,
     max_text_chars: int,
     chunk_size: int,
+    queue: bool = True,
     on_chunk: Callable[[int], None] | None = None,
 ) -> ScoreStats:
-    """Score a CSV/Parquet/JSON Lines file into a prioritized queue at `output_path`.
+    """Score a CSV/Parquet/JSON Lines file into `output_path`. A failure leaves no half-written
+    output.
 
-    Predicted chunk by chunk, decided as a whole: surge `auto` counts the whole file, and the
-    queue is sorted by priority, then the nearest deadline, then creation time (first come,
-    first served), so it is held in memory. A failure leaves no half-written output.
+    `queue` (`urgency score`): predicted chunk by chunk, decided as a whole - surge `auto` counts
+    the whole file - and sorted into the work queue (priority, nearest deadline, creation time:
+    first come, first served), so held in memory. Without `queue` (a cluster's part) every chunk
+    is decided and written at once, in input order, with the given `surge`.
     """
-    chunks = []
-    for chunk in read_chunks(input_path, chunk_size):
-        chunks.append(
-            predict_frame(
-                dict(models),
-                chunk,
-                subject_column=subject_column,
-                body_column=body_column,
-                max_text_chars=max_text_chars,
-            )
-        )
-        if on_chunk:
-            on_chunk(len(chunk))
-    predicted = pd.concat(chunks, ignore_index=True) if chunks else pd.DataFrame()
-    stats = ScoreStats(missing_columns=missing_columns(list(predicted.columns), rules))
-    if stats.missing_columns:
-        log.warning("input has no column(s) %s: the rules treat those fields as empty", stats.missing_columns)
-    column = rules.spec.created_at.column
-    if surge is None:
-        surge = surge_active(rules, predicted[column].tolist() if column in predicted.columns else [], now)
-    queue = (
-        queue_order(decide_predicted(predicted, rules, now, surge=surge).frame())
-        if len(predicted)
-        else predicted
-    )
-
+    stats = ScoreStats()
+    columns = {"subject_column": subject_column, "body_column": body_column, "max_text_chars": max_text_chars}
     output_path.parent.mkdir(parents=True, exist_ok=True)
     writer = _ChunkWriter(output_path)
     try:
-        writer.write(queue)
+        if queue:
+            chunks = []
+            for chunk in read_chunks(input_path, chunk_size):
+                chunks.append(predict_frame(dict(models), chunk, **columns))
+                if on_chunk:
+                    on_chunk(len(chunk))
+            predicted = pd.concat(chunks, ignore_index=True) if chunks else pd.DataFrame()
+            stats.missing_columns = missing_columns(list(predicted.columns), rules)
+            column = rules.spec.created_at.column
+            if surge is None:
+                created = predicted[column].tolist() if column in predicted.columns else []
+                surge = surge_active(rules, created, now)
+            scored = (
+                decide_predicted(predicted, rules, now, surge=surge).frame() if len(predicted) else predicted
+            )
+            _write_counted(stats, queue_order(scored) if len(scored) else scored, writer)
+        else:
+            if surge is None:
+                raise ValueError("scoring a file in input order needs surge decided (on or off)")
+            for chunk in read_chunks(input_path, chunk_size):
+                if not stats.rows:
+                    stats.missing_columns = missing_columns(list(chunk.columns), rules)
+                scored = score_frame(models, chunk, rules, now=now, surge=surge, **columns).frame()
+                _write_counted(stats, scored, writer)
+                if on_chunk:
+                    on_chunk(len(chunk))
         writer.commit()
     except BaseException:
         writer.abort()
         raise
-    stats.rows = len(queue)
-    stats.surge = surge
-    if len(queue):
-        stats.rows_with_error = int(queue["error"].notna().sum())
-        stats.needs_human_triage = int(queue["needs_human_triage"].sum())
-        stats.by_priority = {str(k): int(v) for k, v in queue["priority"].value_counts().sort_index().items()}
+    if stats.missing_columns:
+        log.warning("input has no column(s) %s: the rules treat those fields as empty", stats.missing_columns)
+    stats.surge = bool(surge)
     return stats
+
+
+def _write_counted(stats: ScoreStats, scored: pd.DataFrame, writer: _ChunkWriter) -> None:
+    writer.write(scored)
+    stats.rows += len(scored)
+    if len(scored):
+        stats.rows_with_error += int(scored["error"].notna().sum())
+        stats.needs_human_triage += int(scored["needs_human_triage"].sum())
+        for level, count in scored["priority"].value_counts().items():
+            stats.by_priority[str(level)] = stats.by_priority.get(str(level), 0) + int(count)
+    stats.by_priority = dict(sorted(stats.by_priority.items()))
+
+
+def created_times(path: Path, column: str, chunk_size: int) -> list[Any]:
+    """The created-time column of a ticket file (empty when it has none): what surge counts."""
+    times: list[Any] = []
+    for chunk in read_chunks(path, chunk_size):
+        if column in chunk.columns:
+            times += chunk[column].tolist()
+    return times
