@@ -37,9 +37,9 @@ demo: $(STAMP)
 	# it). `make demo SERVE=0` ends without it.
 	@if [ "$(SERVE)" = 1 ]; then $(BIN)/urgency serve --params $(PARAMS) --host 127.0.0.1 --port $(PORT); fi
 
-# The MiniLM families, each promoted when it beats the champion's validation macro-F1 by
-# training.promotion_margin. Not part of `make demo`: on a 2-core CPU the embedding family took
-# 4 minutes (12 while the CPU was shared) and the fine-tune 13 (docs/model_comparison.md).
+# The MiniLM families, each promoted when it passes the promotion policy (params promotion:) on
+# the validation split. Not part of `make demo`: on a 2-core CPU the embedding family took 4
+# minutes (12 while the CPU was shared) and the fine-tune 13 (docs/model_comparison.md).
 transformers: $(STAMP)
 	$(BIN)/urgency train --params $(PARAMS) --family embedding --promote-if-better
 	$(BIN)/urgency train --params $(PARAMS) --family finetune --promote-if-better

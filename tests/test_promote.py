@@ -7,6 +7,8 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import pandas as pd
 import pytest
 from mlflow import MlflowClient
 from typer.testing import CliRunner
@@ -16,7 +18,8 @@ from tests.test_transformer import make_tiny_checkpoint
 from urgency.cli import app
 from urgency.config import load_params
 from urgency.errors import ModelNotFoundError
-from urgency.promote import compare, comparison_markdown, promote, promote_if_better
+from urgency.evaluate import classification_report
+from urgency.promote import compare, comparison_markdown, gate, promote, promote_if_better
 from urgency.train import train
 
 runner = CliRunner()
@@ -86,7 +89,9 @@ def test_automatic_promotion_needs_the_margin(
     client, name = store["client"], store["name"]
     _set_f1(client, name, "1", 0.70)
     _set_f1(client, name, "2", candidate)
-    decision = promote_if_better(client, "sentiment", name, "2", "champion", margin=0.01, by="test")
+    decision = promote_if_better(
+        client, "sentiment", name, "2", "champion", min_gain=0.01, max_recall_drop=1.0, by="test"
+    )
     assert decision.promoted is promoted, decision.reason
     assert decision.champion == "1" and decision.champion_f1 == pytest.approx(0.70)
     assert _champion(client, name) == ("2" if promoted else "1")
@@ -103,7 +108,9 @@ def test_no_automatic_promotion_across_different_validation_rows(
     client, name = store["client"], store["name"]
     _set_f1(client, name, "1", 0.50)
     _set_f1(client, name, "3", 0.99)
-    decision = promote_if_better(client, "sentiment", name, "3", "champion", margin=0.01, by="test")
+    decision = promote_if_better(
+        client, "sentiment", name, "3", "champion", min_gain=0.01, max_recall_drop=1.0, by="test"
+    )
     assert not decision.promoted and "different validation rows" in decision.reason
     assert _champion(client, name) == "1"
 
@@ -131,10 +138,8 @@ def test_train_promote_if_better_and_compare(tmp_path: Path) -> None:
     """The main job: baseline, then the embedding family with --promote-if-better, then the
     comparison logged to MLflow and written as markdown."""
     data = params_dict(write_sources(tmp_path / "data"), tmp_path / "mlruns")
-    data["training"] = {
-        "embedding": {"checkpoint": str(make_tiny_checkpoint(tmp_path / "tiny"))},
-        "promotion_margin": 0.0,
-    }
+    data["training"] = {"embedding": {"checkpoint": str(make_tiny_checkpoint(tmp_path / "tiny"))}}
+    data["promotion"] = {"min_macro_f1_gain": 0.0, "max_recall_drop": 1.0}
     params_path = str(write_params(tmp_path, data))
     base = runner.invoke(app, ["train", "-p", params_path, "--head", "urgency", "--head", "category"])
     assert base.exit_code == 0, base.output
@@ -182,3 +187,39 @@ def test_train_promote_if_better_and_compare(tmp_path: Path) -> None:
         "model_comparison.md",
         "model_comparison.json",
     }
+
+
+# ---------------------------------------------------------------------------------------------
+# The promotion policy on hand-made reports
+
+
+def _report(truth: list[str], predicted: list[str]) -> dict[str, Any]:
+    labels = ["high", "medium", "low"]
+    probabilities = pd.DataFrame(np.eye(3)[[labels.index(p) for p in predicted]], columns=labels)
+    present = [label for label in labels if label in truth]
+    return classification_report(pd.Series(truth), probabilities, present, "low")
+
+
+def test_gate_rules_by_hand() -> None:
+    truth = ["high"] * 4 + ["medium"] * 4 + ["low"] * 4
+    champion = _report(truth, ["high"] * 4 + ["low"] * 4 + ["low"] * 4)  # every medium missed
+    better = _report(truth, ["high"] * 4 + ["medium"] * 4 + ["low"] * 4)
+    verdict = gate("urgency", champion, better, min_gain=0.01, max_recall_drop=0.05)
+    assert verdict.passed and verdict.rows == 12
+    assert verdict.recall == {"high": (1.0, 1.0), "medium": (0.0, 1.0), "low": (1.0, 1.0)}
+    # champion macro-F1: high 1, medium 0, low F1 = 2*(4/8*1)/(4/8+1) = 2/3
+    assert verdict.champion_macro_f1 == pytest.approx((1 + 0 + 2 / 3) / 3)
+    assert verdict.gain == pytest.approx(1 - 5 / 9)
+    assert verdict.metrics()["challenger_recall_medium"] == 1.0
+
+    # Better on medium, but one of four highs lost: recall of high drops by 0.25.
+    trades = _report(truth, ["high"] * 3 + ["medium"] + ["medium"] * 4 + ["low"] * 4)
+    refused = gate("urgency", champion, trades, min_gain=0.01, max_recall_drop=0.05)
+    assert not refused.passed and refused.gain > 0.01
+    assert any("recall of high 1.0000 -> 0.7500" in reason for reason in refused.reasons)
+    assert gate("urgency", champion, trades, min_gain=0.01, max_recall_drop=0.25).passed  # exactly the limit
+
+    # The same model: no gain.
+    same = gate("urgency", better, better, min_gain=0.01, max_recall_drop=0.05)
+    assert not same.passed and "below the required +0.0100" in same.reasons[0]
+    assert gate("urgency", better, better, min_gain=0.0, max_recall_drop=0.0).passed

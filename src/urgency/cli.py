@@ -149,8 +149,8 @@ def train(
         bool,
         typer.Option(
             "--promote-if-better",
-            help="Make each new version champion when its validation macro-F1 beats the champion's "
-            "by training.promotion_margin.",
+            help="Make each new version champion when it passes the promotion policy (params "
+            "promotion:) on the validation split.",
         ),
     ] = False,
 ) -> None:
@@ -197,7 +197,8 @@ def _promote_if_better(params: Params, versions: dict[str, str]) -> None:
             params.mlflow.model_name(head),
             version,
             params.mlflow.champion_alias,
-            margin=params.training.promotion_margin,
+            min_gain=params.promotion.min_macro_f1_gain,
+            max_recall_drop=params.promotion.max_recall_drop,
             by="urgency train --promote-if-better",
             log=log,
         )
@@ -737,7 +738,7 @@ def retrain(
 
     The newest retrain.holdout_fraction of the history (by created_at) is held out; the
     challenger replaces a head's champion when its held-out macro-F1 is higher by
-    retrain.min_macro_f1_gain and no class's recall drops more than retrain.max_recall_drop.
+    promotion.min_macro_f1_gain and no class's recall drops more than promotion.max_recall_drop.
     Heads default to those the held-out slice has labels for."""
     import getpass
 
@@ -994,6 +995,8 @@ def tune(
         f"{outcome.test_report['macro_f1']:.4f} (MLflow run {result.parent_run_id})",
         highlight=False,
     )
+    verdict = "would replace" if result.verdict.promoted else "would not replace"
+    console.print(f"promotion policy: {verdict} the champion: {result.verdict.reason}", highlight=False)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -200,8 +200,6 @@ class FinetuneParams(Strict):
 class TrainingParams(Strict):
     # Which model family `urgency train` fits (the CLI's --family overrides it).
     family: Literal["baseline", "embedding", "finetune"] = "baseline"
-    # A candidate replaces the champion when its validation macro-F1 is higher by at least this.
-    promotion_margin: float = Field(default=0.01, ge=0)
     # true: the transformer families use every train and validation row (a machine with a GPU);
     # false: the seeded samples set below, sized to finish on a small CPU.
     full_run: bool = False
@@ -307,13 +305,29 @@ class RetrainParams(Strict):
     # The newest share of the new history (by created_at) that no model trains on: champion and
     # challenger are compared on it.
     holdout_fraction: float = Field(default=0.2, gt=0, lt=1)
-    # The gate: the challenger replaces the champion only when its held-out macro-F1 is higher by
-    # at least this, and no class's held-out recall drops by more than max_recall_drop.
-    min_macro_f1_gain: float = Field(default=0.01, ge=0, le=1)
-    max_recall_drop: float = Field(default=0.05, ge=0, le=1)
     # Agents' final decisions in the service's store relabel the same tickets (by id or text).
     use_corrections: bool = True
     drift: DriftParams = DriftParams()
+
+
+class PromotionParams(Strict):
+    """The one promotion policy (`urgency.promote.gate`) of `train --promote-if-better` (on the
+    validation split), `retrain` (on the newest slice of the new history) and `tune` (its
+    verdict on the challenger): a challenger replaces the champion only when its macro-F1 is
+    higher by at least `min_macro_f1_gain` and no class's recall drops by more than
+    `max_recall_drop`."""
+
+    min_macro_f1_gain: float = Field(default=0.01, ge=0, le=1)
+    max_recall_drop: float = Field(default=0.05, ge=0, le=1)
+
+
+# Keys of earlier params files that moved: a clear error says where to (strict models would only
+# say "extra inputs are not permitted").
+MOVED_KEYS = {
+    ("training", "promotion_margin"): "promotion.min_macro_f1_gain",
+    ("retrain", "min_macro_f1_gain"): "promotion.min_macro_f1_gain",
+    ("retrain", "max_recall_drop"): "promotion.max_recall_drop",
+}
 
 
 class Params(Strict):
@@ -326,6 +340,7 @@ class Params(Strict):
     training: TrainingParams = TrainingParams()
     tune: TuneParams = TuneParams()
     retrain: RetrainParams = RetrainParams()
+    promotion: PromotionParams = PromotionParams()
 
     @model_validator(mode="after")
     def _labels_map_onto_heads(self) -> Params:
@@ -401,6 +416,9 @@ def load_params(path: Path | str) -> Params:
     raw = read_yaml(path, "params")
     if not isinstance(raw, dict):
         raise ParamsError(f"{path}: expected a mapping of sections at the top level")
+    for (section, key), moved_to in MOVED_KEYS.items():
+        if isinstance(raw.get(section), dict) and key in raw[section]:
+            raise ParamsError(f"{path}: {section}.{key} is now {moved_to} (one promotion policy)")
     try:
         params = Params.model_validate(raw)
     except ValidationError as error:

@@ -4,9 +4,13 @@ Every registered version carries its validation and test macro-F1 as tags (set b
 `urgency.train`). A promotion points the champion alias at a version and records who, when, why
 and the figures behind it as tags on that version and, given an `AliasLog`, as one MLflow run per
 move in the `<experiment>-aliases` experiment (so the history of a champion can be read in the
-MLflow UI). Automatic promotion compares validation macro-F1 only (the test split stays out of
-every decision) and only between versions evaluated on the same validation rows (same dataset
-digest). A rollback is a promotion back to the version the champion replaced.
+MLflow UI). Automatic promotion applies the one promotion policy (`gate`, params `promotion:`):
+a challenger replaces the champion only when its macro-F1 is higher by at least
+`min_macro_f1_gain` and no class's recall drops by more than `max_recall_drop`. `train
+--promote-if-better` and `tune` judge on the validation split (the test split stays out of every
+decision; only versions evaluated on the same validation rows, same dataset digest, are
+compared), `retrain` on the newest slice of the new history. A rollback is a promotion back to
+the version the champion replaced.
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ from urgency.tracking import alias_version, dataset_digest
 
 
 @dataclass(frozen=True)
-class Decision:
+class PromotionDecision:
     head: str
     name: str
     candidate: str
@@ -218,6 +222,170 @@ def rollback(
     return str(current.version), str(target)
 
 
+# ---------------------------------------------------------------------------------------------
+# The promotion policy: one comparison for `train --promote-if-better`, `retrain` and `tune`
+
+
+# Float noise must not decide a promotion.
+TOLERANCE = 1e-9
+
+
+@dataclass(frozen=True)
+class Gate:
+    """The verdict on one head: promote only when both rules hold."""
+
+    head: str
+    passed: bool
+    rows: int
+    champion_macro_f1: float
+    challenger_macro_f1: float
+    min_gain: float
+    max_recall_drop: float
+    # label -> (champion recall, challenger recall) for the labels in the held-out slice
+    recall: dict[str, tuple[float, float]]
+    reasons: list[str]
+
+    @property
+    def gain(self) -> float:
+        return self.challenger_macro_f1 - self.champion_macro_f1
+
+    def metrics(self) -> dict[str, float]:
+        """The figures behind the verdict, as MLflow metric names."""
+        figures = {
+            "holdout_rows": float(self.rows),
+            "champion_macro_f1": self.champion_macro_f1,
+            "challenger_macro_f1": self.challenger_macro_f1,
+            "macro_f1_gain": self.gain,
+            "min_macro_f1_gain": self.min_gain,
+            "max_recall_drop": self.max_recall_drop,
+        }
+        for label, (champion, challenger) in self.recall.items():
+            safe = "".join(ch if ch.isalnum() else "_" for ch in label)
+            figures[f"champion_recall_{safe}"] = champion
+            figures[f"challenger_recall_{safe}"] = challenger
+        return figures
+
+
+def gate(
+    head: str,
+    champion: dict[str, Any],
+    challenger: dict[str, Any],
+    *,
+    min_gain: float,
+    max_recall_drop: float,
+) -> Gate:
+    """Compare two `classification_report`s of the same rows: the challenger passes when its
+    macro-F1 is at least `min_gain` higher and no class's recall falls by more than
+    `max_recall_drop`. Classes without held-out rows have no recall and are not judged."""
+    champion_f1, challenger_f1 = champion["macro_f1"], challenger["macro_f1"]
+    gain = challenger_f1 - champion_f1
+    reasons = []
+    f1_ok = gain >= min_gain - TOLERANCE
+    reasons.append(
+        f"macro-F1 {champion_f1:.4f} -> {challenger_f1:.4f} ({gain:+.4f}; "
+        f"{'meets' if f1_ok else 'below'} the required {min_gain:+.4f})"
+    )
+    recall = {}
+    recall_ok = True
+    for label, scores in champion["per_class"].items():
+        if scores["support"] == 0:
+            continue
+        if label not in challenger["per_class"]:
+            continue  # a label the challenger does not know: macro-F1 already counts it
+        before, after = scores["recall"], challenger["per_class"][label]["recall"]
+        recall[label] = (before, after)
+        if before - after > max_recall_drop + TOLERANCE:
+            recall_ok = False
+            reasons.append(
+                f"recall of {label} {before:.4f} -> {after:.4f} ({after - before:+.4f}; "
+                f"drops more than the allowed {max_recall_drop:.4f})"
+            )
+    if recall_ok:
+        reasons.append(f"no class's recall drops more than {max_recall_drop:.4f}")
+    return Gate(
+        head=head,
+        passed=f1_ok and recall_ok,
+        rows=int(champion["n"]),
+        champion_macro_f1=champion_f1,
+        challenger_macro_f1=challenger_f1,
+        min_gain=min_gain,
+        max_recall_drop=max_recall_drop,
+        recall=recall,
+        reasons=reasons,
+    )
+
+
+def _validation_report(client: MlflowClient, version: ModelVersion) -> dict[str, Any] | None:
+    """A version's validation figures as `gate` reads them: macro-F1 from the registry tag,
+    per-class recall from its training run (None without the macro-F1)."""
+    macro_f1 = _validation_f1(version)
+    if macro_f1 is None:
+        return None
+    metrics = client.get_run(version.run_id).data.metrics if version.run_id else {}
+    prefix = "validation_recall_"
+    per_class = {
+        name.removeprefix(prefix): {"recall": value, "support": 1}
+        for name, value in metrics.items()
+        if name.startswith(prefix)
+    }
+    return {"macro_f1": macro_f1, "n": 0, "per_class": per_class}
+
+
+def judge_version(
+    client: MlflowClient,
+    head: str,
+    name: str,
+    version: str,
+    alias: str,
+    *,
+    min_gain: float,
+    max_recall_drop: float,
+) -> tuple[PromotionDecision, Gate | None]:
+    """Would `version` replace the `alias` version under the promotion policy? (Nothing moves.)
+    The comparison is on the validation split both versions were evaluated on."""
+    candidate = _version(client, name, version)
+    champion = alias_version(client, name, alias)
+
+    def verdict(
+        promoted: bool, reason: str, gate_: Gate | None = None
+    ) -> tuple[PromotionDecision, Gate | None]:
+        decision = PromotionDecision(
+            head=head,
+            name=name,
+            candidate=str(version),
+            champion=str(champion.version) if champion is not None else None,
+            candidate_f1=_validation_f1(candidate),
+            champion_f1=_validation_f1(champion) if champion is not None else None,
+            promoted=promoted,
+            reason=reason,
+        )
+        return decision, judged
+
+    if champion is None:
+        return verdict(True, "no champion yet")
+    if str(champion.version) == str(version):
+        return verdict(False, "already the champion")
+    champion_report, candidate_report = (
+        _validation_report(client, champion),
+        _validation_report(client, candidate),
+    )
+    if champion_report is None or candidate_report is None:
+        return verdict(False, "a validation_macro_f1 tag is missing: promote by hand")
+    if dataset_digest(client, candidate.run_id, "validation") != dataset_digest(
+        client, champion.run_id, "validation"
+    ):
+        return verdict(False, "evaluated on different validation rows than the champion: promote by hand")
+    judged = gate(head, champion_report, candidate_report, min_gain=min_gain, max_recall_drop=max_recall_drop)
+    if judged.passed:
+        reason = (
+            f"validation macro-F1 {judged.challenger_macro_f1:.4f} beats v{champion.version} "
+            f"({judged.champion_macro_f1:.4f}) by {judged.gain:+.4f} >= {min_gain}"
+        )
+    else:
+        reason = f"validation: {'; '.join(judged.reasons)}"
+    return verdict(judged.passed, reason, judged)
+
+
 def promote_if_better(
     client: MlflowClient,
     head: str,
@@ -225,53 +393,21 @@ def promote_if_better(
     version: str,
     alias: str,
     *,
-    margin: float,
+    min_gain: float,
+    max_recall_drop: float,
     by: str,
     log: AliasLog | None = None,
-) -> Decision:
-    """Promote `version` when its validation macro-F1 beats the champion's by `margin` or more."""
-    candidate = _version(client, name, version)
-    candidate_f1 = _validation_f1(candidate)
-    champion = alias_version(client, name, alias)
-
-    def decide(promoted: bool, reason: str) -> Decision:
-        if promoted:
-            metrics = {"margin": margin}
-            if candidate_f1 is not None:
-                metrics["candidate_validation_macro_f1"] = candidate_f1
-            promote(client, name, version, alias, reason=reason, by=by, metrics=metrics, log=log)
-        return Decision(
-            head=head,
-            name=name,
-            candidate=str(version),
-            champion=str(champion.version) if champion is not None else None,
-            candidate_f1=candidate_f1,
-            champion_f1=_validation_f1(champion) if champion is not None else None,
-            promoted=promoted,
-            reason=reason,
-        )
-
-    if champion is None:
-        return decide(True, "no champion yet")
-    if str(champion.version) == str(version):
-        return decide(False, "already the champion")
-    champion_f1 = _validation_f1(champion)
-    if candidate_f1 is None or champion_f1 is None:
-        return decide(False, "a validation_macro_f1 tag is missing: promote by hand")
-    if dataset_digest(client, candidate.run_id, "validation") != dataset_digest(
-        client, champion.run_id, "validation"
-    ):
-        return decide(False, "evaluated on different validation rows than the champion: promote by hand")
-    gain = candidate_f1 - champion_f1
-    if gain >= margin:
-        return decide(
-            True,
-            f"validation macro-F1 {candidate_f1:.4f} beats v{champion.version} ({champion_f1:.4f}) "
-            f"by {gain:+.4f} >= margin {margin}",
-        )
-    return decide(
-        False, f"validation macro-F1 {candidate_f1:.4f} vs champion {champion_f1:.4f}: gain < {margin}"
+) -> PromotionDecision:
+    """Promote `version` when it passes the promotion policy (`judge_version`)."""
+    decision, judged = judge_version(
+        client, head, name, version, alias, min_gain=min_gain, max_recall_drop=max_recall_drop
     )
+    if decision.promoted:
+        metrics = judged.metrics() if judged is not None else {}
+        if decision.candidate_f1 is not None:
+            metrics["candidate_validation_macro_f1"] = decision.candidate_f1
+        promote(client, name, version, alias, reason=decision.reason, by=by, metrics=metrics, log=log)
+    return decision
 
 
 # ---------------------------------------------------------------------------------------------

@@ -32,14 +32,13 @@ from urgency.data import LoadResult, dedup_key, load_configured, read_table, tic
 from urgency.drift import DriftReport, Thresholds, drift_report
 from urgency.errors import DataValidationError
 from urgency.evaluate import classification_report
+from urgency.promote import Gate, gate
 
 log = logging.getLogger(__name__)
 
 HISTORY_FIELDS: tuple[str, ...] = ("id", "subject", "body", "language", "created_at", *HEADS)
 REQUIRED_FIELDS: tuple[str, ...] = ("body", "created_at")
 CORRECTIONS = "corrections"  # the `source` of tickets that only the store knows
-# Float noise must not decide a promotion.
-TOLERANCE = 1e-9
 
 
 # ---------------------------------------------------------------------------------------------
@@ -246,7 +245,7 @@ def apply_corrections(
 
 
 # ---------------------------------------------------------------------------------------------
-# Held-out slice and the gate
+# Held-out slice
 
 
 def newest_slice(created_at: pd.Series, fraction: float) -> pd.Series:
@@ -257,89 +256,6 @@ def newest_slice(created_at: pd.Series, fraction: float) -> pd.Series:
     ordered = created_at.sort_values(kind="stable")
     count = max(1, math.ceil(len(ordered) * fraction))
     return created_at >= ordered.iloc[len(ordered) - count]
-
-
-@dataclass(frozen=True)
-class Gate:
-    """The verdict on one head: promote only when both rules hold."""
-
-    head: str
-    passed: bool
-    rows: int
-    champion_macro_f1: float
-    challenger_macro_f1: float
-    min_gain: float
-    max_recall_drop: float
-    # label -> (champion recall, challenger recall) for the labels in the held-out slice
-    recall: dict[str, tuple[float, float]]
-    reasons: list[str]
-
-    @property
-    def gain(self) -> float:
-        return self.challenger_macro_f1 - self.champion_macro_f1
-
-    def metrics(self) -> dict[str, float]:
-        """The figures behind the verdict, as MLflow metric names."""
-        figures = {
-            "holdout_rows": float(self.rows),
-            "champion_macro_f1": self.champion_macro_f1,
-            "challenger_macro_f1": self.challenger_macro_f1,
-            "macro_f1_gain": self.gain,
-            "min_macro_f1_gain": self.min_gain,
-            "max_recall_drop": self.max_recall_drop,
-        }
-        for label, (champion, challenger) in self.recall.items():
-            safe = "".join(ch if ch.isalnum() else "_" for ch in label)
-            figures[f"champion_recall_{safe}"] = champion
-            figures[f"challenger_recall_{safe}"] = challenger
-        return figures
-
-
-def gate(
-    head: str,
-    champion: dict[str, Any],
-    challenger: dict[str, Any],
-    *,
-    min_gain: float,
-    max_recall_drop: float,
-) -> Gate:
-    """Compare two `classification_report`s of the same rows: the challenger passes when its
-    macro-F1 is at least `min_gain` higher and no class's recall falls by more than
-    `max_recall_drop`. Classes without held-out rows have no recall and are not judged."""
-    champion_f1, challenger_f1 = champion["macro_f1"], challenger["macro_f1"]
-    gain = challenger_f1 - champion_f1
-    reasons = []
-    f1_ok = gain >= min_gain - TOLERANCE
-    reasons.append(
-        f"macro-F1 {champion_f1:.4f} -> {challenger_f1:.4f} ({gain:+.4f}; "
-        f"{'meets' if f1_ok else 'below'} the required {min_gain:+.4f})"
-    )
-    recall = {}
-    recall_ok = True
-    for label, scores in champion["per_class"].items():
-        if scores["support"] == 0:
-            continue
-        before, after = scores["recall"], challenger["per_class"][label]["recall"]
-        recall[label] = (before, after)
-        if before - after > max_recall_drop + TOLERANCE:
-            recall_ok = False
-            reasons.append(
-                f"recall of {label} {before:.4f} -> {after:.4f} ({after - before:+.4f}; "
-                f"drops more than the allowed {max_recall_drop:.4f})"
-            )
-    if recall_ok:
-        reasons.append(f"no class's recall drops more than {max_recall_drop:.4f}")
-    return Gate(
-        head=head,
-        passed=f1_ok and recall_ok,
-        rows=int(champion["n"]),
-        champion_macro_f1=champion_f1,
-        challenger_macro_f1=challenger_f1,
-        min_gain=min_gain,
-        max_recall_drop=max_recall_drop,
-        recall=recall,
-        reasons=reasons,
-    )
 
 
 def holdout_report(
@@ -512,8 +428,8 @@ def retrain(
             head,
             reports["champion"],
             reports["challenger"],
-            min_gain=params.retrain.min_macro_f1_gain,
-            max_recall_drop=params.retrain.max_recall_drop,
+            min_gain=params.promotion.min_macro_f1_gain,
+            max_recall_drop=params.promotion.max_recall_drop,
         )
         champion_version = str(champions[head].version)
         if verdict.passed:
@@ -553,8 +469,8 @@ def retrain(
                 "history": ",".join(str(path) for path in histories),
                 "holdout_fraction": params.retrain.holdout_fraction,
                 "holdout_from": str(holdout["created_at"].min()),
-                "min_macro_f1_gain": params.retrain.min_macro_f1_gain,
-                "max_recall_drop": params.retrain.max_recall_drop,
+                "min_macro_f1_gain": params.promotion.min_macro_f1_gain,
+                "max_recall_drop": params.promotion.max_recall_drop,
             }
         )
         mlflow.log_metrics({f"count_{key}": value for key, value in counts.items()})

@@ -23,6 +23,7 @@ from urgency.data import check_head_dataset, configured_head_dataset, load_confi
 from urgency.errors import DataValidationError, ParamsError
 from urgency.evaluate import classification_report
 from urgency.models import registry_client
+from urgency.promote import PromotionDecision, judge_version
 from urgency.train import HeadResult, build_pipeline, train_head
 
 log = logging.getLogger(__name__)
@@ -49,6 +50,8 @@ class TuneResult:
     best: Trial
     registered: HeadResult
     alias: str
+    # The promotion policy's verdict on the challenger against the champion (nothing moved).
+    verdict: PromotionDecision
 
 
 def candidates(base: BaselineParams, tune: TuneParams) -> list[Trial]:
@@ -203,4 +206,17 @@ def tune(
         client.set_model_version_tag(
             registered.registered_name, registered.version, "tune_run_id", parent.info.run_id
         )
-    return TuneResult(parent.info.run_id, head, trials, best, registered, settings.alias)
+        # What the promotion policy says of the challenger (nothing moves: `urgency promote` does).
+        verdict, _ = judge_version(
+            client,
+            head,
+            registered.registered_name,
+            registered.version,
+            params.mlflow.champion_alias,
+            min_gain=params.promotion.min_macro_f1_gain,
+            max_recall_drop=params.promotion.max_recall_drop,
+        )
+        mlflow.set_tags(
+            {"promotion_verdict": str(verdict.promoted).lower(), "promotion_reason": verdict.reason}
+        )
+    return TuneResult(parent.info.run_id, head, trials, best, registered, settings.alias, verdict)
