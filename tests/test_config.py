@@ -45,6 +45,12 @@ def test_params_are_frozen() -> None:
             "maps onto ['urgent']",
         ),
         (lambda d: d["data"]["sources"].append(dict(d["data"]["sources"][0])), "repeated: tickets"),
+        # One promotion policy: the older per-command keys say where they went.
+        (
+            lambda d: d.update(training={"promotion_margin": 0.02}),
+            "training.promotion_margin is now promotion.min_macro_f1_gain",
+        ),
+        (lambda d: d.update(retrain={"max_recall_drop": 0.1}), "retrain.max_recall_drop is now promotion."),
     ],
 )
 def test_bad_params_name_the_key(tmp_path: Path, sources: dict[str, Path], edit, expected: str) -> None:

@@ -65,9 +65,10 @@ def setup(champion: dict[str, Any], tmp_path: Path) -> dict[str, Any]:
     return {"data": data, "folder": tmp_path}
 
 
-def _params(setup: dict[str, Any], **retrain: Any) -> Path:
+def _params(setup: dict[str, Any], promotion: dict[str, float] | None = None, **retrain: Any) -> Path:
     data = copy.deepcopy(setup["data"])
     data["retrain"] = retrain
+    data["promotion"] = promotion or {}
     return write_params(setup["folder"], data)
 
 
@@ -326,7 +327,7 @@ def test_retrain_promotes_through_the_gate_and_rollback_restores(setup: dict[str
 
 
 def test_retrain_refuses_on_macro_f1(setup: dict[str, Any]) -> None:
-    params_path = _params(setup, min_macro_f1_gain=1.0)
+    params_path = _params(setup, promotion={"min_macro_f1_gain": 1.0})
     history = write_history(setup["folder"], history_rows(NEW, 10, START))
     result = _retrain(params_path, "--history", str(history))
     assert "no service store" in result.output  # the default store does not exist
@@ -353,7 +354,7 @@ def test_retrain_refuses_when_a_class_loses_recall(setup: dict[str, Any]) -> Non
         ignore_index=True,
     )
     frame["id"] = [f"T-{i}" for i in range(len(frame))]
-    params_path = _params(setup, holdout_fraction=16 / len(frame), min_macro_f1_gain=0.0)
+    params_path = _params(setup, {"min_macro_f1_gain": 0.0}, holdout_fraction=16 / len(frame))
     result = _retrain(params_path, "--history", str(write_history(setup["folder"], frame)))
     assert "on 16 held-out tickets: champion kept" in result.output, result.output
     assert "meets the required +0.0000" in result.output

@@ -347,7 +347,7 @@ def judge_version(
     champion = alias_version(client, name, alias)
 
     def verdict(
-        promoted: bool, reason: str, gate_: Gate | None = None
+        promoted: bool, reason: str, judged: Gate | None = None
     ) -> tuple[PromotionDecision, Gate | None]:
         decision = PromotionDecision(
             head=head,
