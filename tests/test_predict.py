@@ -7,8 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from urgency.errors import InputError, ModelNotFoundError
-from urgency.models import load_model_dir, load_registered_models
+from urgency.errors import InputError
 from urgency.predict import (
     EMPTY_TEXT_ERROR,
     output_columns,
@@ -16,7 +15,6 @@ from urgency.predict import (
     predict_frame,
     predict_proba,
 )
-from urgency.tracking import export_models
 
 TICKETS = pd.DataFrame(
     {
@@ -137,33 +135,6 @@ def test_input_errors(models: dict[str, Any], tmp_path: Path) -> None:
     broken.write_text('subject,body\n"a","b"\n"c","d","e","f"\n')
     with pytest.raises(InputError, match="cannot be read as csv"):
         predict_file(models, broken, tmp_path / "o.csv", **kwargs)
-
-
-def test_registry_and_model_dir_give_the_same_predictions(
-    trained: dict[str, Any], models: dict[str, Any], tmp_path: Path
-) -> None:
-    from mlflow import MlflowClient
-
-    params = trained["params"]
-    names = {head: params.mlflow.model_name(head) for head in models}
-    client = MlflowClient(tracking_uri=params.mlflow.tracking_uri, registry_uri=params.mlflow.tracking_uri)
-    exported = export_models(client, names, "champion", tmp_path / "models")
-    assert exported == {"urgency": "1", "category": "1", "sentiment": "1"}
-    from_dir = load_model_dir(tmp_path / "models", list(models))
-    pd.testing.assert_frame_equal(_predict(from_dir), _predict(models))
-
-
-def test_missing_models_are_clear_errors(trained: dict[str, Any], tmp_path: Path) -> None:
-    with pytest.raises(ModelNotFoundError, match=r"no MLflow model for head 'urgency'"):
-        load_model_dir(tmp_path, ["urgency"])
-    params = trained["params"]
-    with pytest.raises(ModelNotFoundError, match="ticket-urgency@nope"):
-        load_registered_models(
-            ["urgency"],
-            tracking_uri=params.mlflow.tracking_uri,
-            model_names={"urgency": "ticket-urgency"},
-            alias="nope",
-        )
 
 
 def test_prediction_never_overwrites_input_columns(models: dict[str, Any]) -> None:

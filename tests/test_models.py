@@ -1,0 +1,83 @@
+"""Model resolution and loading: an alias or a folder is pinned first, then exactly that is loaded."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+
+from urgency.errors import ModelNotFoundError
+from urgency.models import (
+    load_model_dir,
+    load_models,
+    load_registered_models,
+    registry_client,
+    resolve,
+    resolve_registry,
+)
+from urgency.predict import predict_frame
+from urgency.tracking import export_models
+
+TICKETS = pd.DataFrame({"subject": ["server down", "thanks"], "body": ["production outage", "great help"]})
+
+
+def _predict(models: dict[str, Any]) -> pd.DataFrame:
+    return predict_frame(models, TICKETS, subject_column="subject", body_column="body", max_text_chars=1000)
+
+
+def test_registry_and_model_dir_give_the_same_predictions(
+    trained: dict[str, Any], models: dict[str, Any], tmp_path: Path
+) -> None:
+    params = trained["params"]
+    names = {head: params.mlflow.model_name(head) for head in models}
+    client = registry_client(params.mlflow.tracking_uri)
+    exported = export_models(client, names, "champion", tmp_path / "models")
+    assert exported == {"urgency": "1", "category": "1", "sentiment": "1"}
+    from_dir = load_model_dir(tmp_path / "models", list(models))
+    pd.testing.assert_frame_equal(_predict(from_dir), _predict(models))
+    source = resolve(
+        list(models), model_dir=tmp_path / "models", tracking_uri="unused", model_names=names, alias="x"
+    )
+    assert source.versions() == {head: str((tmp_path / "models" / head).resolve()) for head in models}
+
+
+def test_missing_models_are_clear_errors(trained: dict[str, Any], tmp_path: Path) -> None:
+    with pytest.raises(ModelNotFoundError, match=r"no MLflow model for head 'urgency'"):
+        load_model_dir(tmp_path, ["urgency"])
+    params = trained["params"]
+    with pytest.raises(ModelNotFoundError, match="ticket-urgency@nope"):
+        load_registered_models(
+            ["urgency"],
+            tracking_uri=params.mlflow.tracking_uri,
+            model_names={"urgency": "ticket-urgency"},
+            alias="nope",
+        )
+
+
+def test_the_version_reported_is_the_version_loaded_when_the_alias_moves(trained: dict[str, Any]) -> None:
+    """Resolve pins `name@alias` to a version; a move of the alias before the load (a promotion
+    during a reload) changes nothing about what is loaded."""
+    params = trained["params"]
+    uri = params.mlflow.tracking_uri
+    client = registry_client(uri)
+    name = params.mlflow.model_name("urgency")
+    first = client.get_model_version(name, "1")
+    second = client.create_model_version(name, first.source, run_id=first.run_id)
+    try:
+        client.set_registered_model_alias(name, "pinned-test", "1")
+        source = resolve_registry(
+            ["urgency"], tracking_uri=uri, model_names={"urgency": name}, alias="pinned-test"
+        )
+        client.set_registered_model_alias(name, "pinned-test", second.version)  # moved before the load
+        loaded = load_models(source)["urgency"]
+
+        assert source.versions() == {"urgency": "1"}
+        assert (loaded.version, loaded.uri, loaded.run_id) == ("1", f"models:/{name}/1", first.run_id)
+        moved = resolve_registry(
+            ["urgency"], tracking_uri=uri, model_names={"urgency": name}, alias="pinned-test"
+        )
+        assert load_models(moved)["urgency"].version == str(second.version)
+    finally:  # the session's registry is shared: leave it as it was
+        client.delete_model_version(name, second.version)
