@@ -25,7 +25,9 @@ import pandas as pd
 
 from urgency.config import HEADS
 from urgency.decision import NO_DEADLINE, Decision, HeadOutput, Step, iso
-from urgency.rules import CompiledRule, RuleSet, is_missing, parse_value
+from urgency.rules.compiler import RuleSet
+from urgency.rules.sections import CompiledRule
+from urgency.rules.values import is_missing, parse_value
 
 
 def parse_timestamp(raw: Any, zone: str) -> datetime | None:
