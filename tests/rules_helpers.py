@@ -1,12 +1,16 @@
-"""A small rules mapping for the scoring tests: each test adds the rules it is about."""
+"""A small rules mapping for the rules and scoring tests: each test adds the rules it is about."""
 
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+import pytest
+
 from urgency.decision import Decision, HeadOutput
+from urgency.errors import ParamsError
 from urgency.rules import RuleSet, parse_rules
 from urgency.rules.engine import decide
 
@@ -116,3 +120,76 @@ def run(
 ) -> Decision:
     ticket.setdefault("created_at", "2026-03-02T09:00:00Z")
     return decide(model if model is not None else outputs(), ticket, rules, now)
+
+
+def rule(name: str, when: dict[str, Any], **action: Any) -> dict[str, Any]:
+    return {"name": name, "when": when, **action}
+
+
+def pin_rule(name: str, when: dict[str, Any], level: str, order: int | None = None) -> dict[str, Any]:
+    pinned = {"name": name, "when": when, "pin": level}
+    return pinned | ({"order": order} if order is not None else {})
+
+
+# Changes to a valid rules mapping, for tests of what loading says about a broken one.
+
+
+def set_at(path: str, value: Any) -> Callable[[dict[str, Any]], None]:
+    def change(data: dict[str, Any]) -> None:
+        *parents, last = path.split(".")
+        node: Any = data
+        for part in parents:
+            node = node[int(part)] if isinstance(node, list) else node[part]
+        if isinstance(node, list):
+            node[int(last)] = value
+        else:
+            node[last] = value
+
+    return change
+
+
+def add_rules(section: str, *rules: dict[str, Any]) -> Callable[[dict[str, Any]], None]:
+    def change(data: dict[str, Any]) -> None:
+        node = data
+        for part in section.split("."):
+            node = node[part]
+        node.extend(rules)
+
+    return change
+
+
+def load_error(change: Callable[[dict[str, Any]], None]) -> str:
+    """The message `parse_rules` raises for BASE with `change` applied (source `my-rules.yaml`)."""
+    data = rules_dict()
+    change(data)
+    with pytest.raises(ParamsError) as raised:
+        parse_rules(data, category_labels=CATEGORIES, source="my-rules.yaml")
+    return str(raised.value)
+
+
+# SLA policies per plan x priority, business hours, calendars, deadlines.
+SLA = {
+    "sla_policies": [
+        {
+            "name": "enterprise",
+            "when": {"plan": "enterprise"},
+            "targets": {
+                "P1": {"first_response": "15m", "resolution": "4h", "calendar": "always"},
+                "P2": {"first_response": "1h", "resolution": "8h"},
+                "P3": {"first_response": "2h", "resolution": "16h"},
+                "P4": {"first_response": "4h"},
+            },
+        },
+        {
+            "name": "basic",
+            "calendar": "berlin",
+            "when": {"plan": {"not_in": ["enterprise"]}},
+            "targets": {level: {"first_response": "8h"} for level in ["P1", "P2", "P3", "P4"]},
+        },
+    ],
+    "calendar_selection": {
+        "default": "berlin",
+        "rules": [rule("us", {"region": "americas"}, calendar="new-york")],
+    },
+    "impact_rules": [rule("down", {"service_down": True}, impact="high")],
+}

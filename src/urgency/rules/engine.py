@@ -3,20 +3,26 @@
 Pure and deterministic: no I/O, no clock (the caller passes `now`), the same input always gives
 the same `Decision`. `urgency.scoring` runs it after the models (predict, then decide).
 
-A decision is made in stages, each recorded in the explanation:
-1. confidence: a head whose confidence is below its threshold is not trusted; the ticket needs
-   human triage and the rules decide without that prediction (urgency falls back to a default);
-2. impact: the most severe impact any impact rule gives (else the default);
-3. matrix: urgency x impact -> a starting level;
-4. priority rules: shifts (raise_by / lower_by) add up; then floors and caps (at_least / at_most),
-   the rule with the smallest `order` having the last word; then a pin, if any, is final;
-5. routing: the first matching routing rule gives the team and skills;
-6. calendar and SLA policy: the first matching rule each; deadlines run in business time.
+A decision is made in stages, one function each, in this order; each records in the explanation
+what it decided and passes on what the later stages need (`decide` reads them in sequence):
+1. confidence (`_confidence`): a head whose confidence is below its threshold is not trusted; the
+   ticket needs human triage and the rules decide without that prediction (urgency falls back to
+   a default);
+2. impact (`_impact`): the most severe impact any impact rule gives (else the default);
+3. matrix (`_matrix`): urgency x impact -> a starting level;
+4. priority rules (`_priority_rules`): shifts (raise_by / lower_by) add up; then floors and caps
+   (at_least / at_most), the rule with the smallest `order` having the last word; then a pin, if
+   any, is final;
+5. routing (`_route`): the first matching routing rule gives the team and skills;
+6. calendar (`_service_calendar`): the first matching calendar rule gives the service hours;
+7. SLA policy (`_deadlines`): the first matching policy; deadlines run in business time.
+Before them, `_read_fields` reads the ticket's metadata (unreadable values become notes).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -25,7 +31,10 @@ import pandas as pd
 
 from urgency.config import HEADS
 from urgency.decision import NO_DEADLINE, Decision, HeadOutput, Step, iso
-from urgency.rules import CompiledRule, RuleSet, is_missing, parse_value
+from urgency.rules.compiler import RuleSet
+from urgency.rules.schema import RulesFile
+from urgency.rules.sections import CompiledRule
+from urgency.rules.values import is_missing, parse_value
 
 
 def parse_timestamp(raw: Any, zone: str) -> datetime | None:
@@ -36,257 +45,6 @@ def parse_timestamp(raw: Any, zone: str) -> datetime | None:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=ZoneInfo(zone))
     return moment.astimezone(UTC)
-
-
-def _matching(rules: Sequence[CompiledRule], values: Mapping[str, Any]) -> list[CompiledRule]:
-    return [rule for rule in rules if rule.condition.matches(values)]
-
-
-def _first(rules: Sequence[CompiledRule], values: Mapping[str, Any]) -> CompiledRule | None:
-    return next((rule for rule in rules if rule.condition.matches(values)), None)
-
-
-def _duration(minutes: int | None) -> str:
-    if minutes is None:
-        return "none"
-    hours, rest = divmod(minutes, 60)
-    return f"{hours}h{rest:02d}m" if hours and rest else (f"{hours}h" if hours else f"{rest}m")
-
-
-def decide(
-    outputs: Mapping[str, HeadOutput | None],
-    ticket: Mapping[str, Any],
-    rules: RuleSet,
-    now: datetime,
-    *,
-    surge: bool | None = None,
-) -> Decision:
-    """Decide one ticket.
-
-    `outputs`: head name -> its prediction (a missing head counts as no prediction).
-    `ticket`: the ticket's metadata keyed by input column names (as the rules' `fields` say).
-    `now`: the moment of deciding (ageing; the created time when the ticket has none).
-    `surge`: surge mode on or off; None follows the rules file (`auto` counts as off here:
-    a single ticket cannot know the volume; `urgency.scoring` works it out for a batch).
-    """
-    if now.tzinfo is None:
-        raise ValueError("now must carry a time zone")
-    now = now.astimezone(UTC)
-    spec = rules.spec
-    steps: list[Step] = []
-    notes: list[str] = []
-    values: dict[str, Any] = {}
-    for info in rules.input_fields:
-        value, problem = parse_value(info, ticket.get(info.column))
-        if problem:
-            notes.append(f"{info.name} (column {info.column}): {problem}; treated as missing")
-        values[info.name] = value
-    try:
-        created = parse_timestamp(ticket.get(spec.created_at.column), spec.created_at.timezone)
-    except ValueError:
-        created = None
-        notes.append(
-            f"created_at (column {spec.created_at.column}): {ticket.get(spec.created_at.column)!r} "
-            "is not an ISO 8601 timestamp; using now"
-        )
-    if created is None:
-        created = now
-    surge_on = surge if surge is not None else spec.surge.mode == "on"
-
-    # 1. Confidence: untrusted predictions are set aside and the ticket goes to a human.
-    labels: dict[str, str | None] = {}
-    confidences: dict[str, float | None] = {}
-    untrusted: list[str] = []
-    for head in HEADS:
-        output = outputs.get(head)
-        label = output.label if output is not None and not is_missing(output.label) else None
-        confidence = output.confidence if output is not None and not is_missing(output.confidence) else None
-        labels[head], confidences[head] = label, confidence
-        threshold = spec.confidence.thresholds.get(head)
-        fallback = spec.confidence.rules_only_urgency if head == "urgency" else None
-        if label is None:
-            untrusted.append(head)
-            steps.append(
-                Step(f"confidence.{head}", "confidence", head, None, fallback, "no prediction: rules only")
-            )
-        elif threshold is not None and (confidence is None or confidence < threshold):
-            untrusted.append(head)
-            shown = "none" if confidence is None else f"{confidence:.2f}"
-            steps.append(
-                Step(
-                    f"confidence.{head}",
-                    "confidence",
-                    head,
-                    label,
-                    fallback,
-                    f"confidence {shown} below threshold {threshold:.2f}: rules only",
-                )
-            )
-        values[f"{head}_confidence"] = confidence
-    trusted = {head: labels[head] if head not in untrusted else None for head in HEADS}
-    urgency_used = trusted["urgency"] or spec.confidence.rules_only_urgency
-    values["urgency"] = urgency_used.casefold()
-    for head in ("category", "sentiment"):
-        values[head] = trusted[head].casefold() if trusted[head] else None
-    values["surge"] = surge_on
-    values["age_hours"] = max(0.0, (now - created).total_seconds() / 3600)
-
-    # 2. Impact: the most severe level any impact rule gives.
-    impact = spec.impact.default
-    winner = None
-    for rule in _matching(rules.impact_rules, values):
-        if winner is None or rules.impact_levels.index(rule.value) < rules.impact_levels.index(winner.value):
-            winner = rule
-    if winner is not None:
-        impact = winner.value
-        steps.append(Step(winner.name, "impact", "impact", spec.impact.default, impact, winner.description))
-    values["impact"] = impact.casefold()
-
-    # 3. The urgency x impact matrix.
-    start = spec.matrix[urgency_used][impact]
-    steps.append(
-        Step("matrix", "priority", "priority", None, start, f"urgency {urgency_used} x impact {impact}")
-    )
-    base = rules.rank(start)
-    last = len(rules.levels) - 1
-
-    # 4. Priority rules. Shifts add up (order-free), then floors and caps, strongest last.
-    total = 0
-    for rule in _matching(rules.shifts, values):
-        before = min(max(base + total, 0), last)
-        total += -rule.value if rule.action == "raise_by" else rule.value
-        after = min(max(base + total, 0), last)
-        verb = "raise by" if rule.action == "raise_by" else "lower by"
-        steps.append(
-            Step(
-                rule.name,
-                "priority",
-                "priority",
-                rules.levels[before],
-                rules.levels[after],
-                f"{verb} {rule.value}" + (f": {rule.description}" if rule.description else ""),
-            )
-        )
-    rank = min(max(base + total, 0), last)
-    for rule in reversed(_matching(rules.bounds, values)):
-        before = rank
-        bound = rules.rank(rule.value)
-        rank = min(rank, bound) if rule.action == "at_least" else max(rank, bound)
-        steps.append(
-            Step(
-                rule.name,
-                "priority",
-                "priority",
-                rules.levels[before],
-                rules.levels[rank],
-                f"{rule.action.replace('_', ' ')} {rule.value}"
-                + (f": {rule.description}" if rule.description else ""),
-            )
-        )
-    pin = _first(rules.pins, values)
-    if pin is not None:
-        before = rank
-        rank = rules.rank(pin.value)
-        steps.append(
-            Step(
-                pin.name,
-                "priority",
-                "priority",
-                rules.levels[before],
-                pin.value,
-                "pinned" + (f": {pin.description}" if pin.description else ""),
-            )
-        )
-    priority = rules.levels[rank]
-    values["priority"] = priority.casefold()
-
-    # 5. Routing.
-    route = _first(rules.routes, values)
-    if route is not None:
-        team, skills = route.value
-        steps.append(
-            Step(
-                route.name,
-                "routing",
-                "team",
-                None,
-                team,
-                "skills " + ", ".join(skills) if skills else route.description,
-            )
-        )
-    elif untrusted and spec.routing.triage_team:
-        team, skills = spec.routing.triage_team, ()
-        steps.append(
-            Step("routing.triage_team", "routing", "team", None, team, "no rule matched; needs triage")
-        )
-    else:
-        team, skills = spec.routing.default_team, ()
-        steps.append(Step("routing.default_team", "routing", "team", None, team, "no rule matched"))
-
-    # 6. Service calendar, SLA policy and deadlines.
-    calendar_rule = _first(rules.calendar_rules, values)
-    service_calendar = calendar_rule.value if calendar_rule else spec.calendar_selection.default
-    if calendar_rule is not None:
-        steps.append(
-            Step(
-                calendar_rule.name,
-                "calendar",
-                "calendar",
-                spec.calendar_selection.default,
-                service_calendar,
-                calendar_rule.description,
-            )
-        )
-    policy_rule = _first(rules.sla_rules, values)
-    policy = rules.policy(policy_rule.value if policy_rule else spec.sla.default_policy)
-    target = policy.targets[priority]
-    calendar_name = target.calendar or policy.calendar or service_calendar
-    calendar = rules.calendars[calendar_name]
-    first_due = (
-        calendar.add(created, timedelta(minutes=target.first_response)) if target.first_response else None
-    )
-    resolution_due = (
-        calendar.add(created, timedelta(minutes=target.resolution)) if target.resolution else None
-    )
-    steps.append(
-        Step(
-            policy_rule.name if policy_rule else "sla.default_policy",
-            "sla",
-            "sla_policy",
-            None,
-            policy.name,
-            f"{priority}: first response {_duration(target.first_response)}, resolution "
-            f"{_duration(target.resolution)} on calendar {calendar_name}",
-        )
-    )
-
-    due = first_due or resolution_due
-    order_key = f"{rank:02d}|{iso(due) or NO_DEADLINE}|{iso(created)}"
-    return Decision(
-        priority=priority,
-        priority_title=rules.level(priority).title,
-        impact=impact,
-        urgency=labels["urgency"],
-        urgency_confidence=confidences["urgency"],
-        urgency_used=urgency_used,
-        category=labels["category"],
-        category_confidence=confidences["category"],
-        sentiment=labels["sentiment"],
-        sentiment_confidence=confidences["sentiment"],
-        team=team,
-        skills=tuple(skills),
-        sla_policy=policy.name,
-        calendar=calendar_name,
-        created_at=created,
-        first_response_due=first_due,
-        resolution_due=resolution_due,
-        needs_human_triage=bool(untrusted),
-        untrusted_heads=tuple(untrusted),
-        surge=surge_on,
-        order_key=order_key,
-        explanation=tuple(steps),
-        notes=tuple(notes),
-    )
 
 
 def surge_active(rules: RuleSet, created: Sequence[Any], now: datetime, *, counted_before: int = 0) -> bool:
@@ -309,3 +67,331 @@ def surge_active(rules: RuleSet, created: Sequence[Any], now: datetime, *, count
         if moment is not None and now - window <= moment <= now:
             count += 1
     return count >= rules.spec.surge.min_tickets
+
+
+def decide(
+    outputs: Mapping[str, HeadOutput | None],
+    ticket: Mapping[str, Any],
+    rules: RuleSet,
+    now: datetime,
+    *,
+    surge: bool | None = None,
+) -> Decision:
+    """Decide one ticket.
+
+    `outputs`: head name -> its prediction (a missing head counts as no prediction).
+    `ticket`: the ticket's metadata keyed by input column names (as the rules' `fields` say).
+    `now`: the moment of deciding (ageing; the created time when the ticket has none).
+    `surge`: surge mode on or off; None follows the rules file (`auto` counts as off here:
+    a single ticket cannot know the volume; `urgency.scoring` works it out for a batch).
+    """
+    if now.tzinfo is None:
+        raise ValueError("now must carry a time zone")
+    now = now.astimezone(UTC)
+    surge_on = surge if surge is not None else rules.spec.surge.mode == "on"
+    steps: list[Step] = []  # the explanation: every stage appends what it decided, in order
+
+    metadata = _read_fields(ticket, rules, now)
+    heads = _confidence(outputs, rules.spec, steps)
+    # What the rules' `when` can read; each stage adds what it decides for the stages after it.
+    values = {
+        **metadata.values,
+        **heads.rule_values(),
+        "surge": surge_on,
+        "age_hours": max(0.0, (now - metadata.created).total_seconds() / 3600),
+    }
+    impact = _impact(rules, values, steps)
+    values["impact"] = impact.casefold()
+    start = _matrix(rules, heads.urgency_used, impact, steps)
+    rank = _priority_rules(rules, values, start, steps)
+    priority = rules.levels[rank]
+    values["priority"] = priority.casefold()
+    route = _route(rules, values, heads.untrusted, steps)
+    service_calendar = _service_calendar(rules, values, steps)
+    deadlines = _deadlines(rules, values, priority, metadata.created, service_calendar, steps)
+    return _decision(rules, metadata, heads, impact, rank, route, deadlines, surge_on, steps)
+
+
+# ---------------------------------------------------------------------------------------------
+# The stages, in the order `decide` runs them
+
+
+@dataclass(frozen=True)
+class _Metadata:
+    """The ticket's metadata as the rules read it."""
+
+    values: Mapping[str, Any]  # field name -> parsed value (None: missing or unreadable)
+    created: datetime  # UTC; now when the ticket has no readable created time
+    notes: tuple[str, ...]  # values that could not be read, and were treated as missing
+
+
+def _read_fields(ticket: Mapping[str, Any], rules: RuleSet, now: datetime) -> _Metadata:
+    """The ticket's metadata parsed as the rules' `fields` say; what cannot be read becomes a note."""
+    spec = rules.spec
+    notes: list[str] = []
+    values: dict[str, Any] = {}
+    for info in rules.input_fields:
+        value, problem = parse_value(info, ticket.get(info.column))
+        if problem:
+            notes.append(f"{info.name} (column {info.column}): {problem}; treated as missing")
+        values[info.name] = value
+    try:
+        created = parse_timestamp(ticket.get(spec.created_at.column), spec.created_at.timezone)
+    except ValueError:
+        created = None
+        notes.append(
+            f"created_at (column {spec.created_at.column}): {ticket.get(spec.created_at.column)!r} "
+            "is not an ISO 8601 timestamp; using now"
+        )
+    return _Metadata(values, created if created is not None else now, tuple(notes))
+
+
+@dataclass(frozen=True)
+class _Predictions:
+    """The models' outputs, and which of them the rules may use."""
+
+    labels: Mapping[str, str | None]  # head -> label (the model's view, kept in the decision)
+    confidences: Mapping[str, float | None]
+    untrusted: tuple[str, ...]  # heads set aside: no prediction, or below their threshold
+    urgency_used: str  # the urgency the matrix uses: the model's, or the rules-only fallback
+
+    def rule_values(self) -> dict[str, Any]:
+        """The fields rules read from the models: confidences always, labels only when trusted."""
+        values: dict[str, Any] = {f"{head}_confidence": self.confidences[head] for head in HEADS}
+        values["urgency"] = self.urgency_used.casefold()
+        for head in ("category", "sentiment"):
+            label = self.labels[head] if head not in self.untrusted else None
+            values[head] = label.casefold() if label else None
+        return values
+
+
+def _confidence(outputs: Mapping[str, HeadOutput | None], spec: RulesFile, steps: list[Step]) -> _Predictions:
+    """1. Untrusted predictions are set aside and the ticket goes to a human."""
+    labels: dict[str, str | None] = {}
+    confidences: dict[str, float | None] = {}
+    untrusted: list[str] = []
+    for head in HEADS:
+        output = outputs.get(head)
+        label = output.label if output is not None and not is_missing(output.label) else None
+        confidence = output.confidence if output is not None and not is_missing(output.confidence) else None
+        labels[head], confidences[head] = label, confidence
+        threshold = spec.confidence.thresholds.get(head)
+        fallback = spec.confidence.rules_only_urgency if head == "urgency" else None
+        if label is None:
+            reason = "no prediction: rules only"
+        elif threshold is not None and (confidence is None or confidence < threshold):
+            shown = "none" if confidence is None else f"{confidence:.2f}"
+            reason = f"confidence {shown} below threshold {threshold:.2f}: rules only"
+        else:
+            continue  # trusted
+        untrusted.append(head)
+        steps.append(Step(f"confidence.{head}", "confidence", head, label, fallback, reason))
+    trusted_urgency = labels["urgency"] if "urgency" not in untrusted else None
+    urgency_used = trusted_urgency or spec.confidence.rules_only_urgency
+    return _Predictions(labels, confidences, tuple(untrusted), urgency_used)
+
+
+def _impact(rules: RuleSet, values: Mapping[str, Any], steps: list[Step]) -> str:
+    """2. The most severe level any impact rule gives, else the default."""
+    default = rules.spec.impact.default
+    winner = None
+    for rule in _matching(rules.impact_rules, values):
+        if winner is None or rules.impact_levels.index(rule.value) < rules.impact_levels.index(winner.value):
+            winner = rule
+    if winner is None:
+        return default
+    steps.append(Step(winner.name, "impact", "impact", default, winner.value, winner.description))
+    return winner.value
+
+
+def _matrix(rules: RuleSet, urgency: str, impact: str, steps: list[Step]) -> int:
+    """3. The urgency x impact matrix -> the starting level's rank."""
+    start = rules.spec.matrix[urgency][impact]
+    steps.append(_priority_step("matrix", None, start, f"urgency {urgency} x impact {impact}"))
+    return rules.rank(start)
+
+
+def _priority_rules(rules: RuleSet, values: Mapping[str, Any], start: int, steps: list[Step]) -> int:
+    """4. Shifts add up (order-free), then floors and caps (strongest last), then a pin is final.
+    Ranks: 0 is the most urgent level."""
+    rank = _shifts(rules, values, start, steps)
+    rank = _bounds(rules, values, rank, steps)
+    return _pin(rules, values, rank, steps)
+
+
+def _shifts(rules: RuleSet, values: Mapping[str, Any], base: int, steps: list[Step]) -> int:
+    # The running total is not clamped, so the sum does not depend on the order the shifts are
+    # listed in; each step shows the level clamped to the defined ones.
+    last = len(rules.levels) - 1
+    total = 0
+    for rule in _matching(rules.shifts, values):
+        before = min(max(base + total, 0), last)
+        total += -rule.value if rule.action == "raise_by" else rule.value
+        after = min(max(base + total, 0), last)
+        verb = "raise by" if rule.action == "raise_by" else "lower by"
+        reason = f"{verb} {rule.value}" + _description(rule)
+        steps.append(_priority_step(rule.name, rules.levels[before], rules.levels[after], reason))
+    return min(max(base + total, 0), last)
+
+
+def _bounds(rules: RuleSet, values: Mapping[str, Any], rank: int, steps: list[Step]) -> int:
+    # Applied weakest first, so the rule with the smallest `order` has the last word.
+    for rule in reversed(_matching(rules.bounds, values)):
+        before = rank
+        bound = rules.rank(rule.value)
+        rank = min(rank, bound) if rule.action == "at_least" else max(rank, bound)
+        reason = f"{rule.action.replace('_', ' ')} {rule.value}" + _description(rule)
+        steps.append(_priority_step(rule.name, rules.levels[before], rules.levels[rank], reason))
+    return rank
+
+
+def _pin(rules: RuleSet, values: Mapping[str, Any], rank: int, steps: list[Step]) -> int:
+    pin = _first(rules.pins, values)
+    if pin is None:
+        return rank
+    steps.append(_priority_step(pin.name, rules.levels[rank], pin.value, "pinned" + _description(pin)))
+    return rules.rank(pin.value)
+
+
+def _route(
+    rules: RuleSet, values: Mapping[str, Any], untrusted: Sequence[str], steps: list[Step]
+) -> tuple[str, tuple[str, ...]]:
+    """5. The first matching routing rule -> (team, skills); else triage (when a prediction was set
+    aside and the file names a triage team), else the default team."""
+    routing = rules.spec.routing
+    route = _first(rules.routes, values)
+    if route is not None:
+        team, skills = route.value
+        reason = "skills " + ", ".join(skills) if skills else route.description
+        steps.append(Step(route.name, "routing", "team", None, team, reason))
+        return team, tuple(skills)
+    if untrusted and routing.triage_team:
+        team, rule, reason = routing.triage_team, "routing.triage_team", "no rule matched; needs triage"
+    else:
+        team, rule, reason = routing.default_team, "routing.default_team", "no rule matched"
+    steps.append(Step(rule, "routing", "team", None, team, reason))
+    return team, ()
+
+
+@dataclass(frozen=True)
+class _Deadlines:
+    policy: str  # the SLA policy's name
+    calendar: str  # the calendar the SLA clock runs on
+    first_response_due: datetime | None
+    resolution_due: datetime | None
+
+
+def _service_calendar(rules: RuleSet, values: Mapping[str, Any], steps: list[Step]) -> str:
+    """6. The customer's service hours: the first matching calendar rule, else the default."""
+    default = rules.spec.calendar_selection.default
+    rule = _first(rules.calendar_rules, values)
+    if rule is None:
+        return default
+    steps.append(Step(rule.name, "calendar", "calendar", default, rule.value, rule.description))
+    return rule.value
+
+
+def _deadlines(
+    rules: RuleSet,
+    values: Mapping[str, Any],
+    priority: str,
+    created: datetime,
+    service_calendar: str,
+    steps: list[Step],
+) -> _Deadlines:
+    """7. The SLA policy (the first matching rule, else the default) and its target for the
+    priority; the deadlines run in business time from the ticket's creation."""
+    policy_rule = _first(rules.sla_rules, values)
+    policy = rules.policy(policy_rule.value if policy_rule else rules.spec.sla.default_policy)
+    target = policy.targets[priority]
+    # A level's own calendar beats the policy's, which beats the customer's service hours.
+    calendar_name = target.calendar or policy.calendar or service_calendar
+    calendar = rules.calendars[calendar_name]
+    first_due = (
+        calendar.add(created, timedelta(minutes=target.first_response)) if target.first_response else None
+    )
+    resolution_due = (
+        calendar.add(created, timedelta(minutes=target.resolution)) if target.resolution else None
+    )
+    steps.append(
+        Step(
+            policy_rule.name if policy_rule else "sla.default_policy",
+            "sla",
+            "sla_policy",
+            None,
+            policy.name,
+            f"{priority}: first response {_duration(target.first_response)}, resolution "
+            f"{_duration(target.resolution)} on calendar {calendar_name}",
+        )
+    )
+    return _Deadlines(policy.name, calendar_name, first_due, resolution_due)
+
+
+def _decision(
+    rules: RuleSet,
+    metadata: _Metadata,
+    heads: _Predictions,
+    impact: str,
+    rank: int,
+    route: tuple[str, tuple[str, ...]],
+    deadlines: _Deadlines,
+    surge: bool,
+    steps: Sequence[Step],
+) -> Decision:
+    """The stages' results -> the decided-ticket record."""
+    priority = rules.levels[rank]
+    team, skills = route
+    due = deadlines.first_response_due or deadlines.resolution_due
+    return Decision(
+        priority=priority,
+        priority_title=rules.level(priority).title,
+        impact=impact,
+        urgency=heads.labels["urgency"],
+        urgency_confidence=heads.confidences["urgency"],
+        urgency_used=heads.urgency_used,
+        category=heads.labels["category"],
+        category_confidence=heads.confidences["category"],
+        sentiment=heads.labels["sentiment"],
+        sentiment_confidence=heads.confidences["sentiment"],
+        team=team,
+        skills=skills,
+        sla_policy=deadlines.policy,
+        calendar=deadlines.calendar,
+        created_at=metadata.created,
+        first_response_due=deadlines.first_response_due,
+        resolution_due=deadlines.resolution_due,
+        needs_human_triage=bool(heads.untrusted),
+        untrusted_heads=heads.untrusted,
+        surge=surge,
+        # The queue sorts on this: priority, then the earliest deadline, then first come.
+        order_key=f"{rank:02d}|{iso(due) or NO_DEADLINE}|{iso(metadata.created)}",
+        explanation=tuple(steps),
+        notes=metadata.notes,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Small helpers
+
+
+def _matching(rules: Sequence[CompiledRule], values: Mapping[str, Any]) -> list[CompiledRule]:
+    return [rule for rule in rules if rule.condition.matches(values)]
+
+
+def _first(rules: Sequence[CompiledRule], values: Mapping[str, Any]) -> CompiledRule | None:
+    return next((rule for rule in rules if rule.condition.matches(values)), None)
+
+
+def _priority_step(rule: str, before: str | None, after: str, reason: str) -> Step:
+    return Step(rule, "priority", "priority", before, after, reason)
+
+
+def _description(rule: CompiledRule) -> str:
+    return f": {rule.description}" if rule.description else ""
+
+
+def _duration(minutes: int | None) -> str:
+    if minutes is None:
+        return "none"
+    hours, rest = divmod(minutes, 60)
+    return f"{hours}h{rest:02d}m" if hours and rest else (f"{hours}h" if hours else f"{rest}m")

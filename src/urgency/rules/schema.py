@@ -1,0 +1,252 @@
+"""The rules file's schema: strict pydantic models of the YAML, one per section.
+
+Only the shape is checked here (unknown keys, types, one action per priority rule, durations);
+whether the names a rule uses are defined, and how rules interact, is `urgency.rules.compiler`'s
+job. docs/rules.md describes the file for the people who write one.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import date
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, ValidationError, field_validator, model_validator
+
+from urgency.config import Strict
+from urgency.errors import ParamsError
+
+NAME = r"^[A-Za-z0-9_.-]+$"
+FieldKind = Literal["text", "bool", "number"]
+
+
+def parse_duration(value: object) -> int:
+    """'15m', '4h', '1h30m' -> minutes. Bare numbers are refused: minutes or hours?"""
+    match = re.fullmatch(r"\s*(?:(\d+)\s*h)?\s*(?:(\d+)\s*m)?\s*", value) if isinstance(value, str) else None
+    if not match or not any(match.groups()):
+        raise ValueError(f"{value!r} is not a duration; write e.g. '30m', '4h' or '1h30m'")
+    hours, minutes = match.groups()
+    return int(hours or 0) * 60 + int(minutes or 0)
+
+
+Minutes = Annotated[int, Field(gt=0)]
+
+
+class FieldSpec(Strict):
+    """A ticket field the rules read: which input column holds it, and its type."""
+
+    column: str
+    type: FieldKind = "text"
+    # For text fields: the values a ticket may carry (rules may only name these).
+    values: list[str] | None = None
+    description: str = ""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, value: object) -> object:
+        # `language: lang` is short for `language: {column: lang}`.
+        return {"column": value} if isinstance(value, str) else value
+
+
+class CreatedAtSpec(Strict):
+    column: str = "created_at"
+    # For timestamps written without an offset.
+    timezone: str = "UTC"
+
+
+class Level(Strict):
+    name: str = Field(pattern=NAME)
+    title: str
+    definition: str = Field(min_length=1)
+
+
+class Rule(Strict):
+    name: str = Field(pattern=NAME)
+    description: str = ""
+    # Field -> value, list of values, or {in, not_in, gt, gte, lt, lte, present}. All must hold.
+    when: dict[str, Any] = Field(default_factory=dict)
+    # When rules can match the same ticket and decide differently, the smaller order wins.
+    order: int | None = None
+
+
+class ImpactRule(Rule):
+    impact: str
+
+
+PRIORITY_ACTIONS = ("raise_by", "lower_by", "at_least", "at_most", "pin")
+
+
+class PriorityRule(Rule):
+    raise_by: int | None = Field(default=None, ge=1)
+    lower_by: int | None = Field(default=None, ge=1)
+    at_least: str | None = None
+    at_most: str | None = None
+    pin: str | None = None
+
+    @model_validator(mode="after")
+    def _one_action(self) -> PriorityRule:
+        given = [action for action in PRIORITY_ACTIONS if getattr(self, action) is not None]
+        if len(given) != 1:
+            raise ValueError(
+                f"rule {self.name!r}: give exactly one of {', '.join(PRIORITY_ACTIONS)} "
+                f"(got {given or 'none'})"
+            )
+        return self
+
+    @property
+    def action(self) -> tuple[str, Any]:
+        return next(
+            (name, getattr(self, name)) for name in PRIORITY_ACTIONS if getattr(self, name) is not None
+        )
+
+
+class Team(Strict):
+    name: str = Field(pattern=NAME)
+    skills: list[str] = Field(default_factory=list)
+    description: str = ""
+
+
+class RoutingRule(Rule):
+    # A team, or only the skills needed: then the first listed team that has them all.
+    team: str | None = None
+    skills: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _team_or_skills(self) -> RoutingRule:
+        if self.team is None and not self.skills:
+            raise ValueError(f"routing rule {self.name!r}: give a team, skills, or both")
+        return self
+
+
+class CalendarSpec(Strict):
+    timezone: str = "UTC"
+    # 24/7: the SLA clock never stops.
+    always_open: bool = False
+    # Day or day range ('mon-fri', 'sat') -> time range(s) in local time ('08:00-18:00').
+    hours: dict[str, str | list[str]] = Field(default_factory=dict)
+    # 'YYYY-MM-DD' (one day) or 'MM-DD' (that day every year).
+    holidays: list[date | str] = Field(default_factory=list)
+    description: str = ""
+
+
+class CalendarRule(Rule):
+    calendar: str
+
+
+class CalendarSelection(Strict):
+    default: str
+    rules: list[CalendarRule] = Field(default_factory=list)
+
+
+class SlaTarget(Strict):
+    first_response: Minutes | None = None
+    resolution: Minutes | None = None
+    # Overrides the policy's calendar for this level (e.g. P1 around the clock).
+    calendar: str | None = None
+
+    @field_validator("first_response", "resolution", mode="before")
+    @classmethod
+    def _duration(cls, value: object) -> object:
+        return None if value is None else parse_duration(value)
+
+
+class SlaPolicy(Rule):
+    # None: the calendar chosen by `calendar_selection` (the customer's service hours).
+    calendar: str | None = None
+    targets: dict[str, SlaTarget]
+
+
+class SlaSection(Strict):
+    # Used when no policy matches (e.g. a ticket without a plan).
+    default_policy: str
+    policies: list[SlaPolicy] = Field(min_length=1)
+
+
+class ImpactSection(Strict):
+    levels: list[str] = Field(min_length=1)  # most severe first
+    default: str
+    rules: list[ImpactRule] = Field(default_factory=list)
+
+
+class ConfidenceSection(Strict):
+    # Per head: a prediction below this confidence is not trusted.
+    thresholds: dict[Literal["urgency", "category", "sentiment"], Annotated[float, Field(ge=0, le=1)]] = (
+        Field(default_factory=dict)
+    )
+    # The urgency the matrix uses when the urgency prediction is not trusted.
+    rules_only_urgency: Literal["high", "medium", "low"] = "medium"
+
+
+class RoutingSection(Strict):
+    default_team: str
+    # Where tickets go that no rule routes and that need a human to triage them.
+    triage_team: str | None = None
+    rules: list[RoutingRule] = Field(default_factory=list)
+
+
+class SurgeSection(Strict):
+    # off / on / auto: on when at least `min_tickets` were created in the `window_hours` before now.
+    mode: Literal["off", "on", "auto"] = "off"
+    window_hours: float = Field(default=1.0, gt=0)
+    min_tickets: int = Field(default=100, ge=1)
+
+
+class RulesFile(Strict):
+    version: Literal[1] = 1
+    description: str = ""
+    fields: dict[str, FieldSpec] = Field(default_factory=dict)
+    created_at: CreatedAtSpec = CreatedAtSpec()
+    # Support plans, lowest first: a higher plan must never get a lower priority.
+    plans: list[str] = Field(default_factory=list)
+    levels: list[Level] = Field(min_length=2)  # most urgent first
+    impact: ImpactSection
+    # urgency -> impact -> level
+    matrix: dict[str, dict[str, str]]
+    confidence: ConfidenceSection = ConfidenceSection()
+    priority_rules: list[PriorityRule] = Field(default_factory=list)
+    teams: list[Team] = Field(min_length=1)
+    routing: RoutingSection
+    calendars: dict[str, CalendarSpec] = Field(min_length=1)
+    calendar_selection: CalendarSelection
+    sla: SlaSection
+    surge: SurgeSection = SurgeSection()
+
+    def all_rules(self) -> list[Rule]:
+        """Every named rule in the file, section by section (rule names are unique across them)."""
+        return [
+            *self.impact.rules,
+            *self.priority_rules,
+            *self.routing.rules,
+            *self.calendar_selection.rules,
+            *self.sla.policies,
+        ]
+
+
+def validate_rules_file(raw: Any, source: str) -> RulesFile:
+    """A rules mapping (as read from YAML) -> `RulesFile`; a wrong shape raises `ParamsError`."""
+    if not isinstance(raw, dict):
+        raise ParamsError(f"{source}: expected a mapping of sections at the top level")
+    try:
+        return RulesFile.model_validate(raw)
+    except ValidationError as error:
+        raise ParamsError(_schema_problems(error, raw, source)) from None
+
+
+def _schema_problems(error: ValidationError, raw: Any, source: str) -> str:
+    """Like config.format_validation_error, naming the rule behind a list index:
+    `priority_rules.3 (vip-raise).rase_by: unknown key`."""
+    lines = [f"{source}: {error.error_count()} problem(s)"]
+    for item in error.errors():
+        node, parts = raw, []
+        for part in item["loc"]:
+            if isinstance(node, dict):
+                node = node.get(part)
+            elif isinstance(node, list) and isinstance(part, int) and part < len(node):
+                node = node[part]
+            else:
+                node = None
+            named = isinstance(part, int) and isinstance(node, dict) and isinstance(node.get("name"), str)
+            parts.append(f"{part} ({node['name']})" if named else str(part))
+        message = "unknown key" if item["type"] == "extra_forbidden" else item["msg"]
+        lines.append(f"  - {'.'.join(parts) or '(top level)'}: {message}")
+    return "\n".join(lines)
