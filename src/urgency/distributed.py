@@ -27,7 +27,8 @@ from pathlib import Path
 from typing import Any
 
 from urgency.errors import ClusterError, InputError, ModelNotFoundError, UrgencyError
-from urgency.predict import HeadModel, file_format, load_head_model, predict_file, registry_version
+from urgency.files import file_format
+from urgency.predict import HeadModel, load_head_model, predict_file, registry_version
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,8 @@ from typing import Any
 
 import pandas as pd
 
-from urgency.predict import _ChunkWriter, predict_frame, read_chunks
+from urgency.files import read_chunks, write_table_atomic
+from urgency.predict import predict_frame
 from urgency.rules import RuleSet
 from urgency.scoring import DECISION_COLUMNS, decide_frame, missing_columns, queue_order, surge_active
 
@@ -102,14 +103,7 @@ def score_file(
         surge = surge_active(rules, predicted[column].tolist() if column in predicted.columns else [], now)
     queue = queue_order(_with_decisions(predicted, rules, now, surge)) if len(predicted) else predicted
 
-    output_path.parent.mkdir(parents=True, exist_ok=True)
-    writer = _ChunkWriter(output_path)
-    try:
-        writer.write(queue)
-        writer.commit()
-    except BaseException:
-        writer.abort()
-        raise
+    write_table_atomic(queue, output_path)
     stats.rows = len(queue)
     stats.surge = surge
     if len(queue):

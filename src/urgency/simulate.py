@@ -32,6 +32,7 @@ import pandas as pd
 from urgency.agreement import FIELDS, HEADS
 from urgency.config import DataParams, SplitParams
 from urgency.data import configured_head_dataset
+from urgency.files import write_table_atomic
 from urgency.prioritize import score_frame
 from urgency.rules import RuleSet
 from urgency.scoring import NO_DEADLINE, decide_frame
@@ -200,10 +201,7 @@ def _add_times(frame: pd.DataFrame, rng: np.random.Generator) -> None:
 
 def write_closed_tickets(frame: pd.DataFrame, path: Path) -> None:
     """The CSV, written whole or not at all."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".partial")
-    frame.to_csv(partial, index=False)
-    partial.replace(path)
+    write_table_atomic(frame, path, kind="csv")
 
 
 def default_now() -> datetime:
