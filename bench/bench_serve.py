@@ -116,7 +116,7 @@ def sample_tickets(texts_csv: Path, demo_csv: Path, count: int) -> list[dict[str
 
 def model_texts(tickets: list[dict[str, Any]], max_chars: int) -> list[str]:
     """What the urgency head reads for each ticket (the package's own text builder)."""
-    from urgency.data import ticket_text
+    from urgency.text import ticket_text
 
     frame = pd.DataFrame(tickets)
     return list(ticket_text(frame["subject"], frame["body"], max_chars))

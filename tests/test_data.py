@@ -8,7 +8,7 @@ import pytest
 
 from tests.conftest import params_dict, write_params
 from urgency.config import load_params
-from urgency.data import assign_splits, dedup_key, head_dataset, load_tickets, ticket_text
+from urgency.data import assign_splits, dedup_key, head_dataset, load_tickets
 from urgency.errors import DataValidationError
 
 
@@ -136,13 +136,6 @@ def test_sample_per_source(tmp_path: Path, sources: dict[str, Path]) -> None:
     again = load_tickets(params.data.sources, sample_per_source=20, sample_seed=1).tickets
     assert len(first) == 60
     pd.testing.assert_frame_equal(first, again)
-
-
-def test_ticket_text_joins_and_cuts() -> None:
-    subject = pd.Series(["Help", None, "  ", "Title"])
-    body = pd.Series(["body one", "only body", "b", None])
-    assert ticket_text(subject, body, 100).tolist() == ["Help\nbody one", "only body", "b", "Title"]
-    assert ticket_text(None, body, 4).tolist() == ["body", "only", "b", ""]
 
 
 def test_dedup_key_ignores_case_and_spacing() -> None:

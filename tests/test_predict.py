@@ -198,3 +198,23 @@ def test_parquet_input_saved_with_an_index(models: dict[str, Any], tmp_path: Pat
         models, source, target, subject_column="subject", body_column="body", max_text_chars=100, chunk_size=2
     )
     assert pd.read_csv(target)["ticket_id"].tolist() == ["a", "b", "c", "d"]
+
+
+def test_the_service_does_not_load_training_data_code() -> None:
+    import os
+    import subprocess
+    import sys
+
+    # A fresh interpreter (this session has imported urgency.data long ago), on this checkout.
+    root = Path(__file__).resolve().parents[1]
+    path = os.pathsep.join([str(root / "src"), str(root), os.environ.get("PYTHONPATH", "")])
+    code = "import sys, serve.app; print('pandera' in sys.modules, 'urgency.data' in sys.modules)"
+    loaded = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=root,
+        env={**os.environ, "PYTHONPATH": path},
+    ).stdout.split()
+    assert loaded == ["False", "False"]

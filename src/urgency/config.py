@@ -85,14 +85,11 @@ class Source(Strict):
 
     @property
     def file_format(self) -> str:
-        if self.format:
-            return self.format
-        suffixes = [s.lower() for s in self.path.suffixes]
-        if ".parquet" in suffixes:
-            return "parquet"
-        if ".jsonl" in suffixes or ".ndjson" in suffixes:
-            return "jsonl"
-        return "csv"
+        """`format`, or the one its file name says; a name without a known suffix is read as CSV."""
+        # Imported here: the CLI reads this module on every start, and urgency.files loads pandas.
+        from urgency.files import file_format
+
+        return self.format or file_format(self.path, default="csv")
 
 
 class DataParams(Strict):

@@ -8,9 +8,7 @@ configured meta fields; each label column may be empty (a row carries any subset
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,7 +18,9 @@ import pandera.pandas as pa
 from pandera.errors import SchemaErrors
 
 from urgency.config import HEADS, DataParams, Source, SplitParams
-from urgency.errors import DataValidationError
+from urgency.errors import DataValidationError, InputError
+from urgency.files import NotTextError, read_table
+from urgency.text import as_text, ticket_text
 
 log = logging.getLogger(__name__)
 
@@ -37,25 +37,6 @@ SPLITS: tuple[str, ...] = ("train", "validation", "test")
 EXAMPLE_ROWS = 5
 
 
-def ticket_text(subject: pd.Series | None, body: pd.Series, max_chars: int) -> pd.Series:
-    """The text a model reads: subject and body on two lines, cut to `max_chars`.
-
-    Training and prediction both build model input here, so the two cannot drift apart.
-    """
-    body_text = _as_text(body)
-    if subject is None:
-        text = body_text
-    else:
-        subject_text = _as_text(subject)
-        joiner = np.where((subject_text != "") & (body_text != ""), "\n", "")
-        text = subject_text + joiner + body_text
-    return text.str.slice(0, max_chars)
-
-
-def _as_text(values: pd.Series) -> pd.Series:
-    return values.astype("string").fillna("").str.strip().astype(object)
-
-
 def dedup_key(text: pd.Series) -> pd.Series:
     """Texts that differ only in case and white space share a key (and so a split)."""
     normalised = text.str.lower().str.split().str.join(" ")
@@ -66,70 +47,15 @@ def dedup_key(text: pd.Series) -> pd.Series:
 # Reading
 
 
-def iter_jsonl(path: Path, chunk_size: int, encoding: str = "utf-8") -> Iterator[pd.DataFrame]:
-    """JSON Lines in chunks, every value kept as written (as text), so ids and codes never turn
-    into floats and a column's type cannot change from one chunk to the next."""
-    # utf-8-sig also reads files that start with a byte-order mark.
-    encoding = "utf-8-sig" if encoding.lower().replace("_", "-") == "utf-8" else encoding
-    with path.open(encoding=encoding) as lines:
-        records: list[dict[str, object]] = []
-        for number, line in enumerate(lines, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as error:
-                raise ValueError(f"line {number}: not JSON ({error.msg})") from None
-            if not isinstance(record, dict):
-                raise ValueError(f"line {number}: expected a JSON object, got {type(record).__name__}")
-            records.append({key: _json_text(value) for key, value in record.items()})
-            if len(records) == chunk_size:
-                yield pd.DataFrame.from_records(records).astype("string")
-                records = []
-        if records:
-            yield pd.DataFrame.from_records(records).astype("string")
-
-
-def _json_text(value: object) -> object:
-    if value is None:
-        return None
-    if isinstance(value, dict | list):
-        return json.dumps(value, ensure_ascii=False)
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)
-
-
-def index_to_columns(frame: pd.DataFrame) -> pd.DataFrame:
-    """A frame saved with its index: a named index (often the ticket id) becomes a column
-    again, an unnamed one is dropped; rows are numbered from 0."""
-    frame = frame.drop(columns=[c for c in frame.columns if str(c).startswith("__index_level_")])
-    if not isinstance(frame.index, pd.RangeIndex):
-        frame = frame.reset_index(drop=all(name is None for name in frame.index.names))
-    return frame.reset_index(drop=True)
-
-
-def read_parquet(path: Path) -> pd.DataFrame:
-    return index_to_columns(pd.read_parquet(path))
-
-
-def read_table(path: Path, file_format: str, encoding: str = "utf-8") -> pd.DataFrame:
-    """Read a whole CSV, Parquet or JSON Lines file with text columns kept as text."""
-    if not path.exists():
-        raise DataValidationError(f"{path}: file not found")
+def read_source_table(path: Path, kind: str, encoding: str = "utf-8") -> pd.DataFrame:
+    """A whole source file (`urgency.files.read_table`). A file that cannot be read is invalid
+    ticket data: DataValidationError (exit code 4), not the scoring input's InputError."""
     try:
-        if file_format == "parquet":
-            return read_parquet(path)
-        if file_format == "jsonl":
-            chunks = list(iter_jsonl(path, 100_000, encoding))
-            return pd.concat(chunks, ignore_index=True) if chunks else pd.DataFrame()
-        return pd.read_csv(path, dtype=str, keep_default_na=True, encoding=encoding, encoding_errors="strict")
-    except UnicodeDecodeError as error:
-        raise DataValidationError(
-            f"{path}: not {encoding} text (byte {error.start}); set `encoding:` for this source"
-        ) from None
-    except (ValueError, OSError, pd.errors.ParserError) as error:
-        raise DataValidationError(f"{path}: cannot be read as {file_format}: {error}") from None
+        return read_table(path, kind, encoding)
+    except NotTextError as error:
+        raise DataValidationError(f"{error}; set `encoding:` for this source") from None
+    except InputError as error:
+        raise DataValidationError(str(error)) from None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -204,8 +130,8 @@ def _canonical_frame(raw: pd.DataFrame, source: Source) -> pd.DataFrame:
             joined = joined + "-" + part
         frame["id"] = (source.name + ":" + joined).astype("string")
     frame["source"] = source.name
-    frame["subject"] = _as_text(raw[columns.subject]) if columns.subject else ""
-    frame["body"] = _as_text(raw[columns.body])
+    frame["subject"] = as_text(raw[columns.subject]) if columns.subject else ""
+    frame["body"] = as_text(raw[columns.body])
     if columns.language:
         frame["language"] = raw[columns.language].astype("string").str.strip().str.lower()
     else:
@@ -345,7 +271,7 @@ def load_tickets(
     failures: list[str] = []
     for source in sources:
         try:
-            raw = read_table(source.path, source.file_format, source.encoding)
+            raw = read_source_table(source.path, source.file_format, source.encoding)
         except DataValidationError as error:
             failures.append(f"{source.name}: {error}")
             continue

@@ -28,8 +28,9 @@ from pathlib import Path
 from typing import Any
 
 from urgency.errors import ClusterError, InputError, UrgencyError
+from urgency.files import file_format
 from urgency.models import HeadModel, ModelSource, load_models
-from urgency.predict import file_format, predict_file
+from urgency.predict import predict_file
 from urgency.rules import RuleSet
 from urgency.rules.engine import surge_active
 from urgency.scoring import created_times, score_file

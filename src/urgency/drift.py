@@ -290,7 +290,7 @@ def drift_report(
 ) -> DriftReport:
     """Compare two canonical ticket frames (urgency.data): each head's label shares (rows that
     carry the label), language shares, text length and vocabulary (text: subject and body)."""
-    from urgency.data import ticket_text
+    from urgency.text import ticket_text
 
     features: list[FeatureDrift] = []
     skipped: dict[str, str] = {}

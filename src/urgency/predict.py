@@ -9,8 +9,7 @@ per label, with its label order in the model's metadata.
 from __future__ import annotations
 
 import logging
-import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,9 +17,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from urgency.data import index_to_columns, iter_jsonl, ticket_text
 from urgency.errors import InputError
+from urgency.files import AtomicTableWriter, read_chunks
 from urgency.models import HeadModel
+from urgency.text import ticket_text
 
 log = logging.getLogger(__name__)
 
@@ -94,103 +94,6 @@ def predict_frame(
 # Files, streamed in chunks
 
 
-def file_format(path: Path) -> str:
-    suffixes = [s.lower() for s in path.suffixes]
-    if ".parquet" in suffixes:
-        return "parquet"
-    if ".jsonl" in suffixes or ".ndjson" in suffixes:
-        return "jsonl"
-    if ".csv" in suffixes:
-        return "csv"
-    raise InputError(f"{path}: unknown file type (use .csv, .csv.gz, .parquet or .jsonl)")
-
-
-def read_chunks(path: Path, chunk_size: int) -> Iterator[pd.DataFrame]:
-    """Yield the file as DataFrames of at most `chunk_size` rows; text is kept as written."""
-    if not path.exists():
-        raise InputError(f"{path}: file not found")
-    kind = file_format(path)
-    try:
-        if kind == "parquet":
-            import pyarrow.parquet as pq
-
-            for batch in pq.ParquetFile(path).iter_batches(batch_size=chunk_size):
-                yield index_to_columns(batch.to_pandas())
-        elif kind == "jsonl":
-            yield from iter_jsonl(path, chunk_size)
-        else:
-            yield from pd.read_csv(path, dtype=str, keep_default_na=False, chunksize=chunk_size)
-    except UnicodeDecodeError as error:
-        raise InputError(f"{path}: not UTF-8 text (byte {error.start})") from None
-    except (ValueError, OSError, pd.errors.ParserError) as error:
-        raise InputError(f"{path}: cannot be read as {kind}: {error}") from None
-
-
-class _ChunkWriter:
-    """Writes chunks to a temporary file that replaces `path` only when all chunks are written."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.kind = file_format(path)
-        self.partial = path.with_name(f".{path.name}.partial")
-        self._parquet: Any = None
-        self._first = True
-        self._columns: list[str] | None = None
-        self.rows = 0
-        # The compression follows the final name (pandas would infer none from ".partial").
-        self.compression = "gzip" if path.suffix.lower() == ".gz" else None
-
-    def write(self, chunk: pd.DataFrame) -> None:
-        # Every chunk is written in the first chunk's columns (JSON Lines records may list their
-        # keys in any order); a key the first chunk did not have cannot be placed.
-        if self._columns is None:
-            self._columns = list(chunk.columns)
-        elif list(chunk.columns) != self._columns:
-            extra = [c for c in chunk.columns if c not in self._columns]
-            if extra:
-                raise InputError(
-                    f"column(s) {extra} appear only after row {self.rows}; put every key in the first rows"
-                )
-            chunk = chunk.reindex(columns=self._columns)
-        self.rows += len(chunk)
-        if self.kind == "parquet":
-            import pyarrow as pa
-            import pyarrow.parquet as pq
-
-            if self._parquet is None:
-                table = pa.Table.from_pandas(chunk, preserve_index=False)
-                self._parquet = pq.ParquetWriter(self.partial, table.schema)
-            else:
-                table = pa.Table.from_pandas(chunk, schema=self._parquet.schema, preserve_index=False)
-            self._parquet.write_table(table)
-        elif self.kind == "jsonl":
-            with self.partial.open("a" if not self._first else "w", encoding="utf-8") as out:
-                out.write(chunk.to_json(orient="records", lines=True, date_format="iso"))
-        else:
-            chunk.to_csv(
-                self.partial,
-                mode="w" if self._first else "a",
-                header=self._first,
-                index=False,
-                compression=self.compression,
-            )
-        self._first = False
-
-    def commit(self) -> None:
-        if self._parquet is not None:
-            self._parquet.close()
-        if self._first:  # no chunk at all: still write an (empty) output
-            self.write(pd.DataFrame())
-            if self._parquet is not None:
-                self._parquet.close()
-        os.replace(self.partial, self.path)
-
-    def abort(self) -> None:
-        if self._parquet is not None:
-            self._parquet.close()
-        self.partial.unlink(missing_ok=True)
-
-
 @dataclass
 class PredictStats:
     rows: int = 0
@@ -213,10 +116,8 @@ def predict_file(
     Memory is bounded by `chunk_size`, whatever the file's length. The output appears only when
     every row is written: a failure leaves no half-written file (and an older output intact).
     """
-    output_path.parent.mkdir(parents=True, exist_ok=True)
-    writer = _ChunkWriter(output_path)
     stats = PredictStats()
-    try:
+    with AtomicTableWriter(output_path) as writer:
         for chunk in read_chunks(input_path, chunk_size):
             if stats.rows == 0 and subject_column and subject_column not in chunk.columns:
                 log.warning("%s has no subject column %r: scoring the body alone", input_path, subject_column)
@@ -232,8 +133,4 @@ def predict_file(
             stats.rows_with_error += int(scored["error"].notna().sum())
             if on_chunk:
                 on_chunk(len(scored))
-        writer.commit()
-    except BaseException:
-        writer.abort()
-        raise
     return stats

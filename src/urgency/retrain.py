@@ -28,11 +28,12 @@ from typing import Any
 import pandas as pd
 
 from urgency.config import HEADS, Columns, LabelSource, Params, Source
-from urgency.data import LoadResult, dedup_key, load_configured, read_table, ticket_text, validate_source
+from urgency.data import LoadResult, dedup_key, load_configured, read_source_table, validate_source
 from urgency.drift import DriftReport, Thresholds, drift_report
 from urgency.errors import DataValidationError
 from urgency.evaluate import classification_report
 from urgency.promote import Gate, gate
+from urgency.text import ticket_text
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +107,7 @@ def load_history(paths: Sequence[Path], params: Params) -> tuple[LoadResult, lis
         name = _source_name(path, taken)
         try:
             file_format = Source(name=name, path=path, columns=Columns(body="body")).file_format
-            raw = read_table(path, file_format)
+            raw = read_source_table(path, file_format)
             source = history_source(path, list(raw.columns), params, name)
         except DataValidationError as error:
             failures.append(str(error))

@@ -20,8 +20,9 @@ import pandas as pd
 
 from urgency.config import HEADS
 from urgency.decision import DECISION_COLUMNS, Decision, HeadOutput
+from urgency.files import AtomicTableWriter, read_chunks
 from urgency.models import HeadModel
-from urgency.predict import _ChunkWriter, predict_frame, read_chunks  # TODO(merge): urgency.files
+from urgency.predict import predict_frame
 from urgency.rules import RuleSet, is_missing
 from urgency.rules.engine import decide, surge_active
 
@@ -189,9 +190,7 @@ def score_file(
     """
     stats = ScoreStats()
     columns = {"subject_column": subject_column, "body_column": body_column, "max_text_chars": max_text_chars}
-    output_path.parent.mkdir(parents=True, exist_ok=True)
-    writer = _ChunkWriter(output_path)
-    try:
+    with AtomicTableWriter(output_path) as writer:
         if queue:
             chunks = []
             for chunk in read_chunks(input_path, chunk_size):
@@ -218,17 +217,13 @@ def score_file(
                 _write_counted(stats, scored, writer)
                 if on_chunk:
                     on_chunk(len(chunk))
-        writer.commit()
-    except BaseException:
-        writer.abort()
-        raise
     if stats.missing_columns:
         log.warning("input has no column(s) %s: the rules treat those fields as empty", stats.missing_columns)
     stats.surge = bool(surge)
     return stats
 
 
-def _write_counted(stats: ScoreStats, scored: pd.DataFrame, writer: _ChunkWriter) -> None:
+def _write_counted(stats: ScoreStats, scored: pd.DataFrame, writer: AtomicTableWriter) -> None:
     writer.write(scored)
     stats.rows += len(scored)
     if len(scored):

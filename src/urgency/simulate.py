@@ -33,6 +33,7 @@ from urgency.agreement import CLOSED_TICKET_COLUMNS
 from urgency.config import HEADS, DataParams, SplitParams
 from urgency.data import configured_head_dataset
 from urgency.decision import NO_DEADLINE
+from urgency.files import write_table_atomic
 from urgency.rules import RuleSet
 from urgency.scoring import decide_frame, score_frame
 
@@ -176,10 +177,7 @@ def _add_times(frame: pd.DataFrame, rng: np.random.Generator) -> None:
 
 def write_closed_tickets(frame: pd.DataFrame, path: Path) -> None:
     """The CSV, written whole or not at all."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".partial")
-    frame.to_csv(partial, index=False)
-    partial.replace(path)
+    write_table_atomic(frame, path, kind="csv")
 
 
 def default_now() -> datetime:
