@@ -42,6 +42,13 @@ class Runtime:
         """Metadata names a ticket may not use: they would overwrite the models' columns."""
         return {*TICKET_COLUMNS, self.rules.spec.created_at.column, *output_columns(self.models)}
 
+    def allowed_values(self) -> dict[str, set[str]]:
+        """What a feedback event may say per field: the labels, levels and teams served."""
+        allowed = {head: set(model.labels) for head, model in self.models.items()}
+        allowed["priority"] = set(self.rules.levels)
+        allowed["team"] = {team.name for team in self.rules.spec.teams}
+        return allowed
+
 
 def load_runtime(params: Params, *, model_dir: Path | None, alias: str | None) -> Runtime:
     """Pin the models (the alias's versions now, or the folder), load exactly those, and the rules."""

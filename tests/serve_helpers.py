@@ -13,10 +13,11 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import sqlalchemy as sa
 
 from serve.settings import ServiceSettings
 from tests.postgres import free_port
-from urgency.store import make_engine, upgrade
+from urgency.store import Store, make_engine, upgrade
 
 ALL = {"X-API-Key": "local-dev-key"}
 TICKET = {
@@ -33,6 +34,15 @@ def migrated(url: str) -> str:
     upgrade(engine)
     engine.dispose()
     return url
+
+
+def rows(database: str, table: sa.Table) -> list[dict[str, Any]]:
+    """Every row of a store table (a fresh engine: the app's own may be closed by now)."""
+    engine = make_engine(database)
+    try:
+        return Store(engine).rows(table)
+    finally:
+        engine.dispose()
 
 
 def settings(params: Path, database_url: str, **overrides: Any) -> ServiceSettings:

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 from fastapi.testclient import TestClient
 
 from serve.app import create_app
@@ -18,13 +16,6 @@ KEYS = (
     ApiKey(name="ops", sha256=hash_key(ADMIN), scopes=("admin",)),
     ApiKey(name="helpdesk", sha256=hash_key(SCORER), scopes=("score", "feedback")),
 )
-
-
-@pytest.fixture
-def client(service_params: Path, tmp_path: Path) -> Iterator[TestClient]:
-    app = create_app(settings(service_params, f"sqlite:///{tmp_path / 'service.db'}"))
-    with TestClient(app) as test_client:
-        yield test_client
 
 
 def score_and_decide(client: TestClient, headers: dict[str, str]) -> None:

@@ -1,0 +1,17 @@
+"""The service's endpoints, one router per resource (`serve.app` includes them in this order)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from serve.routes import admin, feedback, health, models, reports, scoring
+
+# The order of the OpenAPI schema's paths and of the docs page.
+ROUTERS: tuple[APIRouter, ...] = (
+    scoring.router,
+    feedback.router,
+    models.router,
+    admin.router,
+    reports.router,
+    health.router,
+)

@@ -1,0 +1,50 @@
+"""GET /v1/reports/agreement: the agreement page over the service's own store."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from fastapi.responses import HTMLResponse, JSONResponse
+
+from serve.deps import AdminKey, RuntimeDep, StoreDep
+from serve.errors import ERRORS, as_json, invalid
+
+router = APIRouter(tags=["reports"])
+
+
+@router.get(
+    "/v1/reports/agreement",
+    response_class=HTMLResponse,
+    response_model=None,
+    # The page is HTML, its errors JSON: stated per response, since FastAPI would give a
+    # `model` the route's media type.
+    responses={
+        **{code: as_json(spec["description"], "Problem") for code, spec in ERRORS.items()},
+        404: as_json("No decided ticket in the period", "Problem"),
+        422: as_json("since or until is not an ISO 8601 date", "HTTPValidationError"),
+    },
+)
+def agreement_report(
+    runtime_now: RuntimeDep,
+    store: StoreDep,
+    _key: AdminKey,
+    since: str | None = None,
+    until: str | None = None,
+) -> HTMLResponse | JSONResponse:
+    """The agreement report over the tickets scored in the period that agents decided on
+    (`until`: a date is included): the page `urgency report agreement` writes."""
+    # Imported here: only this admin page needs the report code (and its plotting).
+    from urgency.agreement import EmptyReport
+    from urgency.report import PeriodError, figures_from_store, parse_period, render_html, report_settings
+
+    try:
+        start, end = parse_period(since, until)
+    except PeriodError as error:
+        raise invalid(["query", error.name], str(error)) from None
+    settings_now = report_settings(runtime_now.params, runtime_now.rules)
+    try:
+        figures = figures_from_store(
+            store, settings_now, source="the service's store", since=start, until=end
+        )
+    except EmptyReport as error:
+        return JSONResponse({"detail": str(error)}, status_code=404)
+    return HTMLResponse(render_html(figures))

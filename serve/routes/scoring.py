@@ -1,0 +1,70 @@
+"""POST /v1/score and /v1/score/batch: models, then rules -> priority, team, deadlines and why.
+
+Plain `def` endpoints: inference runs in FastAPI's thread pool, never on the event loop.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from fastapi import APIRouter
+
+from serve.deps import RuntimeDep, ScoreKey, ServiceDep, StoreDep
+from serve.errors import ERRORS, invalid
+from serve.runtime import Runtime, prediction_row, score_tickets
+from serve.schemas import ScoreBatchResult, ScoreResult, Ticket, TicketBatch
+from serve.state import ServiceState
+from urgency.store import Store
+
+router = APIRouter(tags=["scoring"])
+
+# The batch limit is a setting: `serve.openapi` states this deployment's in the schema.
+BATCH_DESCRIPTION = "Score up to `max_batch` tickets in one call ({max_batch} here)."
+
+
+@router.post("/v1/score", response_model=ScoreResult, responses=ERRORS)
+def score(
+    ticket: Ticket, runtime_now: RuntimeDep, store: StoreDep, service: ServiceDep, _key: ScoreKey
+) -> ScoreResult:
+    """Score one ticket: models, then rules -> priority, team, deadlines and why."""
+    return score_and_store(service, runtime_now, store, [ticket])[0]
+
+
+@router.post(
+    "/v1/score/batch",
+    response_model=ScoreBatchResult,
+    responses=ERRORS,
+    description=BATCH_DESCRIPTION,
+)
+def score_batch(
+    batch: TicketBatch, runtime_now: RuntimeDep, store: StoreDep, service: ServiceDep, _key: ScoreKey
+) -> ScoreBatchResult:
+    max_batch = service.settings.max_batch
+    if len(batch.tickets) > max_batch:
+        raise invalid(["body", "tickets"], f"at most {max_batch} tickets per call")
+    return ScoreBatchResult(results=score_and_store(service, runtime_now, store, batch.tickets))
+
+
+def score_and_store(
+    service: ServiceState, runtime_now: Runtime, store: Store, tickets: list[Ticket]
+) -> list[ScoreResult]:
+    """Score the tickets, store a prediction row for each, count them in the metrics."""
+    check_reserved(runtime_now, tickets)
+    now = datetime.now(UTC)
+    surge = service.surge(runtime_now, store, now, tickets)
+    scored = score_tickets(runtime_now, tickets, now=now, surge=surge)
+    store.record_predictions([prediction_row(one, now) for one in scored])
+    results = [one.result for one in scored]
+    service.metrics.observe_results(results)
+    return results
+
+
+def check_reserved(runtime_now: Runtime, tickets: list[Ticket]) -> None:
+    """A 422 for a metadata field named like a ticket or model column: it would overwrite it
+    (checked before anything is scored or stored, so a refused batch stores nothing)."""
+    reserved = runtime_now.reserved_fields()
+    for position, ticket in enumerate(tickets):
+        for name in ticket.fields:
+            if name in reserved:
+                loc: list[str | int] = ["body", "tickets", position] if len(tickets) > 1 else ["body"]
+                raise invalid([*loc, "fields", name], f"{name!r} is reserved (a ticket or model column)")

@@ -1,0 +1,101 @@
+"""The service's state: one typed object per app (`app.state.service`, see `serve.deps`).
+
+The models a request is served with (`runtime`) are switched by replacing one reference, under a
+lock so that two reloads never interleave. Readers take no lock: a request that already holds the
+old runtime finishes on it, and no response ever mixes versions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from fastapi.concurrency import run_in_threadpool
+
+from serve.middleware import Metrics
+from serve.runtime import Runtime, load_runtime, registry_versions
+from serve.schemas import ReloadResult, Ticket
+from serve.settings import ApiKey, ServiceSettings
+from urgency.config import load_params
+from urgency.rules.engine import surge_active
+from urgency.store import Store
+
+log = logging.getLogger("urgency.serve")
+
+# How long the store's count of tickets in the surge window is reused: counting on every request
+# would be a query per request, and a surge is a matter of hours.
+SURGE_COUNT_SECONDS = 30
+
+
+@dataclass
+class ServiceState:
+    settings: ServiceSettings
+    # Per app (its own Prometheus registry), so several apps can live in one process.
+    metrics: Metrics = field(default_factory=Metrics)
+    # Set by the lifespan (`serve.app`); None before it has run.
+    runtime: Runtime | None = None
+    store: Store | None = None
+    api_keys: tuple[ApiKey, ...] = ()
+    # (when counted, by time.monotonic(); the count): one tuple replaced in one assignment, so a
+    # concurrent request never reads one count's time with another's number.
+    surge_count: tuple[float, int] = (0.0, 0)
+    _reload_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    # -----------------------------------------------------------------------------------------
+    # Models
+
+    def load(self) -> Runtime:
+        """A complete new runtime: the params read again, the models the alias points at now."""
+        params = load_params(self.settings.params)
+        return load_runtime(params, model_dir=self.settings.model_dir, alias=self.settings.model_alias)
+
+    def swap(self, new: Runtime) -> None:
+        self.runtime = new  # one reference assignment: atomic for every reader
+        self.metrics.show_versions(new.versions)
+        log.info("serving models %s", new.versions)
+
+    def reload(self) -> ReloadResult:
+        """Load and switch to the models the alias points at now (UrgencyError: the old ones stay)."""
+        with self._reload_lock:
+            before = self.runtime.versions if self.runtime is not None else {}
+            new = self.load()
+            self.swap(new)
+            return ReloadResult(changed=before != new.versions, before=before, after=new.versions)
+
+    async def watch_alias(self) -> None:
+        """Reload when the registry alias points at other versions (the periodic check); runs
+        until cancelled, and a failed check or reload keeps serving the models in use."""
+        while True:
+            await asyncio.sleep(self.settings.model_check_seconds)
+            runtime_now = self.runtime
+            if runtime_now is None:
+                continue
+            try:
+                wanted = await run_in_threadpool(
+                    registry_versions, runtime_now.params, self.settings.model_alias
+                )
+                if wanted and wanted != runtime_now.versions:
+                    log.info("alias moved %s -> %s: reloading", runtime_now.versions, wanted)
+                    await run_in_threadpool(self.reload)
+            except Exception:
+                log.exception("model check failed; serving on with %s", runtime_now.versions)
+
+    # -----------------------------------------------------------------------------------------
+    # Surge
+
+    def surge(self, runtime: Runtime, store: Store, now: datetime, tickets: list[Ticket]) -> bool:
+        """Surge (`urgency.rules.engine.surge_active`): these tickets plus those already stored,
+        created in the window (the store's count cached `SURGE_COUNT_SECONDS`)."""
+        spec = runtime.rules.spec.surge
+        if spec.mode != "auto":
+            return spec.mode == "on"
+        checked, count = self.surge_count
+        if time.monotonic() - checked > SURGE_COUNT_SECONDS:
+            count = store.count_created_between(now - timedelta(hours=spec.window_hours), now)
+            self.surge_count = (time.monotonic(), count)
+        created = [ticket.created_at for ticket in tickets]
+        return surge_active(runtime.rules, created, now, counted_before=count)

@@ -1,0 +1,23 @@
+"""Fixtures of the service tests: a store per test and a client of an app over it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from serve.app import create_app
+from tests.serve_helpers import settings
+
+
+@pytest.fixture
+def database(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'service.db'}"
+
+
+@pytest.fixture
+def client(service_params: Path, database: str) -> Iterator[TestClient]:
+    with TestClient(create_app(settings(service_params, database))) as test_client:
+        yield test_client
