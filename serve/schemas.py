@@ -22,7 +22,7 @@ from pydantic import (
     model_validator,
 )
 
-from urgency.decision import RECORD_FIELDS
+from urgency.decision import AGENT_FIELDS, RECORD_FIELDS
 
 Id = Annotated[str, StringConstraints(min_length=1, max_length=200, strip_whitespace=True)]
 Short = Annotated[str, StringConstraints(min_length=1, max_length=200)]
@@ -41,7 +41,7 @@ def _text_only(value: object) -> object:
 Moment = Annotated[datetime, BeforeValidator(_text_only)]
 EARLIEST, LATEST = 1970, 2999
 # What a feedback event can tell (at least one of them).
-DECIDED = ("urgency", "category", "sentiment", "priority", "team", "first_response_at", "resolved_at")
+DECIDED = (*AGENT_FIELDS, "first_response_at", "resolved_at")
 
 
 def _plausible(moment: datetime | None, name: str) -> datetime | None:
@@ -70,11 +70,11 @@ EXAMPLE_TICKET = {
 }
 
 
-class Strict(BaseModel):
+class StrictBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class Ticket(Strict):
+class Ticket(StrictBody):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [EXAMPLE_TICKET]})
 
     ticket_id: Id = Field(description="The helpdesk's id of the ticket (feedback refers to it).")
@@ -96,7 +96,7 @@ class Ticket(Strict):
         return _plausible(moment, "created_at")
 
 
-class TicketBatch(Strict):
+class TicketBatch(StrictBody):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"tickets": [EXAMPLE_TICKET]}]})
 
     tickets: list[Ticket] = Field(min_length=1, max_length=1_000)
@@ -152,7 +152,7 @@ class ScoreBatchResult(BaseModel):
     results: list[ScoreResult]
 
 
-class Feedback(Strict):
+class Feedback(StrictBody):
     """What an agent finally decided for a ticket: any subset of the five fields."""
 
     model_config = ConfigDict(

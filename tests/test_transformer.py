@@ -18,7 +18,7 @@ from urgency.models import load_head_model, load_registered_models
 from urgency.predict import predict_frame, predict_proba
 from urgency.train import train
 from urgency.transformer import (
-    MISSING,
+    NO_LABEL,
     Split,
     build_examples,
     fit_finetune,
@@ -112,7 +112,10 @@ def test_missing_labels_add_no_loss_and_no_gradient() -> None:
 
     torch.manual_seed(0)
     logits = {"a": torch.randn(4, 3, requires_grad=True), "b": torch.randn(4, 2, requires_grad=True)}
-    targets = {"a": torch.tensor([0, MISSING, 2, MISSING]), "b": torch.tensor([MISSING, 1, MISSING, MISSING])}
+    targets = {
+        "a": torch.tensor([0, NO_LABEL, 2, NO_LABEL]),
+        "b": torch.tensor([NO_LABEL, 1, NO_LABEL, NO_LABEL]),
+    }
     loss = multitask_loss(logits, targets, {})
     loss.backward()
     # The same as the mean cross-entropy over the three labelled (row, head) pairs only.
@@ -140,8 +143,8 @@ def test_examples_merge_a_ticket_labelled_for_several_heads(tiny_checkpoint: Pat
         16,
     )
     assert len(examples) == 3
-    assert examples["label_urgency"] == [0, 1, MISSING]
-    assert examples["label_category"] == [MISSING, 1, 0]
+    assert examples["label_urgency"] == [0, 1, NO_LABEL]
+    assert examples["label_category"] == [NO_LABEL, 1, 0]
     assert all(ids[0] == tokenizer.cls_token_id for ids in examples["input_ids"])
 
 

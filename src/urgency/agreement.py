@@ -22,12 +22,12 @@ import numpy as np
 import pandas as pd
 
 from urgency.config import HEADS
-from urgency.decision import PREDICTION_FIELDS, is_no_deadline
+from urgency.decision import AGENT_FIELDS, PREDICTION_FIELDS, is_no_deadline
 from urgency.errors import DataValidationError, EmptyReport, InputError
 from urgency.rules import FALSE_WORDS, TRUE_WORDS
 
 # The fields compared with the agents' final values.
-FIELDS: tuple[str, ...] = (*HEADS, "priority", "team")
+FIELDS = AGENT_FIELDS
 # Ordinal fields get quadratic-weighted kappa: high vs low is a worse miss than high vs medium.
 ORDINAL: frozenset[str] = frozenset({"urgency", "priority"})
 TIME_COLUMNS: tuple[str, ...] = (

@@ -86,6 +86,9 @@ RECORD_FIELDS: dict[str, str] = {
     "explanation_json": "Every rule that fired, in order, as JSON (rule, stage, changed, before, after).",
     "notes": "Problems with the ticket's fields that the rules worked around.",
 }
+# What an agent's final decision can set (the store's feedback, the closed-tickets CSV's
+# `agent_<field>` columns, the agreement figures).
+AGENT_FIELDS: tuple[str, ...] = (*HEADS, "priority", "team")
 # Written by predict (the models' columns), not by the rules: a scored file has them already.
 PREDICTION_FIELDS: tuple[str, ...] = tuple(name for head in HEADS for name in (head, f"{head}_confidence"))
 # The columns the rules add to a predicted frame (`created_at` is the input's own column).

@@ -20,12 +20,13 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
+from urgency.decision import AGENT_FIELDS
 from urgency.errors import StoreError, UrgencyError
 
 if TYPE_CHECKING:
     import pandas as pd
 
-FEEDBACK_FIELDS = ("urgency", "category", "sentiment", "priority", "team")
+FEEDBACK_FIELDS = AGENT_FIELDS  # the agents' decisions are stored field by field
 # The decided-ticket record's fields (`urgency.decision`) kept as columns of `predictions`, for
 # queries; the whole answer is in its `decision` column.
 STORED_DECISION_FIELDS = (

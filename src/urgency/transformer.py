@@ -39,7 +39,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 log = logging.getLogger(__name__)
 
 # A row without a head's label carries this target: cross-entropy skips it.
-MISSING = -100
+NO_LABEL = -100
 
 # What a transformer head needs at load time (versions pinned to the training environment).
 TRANSFORMER_REQUIREMENTS = ("torch", "transformers", "tokenizers", "safetensors", "numpy", "pandas")
@@ -248,14 +248,14 @@ def build_model(encoder: Any, classes: dict[str, int], dropout: float = 0.1) -> 
 def multitask_loss(logits: dict[str, Any], targets: dict[str, Any], class_weights: dict[str, Any]) -> Any:
     """Mean cross-entropy over the (row, head) pairs that carry a label.
 
-    A target of MISSING (the row has no label for that head) contributes no loss and no
+    A target of NO_LABEL (the row has no label for that head) contributes no loss and no
     gradient, so rows with any subset of the labels train the heads they have.
     """
     torch = _torch()
     total = torch.zeros((), device=next(iter(logits.values())).device)
     count = 0
     for head, target in targets.items():
-        present = target != MISSING
+        present = target != NO_LABEL
         if bool(present.any()):
             total = total + torch.nn.functional.cross_entropy(
                 logits[head][present], target[present], weight=class_weights.get(head), reduction="sum"
@@ -267,7 +267,7 @@ def multitask_loss(logits: dict[str, Any], targets: dict[str, Any], class_weight
 def build_examples(
     frames: dict[str, pd.DataFrame], labels: dict[str, list[str]], tokenizer: Any, max_length: int
 ) -> Any:
-    """One `datasets.Dataset` row per ticket: its tokens and one label code per head (MISSING
+    """One `datasets.Dataset` row per ticket: its tokens and one label code per head (NO_LABEL
     where the ticket does not carry that head's label). A ticket labelled for several heads
     (same source and id) becomes one row with several labels."""
     from datasets import Dataset
@@ -278,7 +278,7 @@ def build_examples(
     for head, frame in frames.items():
         part = frame[["source", "id", "text"]].copy()
         for other in frames:
-            part[f"label_{other}"] = _label_codes(frame, labels[head]) if other == head else MISSING
+            part[f"label_{other}"] = _label_codes(frame, labels[head]) if other == head else NO_LABEL
         parts.append(part)
     columns = [f"label_{head}" for head in frames]
     merged = (
@@ -342,7 +342,7 @@ def _finetune_group(
     class_weights = {}
     if params.class_weight == "balanced":
         for head in heads:
-            codes = targets[head][targets[head] != MISSING]
+            codes = targets[head][targets[head] != NO_LABEL]
             weights = balanced_weights(codes, len(labels[head]))
             class_weights[head] = torch.tensor(weights, dtype=torch.float32, device=device)
 
