@@ -14,7 +14,7 @@ from __future__ import annotations
 import getpass
 import json
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,7 +26,7 @@ from mlflow.entities import Metric, Param
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 
-from urgency.config import FAMILIES, MlflowParams
+from urgency.config import FAMILIES, MlflowParams, Params
 from urgency.errors import InputError, ModelNotFoundError
 from urgency.tracking import alias_version, dataset_digest
 
@@ -274,6 +274,41 @@ def promote_if_better(
     )
 
 
+def registry_client(params: MlflowParams) -> MlflowClient:
+    """An MLflow client on the configured tracking server, which also holds the registry."""
+    return MlflowClient(tracking_uri=params.tracking_uri, registry_uri=params.tracking_uri)
+
+
+def promote_each_if_better(
+    params: Params,
+    versions: Mapping[str, str],
+    *,
+    by: str,
+    on_decision: Callable[[Decision], None] | None = None,
+) -> list[Decision]:
+    """`promote_if_better` for each head's new version ({head: version}), with the margin
+    `training.promotion_margin`; `on_decision` hears each decision as it is made, so a failure
+    on a later head does not hide an earlier promotion."""
+    client = registry_client(params.mlflow)
+    log = AliasLog.of(params.mlflow)
+    decisions = []
+    for head, version in versions.items():
+        decision = promote_if_better(
+            client,
+            head,
+            params.mlflow.model_name(head),
+            version,
+            params.mlflow.champion_alias,
+            margin=params.training.promotion_margin,
+            by=by,
+            log=log,
+        )
+        if on_decision:
+            on_decision(decision)
+        decisions.append(decision)
+    return decisions
+
+
 # ---------------------------------------------------------------------------------------------
 # Comparison of the families
 
@@ -368,3 +403,17 @@ def log_comparison(table: pd.DataFrame, experiment_id: str, output: Path | None 
             if pd.notna(row["test macro-F1"]):
                 mlflow.log_metric(f"{row['head']}.{row['family']}.test_macro_f1", row["test macro-F1"])
     return run.info.run_id
+
+
+def compare_and_log(
+    params: MlflowParams, heads: Sequence[str], output: Path | None = None
+) -> tuple[pd.DataFrame, str]:
+    """`compare` the heads' registered models on the configured tracking server and log the
+    table as a `compare` run (and to `output`); returns (table, run id)."""
+    from urgency.tracking import use_tracking
+
+    experiment_id = use_tracking(params.tracking_uri, params.experiment, params.artifact_location)
+    names = {head: params.model_name(head) for head in heads}
+    # The client of the tracking set up just above (use_tracking points MLflow at it).
+    table = compare(MlflowClient(), names, params.champion_alias)
+    return table, log_comparison(table, experiment_id, output)
