@@ -211,11 +211,13 @@ def validate_rules(params_path: ParamsOption = Path("params.yaml"), rules_path: 
 @user_errors
 def check_incidents(
     log: Annotated[
-        Path | None,
+        Path,
         typer.Option(
-            help="ServiceNow incident event log; default: ../shared/data/incident_event_log.csv.gz."
+            "--log",
+            help="ServiceNow incident event log (.csv or .csv.gz), e.g. the shared data's "
+            "../shared/data/incident_event_log.csv.gz.",
         ),
-    ] = None,
+    ],
     min_agreement: Annotated[
         float, typer.Option(min=0.0, max=1.0, help="Fail (exit 1) when the matrix agrees less often.")
     ] = 1.0,
@@ -228,8 +230,7 @@ def check_incidents(
 
     params = load_params(params_path)
     rules = load_rules(params, rules_path)
-    path = log or params_path.resolve().parent / "../shared/data/incident_event_log.csv.gz"
-    report = check(read_incident_log(path), rules)
+    report = check(read_incident_log(log), rules)
     out = stdout()
     matrix = Table(title=f"matrix vs recorded priority ({report.incidents} incidents, last row of each)")
     for column in ("impact", "urgency", "recorded", "matrix says", "incidents", "agreeing"):
