@@ -28,7 +28,7 @@ from mlflow.exceptions import MlflowException
 
 from urgency.config import FAMILIES, MlflowParams, Params
 from urgency.errors import InputError, ModelNotFoundError
-from urgency.tracking import alias_version, dataset_digest
+from urgency.tracking import alias_version, dataset_digest, use_tracking
 
 
 @dataclass(frozen=True)
@@ -410,8 +410,6 @@ def compare_and_log(
 ) -> tuple[pd.DataFrame, str]:
     """`compare` the heads' registered models on the configured tracking server and log the
     table as a `compare` run (and to `output`); returns (table, run id)."""
-    from urgency.tracking import use_tracking
-
     experiment_id = use_tracking(params.tracking_uri, params.experiment, params.artifact_location)
     names = {head: params.model_name(head) for head in heads}
     # The client of the tracking set up just above (use_tracking points MLflow at it).
