@@ -29,7 +29,7 @@ demo: $(STAMP)
 	$(BIN)/urgency predict --params $(PARAMS) --input data/demo_tickets.csv --output data/demo_scored.csv
 	# The prioritized queue (rules.yaml), as of a fixed time so the demo's deadlines repeat.
 	$(BIN)/urgency score --params $(PARAMS) --input data/demo_tickets.csv --output data/demo_queue.csv --now 2026-11-23T14:00:00Z
-	$(BIN)/urgency check-incidents --params $(PARAMS)
+	$(BIN)/urgency check-incidents --params $(PARAMS) --log ../shared/data/incident_event_log.csv.gz
 	# The agreement report, with agents simulated from the held-back test labels (docs/reports.md).
 	$(BIN)/urgency demo-agents --params $(PARAMS) --output data/demo_closed_tickets.csv
 	$(BIN)/urgency report agreement --params $(PARAMS) --input data/demo_closed_tickets.csv --output data/agreement_report.html

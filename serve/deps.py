@@ -15,8 +15,9 @@ from fastapi import Depends, HTTPException, Request, Security, status
 from fastapi.security import APIKeyHeader
 
 from serve.runtime import Runtime
-from serve.settings import ApiKey, hash_key
+from serve.settings import ApiKey
 from serve.state import ServiceState
+from urgency.keys import hash_key
 from urgency.store import Store
 
 api_key_header = APIKeyHeader(

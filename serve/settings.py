@@ -7,21 +7,16 @@ or with no key at all.
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-SCOPES = ("score", "feedback", "admin")
+from urgency.keys import SCOPES, hash_key
+from urgency.store import database_url as resolve_database_url
+
 LOCAL_DEV_KEY = "local-dev-key"
-
-
-def hash_key(key: str) -> str:
-    """API keys are stored as SHA-256 hex digests: random keys need no slow password hash,
-    and a leaked settings file does not leak the keys."""
-    return hashlib.sha256(key.encode()).hexdigest()
 
 
 class ApiKey(BaseModel):
@@ -59,7 +54,7 @@ class ServiceSettings(BaseSettings):
         return keys
 
     def store_url(self) -> str:
-        return self.database_url or f"sqlite:///{self.params.resolve().parent}/data/service.db"
+        return resolve_database_url(self.database_url, self.params)
 
     def effective_keys(self) -> tuple[ApiKey, ...]:
         if self.api_keys or self.mode != "local":

@@ -19,7 +19,17 @@ from urgency.cli import app
 from urgency.config import load_params
 from urgency.errors import ModelNotFoundError
 from urgency.evaluate import classification_report
-from urgency.promote import compare, comparison_markdown, gate, promote, promote_if_better
+from urgency.promote import (
+    PromotionDecision,
+    compare,
+    compare_and_log,
+    comparison_markdown,
+    gate,
+    promote,
+    promote_each_if_better,
+    promote_if_better,
+)
+from urgency.tracking import export_champions
 from urgency.train import train
 
 runner = CliRunner()
@@ -187,6 +197,32 @@ def test_train_promote_if_better_and_compare(tmp_path: Path) -> None:
         "model_comparison.md",
         "model_comparison.json",
     }
+
+
+def test_promote_each_if_better_tells_each_decision(store: dict[str, Any]) -> None:
+    client, name = store["client"], store["name"]
+    _set_f1(client, name, "1", 0.70)
+    _set_f1(client, name, "2", 0.80)
+    heard: list[PromotionDecision] = []
+    decisions = promote_each_if_better(
+        store["params"], {"sentiment": "2"}, by="test", on_decision=heard.append
+    )
+    assert decisions == heard and [d.head for d in decisions] == ["sentiment"]
+    assert decisions[0].promoted and _champion(client, name) == "2"
+    assert client.get_model_version(name, "2").tags["promoted_by"] == "test"
+
+
+def test_compare_and_log_and_export_champions(store: dict[str, Any], tmp_path: Path) -> None:
+    params = store["params"]
+    output = tmp_path / "comparison.md"
+    table, run_id = compare_and_log(params.mlflow, ["sentiment"], output)
+    # v2 is the newest baseline, v1 the (older) champion: both are shown.
+    assert sorted(table["version"]) == [1, 2] and table["champion"].sum() == 1
+    assert output.read_text() == comparison_markdown(table)
+    assert store["client"].get_run(run_id).info.run_name == "compare"
+
+    exported = export_champions(params.mlflow, ["sentiment"], tmp_path / "models")
+    assert exported == {"sentiment": "1"} and (tmp_path / "models" / "sentiment" / "MLmodel").exists()
 
 
 # ---------------------------------------------------------------------------------------------

@@ -13,7 +13,15 @@ from typer.testing import CliRunner
 
 from tests.test_notebooks import write_closed_tickets
 from urgency.cli import app
-from urgency.report import PeriodError, ReportSettings, figures_from_csv, parse_period, write_report
+from urgency.errors import StoreError
+from urgency.report import (
+    PeriodError,
+    ReportSettings,
+    agreement_report,
+    figures_from_csv,
+    parse_period,
+    write_report,
+)
 
 runner = CliRunner()
 SETTINGS = ReportSettings(
@@ -123,3 +131,18 @@ def test_cli_reads_the_service_store(service_params: Path, tmp_path: Path) -> No
     assert result.exit_code == 0, result.output
     figures = json.loads(output.with_suffix(".json").read_text())
     assert figures["tickets"] == 1 and figures["fields"]["urgency"]["agreement"] == 1.0
+
+
+def test_agreement_report_from_a_csv_or_the_store(tmp_path: Path) -> None:
+    closed = write_closed_tickets(tmp_path / "closed.csv")
+    output = tmp_path / "out" / "page.html"
+    figures, json_path = agreement_report(
+        SETTINGS, output, input=closed, database_url="sqlite:///unused.db", top=5
+    )
+    assert figures["tickets"] == 60 and json_path == tmp_path / "out" / "page.json"
+    assert json.loads(json_path.read_text())["tickets"] == 60 and output.exists()
+    # No CSV and no store yet: an error, and no empty database file is left behind.
+    missing = tmp_path / "none.db"
+    with pytest.raises(StoreError, match="the service has not run yet"):
+        agreement_report(SETTINGS, output, input=None, database_url=f"sqlite:///{missing}")
+    assert not missing.exists()

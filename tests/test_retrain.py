@@ -28,8 +28,9 @@ from urgency.retrain import (
     load_history,
     newest_slice,
     read_decisions,
+    retrain_with_corrections,
 )
-from urgency.store import Store, make_engine
+from urgency.store import Store, StoreError, make_engine
 from urgency.train import train
 
 runner = CliRunner()
@@ -376,3 +377,25 @@ def test_retrain_needs_held_out_labels_and_a_champion(setup: dict[str, Any], tmp
     no_champion = runner.invoke(app, ["retrain", "-p", str(empty), "--history", str(history)])
     assert no_champion.exit_code == 5 and "no model version ticket-urgency@champion" in no_champion.output
     assert _client(empty).search_model_versions("name = 'ticket-urgency'") == []
+
+
+def test_retrain_with_corrections_reads_the_store_first(setup: dict[str, Any]) -> None:
+    params_path = _params(setup, use_corrections=True)
+    params = load_params(params_path)
+    frame = history_rows(NEW, 2, START)
+    frame.loc[2, "urgency"] = "urgent"  # an invalid history: stops before any training
+    bad = write_history(setup["folder"], frame)
+    stages: list[str] = []
+    with pytest.raises(DataValidationError, match="new history is not valid"):
+        retrain_with_corrections(params, [bad], params_path=params_path, on_stage=stages.append)
+    # The default store may be missing (no service ran yet): then there is nothing to merge.
+    default_store = params_path.parent / "data" / "service.db"
+    assert stages == [
+        f"no service store at {default_store}: no agents' corrections to merge",
+        "validating 1 history file(s)",
+    ]
+    # A store named explicitly must be a migrated store.
+    with pytest.raises(StoreError, match="schema revision none"):
+        retrain_with_corrections(
+            params, [bad], params_path=params_path, database_url=f"sqlite:///{setup['folder'] / 'x.db'}"
+        )

@@ -111,6 +111,53 @@ def test_score_and_rules_commands(trained: dict[str, Any], tmp_path: Path) -> No
     assert warned.exit_code == 0 and "warning" in warned.output and "'noop' never changes" in warned.output
 
 
+def test_score_command_on_many_files(trained: dict[str, Any], tmp_path: Path) -> None:
+    """A glob scores each file through the same predict-then-decide path into a Parquet folder,
+    in input order; the surge is decided once for the run."""
+    rules_path = tmp_path / "rules.yaml"
+    rules_path.write_text(yaml.safe_dump(rules_dict(**RULES)))
+    (tmp_path / "in").mkdir()
+    TICKETS.iloc[:2].to_csv(tmp_path / "in" / "a.csv", index=False)
+    TICKETS.iloc[2:].to_csv(tmp_path / "in" / "b.csv", index=False)
+    args = [
+        "--params",
+        str(trained["params_path"]),
+        "--rules",
+        str(rules_path),
+        "--now",
+        "2026-03-02T12:00:00",
+    ]
+
+    done = CliRunner().invoke(
+        app,
+        ["score", *args, "--surge", "on", "-i", str(tmp_path / "in" / "*.csv"), "-o", str(tmp_path / "out")],
+    )
+    assert done.exit_code == 0, done.output
+    parts = pd.read_parquet(tmp_path / "out")
+    assert parts["ticket_id"].tolist() == TICKETS["ticket_id"].tolist()  # input order, not the queue's
+    single = CliRunner().invoke(
+        app,
+        [
+            "score",
+            *args,
+            "--surge",
+            "on",
+            "-i",
+            str(tmp_path / "in" / "a.csv"),
+            "-o",
+            str(tmp_path / "a.csv"),
+        ],
+    )
+    assert single.exit_code == 0, single.output
+    first = pd.read_csv(tmp_path / "a.csv").set_index("ticket_id")
+    for ticket in first.index:
+        row = parts.set_index("ticket_id").loc[ticket]
+        assert (row["priority"], row["team"], row["order_key"]) == tuple(
+            first.loc[ticket, ["priority", "team", "order_key"]]
+        )
+    assert parts["surge"].all()
+
+
 def test_thresholds_command(trained: dict[str, Any]) -> None:
     result = CliRunner().invoke(
         app,

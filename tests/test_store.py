@@ -21,7 +21,9 @@ from urgency.store import (
     make_engine,
     predictions,
     upgrade,
+    upgrade_database,
 )
+from urgency.store import database_url as resolve_database_url
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -151,3 +153,20 @@ def test_db_upgrade_command(params_file: Path, tmp_path: Path) -> None:
         app, ["db", "upgrade", "--params", str(params_file), "--database-url", "nosuch://x"]
     )
     assert bad.exit_code == 7 and "nosuch" in bad.output and "Traceback" not in bad.output
+
+
+def test_the_url_is_the_flag_else_the_variable_else_sqlite_beside_the_params(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    params = tmp_path / "project" / "params.yaml"
+    monkeypatch.delenv("URGENCY_DATABASE_URL", raising=False)
+    assert resolve_database_url(None, params) == f"sqlite:///{tmp_path}/project/data/service.db"
+    monkeypatch.setenv("URGENCY_DATABASE_URL", "postgresql+psycopg://u@h/db")
+    assert resolve_database_url(None, params) == "postgresql+psycopg://u@h/db"
+    assert resolve_database_url("sqlite:///flag.db", params) == "sqlite:///flag.db"
+
+
+def test_upgrade_database_migrates_once(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'new' / 'store.db'}"
+    assert upgrade_database(url) == (None, head_revision())
+    assert upgrade_database(url) == (head_revision(), head_revision())

@@ -1,10 +1,13 @@
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pandas as pd
 import pytest
 
-from urgency.thresholds import choose_threshold
+from urgency.data import configured_head_dataset, load_configured
+from urgency.thresholds import choose_threshold, choose_thresholds, rules_thresholds
 
 
 def _probabilities(confidences: list[float], predicted: list[str]) -> pd.DataFrame:
@@ -54,3 +57,22 @@ def test_unreachable_target_and_empty_input() -> None:
     assert empty.n == 0 and empty.threshold is None
     with pytest.raises(ValueError, match="target precision"):
         choose_threshold("h", ["a"], _probabilities([0.9], ["a"]), 0.0)
+
+
+def test_rules_thresholds_trust_nothing_where_the_target_is_unreachable() -> None:
+    reached = choose_threshold("a", TRUTH, _probabilities(CONFIDENCE, PREDICTED), 0.75)
+    unreachable = choose_threshold("b", ["b", "b"], _probabilities([0.9, 0.8], ["a", "a"]), 0.5)
+    assert rules_thresholds({"a": reached, "b": unreachable}) == {"a": 0.7, "b": 1.0}
+
+
+def test_choose_thresholds_on_a_split_of_the_configured_data(
+    trained: dict[str, Any], models: dict[str, Any]
+) -> None:
+    params = trained["params"]
+    choices = choose_thresholds(models, params, ["urgency", "sentiment"], split="test", target_precision=0.5)
+    assert list(choices) == ["urgency", "sentiment"]
+    tickets = load_configured(params.data).tickets
+    for head, choice in choices.items():
+        dataset = configured_head_dataset(tickets, head, params.data, params.splits)
+        assert choice.head == head and choice.target_precision == 0.5
+        assert choice.n == int((dataset["split"] == "test").sum()) > 0

@@ -18,7 +18,7 @@ from __future__ import annotations
 import getpass
 import json
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -30,9 +30,10 @@ from mlflow.entities import Metric, Param
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 
-from urgency.config import FAMILIES, MlflowParams
+from urgency.config import FAMILIES, MlflowParams, Params
 from urgency.errors import InputError, ModelNotFoundError
-from urgency.tracking import alias_version, dataset_digest
+from urgency.models import registry_client
+from urgency.tracking import alias_version, dataset_digest, use_tracking
 
 
 @dataclass(frozen=True)
@@ -410,6 +411,37 @@ def promote_if_better(
     return decision
 
 
+def promote_each_if_better(
+    params: Params,
+    versions: Mapping[str, str],
+    *,
+    by: str,
+    on_decision: Callable[[PromotionDecision], None] | None = None,
+) -> list[PromotionDecision]:
+    """`promote_if_better` for each head's new version ({head: version}) under the promotion
+    policy (params `promotion:`); `on_decision` hears each decision as it is made, so a failure
+    on a later head does not hide an earlier promotion."""
+    client = registry_client(params.mlflow.tracking_uri)
+    log = AliasLog.of(params.mlflow)
+    decisions = []
+    for head, version in versions.items():
+        decision = promote_if_better(
+            client,
+            head,
+            params.mlflow.model_name(head),
+            version,
+            params.mlflow.champion_alias,
+            min_gain=params.promotion.min_macro_f1_gain,
+            max_recall_drop=params.promotion.max_recall_drop,
+            by=by,
+            log=log,
+        )
+        if on_decision:
+            on_decision(decision)
+        decisions.append(decision)
+    return decisions
+
+
 # ---------------------------------------------------------------------------------------------
 # Comparison of the families
 
@@ -504,3 +536,14 @@ def log_comparison(table: pd.DataFrame, experiment_id: str, output: Path | None 
             if pd.notna(row["test macro-F1"]):
                 mlflow.log_metric(f"{row['head']}.{row['family']}.test_macro_f1", row["test macro-F1"])
     return run.info.run_id
+
+
+def compare_and_log(
+    params: MlflowParams, heads: Sequence[str], output: Path | None = None
+) -> tuple[pd.DataFrame, str]:
+    """`compare` the heads' registered models on the configured tracking server and log the
+    table as a `compare` run (and to `output`); returns (table, run id)."""
+    experiment_id = use_tracking(params.tracking_uri, params.experiment, params.artifact_location)
+    names = {head: params.model_name(head) for head in heads}
+    table = compare(registry_client(params.tracking_uri), names, params.champion_alias)
+    return table, log_comparison(table, experiment_id, output)

@@ -377,3 +377,35 @@ def write_report(figures: Mapping[str, Any], output: Path) -> Path:
         partial.write_text(text, encoding="utf-8")
         partial.replace(path)
     return json_path
+
+
+def agreement_report(
+    settings: ReportSettings,
+    output: Path,
+    *,
+    input: Path | None,
+    database_url: str,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    week_of: WeekOf = "created_at",
+    top: int = 20,
+) -> tuple[dict[str, Any], Path]:
+    """Figures from a closed-tickets CSV (`input`) or else the service's store at `database_url`,
+    written as the page `output` and its JSON; returns (figures, JSON path)."""
+    from urgency.store import Store, StoreError, check_schema, make_engine, redact, sqlite_path
+
+    options: dict[str, Any] = {"since": since, "until": until, "week_of": week_of, "top": top}
+    if input is not None:
+        figures = figures_from_csv(input, settings, **options)
+    else:
+        path = sqlite_path(database_url)
+        # make_engine would create an empty SQLite file; a missing one means nothing was scored.
+        if path is not None and not path.exists():
+            raise StoreError(f"no store at {path}: the service has not run yet (or use --input closed.csv)")
+        engine = make_engine(database_url)
+        try:
+            check_schema(engine)
+            figures = figures_from_store(Store(engine), settings, source=redact(database_url), **options)
+        finally:
+            engine.dispose()
+    return figures, write_report(figures, output)

@@ -497,6 +497,56 @@ def retrain(
     return result
 
 
+def retrain_with_corrections(
+    params: Params,
+    histories: Sequence[Path],
+    *,
+    params_path: Path,
+    heads: Sequence[str] | None = None,
+    family: str | None = None,
+    database_url: str | None = None,
+    by: str | None = None,
+    output: Path | None = None,
+    on_stage: Callable[[str], None] | None = None,
+) -> RetrainResult:
+    """What `urgency retrain` runs: read the agents' corrections from the service's store (when
+    `retrain.use_corrections`), then `retrain`. `database_url` None: the default store next to
+    the params file, which need not exist yet (no service has run: no corrections). `by`
+    defaults to the login name."""
+    import getpass
+
+    from urgency.store import database_url as store_url
+    from urgency.store import redact, sqlite_path
+
+    def stage(text: str) -> None:
+        if on_stage:
+            on_stage(text)
+        else:
+            log.info(text)
+
+    decisions = None
+    if params.retrain.use_corrections:
+        url = store_url(database_url, params_path)
+        path = sqlite_path(url)
+        # Only the default may be missing; a store named explicitly must be there.
+        if database_url is None and path is not None and not path.exists():
+            stage(f"no service store at {path}: no agents' corrections to merge")
+        else:
+            decisions = read_decisions(url)
+            stage(f"agents' corrections: {len(decisions)} decided ticket(s) in {redact(url)}")
+    return retrain(
+        params,
+        histories,
+        heads=heads,
+        family=family,
+        decisions=decisions,
+        by=by or f"{getpass.getuser()} (urgency retrain)",
+        params_path=params_path,
+        output=output,
+        on_stage=on_stage,
+    )
+
+
 def _verdict(verdict: Gate) -> str:
     return ("passed: " if verdict.passed else "refused: ") + "; ".join(verdict.reasons)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -104,6 +105,17 @@ def sqlite_path(url: str) -> Path | None:
     return None
 
 
+def database_url(override: str | None, params_path: Path) -> str:
+    """The store's URL: `override` (a --database-url flag), else $URGENCY_DATABASE_URL, else
+    SQLite at data/service.db next to the params file (so each project copy has its own store).
+    The service's settings and the batch commands both resolve it here."""
+    return (
+        override
+        or os.environ.get("URGENCY_DATABASE_URL")
+        or f"sqlite:///{params_path.resolve().parent}/data/service.db"
+    )
+
+
 def make_engine(url: str) -> Engine:
     """An engine for `url`; a SQLite file's folder is created, and SQLite waits for locks
     instead of failing at once when many threads write."""
@@ -176,6 +188,15 @@ def upgrade(engine: Engine) -> tuple[str | None, str]:
     except SQLAlchemyError as error:
         raise StoreError(f"migrating {redact(str(engine.url))} failed: {_short(error)}") from None
     return before, head_revision()
+
+
+def upgrade_database(url: str) -> tuple[str | None, str]:
+    """`upgrade` the database at `url` (created when it is a SQLite file that does not exist)."""
+    engine = make_engine(url)
+    try:
+        return upgrade(engine)
+    finally:
+        engine.dispose()
 
 
 def check_schema(engine: Engine) -> None:

@@ -2,15 +2,22 @@
 
 For a target precision (the share of trusted predictions that are right), pick the lowest
 threshold that reaches it on held-out data, so as many tickets as possible keep their
-prediction; the rest (`1 - coverage`) go to human triage. Pure functions.
+prediction; the rest (`1 - coverage`) go to human triage. Pure functions, but for
+`choose_thresholds`, which reads the configured data and runs the models on it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
+
+if TYPE_CHECKING:
+    from urgency.config import Params
+    from urgency.predict import HeadModel
 
 
 @dataclass(frozen=True)
@@ -58,3 +65,35 @@ def choose_threshold(
         accuracy=accuracy,
         n=n,
     )
+
+
+def choose_thresholds(
+    models: Mapping[str, HeadModel],
+    params: Params,
+    heads: Sequence[str],
+    *,
+    split: str,
+    target_precision: float,
+) -> dict[str, ThresholdChoice]:
+    """Each head's threshold, chosen on its `split` (validation or test) of the configured data."""
+    from urgency.data import configured_head_dataset, load_configured
+    from urgency.predict import predict_proba
+
+    tickets = load_configured(params.data).tickets
+    choices = {}
+    for head in heads:
+        dataset = configured_head_dataset(tickets, head, params.data, params.splits)
+        part = dataset[dataset["split"] == split]
+        choices[head] = choose_threshold(
+            head, part["label"], predict_proba(models[head], part["text"]), target_precision
+        )
+    return choices
+
+
+def rules_thresholds(choices: Mapping[str, ThresholdChoice]) -> dict[str, float]:
+    """The rules file's `confidence.thresholds`: where the target is unreachable, 1.0 (no
+    prediction is trusted, every ticket goes to human triage)."""
+    return {
+        head: 1.0 if choice.threshold is None else round(choice.threshold, 3)
+        for head, choice in choices.items()
+    }

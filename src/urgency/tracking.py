@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import subprocess
+from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import mlflow
 from mlflow import MlflowClient
@@ -11,6 +13,9 @@ from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 
 from urgency.errors import ModelNotFoundError
+
+if TYPE_CHECKING:
+    from urgency.config import MlflowParams
 
 
 def use_tracking(tracking_uri: str, experiment: str, artifact_location: str) -> str:
@@ -115,3 +120,12 @@ def run_metrics(client: MlflowClient, run_id: str | None, prefix: str) -> dict[s
         return {}
     metrics = client.get_run(run_id).data.metrics
     return {name: float(value) for name, value in sorted(metrics.items()) if name.startswith(prefix)}
+
+
+def export_champions(params: MlflowParams, heads: Sequence[str], output: Path) -> dict[str, str]:
+    """`export_models` of the heads' champions on the configured tracking server."""
+    use_tracking(params.tracking_uri, params.experiment, params.artifact_location)
+    names = {head: params.model_name(head) for head in heads}
+    from urgency.models import registry_client
+
+    return export_models(registry_client(params.tracking_uri), names, params.champion_alias, output)

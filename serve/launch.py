@@ -1,0 +1,89 @@
+"""Start the prediction service under uvicorn (`urgency serve`).
+
+Before uvicorn starts, the settings are checked and the store is migrated or checked, so a bad
+setting or an old database is a clear error rather than a server that fails its first request.
+One process serves the app it was given; worker processes each build their own app from the same
+settings, which reach them as URGENCY_* variables.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from serve.settings import ServiceSettings
+from urgency.errors import ParamsError
+
+
+@dataclass(frozen=True)
+class Startup:
+    """What the service starts with, told before uvicorn takes over the process."""
+
+    store: str  # the store's URL without its password
+    local_dev_key: bool  # local mode without configured keys: the development key has every scope
+
+
+def service_settings(params_path: Path, **overrides: Any) -> ServiceSettings:
+    """The settings from URGENCY_* variables, with `overrides` (None: not given) on top; an
+    invalid variable is a params error (exit 3), not a stack trace."""
+    from pydantic import ValidationError
+
+    from urgency.config import format_validation_error
+
+    try:
+        return ServiceSettings(params=params_path, **{k: v for k, v in overrides.items() if v is not None})
+    except ValidationError as error:
+        raise ParamsError(format_validation_error(error, "service settings (URGENCY_* variables)")) from None
+
+
+def worker_environment(settings: ServiceSettings) -> dict[str, str]:
+    """The variables from which each worker process rebuilds `settings` (paths made absolute:
+    a worker must not depend on the directory it starts in)."""
+    environment = {
+        "URGENCY_PARAMS": str(settings.params.resolve()),
+        "URGENCY_DATABASE_URL": settings.store_url(),
+    }
+    if settings.model_dir is not None:
+        environment["URGENCY_MODEL_DIR"] = str(settings.model_dir.resolve())
+    return environment
+
+
+def run(
+    settings: ServiceSettings,
+    *,
+    host: str,
+    port: int,
+    workers: int = 1,
+    migrate: bool = True,
+    on_ready: Callable[[Startup], None] | None = None,
+) -> None:
+    """Check the settings and the store, then serve until stopped (blocks)."""
+    import uvicorn
+
+    from serve.app import create_app
+    from serve.runtime import load_runtime
+    from urgency.config import load_params
+    from urgency.store import check_schema, make_engine, redact, upgrade
+
+    problems = settings.problems()
+    if problems:
+        raise ParamsError("refusing to start: " + "; ".join(problems))
+    engine = make_engine(settings.store_url())
+    if migrate:
+        upgrade(engine)
+    check_schema(engine)
+    engine.dispose()
+    if on_ready:
+        on_ready(Startup(redact(settings.store_url()), settings.mode == "local" and not settings.api_keys))
+    if workers == 1:
+        # Load here, so a missing model is a clear error before the server starts.
+        runtime = load_runtime(
+            load_params(settings.params), model_dir=settings.model_dir, alias=settings.model_alias
+        )
+        uvicorn.run(create_app(settings, runtime), host=host, port=port, log_level="info")
+        return
+    os.environ.update(worker_environment(settings))
+    uvicorn.run("serve.app:create_app", factory=True, host=host, port=port, workers=workers, log_level="info")

@@ -1,0 +1,71 @@
+"""The `urgency` command line: one typer app wiring params onto the library functions.
+
+Each command parses its options, calls one library function and prints the result; the
+commands live in one module per group:
+
+- `data`: validate-data
+- `models`: train, evaluate, export-models, compare, tune, thresholds
+- `scoring`: predict, score, validate-rules, check-incidents
+- `registry`: promote, rollback, retrain
+- `service`: serve, db upgrade, api-key
+- `reports`: report agreement, demo-agents
+
+`common` holds what they share: the consoles, the error-to-exit-code mapping, the options.
+
+Exit codes (for scripts): 0 success, 1 unexpected error, 2 usage error, 3 params error,
+4 invalid ticket data, 5 model not found, 6 unreadable input to score, 7 database unreachable or
+not migrated, 8 nothing to report (no decided ticket in the period), 9 Dask cluster unreachable
+or a worker failed.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from urgency.cli import data, models, registry, reports, scoring, service
+
+app = typer.Typer(
+    help="Learn how urgent, what kind and how upset a support ticket is.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+# Registered in the order `urgency --help` lists them (the groups `db` and `report` come last).
+app.command("validate-data")(data.validate_data)
+app.command()(models.train)
+app.command()(models.evaluate)
+app.command()(scoring.predict)
+app.command("export-models")(models.export_models)
+app.command("validate-rules")(scoring.validate_rules)
+app.command()(scoring.score)
+app.command()(models.thresholds)
+app.command("check-incidents")(scoring.check_incidents)
+app.command()(registry.promote)
+app.command()(registry.rollback)
+app.command()(registry.retrain)
+app.command()(models.compare)
+
+db_app = typer.Typer(
+    help="The service's database (SQLite by default, PostgreSQL by URL).", no_args_is_help=True
+)
+db_app.command("upgrade")(service.db_upgrade)
+app.add_typer(db_app, name="db")
+
+app.command("api-key")(service.api_key)
+app.command()(service.serve)
+app.command()(models.tune)
+
+report_app = typer.Typer(help="Reports for managers (HTML page plus a JSON file of the figures).")
+report_app.command("agreement")(reports.report_agreement)
+app.add_typer(report_app, name="report")
+
+app.command("demo-agents")(reports.demo_agents)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,259 @@
+"""Model commands: train, evaluate, compare, export-models, tune, thresholds."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from urgency.cli.common import (
+    HeadsOption,
+    ModelDirOption,
+    ParamsOption,
+    check_family,
+    console,
+    dask_client,
+    heads,
+    load_models,
+    progress,
+    setup_logging,
+    stdout,
+    user_errors,
+)
+from urgency.config import HEADS, load_params
+
+
+@user_errors
+def train(
+    params_path: ParamsOption = Path("params.yaml"),
+    head: HeadsOption = None,
+    family: Annotated[
+        str | None,
+        typer.Option(help="Model family: baseline, embedding or finetune (default: params training.family)."),
+    ] = None,
+    promote_if_better: Annotated[
+        bool,
+        typer.Option(
+            "--promote-if-better",
+            help="Make each new version champion when it passes the promotion policy (params "
+            "promotion:) on the validation split.",
+        ),
+    ] = False,
+) -> None:
+    """Validate the data, train each head, evaluate it on its test split and register it."""
+    from urgency.promote import PromotionDecision, promote_each_if_better
+    from urgency.train import train as train_heads
+
+    setup_logging()
+    chosen = heads(head)
+    check_family(family)
+    params = load_params(params_path)
+    with progress() as bar:
+        task = bar.add_task(f"training heads ({family or params.training.family})", total=len(chosen))
+        result = train_heads(
+            params,
+            chosen,
+            params_path=params_path,
+            on_head=lambda _: bar.advance(task),
+            family=family,
+        )
+    print_quality(
+        {name: outcome.test_report for name, outcome in result.heads.items()},
+        title=f"test split (MLflow run {result.parent_run_id})",
+        versions={
+            name: f"{o.registered_name} v{o.version} ({'champion' if o.champion_set else 'champion kept'})"
+            for name, o in result.heads.items()
+        },
+    )
+    if not promote_if_better:
+        return
+
+    def show(decision: PromotionDecision) -> None:
+        verdict = "[green]promoted[/green]" if decision.promoted else "kept champion"
+        console.print(f"{decision.head}: v{decision.candidate} {verdict}: {decision.reason}", highlight=False)
+
+    promote_each_if_better(
+        params,
+        {name: o.version for name, o in result.heads.items()},
+        by="urgency train --promote-if-better",
+        on_decision=show,
+    )
+
+
+def print_quality(reports: dict[str, Any], title: str, versions: dict[str, str] | None = None) -> None:
+    table = Table(title=title)
+    columns = [
+        "head",
+        "model",
+        "test rows",
+        "accuracy",
+        "macro-F1",
+        "ECE",
+        "majority acc.",
+        "majority macro-F1",
+    ]
+    for column in columns if versions else [c for c in columns if c != "model"]:
+        table.add_column(column)
+    for name, report in reports.items():
+        figures = [
+            str(report["n"]),
+            f"{report['accuracy']:.3f}",
+            f"{report['macro_f1']:.3f}",
+            f"{report['ece']:.3f}",
+            f"{report['majority_accuracy']:.3f}",
+            f"{report['majority_macro_f1']:.3f}",
+        ]
+        table.add_row(name, *([versions[name]] if versions else []), *figures)
+    stdout().print(table)
+
+
+@user_errors
+def evaluate(
+    params_path: ParamsOption = Path("params.yaml"),
+    head: HeadsOption = None,
+    model_dir: ModelDirOption = None,
+    output: Annotated[Path | None, typer.Option(help="Write the full report as JSON here.")] = None,
+) -> None:
+    """Evaluate the champion models (or a model folder) on each head's test split."""
+    from urgency.evaluate import evaluate_models
+
+    setup_logging()
+    chosen = heads(head)
+    params = load_params(params_path)
+    models = load_models(params, chosen, model_dir)
+    reports = evaluate_models(models, params)
+    print_quality(reports, title="test split")
+    if output:
+        output.write_text(json.dumps(reports, indent=2))
+        console.print(f"report written to {output}")
+
+
+@user_errors
+def export_models(
+    output: Annotated[Path, typer.Option("--output", "-o", help="Folder to write DIR/<head> into.")] = Path(
+        "models"
+    ),
+    params_path: ParamsOption = Path("params.yaml"),
+) -> None:
+    """Copy the champion models out of the registry into a folder that --model-dir loads."""
+    from urgency.tracking import export_champions
+
+    params = load_params(params_path)
+    exported = export_champions(params.mlflow, HEADS, output)
+    console.print(
+        "[green]ok[/green]: "
+        + ", ".join(f"{head} v{version}" for head, version in exported.items())
+        + f" -> {output}"
+    )
+
+
+@user_errors
+def compare(
+    params_path: ParamsOption = Path("params.yaml"),
+    output: Annotated[Path | None, typer.Option(help="Also write the markdown table here.")] = None,
+) -> None:
+    """Compare the newest version of each model family per head (logged to MLflow as a `compare` run)."""
+    from urgency.promote import compare_and_log, comparison_markdown
+
+    params = load_params(params_path)
+    table, run_id = compare_and_log(params.mlflow, HEADS, output)
+    Console().print(comparison_markdown(table))
+    console.print(f"logged to MLflow run {run_id}" + (f", written to {output}" if output else ""))
+
+
+@user_errors
+def tune(
+    head: Annotated[str, typer.Option("--head", help="Head whose baseline settings to search.")],
+    params_path: ParamsOption = Path("params.yaml"),
+    scheduler: Annotated[
+        str | None,
+        typer.Option(
+            "--scheduler",
+            envvar="URGENCY_SCHEDULER",
+            help="Dask scheduler address (tcp://HOST:8786), or `local` for a local cluster; "
+            "default: this machine's cores.",
+        ),
+    ] = None,
+) -> None:
+    """Search a head's baseline settings (params `tune:`); register the best as the challenger.
+
+    The configurations are fitted in parallel: on the Dask cluster of --scheduler, or on this
+    machine's cores. The champion never moves: `urgency promote` does that."""
+    from urgency.tune import Trial
+    from urgency.tune import tune as run_tune
+
+    setup_logging()
+    name = heads([head])[0]
+    params = load_params(params_path)
+
+    def show(trials: list[Trial]) -> None:
+        table = Table(title=f"{name}: {len(trials)} configuration(s), macro-F1")
+        for column in ("#", "settings", "macro-F1", "fit seconds"):
+            table.add_column(column)
+        for trial in sorted(trials, key=lambda t: -t.score):
+            settings = ", ".join(f"{key}={value}" for key, value in trial.settings.items())
+            table.add_row(str(trial.number), settings, f"{trial.score:.4f}", f"{trial.fit_seconds:.1f}")
+        stdout().print(table)
+
+    # joblib's backend: the cluster's ("dask", once a client exists) or this machine's processes.
+    with dask_client(scheduler):
+        backend = "dask" if scheduler else "loky"
+        result = run_tune(params, name, backend=backend, params_path=params_path, on_searched=show)
+    outcome = result.registered
+    console.print(
+        f"[green]ok[/green]: best {result.best.settings} (macro-F1 {result.best.score:.4f}) registered as "
+        f"{outcome.registered_name} v{outcome.version} @{result.alias}; test macro-F1 "
+        f"{outcome.test_report['macro_f1']:.4f} (MLflow run {result.parent_run_id})",
+        highlight=False,
+    )
+    verdict = "would replace" if result.verdict.promoted else "would not replace"
+    console.print(f"promotion policy: {verdict} the champion: {result.verdict.reason}", highlight=False)
+
+
+@user_errors
+def thresholds(
+    target_precision: Annotated[
+        float, typer.Option(min=0.01, max=1.0, help="Share of trusted predictions that must be right.")
+    ] = 0.8,
+    split: Annotated[
+        str, typer.Option(help="Split to choose on: validation (default) or test.")
+    ] = "validation",
+    params_path: ParamsOption = Path("params.yaml"),
+    head: HeadsOption = None,
+    model_dir: ModelDirOption = None,
+) -> None:
+    """Choose per-head confidence thresholds for a target precision; show the coverage they cost."""
+    from urgency.thresholds import choose_thresholds, rules_thresholds
+
+    setup_logging()
+    if split not in ("validation", "test"):
+        raise typer.BadParameter("use validation or test", param_hint="--split")
+    chosen = heads(head)
+    params = load_params(params_path)
+    models = load_models(params, chosen, model_dir)
+    choices = choose_thresholds(models, params, chosen, split=split, target_precision=target_precision)
+    table = Table(title=f"confidence thresholds for precision >= {target_precision:.2f} ({split} split)")
+    for column in ("head", "rows", "accuracy (all)", "threshold", "precision", "coverage", "to human triage"):
+        table.add_column(column)
+    for name, choice in choices.items():
+        shown = "unreachable" if choice.threshold is None else f"{choice.threshold:.3f}"
+        table.add_row(
+            name,
+            str(choice.n),
+            f"{choice.accuracy:.3f}",
+            shown,
+            f"{choice.precision:.3f}",
+            f"{choice.coverage:.1%}",
+            f"{1 - choice.coverage:.1%}",
+        )
+    stdout().print(table)
+    stdout().print(
+        "for the rules file:\nconfidence:\n  thresholds: {"
+        + ", ".join(f"{name}: {value}" for name, value in rules_thresholds(choices).items())
+        + "}",
+        highlight=False,
+    )

@@ -1,0 +1,126 @@
+"""Report commands: report agreement, and demo-agents (the demo's simulated agents)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from urgency.cli.common import (
+    DatabaseOption,
+    ModelDirOption,
+    ParamsOption,
+    RulesOption,
+    console,
+    load_models,
+    load_rules,
+    parse_now,
+    progress,
+    setup_logging,
+    user_errors,
+)
+from urgency.config import HEADS, load_params
+
+
+@user_errors
+def report_agreement(
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="The HTML page; the figures go beside it as .json.")
+    ] = Path("report.html"),
+    input: Annotated[
+        Path | None,
+        typer.Option(
+            "--input", "-i", help="Closed-tickets CSV (docs/reports.md); default: the service's store."
+        ),
+    ] = None,
+    database_url: DatabaseOption = None,
+    since: Annotated[str | None, typer.Option(help="First day (ISO 8601, e.g. 2026-01-01).")] = None,
+    until: Annotated[str | None, typer.Option(help="Last day, included (a date-time: excluded).")] = None,
+    week_of: Annotated[str, typer.Option(help="Weeks of created_at or scored_at.")] = "created_at",
+    top: Annotated[int, typer.Option(min=0, help="Confident disagreements to list for review.")] = 20,
+    params_path: ParamsOption = Path("params.yaml"),
+    rules_path: RulesOption = None,
+) -> None:
+    """Do the models agree with the agents? Agreement, kappa, coverage, slices, trend and SLA."""
+    from urgency import report
+    from urgency.store import database_url as store_url
+
+    if input is not None and database_url is not None:
+        raise typer.BadParameter("give --input or --database-url, not both", param_hint="--input")
+    if week_of not in ("created_at", "scored_at"):
+        raise typer.BadParameter("use created_at or scored_at", param_hint="--week-of")
+    try:
+        since_at, until_at = report.parse_period(since, until)
+    except ValueError as error:
+        raise typer.BadParameter(str(error), param_hint="--since/--until") from None
+    params = load_params(params_path)
+    settings = report.report_settings(params, load_rules(params, rules_path))
+    figures, json_path = report.agreement_report(
+        settings,
+        output,
+        input=input,
+        database_url=store_url(database_url, params_path),
+        since=since_at,
+        until=until_at,
+        week_of=week_of,  # type: ignore[arg-type]  # checked above
+        top=top,
+    )
+    fields = figures["fields"]
+    summary = ", ".join(
+        f"{name} {fields[name]['agreement']:.1%} of {fields[name]['used']}"
+        for name in ("urgency", "category", "sentiment", "priority")
+        if fields[name]["agreement"] is not None
+    )
+    console.print(
+        f"[green]ok[/green]: {figures['tickets']} decided tickets ({figures['period']}); agreement: "
+        f"{summary or 'no agent values'}; written to {output} and {json_path}",
+        highlight=False,
+    )
+
+
+@user_errors
+def demo_agents(
+    output: Annotated[Path, typer.Option("--output", "-o", help="The closed-tickets CSV to write.")] = Path(
+        "data/demo_closed_tickets.csv"
+    ),
+    rows: Annotated[int, typer.Option(min=1, help="At most this many tickets.")] = 3000,
+    seed: Annotated[int, typer.Option(help="Seed of the sample and the simulated metadata.")] = 0,
+    now: Annotated[
+        str | None, typer.Option(help="Tickets are created in the 8 weeks before this (default: this hour).")
+    ] = None,
+    params_path: ParamsOption = Path("params.yaml"),
+    model_dir: ModelDirOption = None,
+    rules_path: RulesOption = None,
+) -> None:
+    """Closed tickets for the demo: agents simulated from the held-back test labels (docs/reports.md)."""
+    from urgency.data import load_configured
+    from urgency.simulate import default_now, simulate_closed_tickets, write_closed_tickets
+
+    setup_logging()
+    moment = parse_now(now) if now else default_now()
+    params = load_params(params_path)
+    rules = load_rules(params, rules_path)
+    models = load_models(params, list(HEADS), model_dir)
+    tickets = load_configured(params.data).tickets
+    with progress() as bar:
+        task = bar.add_task("deciding held-back tickets", total=None)
+        closed = simulate_closed_tickets(
+            models,
+            rules,
+            tickets,
+            params.data,
+            params.splits,
+            now=moment,
+            rows=rows,
+            seed=seed,
+            subject_column=params.predict.subject_column,
+            body_column=params.predict.body_column,
+            on_day=lambda count: bar.advance(task, count),
+        )
+    write_closed_tickets(closed, output)
+    known = ", ".join(f"{head} {int(closed[f'agent_{head}'].notna().sum())}" for head in HEADS)
+    console.print(
+        f"[green]ok[/green]: {len(closed)} closed tickets written to {output} (agents' values: {known})",
+        highlight=False,
+    )

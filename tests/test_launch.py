@@ -1,0 +1,51 @@
+"""Starting the service (serve.launch): settings, the workers' environment, refusals."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from serve.launch import run, service_settings, worker_environment
+from serve.settings import ServiceSettings
+from urgency.errors import ParamsError
+
+
+def test_settings_take_the_given_values_over_the_variables(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("URGENCY_DATABASE_URL", "sqlite:///from-env.db")
+    params = tmp_path / "params.yaml"
+    given = service_settings(params, database_url="sqlite:///given.db", model_dir=None)
+    assert given.store_url() == "sqlite:///given.db" and given.model_dir is None
+    assert service_settings(params).store_url() == "sqlite:///from-env.db"
+
+
+def test_an_invalid_variable_is_a_params_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("URGENCY_MAX_BATCH", "0")
+    with pytest.raises(ParamsError, match="URGENCY_"):
+        service_settings(tmp_path / "params.yaml")
+
+
+def test_workers_get_absolute_paths_and_the_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("URGENCY_DATABASE_URL", raising=False)
+    settings = ServiceSettings(params=Path("params.yaml"), model_dir=Path("models"))
+    assert worker_environment(settings) == {
+        "URGENCY_PARAMS": str(tmp_path / "params.yaml"),
+        "URGENCY_DATABASE_URL": f"sqlite:///{tmp_path}/data/service.db",
+        "URGENCY_MODEL_DIR": str(tmp_path / "models"),
+    }
+    without_models = worker_environment(ServiceSettings(params=Path("params.yaml")))
+    assert "URGENCY_MODEL_DIR" not in without_models
+
+
+def test_production_without_keys_is_refused_before_the_store(tmp_path: Path) -> None:
+    database = tmp_path / "store.db"
+    settings = ServiceSettings(
+        mode="production", params=tmp_path / "params.yaml", database_url=f"sqlite:///{database}"
+    )
+    heard = []
+    with pytest.raises(ParamsError, match="refusing to start: mode 'production' needs URGENCY_API_KEYS"):
+        run(settings, host="127.0.0.1", port=0, on_ready=heard.append)
+    assert heard == [] and not database.exists()
