@@ -167,6 +167,14 @@ def load_error(change: Callable[[dict[str, Any]], None]) -> str:
     return str(raised.value)
 
 
+def assert_load_error(change: Callable[[dict[str, Any]], None], expected: list[str]) -> None:
+    """Loading BASE with `change` fails with a message that names the file and says `expected`."""
+    message = load_error(change)
+    assert message.startswith("my-rules.yaml:")
+    for words in expected:
+        assert words in message, message
+
+
 # SLA policies per plan x priority, business hours, calendars, deadlines.
 SLA = {
     "sla_policies": [

@@ -16,14 +16,12 @@ from typer.testing import CliRunner
 from tests.conftest import PROJECT, params_dict, write_params, write_sources
 from tests.test_transformer import make_tiny_checkpoint
 from urgency.cli import app
+from urgency.comparison import compare, compare_and_log, comparison_markdown
 from urgency.config import load_params
 from urgency.errors import ModelNotFoundError
 from urgency.evaluate import classification_report
 from urgency.promote import (
     PromotionDecision,
-    compare,
-    compare_and_log,
-    comparison_markdown,
     gate,
     promote,
     promote_each_if_better,

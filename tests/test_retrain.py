@@ -21,15 +21,9 @@ from tests.serve_helpers import migrated
 from urgency.cli import app
 from urgency.config import load_params
 from urgency.errors import DataValidationError
+from urgency.history import apply_corrections, corrections_frame, load_history, read_decisions
 from urgency.promote import AliasLog, alias_moves
-from urgency.retrain import (
-    apply_corrections,
-    corrections_frame,
-    load_history,
-    newest_slice,
-    read_decisions,
-    retrain_with_corrections,
-)
+from urgency.retrain import newest_slice, retrain_with_corrections
 from urgency.store import Store, StoreError, make_engine
 from urgency.train import train
 

@@ -9,6 +9,9 @@ format. Everything after reading is pure: a frame in, plain JSON-ready values ou
 
 The agent's final value is taken as the truth. A ticket without an agent value for a field is
 left out of that field's figures (each figure says how many tickets it used).
+
+Over 400 lines on purpose: reading the closed tickets and every figure of the one report live
+together, so the figures and the columns they read cannot drift apart.
 """
 
 from __future__ import annotations

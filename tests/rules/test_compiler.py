@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from tests.conftest import PROJECT
-from tests.rules_helpers import add_rules, load_error, make_rules, pin_rule, rules_dict
+from tests.rules_helpers import add_rules, assert_load_error, make_rules, pin_rule, rules_dict
 from urgency.config import load_params
 from urgency.errors import ParamsError
 from urgency.rules import load_rules
@@ -72,10 +72,7 @@ ERRORS = [
 def test_load_time_errors_name_the_rule(
     change: Callable[[dict[str, Any]], None], expected: list[str]
 ) -> None:
-    message = load_error(change)
-    assert message.startswith("my-rules.yaml:")
-    for words in expected:
-        assert words in message, message
+    assert_load_error(change, expected)
 
 
 # Conflicts an explicit order resolves, and rules that do not conflict at all.

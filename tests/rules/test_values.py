@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from tests.rules_helpers import add_rules, load_error, set_at
+from tests.rules_helpers import add_rules, assert_load_error, set_at
 
 # Field and literal errors: (change to a valid rules mapping, words the message must contain).
 ERRORS = [
@@ -31,7 +31,4 @@ ERRORS = [
 def test_load_time_errors_name_the_rule(
     change: Callable[[dict[str, Any]], None], expected: list[str]
 ) -> None:
-    message = load_error(change)
-    assert message.startswith("my-rules.yaml:")
-    for words in expected:
-        assert words in message, message
+    assert_load_error(change, expected)

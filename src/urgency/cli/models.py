@@ -157,7 +157,7 @@ def compare(
     output: Annotated[Path | None, typer.Option(help="Also write the markdown table here.")] = None,
 ) -> None:
     """Compare the newest version of each model family per head (logged to MLflow as a `compare` run)."""
-    from urgency.promote import compare_and_log, comparison_markdown
+    from urgency.comparison import compare_and_log, comparison_markdown
 
     params = load_params(params_path)
     table, run_id = compare_and_log(params.mlflow, HEADS, output)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -31,8 +32,15 @@ from urgency.config import HEADS, Params, load_params
 if TYPE_CHECKING:
     from datetime import datetime
 
+    from urgency.distributed import FileOptions
     from urgency.rules import RuleSet
 
+InputOption = Annotated[
+    Path,
+    typer.Option(
+        "--input", "-i", help="Tickets to score (.csv, .parquet, .jsonl), or a quoted glob of such files."
+    ),
+]
 SchedulerOption = Annotated[
     str | None,
     typer.Option(
@@ -46,12 +54,7 @@ SchedulerOption = Annotated[
 
 @user_errors
 def predict(
-    input: Annotated[
-        Path,
-        typer.Option(
-            "--input", "-i", help="Tickets to score (.csv, .parquet, .jsonl), or a quoted glob of such files."
-        ),
-    ],
+    input: InputOption,
     output: Annotated[
         Path,
         typer.Option(
@@ -76,30 +79,15 @@ def predict(
 
     setup_logging()
     params = load_params(params_path)
+    options = _file_options(params, subject_column, body_column, chunk_size)
     if scheduler or is_pattern(str(input)):
-        _many_files(
-            params,
-            str(input),
-            output,
-            scheduler=scheduler,
-            model_dir=model_dir,
-            subject_column=subject_column,
-            body_column=body_column,
-            chunk_size=chunk_size,
-        )
+        _many_files(params, str(input), output, options, scheduler=scheduler, model_dir=model_dir)
         return
     models = load_models(params, list(HEADS), model_dir)
     with progress() as bar:
         task = bar.add_task(f"scoring {input.name}", total=None)
         stats = predict_file(
-            models,
-            input,
-            output,
-            subject_column=subject_column or params.predict.subject_column,
-            body_column=body_column or params.predict.body_column,
-            max_text_chars=params.data.max_text_chars,
-            chunk_size=chunk_size or params.predict.chunk_size,
-            on_chunk=lambda rows: bar.advance(task, rows),
+            models, input, output, **asdict(options), on_chunk=lambda rows: bar.advance(task, rows)
         )
     versions = ", ".join(
         f"{head} v{model.version}" if model.version else head for head, model in models.items()
@@ -110,16 +98,28 @@ def predict(
     )
 
 
+def _file_options(
+    params: Params, subject_column: str | None, body_column: str | None, chunk_size: int | None
+) -> FileOptions:
+    """How files are read and turned into model input: the options, else params `predict:`."""
+    from urgency.distributed import FileOptions
+
+    return FileOptions(
+        subject_column=subject_column or params.predict.subject_column,
+        body_column=body_column or params.predict.body_column,
+        max_text_chars=params.data.max_text_chars,
+        chunk_size=chunk_size or params.predict.chunk_size,
+    )
+
+
 def _many_files(
     params: Params,
     pattern: str,
     output: Path,
+    options: FileOptions,
     *,
     scheduler: str | None,
     model_dir: Path | None,
-    subject_column: str | None,
-    body_column: str | None,
-    chunk_size: int | None,
     scoring: tuple[RuleSet, datetime, bool | None] | None = None,
 ) -> None:
     """Many files (or a cluster): one Parquet part per input file in the output folder;
@@ -130,12 +130,6 @@ def _many_files(
     files = distributed.input_files(pattern)
     distributed.check_output(output)
     source = model_source(params, list(HEADS), model_dir)
-    options = distributed.FileOptions(
-        subject_column=subject_column or params.predict.subject_column,
-        body_column=body_column or params.predict.body_column,
-        max_text_chars=params.data.max_text_chars,
-        chunk_size=chunk_size or params.predict.chunk_size,
-    )
     with progress() as bar:
         task = bar.add_task(f"scoring {len(files)} file(s)", total=len(files))
         with dask_client(scheduler) as client:
@@ -168,12 +162,7 @@ def _many_files(
 
 @user_errors
 def score(
-    input: Annotated[
-        Path,
-        typer.Option(
-            "--input", "-i", help="Tickets to score (.csv, .parquet, .jsonl), or a quoted glob of such files."
-        ),
-    ],
+    input: InputOption,
     output: Annotated[
         Path,
         typer.Option(
@@ -209,17 +198,12 @@ def score(
     moment = parse_now(now)
     params = load_params(params_path)
     rules = load_rules(params, rules_path)
+    surge_on = None if surge is None else surge == "on"
+    options = _file_options(params, subject_column, body_column, chunk_size)
     if scheduler or is_pattern(str(input)):
+        scoring = (rules, moment, surge_on)
         _many_files(
-            params,
-            str(input),
-            output,
-            scheduler=scheduler,
-            model_dir=model_dir,
-            subject_column=subject_column,
-            body_column=body_column,
-            chunk_size=chunk_size,
-            scoring=(rules, moment, None if surge is None else surge == "on"),
+            params, str(input), output, options, scheduler=scheduler, model_dir=model_dir, scoring=scoring
         )
         return
     models = load_models(params, list(HEADS), model_dir)
@@ -231,11 +215,8 @@ def score(
             input,
             output,
             now=moment,
-            surge=None if surge is None else surge == "on",
-            subject_column=subject_column or params.predict.subject_column,
-            body_column=body_column or params.predict.body_column,
-            max_text_chars=params.data.max_text_chars,
-            chunk_size=chunk_size or params.predict.chunk_size,
+            surge=surge_on,
+            **asdict(options),
             on_chunk=lambda rows: bar.advance(task, rows),
         )
     levels = ", ".join(f"{level} {count}" for level, count in stats.by_priority.items())

@@ -1,0 +1,123 @@
+"""The model families side by side: the newest version of each family per head, next to the
+champion, with their validation and test figures (`urgency compare`, docs/model_comparison.md).
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from mlflow import MlflowClient
+from mlflow.entities.model_registry import ModelVersion
+
+from urgency.config import FAMILIES, MlflowParams
+from urgency.errors import InputError
+from urgency.models import registry_client
+from urgency.tracking import alias_version, dataset_digest, use_tracking
+
+
+def latest_by_family(client: MlflowClient, name: str) -> dict[str, ModelVersion]:
+    """The newest registered version of each model family under `name`."""
+    latest: dict[str, ModelVersion] = {}
+    for version in client.search_model_versions(f"name = '{name}'"):
+        family = version.tags.get("family", "baseline")
+        if family not in latest or int(version.version) > int(latest[family].version):
+            latest[family] = version
+    return latest
+
+
+def compare(client: MlflowClient, model_names: dict[str, str], alias: str) -> pd.DataFrame:
+    """One row per head and family (its newest version), plus the champion when it is an older
+    version: the figures that decide which model to use.
+
+    Figures come from each version's training run, where they were measured on the head's test
+    split through `urgency.predict`. `same test rows` says whether the test split's digest
+    matches the newest baseline's, i.e. whether the figures are comparable."""
+    rows: list[dict[str, Any]] = []
+    for head, name in model_names.items():
+        versions = latest_by_family(client, name)
+        if not versions:
+            continue
+        champion = alias_version(client, name, alias)
+        reference = dataset_digest(
+            client, (versions.get("baseline") or next(iter(versions.values()))).run_id, "testing"
+        )
+        shown = [versions[f] for f in FAMILIES if f in versions]
+        shown += [versions[f] for f in sorted(set(versions) - set(FAMILIES))]
+        if champion is not None and str(champion.version) not in {str(v.version) for v in shown}:
+            shown.append(champion)
+        for version in shown:
+            run = client.get_run(version.run_id)
+            metrics, run_params = run.data.metrics, run.data.params
+            rows.append(
+                {
+                    "head": head,
+                    "family": version.tags.get("family", "baseline"),
+                    "version": int(version.version),
+                    "champion": champion is not None and str(champion.version) == str(version.version),
+                    "train rows": int(run_params.get("train_rows", metrics.get("rows_training", 0))),
+                    "validation macro-F1": metrics.get("validation_macro_f1"),
+                    "test macro-F1": metrics.get("test_macro_f1"),
+                    "test accuracy": metrics.get("test_accuracy"),
+                    "test ECE": metrics.get("test_ece"),
+                    "test rows": int(metrics.get("rows_testing", 0)),
+                    "train seconds": metrics.get("train_seconds"),
+                    "tickets/s": metrics.get("test_tickets_per_second"),
+                    "same test rows": dataset_digest(client, version.run_id, "testing") == reference,
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def comparison_markdown(table: pd.DataFrame) -> str:
+    """The comparison as a markdown table (figures rounded for reading)."""
+    if table.empty:
+        return "No registered models to compare.\n"
+    shown = table.copy()
+    for column in ("validation macro-F1", "test macro-F1", "test accuracy", "test ECE"):
+        shown[column] = shown[column].map(lambda v: "" if pd.isna(v) else f"{v:.3f}")
+    for column in ("train seconds", "tickets/s"):
+        shown[column] = shown[column].map(lambda v: "" if pd.isna(v) else f"{v:,.0f}")
+    shown["champion"] = shown["champion"].map({True: "yes", False: ""})
+    shown["same test rows"] = shown["same test rows"].map({True: "yes", False: "NO"})
+    return shown.to_markdown(index=False) + "\n"
+
+
+def log_comparison(table: pd.DataFrame, experiment_id: str, output: Path | None = None) -> str:
+    """Log the comparison (markdown and JSON) as artifacts of a `compare` run; optionally also
+    write the markdown to `output`. Returns the run id."""
+    import mlflow
+
+    markdown = comparison_markdown(table)
+    if output is not None:
+        try:
+            output.parent.mkdir(parents=True, exist_ok=True)
+            output.write_text(markdown)
+        except OSError as error:
+            raise InputError(f"cannot write the comparison to {output}: {error}") from None
+    with mlflow.start_run(experiment_id=experiment_id, run_name="compare") as run:
+        with tempfile.TemporaryDirectory() as folder:
+            (Path(folder) / "model_comparison.md").write_text(markdown)
+            (Path(folder) / "model_comparison.json").write_text(
+                json.dumps(table.to_dict(orient="records"), indent=2, default=str)
+            )
+            mlflow.log_artifacts(folder)
+        for row in table.to_dict(orient="records"):
+            if pd.notna(row["test macro-F1"]):
+                mlflow.log_metric(f"{row['head']}.{row['family']}.test_macro_f1", row["test macro-F1"])
+    return run.info.run_id
+
+
+def compare_and_log(
+    params: MlflowParams, heads: Sequence[str], output: Path | None = None
+) -> tuple[pd.DataFrame, str]:
+    """`compare` the heads' registered models on the configured tracking server and log the
+    table as a `compare` run (and to `output`); returns (table, run id)."""
+    experiment_id = use_tracking(params.tracking_uri, params.experiment, params.artifact_location)
+    names = {head: params.model_name(head) for head in heads}
+    table = compare(registry_client(params.tracking_uri), names, params.champion_alias)
+    return table, log_comparison(table, experiment_id, output)
