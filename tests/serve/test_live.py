@@ -144,6 +144,9 @@ def test_api_matches_its_own_schema(service_params: Path, tmp_path: Path) -> Non
                 "--exclude-checks", "positive_data_acceptance",
                 "--max-examples", "100", "--seed", "11", "--no-color",
                 "--generation-database", "none",
+                # The report page renders its plots per request: seconds on a loaded 2-core CI
+                # machine, over schemathesis' 10 s default. Speed is the benchmarks' job.
+                "--request-timeout", "60",
             ],
             capture_output=True, text=True, timeout=600,
         )  # fmt: skip
