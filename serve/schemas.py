@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import (
     AfterValidator,
@@ -69,6 +69,17 @@ def _text_only(value: object) -> object:
 
 Moment = Annotated[datetime, BeforeValidator(_text_only)]
 EARLIEST, LATEST = 1970, 2999
+
+
+def moment_field(description: str) -> Any:
+    """A date-time field, its year range stated in the schema: in words, and as `x-years`."""
+    return Field(
+        default=None,
+        description=f"{description} ISO 8601 text, in the years {EARLIEST} to {LATEST}.",
+        json_schema_extra={"x-years": {"minimum": EARLIEST, "maximum": LATEST}},
+    )
+
+
 # What a feedback event can tell (at least one of them).
 DECIDED = (*AGENT_FIELDS, "first_response_at", "resolved_at")
 
@@ -109,10 +120,7 @@ class Ticket(StrictBody):
     ticket_id: Id = Field(description="The helpdesk's id of the ticket (feedback refers to it).")
     subject: Annotated[Text, StringConstraints(max_length=1_000)] | None = None
     body: Annotated[Text, StringConstraints(min_length=1, max_length=20_000)]
-    created_at: Moment | None = Field(
-        default=None,
-        description="When the ticket was opened (ISO 8601 text; no offset: the rules' time zone).",
-    )
+    created_at: Moment | None = moment_field("When the ticket was opened (no offset: the rules' time zone).")
     fields: dict[FieldName, FieldValue] = Field(
         default_factory=dict,
         max_length=50,
@@ -207,17 +215,15 @@ class Feedback(StrictBody):
     event_id: Id = Field(
         description="Unique per decision: a retried call with the same id stores nothing twice."
     )
-    decided_at: Moment | None = None
+    decided_at: Moment | None = moment_field("When the agent decided.")
     agent: Short | None = None
     urgency: Short | None = None
     category: Short | None = None
     sentiment: Short | None = None
     priority: Short | None = None
     team: Short | None = None
-    first_response_at: Moment | None = Field(
-        default=None, description="When the customer was first answered."
-    )
-    resolved_at: Moment | None = Field(default=None, description="When the ticket was resolved.")
+    first_response_at: Moment | None = moment_field("When the customer was first answered.")
+    resolved_at: Moment | None = moment_field("When the ticket was resolved.")
 
     @field_validator("decided_at", "first_response_at", "resolved_at")
     @classmethod
@@ -253,7 +259,8 @@ class HeadModelInfo(BaseModel):
 
 class ModelInfo(BaseModel):
     heads: list[HeadModelInfo]
-    rules: str
+    rules: str = Field(description="The rules file's name (not its path).")
+    rules_sha256: str = Field(description="The SHA-256 digest of the rules file's content.")
     loaded_at: str
 
 
