@@ -37,7 +37,11 @@ def create_app(settings: ServiceSettings | None = None, runtime: Runtime | None 
     )
     app.state.service = state
     add_error_handlers(app)
-    app.add_middleware(BodyLimit, max_bytes=state.settings.max_body_bytes)
+    app.add_middleware(
+        BodyLimit,
+        max_bytes=state.settings.max_body_bytes,
+        read_timeout=state.settings.body_timeout_seconds,
+    )
     for router in ROUTERS:
         app.include_router(router)
     generated = app.openapi

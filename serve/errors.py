@@ -58,7 +58,13 @@ async def _http_error(_request: Request, error: Exception) -> JSONResponse:
 
 async def _unexpected_error(request: Request, error: Exception) -> JSONResponse:
     log.exception("unexpected error on %s %s", request.method, request.url.path)
-    return JSONResponse({"detail": "internal error; the service log has the details"}, status_code=500)
+    # Connection: close: after an unexpected error the server drops the connection; saying so
+    # lets a keep-alive client know instead of meeting a reset on its next request.
+    return JSONResponse(
+        {"detail": "internal error; the service log has the details"},
+        status_code=500,
+        headers={"Connection": "close"},
+    )
 
 
 def add_error_handlers(app: FastAPI) -> None:

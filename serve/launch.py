@@ -30,6 +30,7 @@ def service_settings(params_path: Path, **overrides: Any) -> ServiceSettings:
     """The settings from URGENCY_* variables, with `overrides` (None: not given) on top; an
     invalid variable is a params error (exit 3), not a stack trace."""
     from pydantic import ValidationError
+    from pydantic_settings import SettingsError
 
     from urgency.config import format_validation_error
 
@@ -37,6 +38,20 @@ def service_settings(params_path: Path, **overrides: Any) -> ServiceSettings:
         return ServiceSettings(params=params_path, **{k: v for k, v in overrides.items() if v is not None})
     except ValidationError as error:
         raise ParamsError(format_validation_error(error, "service settings (URGENCY_* variables)")) from None
+    except SettingsError as error:
+        # A variable that is not even readable, e.g. URGENCY_API_KEYS that is not JSON.
+        raise ParamsError(f"service settings (URGENCY_* variables): {_unreadable(error)}") from None
+
+
+def _unreadable(error: Exception) -> str:
+    """pydantic-settings' message names the field (`error parsing value for field "api_keys"
+    from source "EnvSettingsSource"`): say which variable, and never repeat its value."""
+    import re
+
+    found = re.search(r'field "([a-z_]+)"', str(error))
+    variable = f"URGENCY_{found.group(1).upper()}" if found else "a variable"
+    hint = ' (a JSON list of {"name", "sha256", "scopes"})' if variable == "URGENCY_API_KEYS" else ""
+    return f"{variable} is not readable{hint}"
 
 
 def worker_environment(settings: ServiceSettings) -> dict[str, str]:

@@ -1,4 +1,5 @@
-"""What every request passes through: the body-size limit and the Prometheus metrics.
+"""What every request passes through: the body-size limit (and read timeout) and the Prometheus
+metrics.
 
 Plain ASGI (not route dependencies), so they see every request, including ones that never reach
 a route, and a chunked body is counted as it arrives.
@@ -6,6 +7,7 @@ a route, and a chunked body is counted as it arrives.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -16,14 +18,19 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from serve.schemas import ScoreResult
 
+# The methods counted by name in the metrics; any other is counted as OTHER.
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
 
 class BodyLimit:
     """413 for a request body over `max_bytes`, whether or not it says its length up front
-    (a chunked body is counted as it arrives, and never read past the limit)."""
+    (a chunked body is counted as it arrives, and never read past the limit); 408 for a body
+    not complete within `read_timeout` seconds."""
 
-    def __init__(self, app: Any, max_bytes: int) -> None:
+    def __init__(self, app: Any, max_bytes: int, read_timeout: float = 15.0) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.read_timeout = read_timeout
 
     async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
         if scope["type"] != "http":
@@ -33,8 +40,14 @@ class BodyLimit:
             return await self._too_large(scope, receive, send)
         chunks: list[bytes] = []
         size = 0
+        # The whole body within `read_timeout`: a client that declares more than it sends must
+        # not hold a connection (and a worker's attention) open for ever.
+        deadline = time.monotonic() + self.read_timeout
         while True:
-            message = await receive()
+            try:
+                message = await asyncio.wait_for(receive(), max(deadline - time.monotonic(), 0))
+            except TimeoutError:
+                return await self._too_slow(scope, receive, send)
             if message["type"] != "http.request":
                 break  # the client went away
             size += len(message.get("body", b""))
@@ -59,6 +72,14 @@ class BodyLimit:
         response = JSONResponse(
             {"detail": f"request body over {self.max_bytes} bytes"},
             status_code=status.HTTP_413_CONTENT_TOO_LARGE,
+            headers={"Connection": "close"},
+        )
+        await response(scope, receive, send)
+
+    async def _too_slow(self, scope: dict, receive: Callable, send: Callable) -> None:
+        response = JSONResponse(
+            {"detail": f"request body not received within {self.read_timeout:g} seconds"},
+            status_code=status.HTTP_408_REQUEST_TIMEOUT,
             headers={"Connection": "close"},
         )
         await response(scope, receive, send)
@@ -136,9 +157,11 @@ class Metrics:
             try:
                 await app(scope, receive, send_status)
             finally:
-                # The route template, not the raw path: bounded label values.
+                # Every label value from a bounded set, whatever a client sends: the route
+                # template (not the raw path), a known method or OTHER.
                 route = getattr(scope.get("route"), "path", "unmatched")
-                self.requests.labels(scope["method"], route, str(status_code)).inc()
+                method = scope["method"] if scope["method"] in METHODS else "OTHER"
+                self.requests.labels(method, route, str(status_code)).inc()
                 self.latency.labels(route).observe(time.perf_counter() - started)
 
         return measured

@@ -6,6 +6,7 @@ assignment, so a request that already holds the old runtime finishes on it.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -64,7 +65,10 @@ def load_runtime(params: Params, *, model_dir: Path | None, alias: str | None) -
     rules = load_rules(params.scoring.rules, category_labels=params.heads.category.labels)
     info = ModelInfo(
         heads=[_head_info(params, model, None if model_dir else alias) for model in models.values()],
-        rules=str(params.scoring.rules),
+        # The file's name and content digest, not its path: the answer tells no one the layout
+        # of the server's disk.
+        rules=Path(params.scoring.rules).name,
+        rules_sha256=hashlib.sha256(Path(params.scoring.rules).read_bytes()).hexdigest(),
         loaded_at=datetime.now(UTC).isoformat(timespec="seconds"),
     )
     return Runtime(params=params, models=models, rules=rules, info=info)

@@ -5,10 +5,12 @@ Field limits are part of the contract: an over-long field is a 422 that names th
 
 from __future__ import annotations
 
+import math
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -24,11 +26,38 @@ from pydantic import (
 
 from urgency.decision import AGENT_FIELDS, RECORD_FIELDS
 
-Id = Annotated[str, StringConstraints(min_length=1, max_length=200, strip_whitespace=True)]
-Short = Annotated[str, StringConstraints(min_length=1, max_length=200)]
-FieldName = Annotated[str, StringConstraints(min_length=1, max_length=64)]
-FieldText = Annotated[str, StringConstraints(max_length=1_000)]
-FieldValue = FieldText | StrictBool | StrictInt | StrictFloat | None
+
+# Every text is stored: no NUL character (PostgreSQL cannot keep one, in text or in JSON), and no
+# lone surrogate (no store can encode one). Refused here, so both stores take the same requests
+# and the 422 names the field.
+def _storable(text: str) -> str:
+    if "\x00" in text:
+        raise ValueError("NUL characters (\\u0000) are not allowed")
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        raise ValueError("unpaired surrogates (\\ud800-\\udfff) are not allowed") from None
+    return text
+
+
+Text = Annotated[str, AfterValidator(_storable)]
+Id = Annotated[Text, StringConstraints(min_length=1, max_length=200, strip_whitespace=True)]
+Short = Annotated[Text, StringConstraints(min_length=1, max_length=200)]
+FieldName = Annotated[Text, StringConstraints(min_length=1, max_length=64)]
+
+
+# NaN and the infinities (also 1e400, read as infinity) are no ticket's metadata, and PostgreSQL's
+# JSON cannot keep them. Checked before the union below, so the 422 is one error naming the field.
+def _storable_value(value: object) -> object:
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError("give a finite number (NaN and infinities are not allowed)")
+    return _storable(value) if isinstance(value, str) else value
+
+
+FieldValue = Annotated[
+    Annotated[str, StringConstraints(max_length=1_000)] | StrictBool | StrictInt | StrictFloat | None,
+    BeforeValidator(_storable_value),
+]
 
 
 # Text only (no Unix seconds), and years a helpdesk can have: deadlines stay computable.
@@ -40,6 +69,17 @@ def _text_only(value: object) -> object:
 
 Moment = Annotated[datetime, BeforeValidator(_text_only)]
 EARLIEST, LATEST = 1970, 2999
+
+
+def moment_field(description: str) -> Any:
+    """A date-time field, its year range stated in the schema: in words, and as `x-years`."""
+    return Field(
+        default=None,
+        description=f"{description} ISO 8601 text, in the years {EARLIEST} to {LATEST}.",
+        json_schema_extra={"x-years": {"minimum": EARLIEST, "maximum": LATEST}},
+    )
+
+
 # What a feedback event can tell (at least one of them).
 DECIDED = (*AGENT_FIELDS, "first_response_at", "resolved_at")
 
@@ -78,12 +118,9 @@ class Ticket(StrictBody):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [EXAMPLE_TICKET]})
 
     ticket_id: Id = Field(description="The helpdesk's id of the ticket (feedback refers to it).")
-    subject: Annotated[str, StringConstraints(max_length=1_000)] | None = None
-    body: Annotated[str, StringConstraints(min_length=1, max_length=20_000)]
-    created_at: Moment | None = Field(
-        default=None,
-        description="When the ticket was opened (ISO 8601 text; no offset: the rules' time zone).",
-    )
+    subject: Annotated[Text, StringConstraints(max_length=1_000)] | None = None
+    body: Annotated[Text, StringConstraints(min_length=1, max_length=20_000)]
+    created_at: Moment | None = moment_field("When the ticket was opened (no offset: the rules' time zone).")
     fields: dict[FieldName, FieldValue] = Field(
         default_factory=dict,
         max_length=50,
@@ -178,17 +215,15 @@ class Feedback(StrictBody):
     event_id: Id = Field(
         description="Unique per decision: a retried call with the same id stores nothing twice."
     )
-    decided_at: Moment | None = None
+    decided_at: Moment | None = moment_field("When the agent decided.")
     agent: Short | None = None
     urgency: Short | None = None
     category: Short | None = None
     sentiment: Short | None = None
     priority: Short | None = None
     team: Short | None = None
-    first_response_at: Moment | None = Field(
-        default=None, description="When the customer was first answered."
-    )
-    resolved_at: Moment | None = Field(default=None, description="When the ticket was resolved.")
+    first_response_at: Moment | None = moment_field("When the customer was first answered.")
+    resolved_at: Moment | None = moment_field("When the ticket was resolved.")
 
     @field_validator("decided_at", "first_response_at", "resolved_at")
     @classmethod
@@ -224,7 +259,8 @@ class HeadModelInfo(BaseModel):
 
 class ModelInfo(BaseModel):
     heads: list[HeadModelInfo]
-    rules: str
+    rules: str = Field(description="The rules file's name (not its path).")
+    rules_sha256: str = Field(description="The SHA-256 digest of the rules file's content.")
     loaded_at: str
 
 

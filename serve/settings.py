@@ -43,6 +43,8 @@ class ServiceSettings(BaseSettings):
     # JSON list of {"name", "sha256", "scopes"}; `urgency api-key` makes one.
     api_keys: tuple[ApiKey, ...] = ()
     max_body_bytes: int = Field(default=1_000_000, gt=0)
+    # Seconds a client has to send the whole request body (then 408).
+    body_timeout_seconds: float = Field(default=15.0, gt=0)
     max_batch: int = Field(default=100, gt=0)
 
     @field_validator("api_keys")

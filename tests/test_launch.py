@@ -49,3 +49,23 @@ def test_production_without_keys_is_refused_before_the_store(tmp_path: Path) -> 
     with pytest.raises(ParamsError, match="refusing to start: mode 'production' needs URGENCY_API_KEYS"):
         run(settings, host="127.0.0.1", port=0, on_ready=heard.append)
     assert heard == [] and not database.exists()
+
+
+@pytest.mark.parametrize("keys", ["not json", '{"name": "x"', "[{]"])
+def test_badly_formed_api_keys_are_a_params_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, keys: str
+) -> None:
+    monkeypatch.setenv("URGENCY_API_KEYS", keys)
+    with pytest.raises(ParamsError, match="URGENCY_API_KEYS"):
+        service_settings(tmp_path / "params.yaml")
+
+
+def test_serve_exits_3_on_badly_formed_api_keys(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from urgency.cli import app as cli
+
+    monkeypatch.setenv("URGENCY_API_KEYS", "not json")
+    done = CliRunner().invoke(cli, ["serve", "--params", str(tmp_path / "params.yaml"), "--port", "1"])
+    assert done.exit_code == 3, done.output
+    assert "URGENCY_API_KEYS" in done.output

@@ -170,3 +170,19 @@ def test_upgrade_database_migrates_once(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'new' / 'store.db'}"
     assert upgrade_database(url) == (None, head_revision())
     assert upgrade_database(url) == (head_revision(), head_revision())
+
+
+def test_feedback_for_the_same_instant_in_another_offset_is_the_same_event(database_url: str) -> None:
+    from datetime import timedelta, timezone
+
+    engine = make_engine(database_url)
+    upgrade(engine)
+    store = Store(engine)
+    berlin = timezone(timedelta(hours=2))
+    event = {"ticket_id": "T-1", "event_id": "e-1", "urgency": "high"}
+    assert store.record_feedback({**event, "decided_at": datetime(2026, 6, 1, 10, 0, tzinfo=berlin)}).stored
+    retry = {**event, "decided_at": datetime(2026, 6, 1, 8, 0, tzinfo=UTC)}
+    assert not store.record_feedback(retry).stored  # the same instant: a retry, not a conflict
+    with pytest.raises(FeedbackConflict):
+        store.record_feedback({**event, "decided_at": datetime(2026, 6, 1, 10, 0, tzinfo=UTC)})
+    engine.dispose()

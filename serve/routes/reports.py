@@ -39,7 +39,7 @@ def agreement_report(
     try:
         start, end = parse_period(since, until)
     except PeriodError as error:
-        raise invalid(["query", error.name], str(error)) from None
+        raise invalid(["query", error.name], error.reason) from None  # a 422 never echoes the input
     settings_now = report_settings(runtime_now.params, runtime_now.rules)
     try:
         figures = figures_from_store(

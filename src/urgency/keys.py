@@ -20,6 +20,8 @@ def hash_key(key: str) -> str:
 
 def new_key(name: str, scopes: Sequence[str]) -> tuple[str, dict[str, Any]]:
     """A new random key and its entry for URGENCY_API_KEYS (the digest, never the key)."""
+    if not name.strip():
+        raise ValueError("give the key a name (--name): the service refuses an empty one")
     unknown = [scope for scope in scopes if scope not in SCOPES]
     if unknown:
         raise ValueError(f"unknown scope(s) {unknown}; choose from {list(SCOPES)}")

@@ -70,11 +70,13 @@ def report_settings(params: Params, rules: RuleSet) -> ReportSettings:
 
 
 class PeriodError(ValueError):
-    """A bad `since` or `until`; `name` says which."""
+    """A bad `since` or `until`; `name` says which, `reason` what is wrong without the value
+    given (for answers that must not echo their input, such as the service's 422)."""
 
-    def __init__(self, name: str, message: str) -> None:
+    def __init__(self, name: str, message: str, reason: str) -> None:
         super().__init__(message)
         self.name = name
+        self.reason = reason
 
 
 def parse_moment(text: str | None, *, end_of_day: bool = False) -> datetime | None:
@@ -96,16 +98,19 @@ def parse_moment(text: str | None, *, end_of_day: bool = False) -> datetime | No
 
 def parse_period(since: str | None, until: str | None) -> tuple[datetime | None, datetime | None]:
     """(since, until) as a half-open [since, until) interval; raises ValueError naming the bad one."""
+    unreadable = "not an ISO 8601 date (2026-01-31) or date-time"
     try:
         start = parse_moment(since)
     except ValueError as error:
-        raise PeriodError("since", f"since: {error}") from None
+        raise PeriodError("since", f"since: {error}", f"since is {unreadable}") from None
     try:
         end = parse_moment(until, end_of_day=True)
     except ValueError as error:
-        raise PeriodError("until", f"until: {error}") from None
+        raise PeriodError("until", f"until: {error}", f"until is {unreadable}") from None
     if start is not None and end is not None and end <= start:
-        raise PeriodError("until", f"until ({until}) must not be before since ({since})")
+        raise PeriodError(
+            "until", f"until ({until}) must not be before since ({since})", "until must not be before since"
+        )
     return start, end
 
 

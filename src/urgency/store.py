@@ -237,6 +237,19 @@ def final_decisions(events: pd.DataFrame) -> pd.DataFrame:
     return final.reset_index()
 
 
+def _content_digest(content: Mapping[str, Any]) -> str:
+    """What a feedback event says, as a digest: times compare as instants (an offset-aware time
+    in UTC), so a retry that writes the same moment with another offset is the same event."""
+
+    def instant(value: Any) -> Any:
+        if isinstance(value, datetime) and value.utcoffset() is not None:
+            return value.astimezone(UTC)
+        return value
+
+    normal = {key: instant(value) for key, value in content.items()}
+    return hashlib.sha256(json.dumps(normal, sort_keys=True, default=str).encode()).hexdigest()
+
+
 class Store:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
@@ -261,7 +274,7 @@ class Store:
         """Store an agent's decision once per (ticket id, event id): a retry of the same event
         stores nothing; the same ids with different content raise FeedbackConflict."""
         content = {key: event.get(key) for key in ("decided_at", "agent", *FEEDBACK_FIELDS, *FEEDBACK_TIMES)}
-        digest = hashlib.sha256(json.dumps(content, sort_keys=True, default=str).encode()).hexdigest()
+        digest = _content_digest(content)
         row = {
             "ticket_id": event["ticket_id"],
             "event_id": event["event_id"],

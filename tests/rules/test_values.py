@@ -32,3 +32,12 @@ def test_load_time_errors_name_the_rule(
     change: Callable[[dict[str, Any]], None], expected: list[str]
 ) -> None:
     assert_load_error(change, expected)
+
+
+@pytest.mark.parametrize("raw", [int("9" * 400), "9" * 400, "1e400", float("inf"), "-inf"])
+def test_a_number_no_float_can_hold_is_a_note_and_missing(raw: Any) -> None:
+    from urgency.rules.values import FieldInfo, parse_value
+
+    value, problem = parse_value(FieldInfo("users", "number", column="users_affected"), raw)
+    assert value is None and problem is not None and "not a readable number" in problem
+    assert len(problem) < 120  # the note does not repeat a 400-digit number

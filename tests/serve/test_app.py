@@ -3,8 +3,10 @@ field limits, errors without internals."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -70,6 +72,7 @@ def test_internal_errors_are_a_message_not_a_trace(service_params: Path, databas
         response = client.post("/v1/feedback", json=event, headers=ALL)
         assert response.status_code == 500
         assert response.json() == {"detail": "internal error; the service log has the details"}
+        assert response.headers["connection"] == "close"  # the server drops the connection next
 
 
 def test_the_state_is_one_typed_object(client: TestClient) -> None:
@@ -83,3 +86,40 @@ def test_the_state_is_one_typed_object(client: TestClient) -> None:
     reloaded = client.post("/v1/admin/reload", headers=ALL).json()
     assert reloaded == {"changed": False, "before": before.versions, "after": before.versions}
     assert service.runtime is not before
+
+
+def test_a_body_that_stops_arriving_is_a_408() -> None:
+    import asyncio
+    import json
+
+    from serve.middleware import BodyLimit
+
+    reached = []
+
+    async def app(scope: dict, receive: Any, send: Any) -> None:
+        reached.append(scope)
+
+    async def receive() -> dict:
+        if not parts:
+            await asyncio.Event().wait()  # the client said 500 bytes and sent 4
+        return {"type": "http.request", "body": parts.pop(), "more_body": True}
+
+    sent: list[dict] = []
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+
+    parts = [b"abcd"]
+    scope = {"type": "http", "method": "POST", "path": "/v1/score", "headers": [(b"content-length", b"500")]}
+    started = time.monotonic()
+    asyncio.run(BodyLimit(app, max_bytes=1000, read_timeout=0.3)(scope, receive, send))
+    assert time.monotonic() - started < 5 and reached == []
+    assert sent[0]["status"] == 408 and (b"connection", b"close") in sent[0]["headers"]
+    assert "0.3 seconds" in json.loads(sent[1]["body"])["detail"]
+
+
+def test_the_body_timeout_is_a_setting(service_params: Path, database: str) -> None:
+    assert settings(service_params, database).body_timeout_seconds == 15
+    app = create_app(settings(service_params, database, body_timeout_seconds=2.5))
+    with TestClient(app) as client:
+        assert client.post("/v1/score", json=TICKET, headers=ALL).status_code == 200

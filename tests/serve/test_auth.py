@@ -57,3 +57,13 @@ def test_api_key_command_prints_a_usable_entry() -> None:
     ServiceSettings(mode="production", api_keys=[entry])  # a valid settings entry
     wrong = CliRunner().invoke(cli, ["api-key", "--name", "x", "--scope", "root"])
     assert wrong.exit_code == 2 and "unknown scope" in wrong.output
+
+
+def test_api_key_command_refuses_a_name_the_service_would_reject() -> None:
+    from typer.testing import CliRunner
+
+    from urgency.cli import app as cli
+
+    for name in ("", "   "):
+        done = CliRunner().invoke(cli, ["api-key", "--name", name, "--scope", "score"])
+        assert done.exit_code == 2 and "name" in done.output and "URGENCY_API_KEYS" not in done.output

@@ -41,3 +41,23 @@ def test_ready_fails_when_the_database_goes_away(service_params: Path, postgres:
         response = client.get("/health/ready")
         assert response.status_code == 503
         assert response.json()["database"] is False and response.json()["models"] is True
+
+
+def test_made_up_methods_and_paths_do_not_grow_the_metrics(client: TestClient) -> None:
+    def series() -> int:
+        return sum(1 for line in client.get("/metrics").text.splitlines() if line.startswith("urgency_"))
+
+    def attack(index: int) -> None:
+        client.request(f"MADEUP{index}", "/v1/score")
+        client.request(f"X{index}", f"/no/such/path/{index}")
+        client.get(f"/nowhere/{index}")
+
+    attack(-1)  # every label value seen once
+    series()  # and the scrape's own
+    before = series()
+    for index in range(40):
+        attack(index)
+    text = client.get("/metrics").text
+    assert series() == before
+    assert 'method="OTHER"' in text and 'route="unmatched"' in text
+    assert "MADEUP" not in text and "/no/such" not in text

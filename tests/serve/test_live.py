@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
+import time
 import uuid
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -13,6 +15,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+import sqlalchemy as sa
 
 from tests.serve_helpers import ALL, TICKET, running_server
 from urgency.store import Store, feedback, make_engine, predictions
@@ -56,6 +59,10 @@ def test_serve_refuses_bad_settings_with_a_message(service_params: Path, tmp_pat
     env["URGENCY_API_KEYS"] = '[{"name": "x", "sha256": "not-a-hash", "scopes": ["score"]}]'
     done = subprocess.run(URGENCY + args, env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 3 and "api_keys.0.sha256" in done.stderr and "Traceback" not in done.stderr
+    env["URGENCY_API_KEYS"] = "not json"
+    done = subprocess.run(URGENCY + args, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 3 and "URGENCY_API_KEYS is not readable" in done.stderr
+    assert "Traceback" not in done.stderr
     unreachable = "postgresql+psycopg://nobody:secret@127.0.0.1:1/none"
     done = subprocess.run(
         [*URGENCY, "serve", "--params", str(service_params), "--database-url", unreachable],
@@ -63,6 +70,58 @@ def test_serve_refuses_bad_settings_with_a_message(service_params: Path, tmp_pat
     )  # fmt: skip
     assert done.returncode == 7 and "cannot reach the database" in done.stderr
     assert "secret" not in done.stderr and "Traceback" not in done.stderr
+
+
+def _raw_request(base: str, request: bytes, wait: float) -> tuple[bytes, float]:
+    """Send bytes on a fresh connection; (everything the server answers until it closes, seconds)."""
+    host, port = base.removeprefix("http://").split(":")
+    started = time.monotonic()
+    with socket.create_connection((host, int(port)), timeout=wait) as sock:
+        sock.sendall(request)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    return answer, time.monotonic() - started
+
+
+def test_attacks_on_a_live_server(service_params: Path, tmp_path: Path) -> None:
+    """Issue 13's attacks over real HTTP: a body that stops arriving, what a store cannot keep,
+    made-up methods, a 500 on a keep-alive connection, a bad date echoed back."""
+    database = f"sqlite:///{tmp_path / 'service.db'}"
+    with running_server(service_params, database, env={"URGENCY_BODY_TIMEOUT_SECONDS": "1"}) as base:
+        # Declares 500 bytes, sends 4: a 408 after the timeout, and the connection closed.
+        slow = b"POST /v1/score HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        slow += b'X-API-Key: local-dev-key\r\nContent-Length: 500\r\n\r\n{"a"'
+        answer, seconds = _raw_request(base, slow, wait=30)
+        assert answer.startswith(b"HTTP/1.1 408") and b"connection: close" in answer.lower()
+        assert seconds < 10
+        with httpx.Client(base_url=base, headers=ALL) as client:
+            nul = client.post("/v1/score", json={**TICKET, "body": "a\u0000b"})
+            assert nul.status_code == 422 and nul.json()["detail"][0]["loc"] == ["body", "body"]
+            nan = client.post(
+                "/v1/score",
+                content='{"ticket_id": "T-1", "body": "x", "fields": {"a": NaN}}',
+                headers={"Content-Type": "application/json"},
+            )
+            assert nan.status_code == 422 and nan.json()["detail"][0]["loc"] == ["body", "fields", "a"]
+            huge = '{"ticket_id": "T-1", "body": "x", "fields": {"users_affected": HUGE}}'
+            huge = huge.replace("HUGE", "9" * 400)
+            big = client.post("/v1/score", content=huge, headers={"Content-Type": "application/json"})
+            assert big.status_code == 200, big.text
+            for index in range(30):
+                client.request(f"MADEUP{index}", "/v1/score")
+                client.request("GET", f"/no/such/{index}")
+            metrics = client.get("/metrics").text
+            assert "MADEUP" not in metrics and "/no/such" not in metrics and 'method="OTHER"' in metrics
+            bad = client.get("/v1/reports/agreement?since=secret-token-123")
+            assert bad.status_code == 422 and "secret" not in bad.text
+            engine = make_engine(database)
+            with engine.begin() as connection:
+                connection.execute(sa.text("DROP TABLE feedback"))
+            engine.dispose()
+            failed = client.post("/v1/feedback", json={"ticket_id": "T-1", "event_id": "e", "team": "desk"})
+            assert failed.status_code == 500 and failed.headers["connection"] == "close"
+            assert client.get("/health/live").status_code == 200  # a new connection, no reset
 
 
 @pytest.mark.slow

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -42,3 +43,10 @@ def test_serves_a_model_folder(
         assert all(head["source"].startswith(str(tmp_path / "models")) for head in heads)
         result = test_client.post("/v1/score", json=TICKET, headers=ALL).json()
         assert result["urgency"] == "high" and result["priority"] == "P1"
+
+
+def test_model_info_shows_the_rules_file_name_not_its_path(client: TestClient, service_params: Path) -> None:
+    info = client.get("/v1/model", headers=ALL).json()
+    assert info["rules"] == "rules.yaml" and str(service_params.parent) not in str(info)
+    digest = hashlib.sha256((service_params.parent / "rules.yaml").read_bytes()).hexdigest()
+    assert info["rules_sha256"] == digest

@@ -29,3 +29,18 @@ def test_the_schema_states_the_limit_and_the_served_values(service_params: Path,
     # schemas' own cap.
     generated = app.openapi_schema["components"]["schemas"]
     assert generated["TicketBatch"]["properties"]["tickets"]["maxItems"] != 3
+
+
+def test_the_schema_states_the_years_of_a_date(client: TestClient) -> None:
+    components = client.get("/openapi.json").json()["components"]["schemas"]
+    moments = [
+        components[model]["properties"][name]
+        for model, names in {
+            "Ticket": ["created_at"],
+            "Feedback": ["decided_at", "first_response_at", "resolved_at"],
+        }.items()
+        for name in names
+    ]
+    for moment in moments:
+        assert "1970" in moment["description"] and "2999" in moment["description"], moment
+        assert moment["x-years"] == {"minimum": 1970, "maximum": 2999}

@@ -67,3 +67,11 @@ def test_an_empty_period_and_bad_dates(client: TestClient) -> None:
 
     today = datetime.now(UTC).date().isoformat()
     assert client.get(f"/v1/reports/agreement?since={today}&until={today}", headers=ALL).status_code == 200
+
+
+def test_a_bad_date_is_not_echoed_back(client: TestClient) -> None:
+    for query in ("since=secret-token-123", "until=secret-token-123", "since=2026-01-01&until=2025-secret"):
+        bad = client.get(f"/v1/reports/agreement?{query}", headers=ALL)
+        assert bad.status_code == 422 and "secret" not in bad.text, bad.text
+    backwards = client.get("/v1/reports/agreement?since=2026-02-01&until=2026-01-01", headers=ALL)
+    assert backwards.status_code == 422 and "2026-01-01" not in backwards.text

@@ -56,12 +56,24 @@ def parse_value(info: FieldInfo, raw: Any) -> tuple[Any, str | None]:
         try:
             number = float(raw)
         except (TypeError, ValueError):
-            return None, f"{raw!r} is not a number"
-        return (None, None) if math.isnan(number) else (number, None)
+            return None, f"{_shown(raw)} is not a number"
+        except OverflowError:  # an integer too large for a float
+            return None, f"{_shown(raw)} is not a readable number (too large)"
+        if math.isnan(number):
+            return None, None
+        if math.isinf(number):
+            return None, f"{_shown(raw)} is not a readable number (too large)"
+        return number, None
     text = str(raw).strip().casefold()
     if info.values is not None and text not in info.values:
         return None, f"{raw!r} is not one of {', '.join(info.values)}"
     return text, None
+
+
+def _shown(raw: Any) -> str:
+    """A value for a note: its repr, cut short (a note must not repeat a huge input)."""
+    text = repr(raw)
+    return text if len(text) <= 40 else f"{text[:30]}... ({len(text)} characters)"
 
 
 def parse_literal(info: FieldInfo, raw: Any, where: str, problems: list[str]) -> Any:
