@@ -8,6 +8,7 @@ import re
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
@@ -73,6 +74,38 @@ def test_page_and_json_hold_the_same_figures(tmp_path: Path) -> None:
     assert not re.search(r'(src|href)="(https?:)?//', page)
     assert "<script" not in page and "<link" not in page
     assert not list((tmp_path / "out").glob("*.partial"))
+
+
+MATH_LIKE = ["$\\foo{$", "a $x^2$ plan", "$"]
+
+
+def _with_math_like_values(path: Path) -> Path:
+    """The closed tickets with plan, channel and language values matplotlib would read as math."""
+    frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+    for column in ("plan", "channel", "language"):
+        frame[column] = [MATH_LIKE[n % len(MATH_LIKE)] for n in range(len(frame))]
+    frame.to_csv(path, index=False)
+    return path
+
+
+def test_a_value_that_looks_like_math_is_drawn_as_text(tmp_path: Path) -> None:
+    """One ticket's plan "$\\foo{$" made the whole report fail (matplotlib's ParseFatalException)."""
+    closed = _with_math_like_values(write_closed_tickets(tmp_path / "closed.csv"))
+    figures = figures_from_csv(closed, SETTINGS)
+    output = tmp_path / "agreement.html"
+    write_report(figures, output)
+    page = output.read_text()
+    images = re.findall(r'<img src="data:image/svg\+xml;base64,([^"]+)"', page)
+    drawn = "".join(base64.b64decode(image).decode() for image in images)
+    assert "$\\foo{$" in drawn and "a $x^2$ plan" in drawn  # the values themselves, not math
+
+
+def test_cli_reports_values_that_look_like_math(service_params: Path, tmp_path: Path) -> None:
+    closed = _with_math_like_values(write_closed_tickets(tmp_path / "closed.csv"))
+    output = tmp_path / "report.html"
+    result = report("--params", str(service_params), "--input", str(closed), "--output", str(output))
+    assert result.exit_code == 0, result.output
+    assert output.exists()
 
 
 def test_a_period_selects_tickets(tmp_path: Path) -> None:

@@ -203,11 +203,16 @@ def _figure(width: float, height: float) -> Figure:
 
 def _data_uri(figure: Figure) -> str:
     import matplotlib
+    from matplotlib.text import Text
 
+    # Every label is plain text: a ticket's plan, channel or language such as "$\\foo{$" would
+    # otherwise be read as math and fail to draw (and a "$" pair would vanish into italics).
+    for text in figure.findobj(Text):
+        text.set_parse_math(False)
     buffer = io.BytesIO()
     # Text stays text (the browser's sans-serif draws it): a tenth of the size of glyph paths.
     # metadata Date None: the same figures draw the same bytes.
-    with matplotlib.rc_context({"svg.fonttype": "none"}):
+    with matplotlib.rc_context({"svg.fonttype": "none", "text.parse_math": False}):
         figure.savefig(buffer, format="svg", metadata={"Date": None})
     return "data:image/svg+xml;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
