@@ -5,6 +5,8 @@ from __future__ import annotations
 import base64
 import json
 import re
+import subprocess
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -127,6 +129,49 @@ def test_cli_writes_page_and_json(service_params: Path, tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert "60 decided tickets" in result.output and "urgency" in result.output
     assert output.exists() and (tmp_path / "report.json").exists()
+
+
+# The report written with a file size limit: a full disk for every file it writes.
+FULL_DISK = """
+import resource, sys
+resource.setrlimit(resource.RLIMIT_FSIZE, (20_000, 20_000))
+from urgency.cli import app
+sys.argv = ["urgency", *sys.argv[1:]]
+app()
+"""
+
+
+def test_a_full_disk_leaves_the_older_report_and_no_partial_file(
+    service_params: Path, tmp_path: Path
+) -> None:
+    """`ulimit -f 100` once left report.html.partial behind and exited 1 ("unexpected error")."""
+    closed = write_closed_tickets(tmp_path / "closed.csv")
+    folder = tmp_path / "out"
+    folder.mkdir()
+    (folder / "report.html").write_text("older page\n")
+    (folder / "report.json").write_text("{}\n")
+    args = ["report", "agreement", "--params", str(service_params), "--input", str(closed)]
+    done = subprocess.run(
+        [sys.executable, "-c", FULL_DISK, *args, "--output", str(folder / "report.html")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 10, done.stdout + done.stderr
+    assert "report.html: cannot be written: File too large" in done.stdout + done.stderr
+    assert (folder / "report.html").read_text() == "older page\n"
+    assert (folder / "report.json").read_text() == "{}\n"
+    assert sorted(path.name for path in folder.iterdir()) == ["report.html", "report.json"]
+
+
+def test_cli_an_output_that_cannot_be_written_exits_10(service_params: Path, tmp_path: Path) -> None:
+    closed = write_closed_tickets(tmp_path / "closed.csv")
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder\n")
+    output = blocker / "report.html"
+    result = report("--params", str(service_params), "--input", str(closed), "--output", str(output))
+    assert result.exit_code == 10, result.output
+    assert f"{output}: cannot be written" in result.output
 
 
 def test_cli_refuses_an_empty_period_and_bad_input(service_params: Path, tmp_path: Path) -> None:

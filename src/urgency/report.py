@@ -374,13 +374,13 @@ def to_json(figures: Mapping[str, Any]) -> str:
 
 def write_report(figures: Mapping[str, Any], output: Path) -> Path:
     """Write the page to `output` and the figures beside it (`<name>.json`); returns the JSON path.
-    Each file appears whole or not at all."""
-    output.parent.mkdir(parents=True, exist_ok=True)
+    Each file appears whole or not at all (`urgency.files.write_text_atomic`): a full disk leaves
+    no partial file and an older report intact, and is an OutputError naming the file."""
+    from urgency.files import write_text_atomic
+
     json_path = output.with_suffix(".json")
     for path, text in ((output, render_html(figures)), (json_path, to_json(figures))):
-        partial = path.with_name(path.name + ".partial")
-        partial.write_text(text, encoding="utf-8")
-        partial.replace(path)
+        write_text_atomic(text, path)
     return json_path
 
 
