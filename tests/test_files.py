@@ -1,21 +1,27 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+import textwrap
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from urgency.errors import InputError
+from urgency.errors import InputError, OutputError
 from urgency.files import (
     AtomicTableWriter,
     NotTextError,
+    check_not_input,
     file_format,
     index_to_columns,
     iter_jsonl,
     read_chunks,
     read_table,
     write_table_atomic,
+    write_text_atomic,
 )
 
 FRAME = pd.DataFrame({"id": ["007", "2"], "body": ["server down", ""], "plan": ["NA", "gold"]})
@@ -204,3 +210,74 @@ def test_kind_overrides_the_name(tmp_path: Path) -> None:
     target = tmp_path / "closed.txt"
     write_table_atomic(FRAME, target, kind="csv")
     assert pd.read_csv(target, dtype=str, keep_default_na=False).equals(FRAME)
+
+
+def test_the_output_may_not_be_the_input(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    source = tmp_path / "tickets.csv"
+    source.write_text("body\nhello\n")
+    (tmp_path / "link.csv").symlink_to(source)
+    os.link(source, tmp_path / "hard.csv")
+    monkeypatch.chdir(tmp_path)
+    for same in (source, Path("tickets.csv"), tmp_path / "sub" / ".." / "tickets.csv", tmp_path / "link.csv"):
+        with pytest.raises(InputError, match="the output is the input") as raised:
+            check_not_input(source, same)
+        assert raised.value.exit_code == 6
+    with pytest.raises(InputError, match="the output is the input"):
+        check_not_input(tmp_path / "hard.csv", source)
+    check_not_input(source, tmp_path / "scored.csv")  # another file: fine, existing or not
+
+
+def test_an_output_that_cannot_be_written_is_an_output_error(tmp_path: Path) -> None:
+    """Tests run as root, where permissions stop nothing: the output's folder is a regular file."""
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder\n")
+    for write in (
+        lambda path: write_table_atomic(FRAME, path),
+        lambda path: write_text_atomic("<html></html>", path),
+    ):
+        with pytest.raises(OutputError, match="cannot be written") as raised:
+            write(blocker / "out.csv")
+        assert raised.value.exit_code == 10 and str(blocker / "out.csv") in str(raised.value)
+    assert blocker.read_text() == "not a folder\n"
+
+
+# A full disk, played by a file size limit (writes past it fail with EFBIG; Python ignores SIGXFSZ).
+FULL_DISK = textwrap.dedent(
+    """
+    import resource, secrets, sys
+    from pathlib import Path
+    import pandas as pd
+    from urgency.errors import OutputError
+    from urgency.files import write_table_atomic, write_text_atomic
+
+    folder = Path(sys.argv[1])
+    resource.setrlimit(resource.RLIMIT_FSIZE, (10_000, 10_000))
+    big = pd.DataFrame({"body": [secrets.token_hex(50) for _ in range(1_000)]})  # no compressing it
+    for name, write in (
+        ("out.csv", lambda path: write_table_atomic(big, path)),
+        ("out.parquet", lambda path: write_table_atomic(big, path)),
+        ("out.jsonl", lambda path: write_table_atomic(big, path)),
+        ("page.html", lambda path: write_text_atomic("x" * 100_000, path)),
+    ):
+        try:
+            write(folder / name)
+        except OutputError as error:
+            print(name, error.exit_code, error)
+    """
+)
+
+
+def test_a_full_disk_is_an_output_error_and_leaves_the_older_output(tmp_path: Path) -> None:
+    names = ["out.csv", "out.parquet", "out.jsonl", "page.html"]
+    for name in names:
+        (tmp_path / name).write_text("older\n")
+    done = subprocess.run(
+        [sys.executable, "-c", FULL_DISK, str(tmp_path)], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert [line.split()[:2] for line in lines] == [[name, "10"] for name in names], done.stdout
+    assert all("cannot be written" in line for line in lines)
+    for name in names:
+        assert (tmp_path / name).read_text() == "older\n"
+    assert sorted(path.name for path in tmp_path.iterdir()) == sorted(names)  # no partial file

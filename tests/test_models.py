@@ -81,3 +81,34 @@ def test_the_version_reported_is_the_version_loaded_when_the_alias_moves(trained
         assert load_models(moved)["urgency"].version == str(second.version)
     finally:  # the session's registry is shared: leave it as it was
         client.delete_model_version(name, second.version)
+
+
+def _exported_with_a_corrupt_pickle(trained: dict[str, Any], folder: Path, head: str = "category") -> Path:
+    """The champions exported to `folder`, `head`'s pickle cut in half (a disk that filled up)."""
+    params = trained["params"]
+    names = {name: params.mlflow.model_name(name) for name in ("urgency", "category", "sentiment")}
+    export_models(registry_client(params.mlflow.tracking_uri), names, "champion", folder)
+    pickles = sorted((folder / head).rglob("*.pkl"))
+    assert pickles, sorted((folder / head).rglob("*"))
+    for pickle in pickles:
+        pickle.write_bytes(pickle.read_bytes()[: pickle.stat().st_size // 2])
+    return folder
+
+
+def test_a_corrupt_model_is_model_not_found(trained: dict[str, Any], tmp_path: Path) -> None:
+    """A truncated model.pkl once surfaced as UnpicklingError: exit 1, and 500 from a reload."""
+    folder = _exported_with_a_corrupt_pickle(trained, tmp_path / "models")
+    with pytest.raises(ModelNotFoundError, match=r"cannot load model .*category.*damaged") as raised:
+        load_model_dir(folder, ["urgency", "category"])
+    assert raised.value.exit_code == 5
+
+    from tests.cli import runner
+    from urgency.cli import app
+
+    tickets = tmp_path / "tickets.csv"
+    TICKETS.to_csv(tickets, index=False)
+    args = ["--params", str(trained["params_path"]), "--model-dir", str(folder)]
+    result = runner.invoke(app, ["predict", *args, "-i", str(tickets), "-o", str(tmp_path / "out.csv")])
+    assert result.exit_code == 5, result.output
+    assert "cannot load model" in result.output and "category" in result.output
+    assert not (tmp_path / "out.csv").exists()

@@ -137,6 +137,19 @@ def test_input_errors(models: dict[str, Any], tmp_path: Path) -> None:
         predict_file(models, broken, tmp_path / "o.csv", **kwargs)
 
 
+def test_predict_file_refuses_to_write_over_its_input(models: dict[str, Any], tmp_path: Path) -> None:
+    kwargs = {"subject_column": "subject", "body_column": "body", "max_text_chars": 500, "chunk_size": 2}
+    source = tmp_path / "tickets.csv"
+    TICKETS.to_csv(source, index=False)
+    before = source.read_bytes()
+    (tmp_path / "link.csv").symlink_to(source)
+    for output in (source, tmp_path / "link.csv", tmp_path / "." / "tickets.csv"):
+        with pytest.raises(InputError, match="the output is the input"):
+            predict_file(models, source, output, **kwargs)
+    assert source.read_bytes() == before
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["link.csv", "tickets.csv"]
+
+
 def test_prediction_never_overwrites_input_columns(models: dict[str, Any]) -> None:
     with pytest.raises(InputError, match=r"already has column\(s\) \['urgency', 'error'\]"):
         _predict(models, TICKETS.assign(urgency="keep me", error="mine"))

@@ -5,9 +5,12 @@ from __future__ import annotations
 import base64
 import json
 import re
+import subprocess
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
@@ -75,6 +78,38 @@ def test_page_and_json_hold_the_same_figures(tmp_path: Path) -> None:
     assert not list((tmp_path / "out").glob("*.partial"))
 
 
+MATH_LIKE = ["$\\foo{$", "a $x^2$ plan", "$"]
+
+
+def _with_math_like_values(path: Path) -> Path:
+    """The closed tickets with plan, channel and language values matplotlib would read as math."""
+    frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+    for column in ("plan", "channel", "language"):
+        frame[column] = [MATH_LIKE[n % len(MATH_LIKE)] for n in range(len(frame))]
+    frame.to_csv(path, index=False)
+    return path
+
+
+def test_a_value_that_looks_like_math_is_drawn_as_text(tmp_path: Path) -> None:
+    """One ticket's plan "$\\foo{$" made the whole report fail (matplotlib's ParseFatalException)."""
+    closed = _with_math_like_values(write_closed_tickets(tmp_path / "closed.csv"))
+    figures = figures_from_csv(closed, SETTINGS)
+    output = tmp_path / "agreement.html"
+    write_report(figures, output)
+    page = output.read_text()
+    images = re.findall(r'<img src="data:image/svg\+xml;base64,([^"]+)"', page)
+    drawn = "".join(base64.b64decode(image).decode() for image in images)
+    assert "$\\foo{$" in drawn and "a $x^2$ plan" in drawn  # the values themselves, not math
+
+
+def test_cli_reports_values_that_look_like_math(service_params: Path, tmp_path: Path) -> None:
+    closed = _with_math_like_values(write_closed_tickets(tmp_path / "closed.csv"))
+    output = tmp_path / "report.html"
+    result = report("--params", str(service_params), "--input", str(closed), "--output", str(output))
+    assert result.exit_code == 0, result.output
+    assert output.exists()
+
+
 def test_a_period_selects_tickets(tmp_path: Path) -> None:
     path = write_closed_tickets(tmp_path / "closed.csv")
     since, until = parse_period("2026-03-09", "2026-03-15")
@@ -94,6 +129,49 @@ def test_cli_writes_page_and_json(service_params: Path, tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert "60 decided tickets" in result.output and "urgency" in result.output
     assert output.exists() and (tmp_path / "report.json").exists()
+
+
+# The report written with a file size limit: a full disk for every file it writes.
+FULL_DISK = """
+import resource, sys
+resource.setrlimit(resource.RLIMIT_FSIZE, (20_000, 20_000))
+from urgency.cli import app
+sys.argv = ["urgency", *sys.argv[1:]]
+app()
+"""
+
+
+def test_a_full_disk_leaves_the_older_report_and_no_partial_file(
+    service_params: Path, tmp_path: Path
+) -> None:
+    """`ulimit -f 100` once left report.html.partial behind and exited 1 ("unexpected error")."""
+    closed = write_closed_tickets(tmp_path / "closed.csv")
+    folder = tmp_path / "out"
+    folder.mkdir()
+    (folder / "report.html").write_text("older page\n")
+    (folder / "report.json").write_text("{}\n")
+    args = ["report", "agreement", "--params", str(service_params), "--input", str(closed)]
+    done = subprocess.run(
+        [sys.executable, "-c", FULL_DISK, *args, "--output", str(folder / "report.html")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 10, done.stdout + done.stderr
+    assert "report.html: cannot be written: File too large" in done.stdout + done.stderr
+    assert (folder / "report.html").read_text() == "older page\n"
+    assert (folder / "report.json").read_text() == "{}\n"
+    assert sorted(path.name for path in folder.iterdir()) == ["report.html", "report.json"]
+
+
+def test_cli_an_output_that_cannot_be_written_exits_10(service_params: Path, tmp_path: Path) -> None:
+    closed = write_closed_tickets(tmp_path / "closed.csv")
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder\n")
+    output = blocker / "report.html"
+    result = report("--params", str(service_params), "--input", str(closed), "--output", str(output))
+    assert result.exit_code == 10, result.output
+    assert f"{output}: cannot be written" in result.output
 
 
 def test_cli_refuses_an_empty_period_and_bad_input(service_params: Path, tmp_path: Path) -> None:

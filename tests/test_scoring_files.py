@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 from tests.rules_helpers import CATEGORIES, make_rules, rules_dict
 from urgency.cli import app
 from urgency.decision import DECISION_COLUMNS
+from urgency.errors import InputError
 from urgency.scoring import score_file, score_frame
 
 NOW = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
@@ -75,6 +76,44 @@ def test_a_failed_run_leaves_no_partial_output(models: dict[str, Any], tmp_path:
     assert sorted(path.name for path in tmp_path.iterdir()) == ["queue.csv", "tickets.csv"]
 
 
+def test_score_file_refuses_to_write_over_its_input(models: dict[str, Any], tmp_path: Path) -> None:
+    """`urgency score -i X -o X` once exited 0 having replaced the helpdesk's own columns."""
+    source = tmp_path / "tickets.csv"
+    TICKETS.to_csv(source, index=False)
+    before = source.read_bytes()
+    (tmp_path / "link.csv").symlink_to(source)
+    for output in (source, tmp_path / "link.csv", tmp_path / "sub" / ".." / "tickets.csv"):
+        with pytest.raises(InputError, match="the output is the input"):
+            score_file(models, make_rules(**RULES), source, output, now=NOW, chunk_size=2, **PREDICT)
+    assert source.read_bytes() == before
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["link.csv", "tickets.csv"]
+
+
+def test_scoring_never_overwrites_an_input_column(models: dict[str, Any], tmp_path: Path) -> None:
+    """The helpdesk's own priority and team are kept: an input column named like a decision
+    column is refused (rename it), never silently replaced."""
+    tickets = TICKETS.assign(priority="P4", team="helpdesk-own")
+    with pytest.raises(InputError, match=r"already has column\(s\) \['priority', 'team'\].*rename them"):
+        score_frame(models, tickets, make_rules(**RULES), now=NOW, **PREDICT).frame()
+    source = tmp_path / "tickets.csv"
+    tickets.to_csv(source, index=False)
+    output = tmp_path / "queue.csv"
+    for queue in (True, False):
+        with pytest.raises(InputError, match=r"\['priority', 'team'\]"):
+            score_file(
+                models,
+                make_rules(**RULES),
+                source,
+                output,
+                now=NOW,
+                surge=False,
+                queue=queue,
+                chunk_size=2,
+                **PREDICT,
+            )
+    assert not output.exists()
+
+
 def test_score_and_rules_commands(trained: dict[str, Any], tmp_path: Path) -> None:
     runner = CliRunner()
     params = str(trained["params_path"])
@@ -90,6 +129,22 @@ def test_score_and_rules_commands(trained: dict[str, Any], tmp_path: Path) -> No
     assert "4 tickets queued" in done.output and "surge on" in done.output
     queue = pd.read_csv(output)
     assert queue["surge"].all() and queue["ticket_id"].iloc[0] == "outage"
+
+    onto_itself = [
+        "score",
+        "--params",
+        params,
+        "--rules",
+        str(rules_path),
+        "-i",
+        str(source),
+        "-o",
+        str(source),
+    ]
+    before = source.read_bytes()
+    refused = runner.invoke(app, onto_itself)
+    assert refused.exit_code == 6 and "the output is the input" in refused.output
+    assert source.read_bytes() == before
 
     assert runner.invoke(app, [*args, "--now", "soon"]).exit_code == 2
     assert runner.invoke(app, [*args, "--surge", "maybe"]).exit_code == 2

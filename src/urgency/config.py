@@ -399,14 +399,50 @@ def format_validation_error(error: ValidationError, where: str) -> str:
     return "\n".join(lines)
 
 
+# Values a YAML file may hold once its aliases are expanded. Aliases share one object in memory,
+# but validating and formatting error messages walk every copy: nested aliases ("billion laughs")
+# in a 1 KB file would expand to billions of values. Real params and rules files hold a few thousand.
+MAX_YAML_VALUES = 100_000
+
+
 def read_yaml(path: Path, what: str) -> object:
-    """A YAML file's content; a missing or broken file is a `ParamsError` naming it."""
+    """A YAML file's content; a missing or broken file, or one whose aliases expand to more than
+    `MAX_YAML_VALUES` values, is a `ParamsError` naming it."""
     try:
-        return yaml.safe_load(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ParamsError(f"{what} file not found: {path}") from None
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        if _expanded_size(node, {}) > MAX_YAML_VALUES:
+            raise ParamsError(
+                f"{path}: its aliases (*name) expand to more than {MAX_YAML_VALUES:,} values; "
+                "write the values out instead of nesting aliases"
+            )
+        return loader.construct_document(node)
     except yaml.YAMLError as error:
         raise ParamsError(f"{path}: not valid YAML: {error}") from None
+    finally:
+        loader.dispose()
+
+
+def _expanded_size(node: yaml.Node, sizes: dict[int, int]) -> int:
+    """How many values `node` holds with every alias expanded; each node is counted once
+    (memoised by identity), so this is linear in the file however deep the aliases nest."""
+    known = sizes.get(id(node))
+    if known is not None:
+        return known
+    sizes[id(node)] = 1  # a recursive alias counts once instead of looping
+    total = 1
+    if isinstance(node, yaml.SequenceNode):
+        total += sum(_expanded_size(item, sizes) for item in node.value)
+    elif isinstance(node, yaml.MappingNode):
+        total += sum(_expanded_size(key, sizes) + _expanded_size(value, sizes) for key, value in node.value)
+    sizes[id(node)] = total
+    return total
 
 
 def load_params(path: Path | str) -> Params:

@@ -48,3 +48,10 @@ class ClusterError(UrgencyError):
     """The Dask cluster could not be reached, or a worker died or failed while scoring."""
 
     exit_code = 9
+
+
+class OutputError(UrgencyError):
+    """An output cannot be written: its folder cannot be made, the disk is full, the file is too
+    large, or the file system is read-only or forbids it. An older output at that path is kept."""
+
+    exit_code = 10

@@ -14,8 +14,11 @@ in the expected encoding); callers that report bad training data re-raise it as 
 
 Writing is atomic: `AtomicTableWriter` (chunk by chunk) and `write_table_atomic` (a whole frame)
 write into a hidden file beside the output, `.<name>.partial`, that replaces the output only once
-every row is written. The output appears only when complete; a failure leaves no partial file,
-and an older output at that path stays as it was.
+every row is written; `write_text_atomic` does the same for a text file (a report page). The
+output appears only when complete; a failure leaves no partial file, and an older output at that
+path stays as it was. A file system's refusal (no space, file too large, read-only, no
+permission, a folder that cannot be made) is an OutputError naming the output. `check_not_input`
+refuses an output that is the input itself (it would be destroyed).
 """
 
 from __future__ import annotations
@@ -23,14 +26,14 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 import pandas as pd
 
-from urgency.errors import InputError
+from urgency.errors import InputError, OutputError
 
 # Rows per chunk when a whole JSON Lines file is read: bounds the records held as dicts at once.
 _JSONL_TABLE_CHUNK = 100_000
@@ -154,6 +157,27 @@ def index_to_columns(frame: pd.DataFrame) -> pd.DataFrame:
 # Writing
 
 
+def check_not_input(input_path: Path, output_path: Path) -> None:
+    """Refuse to write over the input: the same file, however either is written (relative,
+    through a symbolic link, a hard link)."""
+    same = input_path.resolve() == output_path.resolve()
+    if not same and input_path.exists() and output_path.exists():
+        same = os.path.samefile(input_path, output_path)
+    if same:
+        raise InputError(f"{output_path}: the output is the input {input_path}; write to another file")
+
+
+@contextmanager
+def _write_errors(path: Path) -> Iterator[None]:
+    """Turn the file system's refusal to write `path` into an OutputError naming it."""
+    try:
+        yield
+    except OSError as error:
+        reason = error.strerror or str(error)
+        where = f" ({error.filename})" if error.filename and str(error.filename) != str(path) else ""
+        raise OutputError(f"{path}: cannot be written: {reason}{where}") from None
+
+
 class AtomicTableWriter:
     """Writes a table chunk by chunk to `path`, which appears only when `commit` is called.
 
@@ -163,9 +187,10 @@ class AtomicTableWriter:
     """
 
     def __init__(self, path: Path, kind: str | None = None) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.path = path
         self.kind = kind or file_format(path)
+        with _write_errors(path):
+            path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
         self.partial = path.with_name(f".{path.name}.partial")
         self.rows = 0
         # The compression follows the final name (pandas would infer none from ".partial").
@@ -189,6 +214,10 @@ class AtomicTableWriter:
             self.abort()
 
     def write(self, chunk: pd.DataFrame) -> None:
+        with _write_errors(self.path):
+            self._write(chunk)
+
+    def _write(self, chunk: pd.DataFrame) -> None:
         # Every chunk is written in the first chunk's columns (JSON Lines records may list their
         # keys in any order); a key the first chunk did not have cannot be placed.
         if self._columns is None:
@@ -227,25 +256,49 @@ class AtomicTableWriter:
     def commit(self) -> None:
         """Put the written table at `path`; if that fails, the partial file is removed."""
         try:
-            if self._parquet is not None:
-                self._parquet.close()
-            if self._first:  # no chunk at all: still write an (empty) output
-                self.write(pd.DataFrame())
+            with _write_errors(self.path):
                 if self._parquet is not None:
                     self._parquet.close()
-            os.replace(self.partial, self.path)
+                if self._first:  # no chunk at all: still write an (empty) output
+                    self._write(pd.DataFrame())
+                    if self._parquet is not None:
+                        self._parquet.close()
+                os.replace(self.partial, self.path)
         except BaseException:
             self.abort()
             raise
 
     def abort(self) -> None:
         """Drop what was written; an older file at `path` stays as it was."""
-        if self._parquet is not None:
-            self._parquet.close()
-        self.partial.unlink(missing_ok=True)
+        try:
+            if self._parquet is not None:
+                self._parquet.close()
+        except OSError:
+            pass  # closing flushes: a full disk fails again; the partial file goes all the same
+        finally:
+            _remove(self.partial)
 
 
 def write_table_atomic(frame: pd.DataFrame, path: Path, kind: str | None = None) -> None:
     """Write a whole frame to `path` (format from its name, or `kind`), complete or not at all."""
     with AtomicTableWriter(path, kind) as writer:
         writer.write(frame)
+
+
+def write_text_atomic(text: str, path: Path) -> None:
+    """Write a text file (UTF-8) to `path`, complete or not at all (through `.<name>.partial`)."""
+    partial = path.with_name(f".{path.name}.partial")
+    try:
+        with _write_errors(path):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            partial.write_text(text, encoding="utf-8")
+            os.replace(partial, path)
+    except BaseException:
+        _remove(partial)
+        raise
+
+
+def _remove(partial: Path) -> None:
+    """Delete a partial file if there is one; a path that cannot even hold one is left alone."""
+    with suppress(NotADirectoryError, IsADirectoryError):
+        partial.unlink(missing_ok=True)

@@ -154,7 +154,12 @@ def load_model_dir(model_dir: Path, heads: Sequence[str]) -> dict[str, HeadModel
 
 
 def load_head_model(uri: str, *, version: str | None = None, run_id: str | None = None) -> HeadModel:
-    """Load one head model from any MLflow model URI (registry, run or local folder)."""
+    """Load one head model from any MLflow model URI (registry, run or local folder).
+
+    Any failure to load is a ModelNotFoundError naming the URI: a missing model, and as much a
+    corrupt one (a truncated pickle: UnpicklingError, EOFError; a class that moved or a library
+    missing: AttributeError, ImportError), so the CLI exits 5 and a reload answers 503 while the
+    old models keep serving."""
     import mlflow.pyfunc
     from mlflow.exceptions import MlflowException
 
@@ -162,6 +167,11 @@ def load_head_model(uri: str, *, version: str | None = None, run_id: str | None 
         model = mlflow.pyfunc.load_model(uri)
     except (MlflowException, OSError) as error:
         raise ModelNotFoundError(f"cannot load model {uri}: {error}") from None
+    except Exception as error:  # whatever unpickling a damaged file raises
+        reason = f"{type(error).__name__}: {error}"
+        raise ModelNotFoundError(
+            f"cannot load model {uri}: damaged, or saved by other code ({reason})"
+        ) from None
     metadata = model.metadata.metadata or {}
     if "labels" not in metadata or "head" not in metadata:
         raise ModelNotFoundError(f"{uri} is not an urgency head model (no head/labels metadata)")

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from urgency.errors import InputError
-from urgency.files import AtomicTableWriter, read_chunks
+from urgency.files import AtomicTableWriter, check_not_input, read_chunks
 from urgency.models import HeadModel
 from urgency.text import ticket_text
 
@@ -116,6 +116,7 @@ def predict_file(
     Memory is bounded by `chunk_size`, whatever the file's length. The output appears only when
     every row is written: a failure leaves no half-written file (and an older output intact).
     """
+    check_not_input(input_path, output_path)
     stats = PredictStats()
     with AtomicTableWriter(output_path) as writer:
         for chunk in read_chunks(input_path, chunk_size):

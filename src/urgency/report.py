@@ -208,11 +208,16 @@ def _figure(width: float, height: float) -> Figure:
 
 def _data_uri(figure: Figure) -> str:
     import matplotlib
+    from matplotlib.text import Text
 
+    # Every label is plain text: a ticket's plan, channel or language such as "$\\foo{$" would
+    # otherwise be read as math and fail to draw (and a "$" pair would vanish into italics).
+    for text in figure.findobj(Text):
+        text.set_parse_math(False)
     buffer = io.BytesIO()
     # Text stays text (the browser's sans-serif draws it): a tenth of the size of glyph paths.
     # metadata Date None: the same figures draw the same bytes.
-    with matplotlib.rc_context({"svg.fonttype": "none"}):
+    with matplotlib.rc_context({"svg.fonttype": "none", "text.parse_math": False}):
         figure.savefig(buffer, format="svg", metadata={"Date": None})
     return "data:image/svg+xml;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
@@ -374,13 +379,13 @@ def to_json(figures: Mapping[str, Any]) -> str:
 
 def write_report(figures: Mapping[str, Any], output: Path) -> Path:
     """Write the page to `output` and the figures beside it (`<name>.json`); returns the JSON path.
-    Each file appears whole or not at all."""
-    output.parent.mkdir(parents=True, exist_ok=True)
+    Each file appears whole or not at all (`urgency.files.write_text_atomic`): a full disk leaves
+    no partial file and an older report intact, and is an OutputError naming the file."""
+    from urgency.files import write_text_atomic
+
     json_path = output.with_suffix(".json")
     for path, text in ((output, render_html(figures)), (json_path, to_json(figures))):
-        partial = path.with_name(path.name + ".partial")
-        partial.write_text(text, encoding="utf-8")
-        partial.replace(path)
+        write_text_atomic(text, path)
     return json_path
 
 

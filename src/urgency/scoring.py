@@ -20,7 +20,8 @@ import pandas as pd
 
 from urgency.config import HEADS
 from urgency.decision import DECISION_COLUMNS, Decision, HeadOutput
-from urgency.files import AtomicTableWriter, read_chunks
+from urgency.errors import InputError
+from urgency.files import AtomicTableWriter, check_not_input, read_chunks
 from urgency.models import HeadModel
 from urgency.predict import predict_frame
 from urgency.rules import RuleSet, is_missing
@@ -46,14 +47,19 @@ class Scored:
         return pd.DataFrame(rows, index=self.predicted.index, columns=list(DECISION_COLUMNS))
 
     def frame(self) -> pd.DataFrame:
-        """The scored-file layout: input columns, model columns, then `DECISION_COLUMNS` (an input
-        column of a decision column's name is replaced, with a warning)."""
-        replaced = [column for column in DECISION_COLUMNS if column in self.predicted.columns]
-        if replaced:
-            log.warning(
-                "input columns %s are replaced by the scoring decision's columns of that name", replaced
-            )
-        return pd.concat([self.predicted.drop(columns=replaced), self.decision_columns()], axis=1)
+        """The scored-file layout: input columns, model columns, then `DECISION_COLUMNS`. No input
+        column is overwritten: an input column named like a decision column is an InputError."""
+        check_no_decision_columns(self.predicted.columns)
+        return pd.concat([self.predicted, self.decision_columns()], axis=1)
+
+
+def check_no_decision_columns(columns: Sequence[str] | pd.Index) -> None:
+    """Input columns named like a decision column would be lost in the scored file: refuse them."""
+    clashes = [column for column in DECISION_COLUMNS if column in columns]
+    if clashes:
+        raise InputError(
+            f"input already has column(s) {clashes} that scoring adds; rename them so nothing is overwritten"
+        )
 
 
 def score_frame(
@@ -188,12 +194,14 @@ def score_file(
     first come, first served), so held in memory. Without `queue` (a cluster's part) every chunk
     is decided and written at once, in input order, with the given `surge`.
     """
+    check_not_input(input_path, output_path)
     stats = ScoreStats()
     columns = {"subject_column": subject_column, "body_column": body_column, "max_text_chars": max_text_chars}
     with AtomicTableWriter(output_path) as writer:
         if queue:
             chunks = []
             for chunk in read_chunks(input_path, chunk_size):
+                check_no_decision_columns(chunk.columns)  # before any model runs
                 chunks.append(predict_frame(dict(models), chunk, **columns))
                 if on_chunk:
                     on_chunk(len(chunk))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -233,3 +234,51 @@ def test_file_errors(tmp_path: Path) -> None:
     good = tmp_path / "good.yaml"
     good.write_text(yaml.safe_dump(rules_dict()))
     assert load_rules(good).source == str(good)
+
+
+def _billion_laughs(indent: str, levels: int = 9) -> str:
+    """Nested aliases: each level lists the previous one nine times (9**9 values in about 1 KB)."""
+    lines = [f'{indent}- &l0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    for level in range(1, levels + 1):
+        lines.append(f"{indent}- &l{level} [" + ", ".join([f"*l{level - 1}"] * 9) + "]")
+    return "\n".join(lines) + "\n"
+
+
+def test_nested_aliases_are_refused_fast(tmp_path: Path) -> None:
+    """A 'billion laughs' under `gte:` once took 50 s and 3 GB (error messages format every copy)."""
+    data = rules_dict()
+    data.pop("priority_rules")
+    bomb = tmp_path / "bomb.yaml"
+    bomb.write_text(
+        yaml.safe_dump(data)
+        + "priority_rules:\n- name: bomb\n  pin: P1\n  when:\n    users:\n      gte:\n"
+        + _billion_laughs(" " * 8)
+    )
+    assert len(bomb.read_bytes()) < 5_000
+    started = time.perf_counter()
+    with pytest.raises(ParamsError, match=r"aliases \(\*name\) expand to more than") as raised:
+        load_rules(bomb)
+    assert time.perf_counter() - started < 2
+    assert str(raised.value).startswith(str(bomb))
+
+
+def test_a_few_aliases_still_load(tmp_path: Path) -> None:
+    shared = {"first_response": "1h", "resolution": "8h"}
+    data = rules_dict()
+    data["sla"]["policies"][0]["targets"] = {level: shared for level in ["P1", "P2", "P3", "P4"]}
+    aliased = tmp_path / "aliased.yaml"
+    aliased.write_text(yaml.safe_dump(data))
+    assert "*id001" in aliased.read_text()  # one mapping, named four times
+    assert load_rules(aliased).source == str(aliased)
+
+
+def test_a_long_padded_duration_is_refused_fast(tmp_path: Path) -> None:
+    """2,500 spaces then 'x' once took 28 s in parse_duration (a cubic regular expression)."""
+    data = rules_dict()
+    data["sla"]["policies"][0]["targets"]["P1"]["first_response"] = " " * 2500 + "x"
+    padded = tmp_path / "padded.yaml"
+    padded.write_text(yaml.safe_dump(data))
+    started = time.perf_counter()
+    with pytest.raises(ParamsError, match="'x' is not a duration"):
+        load_rules(padded)
+    assert time.perf_counter() - started < 2

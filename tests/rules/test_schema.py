@@ -43,7 +43,14 @@ def test_durations(text: str, minutes: int) -> None:
     assert parse_duration(text) == minutes
 
 
-@pytest.mark.parametrize("text", ["", "90", "1d", "h", "1.5h", 90])
+@pytest.mark.parametrize(
+    "text", ["", "90", "1d", "h", "1.5h", 90, " " * 2500 + "x", "1" * 2500 + "x", "1h" + " " * 5000 + "30mx"]
+)
 def test_bad_durations(text: Any) -> None:
     with pytest.raises(ValueError, match="not a duration"):
         parse_duration(text)
+
+
+def test_a_duration_longer_than_a_duration_is_refused() -> None:
+    with pytest.raises(ValueError, match="longer than 32 characters"):
+        parse_duration("1" * 100 + "h")

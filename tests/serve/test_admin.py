@@ -106,3 +106,28 @@ def test_a_failed_reload_keeps_the_old_models(registry: dict[str, Any], database
         response = client.post("/v1/admin/reload", headers=ALL)
         assert response.status_code == 503 and "still serving the old models" in response.json()["detail"]
         assert client.post("/v1/score", json=TICKET, headers=ALL).status_code == 200
+
+
+def test_a_corrupt_model_fails_the_reload_with_503(
+    registry: dict[str, Any], database: str, tmp_path: Path
+) -> None:
+    """A champion whose model.pkl is truncated: 503, and the old models keep serving (was 500)."""
+    from urgency.tracking import export_models
+
+    client = registry["client"]
+    names = {head: f"ticket-{head}" for head in ("urgency", "category", "sentiment")}
+    export_models(client, names, "champion", tmp_path / "exported")
+    for pickle in (tmp_path / "exported" / "category").rglob("*.pkl"):
+        pickle.write_bytes(pickle.read_bytes()[: pickle.stat().st_size // 2])
+    first = client.get_model_version("ticket-category", "1")
+    broken = client.create_model_version(
+        "ticket-category", str(tmp_path / "exported" / "category"), run_id=first.run_id
+    )
+    with TestClient(create_app(settings(registry["params"], database))) as service:
+        client.set_registered_model_alias("ticket-category", "champion", broken.version)
+        response = service.post("/v1/admin/reload", headers=ALL)
+        assert response.status_code == 503, response.text
+        assert "still serving the old models" in response.json()["detail"]
+        assert "cannot load model" in response.json()["detail"]
+        answer = service.post("/v1/score", json=TICKET, headers=ALL)
+        assert answer.status_code == 200 and answer.json()["model_versions"]["category"] == "1"

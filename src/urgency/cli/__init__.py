@@ -15,7 +15,7 @@ commands live in one module per group:
 Exit codes (for scripts): 0 success, 1 unexpected error, 2 usage error, 3 params error,
 4 invalid ticket data, 5 model not found, 6 unreadable input to score, 7 database unreachable or
 not migrated, 8 nothing to report (no decided ticket in the period), 9 Dask cluster unreachable
-or a worker failed.
+or a worker failed, 10 an output cannot be written (disk full, file too large, read-only).
 """
 
 from __future__ import annotations

@@ -4,6 +4,7 @@ rules, models, a Dask client)."""
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import sys
@@ -19,7 +20,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from urgency.config import FAMILIES, HEADS, Params
-from urgency.errors import UrgencyError
+from urgency.errors import OutputError, UrgencyError
 
 if TYPE_CHECKING:
     from urgency.models import HeadModel, ModelSource
@@ -57,6 +58,9 @@ DatabaseOption = Annotated[
 
 F = TypeVar("F", bound=Callable[..., Any])
 
+# The file system refusing a write: exit code 10 (OutputError), whichever code wrote.
+_WRITE_ERRNOS = {errno.ENOSPC, errno.EFBIG, errno.EROFS, errno.EDQUOT}
+
 
 def user_errors(command: F) -> F:
     """Print an UrgencyError's message (never a stack trace) and exit with its code."""
@@ -76,6 +80,13 @@ def user_errors(command: F) -> F:
         except Exception as error:
             if os.environ.get("URGENCY_DEBUG"):
                 raise
+            if isinstance(error, OSError) and error.errno in _WRITE_ERRNOS:
+                # Outputs written through urgency.files already say OutputError; any other write
+                # the file system refuses (a full disk, a file too large, read-only) gets its code.
+                where = f"{error.filename}: " if error.filename else ""
+                message = f"{where}cannot be written: {error.strerror}"
+                console.print(f"[red]error:[/red] {message}", highlight=False)
+                raise typer.Exit(OutputError.exit_code) from None
             console.print(
                 f"[red]unexpected error:[/red] {type(error).__name__}: {error}\n"
                 "(set URGENCY_DEBUG=1 to see the stack trace)",

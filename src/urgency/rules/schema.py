@@ -20,11 +20,24 @@ NAME = r"^[A-Za-z0-9_.-]+$"
 FieldKind = Literal["text", "bool", "number"]
 
 
+# A duration is short ("1h30m"); a longer text is refused before any matching.
+_MAX_DURATION_LENGTH = 32
+# Linear: the text is stripped first, and no two neighbouring parts can match the same characters.
+_DURATION = re.compile(r"(?:(\d+)\s*h)?\s*(?:(\d+)\s*m)?")
+
+
 def parse_duration(value: object) -> int:
     """'15m', '4h', '1h30m' -> minutes. Bare numbers are refused: minutes or hours?"""
-    match = re.fullmatch(r"\s*(?:(\d+)\s*h)?\s*(?:(\d+)\s*m)?\s*", value) if isinstance(value, str) else None
+    text = value.strip() if isinstance(value, str) else None
+    if text is not None and len(text) > _MAX_DURATION_LENGTH:
+        raise ValueError(
+            f"{text[:_MAX_DURATION_LENGTH]!r}... is not a duration (longer than {_MAX_DURATION_LENGTH} "
+            "characters); write e.g. '30m', '4h' or '1h30m'"
+        )
+    match = _DURATION.fullmatch(text) if text is not None else None
     if not match or not any(match.groups()):
-        raise ValueError(f"{value!r} is not a duration; write e.g. '30m', '4h' or '1h30m'")
+        shown = text if text is not None else value
+        raise ValueError(f"{shown!r} is not a duration; write e.g. '30m', '4h' or '1h30m'")
     hours, minutes = match.groups()
     return int(hours or 0) * 60 + int(minutes or 0)
 
