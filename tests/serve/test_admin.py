@@ -29,7 +29,7 @@ def registry(trained: dict[str, Any], tmp_path: Path) -> dict[str, Any]:
     data = yaml.safe_load((trained["params_path"]).read_text())
     data["mlflow"]["tracking_uri"] = uri
     rules = tmp_path / "rules.yaml"
-    from tests.conftest import SERVICE_RULES
+    from tests.conftest import SERVICE_RULES, copy_version
     from tests.rules_helpers import rules_dict
 
     rules.write_text(yaml.safe_dump(rules_dict(**SERVICE_RULES)))
@@ -38,8 +38,7 @@ def registry(trained: dict[str, Any], tmp_path: Path) -> dict[str, Any]:
     params.write_text(yaml.safe_dump(data))
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)
     for head in ("urgency", "category", "sentiment"):
-        first = client.get_model_version(f"ticket-{head}", "1")
-        client.create_model_version(f"ticket-{head}", first.source, run_id=first.run_id)
+        copy_version(client, f"ticket-{head}")
     return {"params": params, "client": client}
 
 
