@@ -226,6 +226,10 @@ class ModelInfo(BaseModel):
     heads: list[HeadModelInfo]
     rules: str
     loaded_at: str
+    # Head -> version (or folder) this worker serves, as every score's `model_versions` says.
+    versions: dict[str, str] = Field(default_factory=dict)
+    # The worker process that answered (with `urgency serve --workers N`, each has its own).
+    pid: int | None = None
 
 
 class Health(BaseModel):
@@ -239,6 +243,9 @@ class ReloadResult(BaseModel):
     changed: bool
     before: dict[str, str]
     after: dict[str, str]
+    # The worker that reloaded; the others follow by their own alias check (`workers` says when).
+    pid: int
+    workers: str
 
 
 class Problem(BaseModel):
