@@ -58,7 +58,7 @@ def create_app(settings: ServiceSettings | None = None, runtime: Runtime | None 
 @asynccontextmanager
 async def serving(state: ServiceState, preloaded: Runtime | None) -> AsyncIterator[None]:
     """The lifespan: refuse bad settings, open the store, load the models (unless `preloaded`),
-    watch the registry alias if asked to; close the store at the end."""
+    watch the registry alias (unless turned off or serving a folder); close the store at the end."""
     settings = state.settings
     problems = settings.problems()
     if problems:
@@ -68,7 +68,7 @@ async def serving(state: ServiceState, preloaded: Runtime | None) -> AsyncIterat
     state.store = Store(engine)
     state.api_keys = settings.effective_keys()
     state.swap(preloaded or await run_in_threadpool(state.load))
-    watcher = asyncio.create_task(state.watch_alias()) if settings.model_check_seconds > 0 else None
+    watcher = asyncio.create_task(state.watch_alias()) if settings.check_seconds() > 0 else None
     try:
         yield
     finally:

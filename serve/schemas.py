@@ -262,6 +262,10 @@ class ModelInfo(BaseModel):
     rules: str = Field(description="The rules file's name (not its path).")
     rules_sha256: str = Field(description="The SHA-256 digest of the rules file's content.")
     loaded_at: str
+    # Head -> version (or folder) this worker serves, as every score's `model_versions` says.
+    versions: dict[str, str] = Field(default_factory=dict)
+    # The worker process that answered (with `urgency serve --workers N`, each has its own).
+    pid: int | None = None
 
 
 class Health(BaseModel):
@@ -275,6 +279,9 @@ class ReloadResult(BaseModel):
     changed: bool
     before: dict[str, str]
     after: dict[str, str]
+    # The worker that reloaded; the others follow by their own alias check (`workers` says when).
+    pid: int
+    workers: str
 
 
 class Problem(BaseModel):

@@ -17,6 +17,9 @@ from urgency.keys import SCOPES, hash_key
 from urgency.store import database_url as resolve_database_url
 
 LOCAL_DEV_KEY = "local-dev-key"
+# Seconds between checks of the registry alias when URGENCY_MODEL_CHECK_SECONDS is not set: with
+# several workers, each follows a promotion by itself within this bound.
+DEFAULT_MODEL_CHECK_SECONDS = 10.0
 
 
 class ApiKey(BaseModel):
@@ -36,8 +39,9 @@ class ServiceSettings(BaseSettings):
     # Models: a folder with one MLflow model per head (DIR/<head>), else the registry alias.
     model_dir: Path | None = None
     model_alias: str | None = None  # default: mlflow.champion_alias in the params
-    # Seconds between checks of the registry alias (0: only POST /v1/admin/reload switches).
-    model_check_seconds: float = Field(default=0.0, ge=0)
+    # Seconds between checks of the registry alias (unset: DEFAULT_MODEL_CHECK_SECONDS; 0: only
+    # POST /v1/admin/reload switches, and only the worker that receives it). See `check_seconds`.
+    model_check_seconds: float | None = Field(default=None, ge=0)
     # Default: SQLite at data/service.db next to the params file.
     database_url: str | None = None
     # JSON list of {"name", "sha256", "scopes"}; `urgency api-key` makes one.
@@ -54,6 +58,12 @@ class ServiceSettings(BaseSettings):
         if len(names) != len(set(names)):
             raise ValueError("api key names must be unique")
         return keys
+
+    def check_seconds(self) -> float:
+        """How often each worker checks the registry alias (0: never; a model folder has no alias)."""
+        if self.model_dir is not None:
+            return 0.0
+        return DEFAULT_MODEL_CHECK_SECONDS if self.model_check_seconds is None else self.model_check_seconds
 
     def store_url(self) -> str:
         return resolve_database_url(self.database_url, self.params)

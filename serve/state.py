@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import threading
 import time
 from dataclasses import dataclass, field
@@ -59,18 +60,38 @@ class ServiceState:
         log.info("serving models %s", new.versions)
 
     def reload(self) -> ReloadResult:
-        """Load and switch to the models the alias points at now (UrgencyError: the old ones stay)."""
+        """Load and switch to the models the alias points at now (UrgencyError: the old ones stay).
+        This process only: other workers follow by their own alias check (`workers` says when)."""
         with self._reload_lock:
             before = self.runtime.versions if self.runtime is not None else {}
             new = self.load()
             self.swap(new)
-            return ReloadResult(changed=before != new.versions, before=before, after=new.versions)
+            return ReloadResult(
+                changed=before != new.versions,
+                before=before,
+                after=new.versions,
+                pid=os.getpid(),
+                workers=self.workers_note(),
+            )
+
+    def workers_note(self) -> str:
+        """What a reload means for the other worker processes of the service, if any."""
+        seconds = self.settings.check_seconds()
+        if seconds > 0:
+            return (
+                f"this worker (pid {os.getpid()}) switched now; every other worker checks the alias "
+                f"every {seconds:g} s and switches within that"
+            )
+        return (
+            f"this worker (pid {os.getpid()}) switched now; other workers keep their models until "
+            "they receive a reload (URGENCY_MODEL_CHECK_SECONDS is 0, or the models are a folder)"
+        )
 
     async def watch_alias(self) -> None:
         """Reload when the registry alias points at other versions (the periodic check); runs
         until cancelled, and a failed check or reload keeps serving the models in use."""
         while True:
-            await asyncio.sleep(self.settings.model_check_seconds)
+            await asyncio.sleep(self.settings.check_seconds())
             runtime_now = self.runtime
             if runtime_now is None:
                 continue

@@ -125,6 +125,17 @@ def write_server_params(folder: Path, tracking_uri: str) -> Path:
     return write_params(folder, data)
 
 
+def copy_version(client: Any, name: str, version: str = "1") -> Any:
+    """A new version of registered model `name` with `version`'s files and its recorded
+    artifact digests (what loading checks): another version to promote, in one call."""
+    from urgency.models import DIGEST_TAG
+
+    first = client.get_model_version(name, version)
+    return client.create_model_version(
+        name, first.source, run_id=first.run_id, tags={DIGEST_TAG: first.tags[DIGEST_TAG]}
+    )
+
+
 @pytest.fixture(autouse=True, scope="module")
 def _leave_mlflow_uris_as_found() -> Any:
     """Training, loading and tracking servers point MLflow's process-wide tracking and registry

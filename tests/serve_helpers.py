@@ -29,6 +29,12 @@ TICKET = {
 }
 
 
+def move_champion(client: Any, versions: dict[str, str]) -> None:
+    """Point each head's champion alias at its version in `versions` (a promotion)."""
+    for head, version in versions.items():
+        client.set_registered_model_alias(f"ticket-{head}", "champion", version)
+
+
 def migrated(url: str) -> str:
     engine = make_engine(url)
     upgrade(engine)

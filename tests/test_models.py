@@ -8,14 +8,17 @@ from typing import Any
 import pandas as pd
 import pytest
 
+from tests.conftest import copy_version
 from urgency.errors import ModelNotFoundError
 from urgency.models import (
+    artifact_digests,
     load_model_dir,
     load_models,
     load_registered_models,
     registry_client,
     resolve,
     resolve_registry,
+    write_digest_file,
 )
 from urgency.predict import predict_frame
 from urgency.tracking import export_models
@@ -64,7 +67,7 @@ def test_the_version_reported_is_the_version_loaded_when_the_alias_moves(trained
     client = registry_client(uri)
     name = params.mlflow.model_name("urgency")
     first = client.get_model_version(name, "1")
-    second = client.create_model_version(name, first.source, run_id=first.run_id)
+    second = copy_version(client, name)
     try:
         client.set_registered_model_alias(name, "pinned-test", "1")
         source = resolve_registry(
@@ -92,6 +95,9 @@ def _exported_with_a_corrupt_pickle(trained: dict[str, Any], folder: Path, head:
     assert pickles, sorted((folder / head).rglob("*"))
     for pickle in pickles:
         pickle.write_bytes(pickle.read_bytes()[: pickle.stat().st_size // 2])
+    # Damaged before its digests were taken (a disk that filled during the export): the digests
+    # match, so it is the unpickling that fails, not the trust check.
+    write_digest_file(folder / head, artifact_digests(folder / head))
     return folder
 
 
@@ -112,3 +118,100 @@ def test_a_corrupt_model_is_model_not_found(trained: dict[str, Any], tmp_path: P
     assert result.exit_code == 5, result.output
     assert "cannot load model" in result.output and "category" in result.output
     assert not (tmp_path / "out.csv").exists()
+
+
+# ---------------------------------------------------------------------------------------------
+# The trust boundary: loading runs code from a model's files, so they are checked first.
+
+
+class _Planted:
+    """A pickle that creates `marker` when it is unpickled: code run by loading a model."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (open, (str(self.marker), "w"))
+
+
+def _plant(model_file: Path, marker: Path) -> None:
+    import pickle
+
+    model_file.write_bytes(pickle.dumps(_Planted(marker)))
+
+
+def test_a_registered_model_loads_only_with_the_files_it_was_registered_with(
+    trained: dict[str, Any], tmp_path: Path
+) -> None:
+    """A version whose files (in the artifact store) changed after registration is refused before
+    anything is unpickled; a version without recorded digests is refused too."""
+    import mlflow.artifacts
+
+    from urgency.models import DIGEST_TAG, load_head_model
+
+    params = trained["params"]
+    uri = params.mlflow.tracking_uri
+    client = registry_client(uri)
+    name = params.mlflow.model_name("urgency")
+    first = client.get_model_version(name, "1")
+    location = client.get_model_version_download_uri(name, "1")
+    files = Path(mlflow.artifacts.download_artifacts(artifact_uri=location, dst_path=str(tmp_path)))
+    copy = client.create_model_version(name, str(files), tags={DIGEST_TAG: first.tags[DIGEST_TAG]})
+    bare = client.create_model_version(name, str(files))  # as registered before digests were
+    names = {"urgency": name}
+    try:
+        client.set_registered_model_alias(name, "digest-test", copy.version)
+        loaded = load_registered_models(["urgency"], tracking_uri=uri, model_names=names, alias="digest-test")
+        assert loaded["urgency"].version == str(copy.version)
+
+        marker = tmp_path / "unpickled"
+        _plant(files / "model.pkl", marker)
+        message = (
+            rf"model file model\.pkl of {name} v{copy.version} does not match the digest recorded "
+            r"at registration: refusing to load it \(it may have been tampered with\)"
+        )
+        with pytest.raises(ModelNotFoundError, match=message):
+            load_registered_models(["urgency"], tracking_uri=uri, model_names=names, alias="digest-test")
+        assert not marker.exists()
+        # The planted file does run code when loaded unchecked: the check is what stopped it.
+        with pytest.raises(ModelNotFoundError):
+            load_head_model(str(files))
+        assert marker.exists()
+
+        client.set_registered_model_alias(name, "digest-test", bare.version)
+        with pytest.raises(ModelNotFoundError, match=rf"{name} v{bare.version} has no artifact digests"):
+            load_registered_models(["urgency"], tracking_uri=uri, model_names=names, alias="digest-test")
+    finally:  # the session's registry is shared: leave it as it was
+        client.delete_registered_model_alias(name, "digest-test")
+        client.delete_model_version(name, copy.version)
+        client.delete_model_version(name, bare.version)
+
+
+def test_an_exported_folder_loads_only_with_the_files_it_was_exported_with(
+    trained: dict[str, Any], tmp_path: Path
+) -> None:
+    import json
+
+    from urgency.models import DIGEST_FILE, artifact_digests
+
+    params = trained["params"]
+    client = registry_client(params.mlflow.tracking_uri)
+    folder = tmp_path / "models"
+    export_models(client, {"urgency": params.mlflow.model_name("urgency")}, "champion", folder)
+    recorded = json.loads((folder / "urgency" / DIGEST_FILE).read_text())
+    assert recorded == artifact_digests(folder / "urgency") and "model.pkl" in recorded
+    assert load_model_dir(folder, ["urgency"])["urgency"].labels
+
+    marker = tmp_path / "unpickled"
+    _plant(folder / "urgency" / "model.pkl", marker)
+    with pytest.raises(ModelNotFoundError, match=r"model file model\.pkl of model folder .* does not match"):
+        load_model_dir(folder, ["urgency"])
+    assert not marker.exists()
+    (folder / "urgency" / DIGEST_FILE).unlink()
+    with pytest.raises(ModelNotFoundError, match="has no artifact digests recorded"):
+        load_model_dir(folder, ["urgency"])
+    assert not marker.exists()
+    (folder / "urgency" / "extra.py").write_text("")
+    (folder / "urgency" / DIGEST_FILE).write_text(json.dumps(recorded))
+    with pytest.raises(ModelNotFoundError, match=r"model file extra\.py .* was not there at registration"):
+        load_model_dir(folder, ["urgency"])

@@ -16,7 +16,8 @@ router = APIRouter(tags=["admin"])
 @router.post("/v1/admin/reload", response_model=ReloadResult, responses=ERRORS)
 def admin_reload(service: ServiceDep, _key: AdminKey) -> ReloadResult | JSONResponse:
     """Load the models the alias points at now and switch to them; requests in flight finish
-    on the models they started with."""
+    on the models they started with. This worker only (`pid`): with several workers, the
+    others follow by their own alias check (`workers` says within how long)."""
     try:
         return service.reload()
     except UrgencyError as error:

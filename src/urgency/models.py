@@ -9,10 +9,21 @@ CLI, the service, evaluation, retraining, reports, Dask workers) goes through it
    loaded, even when the alias moves in between (a promotion during a reload or a cluster run).
 
 `registry_client` is the one way to talk to the MLflow registry.
+
+Loading a model runs code from its files (pickles, cloudpickled pyfuncs): the trust boundary.
+Registration (`urgency.train.train_head`) records a SHA-256 of every file of the model on its
+registry version (tag `artifact_sha256`); `export_models` copies it beside the files of an
+exported folder (`urgency-digests.json`). `load_models` compares the files with that record
+before anything is unpickled, and loads exactly the bytes it checked: a registry version is
+downloaded to a local folder, checked, then loaded from there. A differing, missing or extra
+file, or no record at all, is a `ModelNotFoundError`.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +33,11 @@ from urgency.errors import ModelNotFoundError
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
+
+# The model version tag holding {file path relative to the model folder: sha256}, as JSON.
+DIGEST_TAG = "artifact_sha256"
+# The same record in an exported model folder (`DIR/<head>/urgency-digests.json`).
+DIGEST_FILE = "urgency-digests.json"
 
 
 @dataclass(frozen=True)
@@ -127,16 +143,134 @@ def resolve(
 
 
 def load_models(source: ModelSource) -> dict[str, HeadModel]:
-    """Load exactly the pinned models of `source`, head -> model."""
+    """Load exactly the pinned models of `source`, head -> model, each checked against the
+    digests recorded at registration before it is unpickled."""
+    client = None
     if source.tracking_uri:
         import mlflow
 
         # A pinned `models:/name/version` is read through MLflow's registry setting.
         mlflow.set_tracking_uri(source.tracking_uri)
         mlflow.set_registry_uri(source.tracking_uri)
-    return {
-        ref.head: load_head_model(ref.uri, version=ref.version, run_id=ref.run_id) for ref in source.heads
-    }
+        client = registry_client(source.tracking_uri)
+    return {ref.head: _load_verified(ref, client) for ref in source.heads}
+
+
+def _load_verified(ref: HeadRef, client: MlflowClient | None) -> HeadModel:
+    if ref.registry_name is None or ref.version is None:  # a model folder
+        folder = Path(ref.uri)
+        verify_digests(folder, _read_digest_file(folder), f"model folder {folder}")
+        return load_head_model(ref.uri, version=ref.version, run_id=ref.run_id)
+    if client is None:
+        raise ModelNotFoundError(f"{ref.uri}: no registry to read it from")
+    # The files checked are the files loaded: downloaded once, checked, loaded from here.
+    with tempfile.TemporaryDirectory(prefix="urgency-model-") as staging:
+        folder = download_verified(client, ref.registry_name, ref.version, Path(staging))
+        return load_head_model(ref.uri, version=ref.version, run_id=ref.run_id, path=folder)
+
+
+def artifact_digests(folder: Path) -> dict[str, str]:
+    """Every file under `folder` (its path relative to `folder`, with `/`) -> its SHA-256; the
+    digest file of an exported folder is not one of them."""
+    digests = {}
+    for path in sorted(folder.rglob("*")):
+        relative = path.relative_to(folder).as_posix()
+        if path.is_file() and relative != DIGEST_FILE:
+            digests[relative] = _sha256(path)
+    return digests
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def digests_json(digests: Mapping[str, str]) -> str:
+    """The record as stored in the tag and the digest file: compact JSON, sorted."""
+    return json.dumps(dict(digests), sort_keys=True, separators=(",", ":"))
+
+
+def recorded_digests(uri: str) -> str:
+    """The record (`digests_json`) of the model at `uri` as it is now: what registration tags
+    the new version with (`urgency.train.train_head`)."""
+    import mlflow.artifacts
+
+    with tempfile.TemporaryDirectory(prefix="urgency-digest-") as staging:
+        folder = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=staging))
+        return digests_json(artifact_digests(folder))
+
+
+def download_verified(client: MlflowClient, name: str, version: str, destination: Path) -> Path:
+    """Download registry version `name` `version` into `destination` and check its files
+    against the digests recorded at registration; returns the model folder."""
+    import mlflow.artifacts
+    from mlflow.exceptions import MlflowException
+
+    what = f"{name} v{version}"
+    try:
+        recorded = client.get_model_version(name, version).tags.get(DIGEST_TAG)
+        # Where the version's files are, asked of this client's registry: a `models:/` URI
+        # would be resolved against MLflow's global stores, which may be another store.
+        location = client.get_model_version_download_uri(name, version)
+        folder = Path(mlflow.artifacts.download_artifacts(artifact_uri=location, dst_path=str(destination)))
+    except (MlflowException, OSError) as error:
+        raise ModelNotFoundError(f"cannot download model {what}: {error}") from None
+    verify_digests(folder, _parse_digests(recorded, what), what)
+    return folder
+
+
+def verify_digests(folder: Path, recorded: dict[str, str] | None, what: str) -> None:
+    """Refuse (`ModelNotFoundError`) a model whose files are not exactly those recorded at
+    registration, or that has no record."""
+    if recorded is None:
+        raise ModelNotFoundError(
+            f"{what} has no artifact digests recorded at registration (tag {DIGEST_TAG}, or "
+            f"{DIGEST_FILE} in an exported folder): refusing to load it, because loading a model "
+            "runs code from its files. Register it again with `urgency train` (or export the "
+            "champions again with `urgency export-models`)"
+        )
+    found = artifact_digests(folder)
+    for path in sorted(set(recorded) | set(found)):
+        if path not in found:
+            problem = "is missing"
+        elif path not in recorded:
+            problem = "was not there at registration"
+        elif found[path] != recorded[path]:
+            problem = "does not match the digest recorded at registration"
+        else:
+            continue
+        raise ModelNotFoundError(
+            f"model file {path} of {what} {problem}: refusing to load it (it may have been tampered with)"
+        )
+
+
+def _parse_digests(value: str | None, what: str) -> dict[str, str] | None:
+    if value is None:
+        return None
+    try:
+        digests = json.loads(value)
+    except ValueError:
+        digests = None
+    if not isinstance(digests, dict) or not all(isinstance(v, str) for v in digests.values()):
+        raise ModelNotFoundError(
+            f"the artifact digests recorded for {what} are not readable: refusing to load it"
+        )
+    return digests
+
+
+def _read_digest_file(folder: Path) -> dict[str, str] | None:
+    path = folder / DIGEST_FILE
+    if not path.exists():
+        return None
+    return _parse_digests(path.read_text(encoding="utf-8"), f"model folder {folder}")
+
+
+def write_digest_file(folder: Path, digests: Mapping[str, str]) -> None:
+    """The record of an exported model folder (`urgency.tracking.export_models`)."""
+    (folder / DIGEST_FILE).write_text(digests_json(digests) + "\n", encoding="utf-8")
 
 
 def load_registered_models(
@@ -153,8 +287,12 @@ def load_model_dir(model_dir: Path, heads: Sequence[str]) -> dict[str, HeadModel
     return load_models(resolve_dir(model_dir, heads))
 
 
-def load_head_model(uri: str, *, version: str | None = None, run_id: str | None = None) -> HeadModel:
-    """Load one head model from any MLflow model URI (registry, run or local folder).
+def load_head_model(
+    uri: str, *, version: str | None = None, run_id: str | None = None, path: Path | None = None
+) -> HeadModel:
+    """Load one head model from any MLflow model URI (run or local folder), or from `path`
+    (reported as `uri`). No digest check: only for a model this process has just logged
+    (training's evaluation) or files already checked; everything else uses `load_models`.
 
     Any failure to load is a ModelNotFoundError naming the URI: a missing model, and as much a
     corrupt one (a truncated pickle: UnpicklingError, EOFError; a class that moved or a library
@@ -164,7 +302,7 @@ def load_head_model(uri: str, *, version: str | None = None, run_id: str | None 
     from mlflow.exceptions import MlflowException
 
     try:
-        model = mlflow.pyfunc.load_model(uri)
+        model = mlflow.pyfunc.load_model(str(path) if path is not None else uri)
     except (MlflowException, OSError) as error:
         raise ModelNotFoundError(f"cannot load model {uri}: {error}") from None
     except Exception as error:  # whatever unpickling a damaged file raises

@@ -129,7 +129,7 @@ def retrain(
     import mlflow
 
     from urgency import tracking
-    from urgency.models import load_head_model, load_registered_models, registry_client
+    from urgency.models import HeadRef, ModelSource, load_models, load_registered_models, registry_client
     from urgency.promote import AliasLog, promote
     from urgency.train import train
 
@@ -213,7 +213,9 @@ def retrain(
         rows = holdout[holdout[head].notna()]
         labels = params.heads.get(head).labels
         majority = str(training[head].dropna().mode().iloc[0])
-        challenger = load_head_model(f"models:/{result.registered_name}/{result.version}")
+        name, version = result.registered_name, result.version
+        pinned = HeadRef(head, f"models:/{name}/{version}", version, result.run_id, registry_name=name)
+        challenger = load_models(ModelSource((pinned,), params.mlflow.tracking_uri))[head]
         reports = {
             side: holdout_report(model, rows, head, labels, majority, max_chars)
             for side, model in (("champion", champions[head]), ("challenger", challenger))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 from collections.abc import Sequence
 from pathlib import Path
@@ -73,7 +74,11 @@ def set_alias_if_missing(client: MlflowClient, name: str, alias: str, version: s
 def export_models(
     client: MlflowClient, model_names: dict[str, str], alias: str, output: Path
 ) -> dict[str, str]:
-    """Copy each head's `alias` version into `output/<head>` (a folder `--model-dir` loads)."""
+    """Copy each head's `alias` version into `output/<head>` (a folder `--model-dir` loads),
+    checked against the digests recorded at registration, which go with it
+    (`output/<head>/urgency-digests.json`: what loading the folder checks)."""
+    from urgency.models import DIGEST_TAG, download_verified, write_digest_file
+
     output.mkdir(parents=True, exist_ok=True)
     exported = {}
     for head, name in model_names.items():
@@ -85,10 +90,8 @@ def export_models(
         if staging.exists():
             _remove_tree(staging)
         staging.mkdir()
-        # Where the version's files are, asked of this client's registry: a `models:/` URI
-        # would be resolved against MLflow's global stores, which may be another store.
-        location = client.get_model_version_download_uri(name, str(version.version))
-        downloaded = Path(mlflow.artifacts.download_artifacts(artifact_uri=location, dst_path=str(staging)))
+        downloaded = download_verified(client, name, str(version.version), staging)
+        write_digest_file(downloaded, json.loads(version.tags[DIGEST_TAG]))
         if target.exists():
             _remove_tree(target)
         downloaded.rename(target)

@@ -34,7 +34,7 @@ from urgency import tracking
 from urgency.config import BaselineParams, Params
 from urgency.data import LoadResult, check_head_dataset, configured_head_dataset, load_configured
 from urgency.evaluate import classification_report, confusion_frame, flat_metrics, quality_table
-from urgency.models import load_head_model, registry_client
+from urgency.models import DIGEST_TAG, load_head_model, recorded_digests, registry_client
 from urgency.predict import predict_proba
 
 log = logging.getLogger(__name__)
@@ -198,6 +198,9 @@ def train_head(
         _log_json(reports, f"evaluation_{head}.json")
 
         name = params.mlflow.model_name(head)
+        # The files' digests, recorded with the version (in one call: no version exists without
+        # them); every load checks them before unpickling (`urgency.models`).
+        digests = recorded_digests(info.model_uri)
         version = tracking.register(
             info.model_uri,
             name,
@@ -206,6 +209,7 @@ def train_head(
                 "family": family,
                 "test_macro_f1": f"{reports['test']['macro_f1']:.4f}",
                 "validation_macro_f1": f"{reports['validation']['macro_f1']:.4f}",
+                DIGEST_TAG: digests,
             },
         )
         champion_set = claim_champion and tracking.set_alias_if_missing(

@@ -550,11 +550,15 @@ def log_head_model(fitted: FittedHead, example: pd.DataFrame) -> Any:
 
 
 def save_head_model(fitted: FittedHead, path: Path, example: pd.DataFrame) -> None:
-    """Write the head's model to the folder `path` (what `--model-dir` and the bench load)."""
+    """Write the head's model to the folder `path` (what `--model-dir` and the bench load), with
+    the digests of the files just written (`urgency.models.DIGEST_FILE`, what a load checks)."""
     import mlflow
+
+    from urgency.models import artifact_digests, write_digest_file
 
     with tempfile.TemporaryDirectory() as folder:
         mlflow.pyfunc.save_model(str(path), **_model_files(fitted, Path(folder), example))
+    write_digest_file(path, artifact_digests(path))
 
 
 def _model_files(fitted: FittedHead, root: Path, example: pd.DataFrame) -> dict[str, Any]:

@@ -2,54 +2,24 @@
 
 from __future__ import annotations
 
-import shutil
+import os
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-import pytest
-import yaml
 from fastapi.testclient import TestClient
-from mlflow import MlflowClient
 
 from serve.app import create_app
-from tests.serve_helpers import ALL, TICKET, rows, settings
+from tests.serve_helpers import ALL, TICKET, move_champion, rows, settings
+from urgency.models import DIGEST_TAG, artifact_digests, digests_json
 from urgency.store import predictions
-
-
-@pytest.fixture
-def registry(trained: dict[str, Any], tmp_path: Path) -> dict[str, Any]:
-    """A copy of the trained registry with a version 2 of every head (same artifacts)."""
-    store = tmp_path / "mlruns"
-    store.mkdir()
-    shutil.copy(trained["folder"] / "mlruns" / "mlflow.db", store / "mlflow.db")
-    uri = f"sqlite:///{store / 'mlflow.db'}"
-    data = yaml.safe_load((trained["params_path"]).read_text())
-    data["mlflow"]["tracking_uri"] = uri
-    rules = tmp_path / "rules.yaml"
-    from tests.conftest import SERVICE_RULES
-    from tests.rules_helpers import rules_dict
-
-    rules.write_text(yaml.safe_dump(rules_dict(**SERVICE_RULES)))
-    data["scoring"] = {"rules": str(rules)}
-    params = tmp_path / "params.yaml"
-    params.write_text(yaml.safe_dump(data))
-    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
-    for head in ("urgency", "category", "sentiment"):
-        first = client.get_model_version(f"ticket-{head}", "1")
-        client.create_model_version(f"ticket-{head}", first.source, run_id=first.run_id)
-    return {"params": params, "client": client}
-
-
-def move_champion(client: MlflowClient, version: str) -> None:
-    for head in ("urgency", "category", "sentiment"):
-        client.set_registered_model_alias(f"ticket-{head}", "champion", version)
 
 
 def test_reload_swaps_models_atomically_under_load(registry: dict[str, Any], database: str) -> None:
     app = create_app(settings(registry["params"], database))
+    old, new = registry["old"], registry["new"]
     failures: list[str] = []
     seen: list[dict[str, str]] = []
     stop = threading.Event()
@@ -71,33 +41,42 @@ def test_reload_swaps_models_atomically_under_load(registry: dict[str, Any], dat
         with ThreadPoolExecutor(4) as pool:
             for worker in range(4):
                 pool.submit(score_until_stopped, worker)
-            for version in ("2", "1", "2"):
+            try:  # a failed assertion must stop the scorers, or leaving the pool waits forever
+                for versions in (new, old, new):
+                    time.sleep(0.3)
+                    move_champion(registry["client"], versions)
+                    reloaded = client.post("/v1/admin/reload", headers=ALL)
+                    assert reloaded.status_code == 200, reloaded.text
+                    assert reloaded.json()["after"] == versions
+                    assert reloaded.json()["pid"] == os.getpid()
+                    assert "every other worker checks the alias every 10 s" in reloaded.json()["workers"]
                 time.sleep(0.3)
-                move_champion(registry["client"], version)
-                reloaded = client.post("/v1/admin/reload", headers=ALL)
-                assert reloaded.status_code == 200 and reloaded.json()["after"]["urgency"] == version
-            time.sleep(0.3)
-            stop.set()
+            finally:
+                stop.set()
         assert failures == []
         # Never a mix: every response came from one whole set of models.
-        assert {tuple(sorted(set(versions.values()))) for versions in seen} == {("1",), ("2",)}
-        assert client.post("/v1/score", json=TICKET, headers=ALL).json()["model_versions"]["urgency"] == "2"
-        assert client.get("/v1/model", headers=ALL).json()["heads"][0]["version"] == "2"
-        assert 'urgency_model_version_info{head="urgency",version="2"} 1.0' in client.get("/metrics").text
+        assert all(versions in (old, new) for versions in seen) and old in seen and new in seen
+        assert client.post("/v1/score", json=TICKET, headers=ALL).json()["model_versions"] == new
+        info = client.get("/v1/model", headers=ALL).json()
+        assert info["versions"] == new and info["pid"] == os.getpid()
+        assert {head["head"]: head["version"] for head in info["heads"]} == new
+        metric = f'urgency_model_version_info{{head="urgency",version="{new["urgency"]}"}} 1.0'
+        assert metric in client.get("/metrics").text
     stored = {row["model_versions"]["urgency"] for row in rows(database, predictions)}
-    assert stored == {"1", "2"}
+    assert stored == {"1", new["urgency"]}
 
 
 def test_the_service_follows_the_alias_by_itself(registry: dict[str, Any], database: str) -> None:
     app = create_app(settings(registry["params"], database, model_check_seconds=0.2))
     with TestClient(app) as client:
-        assert client.get("/v1/model", headers=ALL).json()["heads"][0]["version"] == "1"
-        move_champion(registry["client"], "2")
+        assert client.get("/v1/model", headers=ALL).json()["versions"] == registry["old"]
+        move_champion(registry["client"], registry["new"])
         deadline = time.monotonic() + 20
-        while client.get("/v1/model", headers=ALL).json()["heads"][0]["version"] != "2":
+        while client.get("/v1/model", headers=ALL).json()["versions"] != registry["new"]:
             assert time.monotonic() < deadline, "the service did not follow the alias"
             time.sleep(0.2)
-        assert client.post("/v1/score", json=TICKET, headers=ALL).json()["model_versions"]["sentiment"] == "2"
+        answer = client.post("/v1/score", json=TICKET, headers=ALL).json()
+        assert answer["model_versions"] == registry["new"]
 
 
 def test_a_failed_reload_keeps_the_old_models(registry: dict[str, Any], database: str) -> None:
@@ -120,8 +99,13 @@ def test_a_corrupt_model_fails_the_reload_with_503(
     for pickle in (tmp_path / "exported" / "category").rglob("*.pkl"):
         pickle.write_bytes(pickle.read_bytes()[: pickle.stat().st_size // 2])
     first = client.get_model_version("ticket-category", "1")
+    folder = tmp_path / "exported" / "category"
+    # Registered as it is now (its digests match): damaged, or saved by other code, not tampered.
     broken = client.create_model_version(
-        "ticket-category", str(tmp_path / "exported" / "category"), run_id=first.run_id
+        "ticket-category",
+        str(folder),
+        run_id=first.run_id,
+        tags={DIGEST_TAG: digests_json(artifact_digests(folder))},
     )
     with TestClient(create_app(settings(registry["params"], database))) as service:
         client.set_registered_model_alias("ticket-category", "champion", broken.version)
@@ -131,3 +115,9 @@ def test_a_corrupt_model_fails_the_reload_with_503(
         assert "cannot load model" in response.json()["detail"]
         answer = service.post("/v1/score", json=TICKET, headers=ALL)
         assert answer.status_code == 200 and answer.json()["model_versions"]["category"] == "1"
+
+
+def test_the_alias_is_checked_by_default_unless_serving_a_folder(service_params: Path, database: str) -> None:
+    assert settings(service_params, database).check_seconds() == 10
+    assert settings(service_params, database, model_check_seconds=0).check_seconds() == 0
+    assert settings(service_params, database, model_dir=Path("models")).check_seconds() == 0

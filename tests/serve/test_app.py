@@ -3,6 +3,7 @@ field limits, errors without internals."""
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -84,6 +85,7 @@ def test_the_state_is_one_typed_object(client: TestClient) -> None:
     # A reload when the alias has not moved: the same versions, a new runtime.
     before = service.runtime
     reloaded = client.post("/v1/admin/reload", headers=ALL).json()
+    assert reloaded.pop("pid") == os.getpid() and "this worker" in reloaded.pop("workers")
     assert reloaded == {"changed": False, "before": before.versions, "after": before.versions}
     assert service.runtime is not before
 

@@ -12,12 +12,13 @@ import uuid
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 import sqlalchemy as sa
 
-from tests.serve_helpers import ALL, TICKET, running_server
+from tests.serve_helpers import ALL, TICKET, move_champion, running_server
 from urgency.store import Store, feedback, make_engine, predictions
 
 URGENCY = [str(Path(sys.executable).parent / "urgency")]
@@ -210,3 +211,42 @@ def test_api_matches_its_own_schema(service_params: Path, tmp_path: Path) -> Non
             capture_output=True, text=True, timeout=600,
         )  # fmt: skip
     assert done.returncode == 0, done.stdout[-6000:] + done.stderr[-2000:]
+
+
+def test_every_worker_follows_a_promotion(registry: dict[str, Any], tmp_path: Path) -> None:
+    """`urgency serve --workers 2`: a reload switches the worker that receives it; every other
+    worker follows the alias by itself within URGENCY_MODEL_CHECK_SECONDS (plus a load)."""
+    database = f"sqlite:///{tmp_path / 'service.db'}"
+    env = {"URGENCY_MODEL_CHECK_SECONDS": "1"}
+    with running_server(registry["params"], database, "--workers", "2", env=env) as base:
+        pids: dict[int, dict[str, str]] = {}
+        deadline = time.monotonic() + 60
+        while len(pids) < 2:  # each new connection goes to either worker
+            assert time.monotonic() < deadline, f"only workers {sorted(pids)} answered"
+            info = httpx.get(f"{base}/v1/model", headers=ALL).json()
+            pids[info["pid"]] = info["versions"]
+        assert all(versions == registry["old"] for versions in pids.values())
+
+        new = registry["new"]
+        move_champion(registry["client"], new)  # `urgency promote`
+        reloaded = httpx.post(f"{base}/v1/admin/reload", headers=ALL, timeout=60).json()
+        assert reloaded["changed"] is True and reloaded["pid"] in pids
+        assert "checks the alias every 1 s" in reloaded["workers"]
+
+        deadline = time.monotonic() + 30  # the bound (1 s) plus loading, with room for a slow CI
+        while True:
+            answers = [
+                httpx.post(f"{base}/v1/score", json={**TICKET, "ticket_id": f"T-{n}"}, headers=ALL).json()
+                for n in range(40)
+            ]
+            if all(answer["model_versions"] == new for answer in answers):
+                break
+            assert time.monotonic() < deadline, "a worker still serves the old version"
+            time.sleep(0.5)
+        seen: set[int] = set()
+        deadline = time.monotonic() + 60
+        while seen != set(pids):
+            assert time.monotonic() < deadline, f"only workers {sorted(seen)} answered"
+            info = httpx.get(f"{base}/v1/model", headers=ALL).json()
+            assert info["versions"] == new, info
+            seen.add(info["pid"])
