@@ -38,6 +38,10 @@ if TYPE_CHECKING:
 DIGEST_TAG = "artifact_sha256"
 # The same record in an exported model folder (`DIR/<head>/urgency-digests.json`).
 DIGEST_FILE = "urgency-digests.json"
+# Not part of the record: the digest file itself, and the YAML note MLflow writes into a model
+# version's files on some downloads and not on others (a tracking server's proxy leaves it out);
+# neither is code that loading runs.
+UNCHECKED_FILES = frozenset({DIGEST_FILE, "registered_model_meta"})
 
 
 @dataclass(frozen=True)
@@ -170,12 +174,12 @@ def _load_verified(ref: HeadRef, client: MlflowClient | None) -> HeadModel:
 
 
 def artifact_digests(folder: Path) -> dict[str, str]:
-    """Every file under `folder` (its path relative to `folder`, with `/`) -> its SHA-256; the
-    digest file of an exported folder is not one of them."""
+    """Every file under `folder` (its path relative to `folder`, with `/`) -> its SHA-256, but
+    `UNCHECKED_FILES`."""
     digests = {}
     for path in sorted(folder.rglob("*")):
         relative = path.relative_to(folder).as_posix()
-        if path.is_file() and relative != DIGEST_FILE:
+        if path.is_file() and relative not in UNCHECKED_FILES:
             digests[relative] = _sha256(path)
     return digests
 
