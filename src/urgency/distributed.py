@@ -10,6 +10,9 @@ through an MLflow tracking server).
 
 Without a cluster (`client=None`) the same tasks run one after another in this process: the
 plain local path, with the same output.
+
+Just over 400 lines: one run over many files (parts, manifest, the folder swapped in whole)
+and its cluster plumbing are one job.
 """
 
 from __future__ import annotations
