@@ -114,8 +114,6 @@ def demo_agents(
             now=moment,
             rows=rows,
             seed=seed,
-            subject_column=params.predict.subject_column,
-            body_column=params.predict.body_column,
             on_day=lambda count: bar.advance(task, count),
         )
     write_closed_tickets(closed, output)
