@@ -11,8 +11,11 @@ from typing import Any
 
 import pandas as pd
 import pytest
+import yaml
+from typer.testing import CliRunner
 
-from tests.rules_helpers import make_rules
+from tests.rules_helpers import make_rules, rules_dict
+from urgency.cli import app
 from urgency.config import Columns, LabelSource, Source
 from urgency.errors import InputError, ParamsError
 from urgency.files import read_table
@@ -21,6 +24,7 @@ from urgency.scoring import score_file, score_frame
 from urgency.tickets import choose_source, map_tickets, source_for_file
 
 NOW = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
+runner = CliRunner()
 
 # A Zendesk-like export: its own names for everything, and its own `priority` (the agents' value).
 EXPORT = pd.DataFrame(
@@ -58,10 +62,11 @@ ZENDESK = Source(
     },
 )
 # A rule on a meta field: it can fire only when the rules see `plan` (the source's name for it).
-RULES = make_rules(
-    priority_rules=[{"name": "enterprise-first", "when": {"plan": "enterprise"}, "at_least": "P1"}],
-    routing={"default_team": "desk", "triage_team": "triage", "rules": []},
-)
+RULE_SECTIONS: dict[str, Any] = {
+    "priority_rules": [{"name": "enterprise-first", "when": {"plan": "enterprise"}, "at_least": "P1"}],
+    "routing": {"default_team": "desk", "triage_team": "triage", "rules": []},
+}
+RULES = make_rules(**RULE_SECTIONS)
 
 
 def test_map_tickets_gives_canonical_fields_and_keeps_the_input() -> None:
@@ -165,3 +170,48 @@ def test_every_input_column_survives_predict_and_score(
     by_id = scored.set_index("ticket_id").loc[given["ticket_id"]].reset_index()
     pd.testing.assert_frame_equal(by_id[list(given.columns)], given)
     assert scored["model_priority"].iloc[0] == "P1" and "model_order_key" in scored.columns
+
+
+def test_predict_and_score_commands_read_the_one_source(trained: dict[str, Any], tmp_path: Path) -> None:
+    """A params file that describes one export: `predict --input export.jsonl` needs no column
+    options; with several sources `--source NAME` picks one; a clash names --output-prefix."""
+    export = tmp_path / "export.jsonl"
+    _write(EXPORT, export)
+    data = yaml.safe_load(Path(trained["params_path"]).read_text())
+    zendesk = ZENDESK.model_dump(mode="json", exclude_defaults=True)
+    one = {**data, "data": {"sources": [{**zendesk, "path": str(export)}]}}
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump(one, sort_keys=False))
+    output = tmp_path / "out.csv"
+    done = runner.invoke(app, ["predict", "-p", str(params), "--input", str(export), "--output", str(output)])
+    assert done.exit_code == 0, done.output
+    predicted = pd.read_csv(output, dtype=str, keep_default_na=False)
+    assert list(predicted.columns[: len(EXPORT.columns)]) == list(EXPORT.columns)
+    assert (predicted["error"] == "").all() and predicted["urgency"].iloc[0] == "high"
+
+    several = {**data, "data": {"sources": [*data["data"]["sources"], {**zendesk, "path": str(export)}]}}
+    params.write_text(yaml.safe_dump(several, sort_keys=False))
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(yaml.safe_dump(rules_dict(**RULE_SECTIONS)))
+    score = [
+        "score",
+        "-p",
+        str(params),
+        "--rules",
+        str(rules),
+        "-i",
+        str(export),
+        "-o",
+        str(tmp_path / "q.csv"),
+    ]
+    # Several sources and none named: the canonical columns, which this export does not have.
+    canonical = runner.invoke(app, score)
+    assert canonical.exit_code == 6 and "no body column 'body'" in canonical.output
+    assert "--source NAME" in canonical.output
+    clash = runner.invoke(app, [*score, "--source", "zendesk"])
+    assert clash.exit_code == 6 and "['priority']" in clash.output and "--output-prefix" in clash.output
+    done = runner.invoke(app, [*score, "--source", "zendesk", "--output-prefix", "model_"])
+    assert done.exit_code == 0, done.output
+    queue = pd.read_csv(tmp_path / "q.csv", dtype=str, keep_default_na=False)
+    assert queue["model_priority"].iloc[0] == "P1" and queue["ticket_id"].iloc[0] == "1001"
+    assert sorted(queue["priority"]) == sorted(EXPORT["priority"])
