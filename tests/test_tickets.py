@@ -3,6 +3,7 @@ column ever overwritten by predict or score."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from datetime import UTC, datetime
@@ -215,3 +216,10 @@ def test_predict_and_score_commands_read_the_one_source(trained: dict[str, Any],
     queue = pd.read_csv(tmp_path / "q.csv", dtype=str, keep_default_na=False)
     assert queue["model_priority"].iloc[0] == "P1" and queue["ticket_id"].iloc[0] == "1001"
     assert sorted(queue["priority"]) == sorted(EXPORT["priority"])
+    # The manager's report: the export's own `priority` is the agents' urgency (value map).
+    html = tmp_path / "report.html"
+    report = ["report", "agreement", "-p", str(params), "--rules", str(rules), "-i", str(tmp_path / "q.csv")]
+    done = runner.invoke(app, [*report, "--source", "zendesk", "--output-prefix", "model_", "-o", str(html)])
+    assert done.exit_code == 0, done.output
+    figures = json.loads(html.with_suffix(".json").read_text())
+    assert figures["tickets"] == 4 and figures["fields"]["urgency"]["used"] == 4
