@@ -223,3 +223,14 @@ def test_predict_and_score_commands_read_the_one_source(trained: dict[str, Any],
     assert done.exit_code == 0, done.output
     figures = json.loads(html.with_suffix(".json").read_text())
     assert figures["tickets"] == 4 and figures["fields"]["urgency"]["used"] == 4
+
+
+def test_load_export_reads_another_file_of_a_source(tmp_path: Path) -> None:
+    from urgency.data import load_export
+
+    path = tmp_path / "labelled.jsonl"
+    _write(EXPORT, path)
+    tickets = load_export(path, ZENDESK).tickets
+    assert tickets["urgency"].tolist() == ["high", "high", "medium", "low"]
+    assert tickets["plan"].tolist() == EXPORT["organization_plan"].tolist()
+    assert tickets["created_at"].notna().all() and set(tickets["language"]) == {"en", "de"}

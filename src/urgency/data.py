@@ -23,7 +23,7 @@ from urgency.config import HEADS, DataParams, Source, SplitParams
 from urgency.errors import DataValidationError, InputError
 from urgency.files import NotTextError, read_table
 from urgency.text import ticket_text
-from urgency.tickets import label_text, map_tickets
+from urgency.tickets import label_text, map_tickets, source_for_file
 
 log = logging.getLogger(__name__)
 
@@ -349,6 +349,14 @@ def head_dataset(
         test_fraction=test_fraction,
     )
     return dataset.reset_index(drop=True)
+
+
+def load_export(path: Path, source: Source) -> LoadResult:
+    """Another file of the export `source` describes (a labelled test file for `evaluate
+    --input`, say), read, validated and mapped exactly as the source's own file: its columns,
+    constants and label value maps (`urgency.tickets.source_for_file`; pick the source with
+    `urgency.tickets.choose_source`)."""
+    return load_tickets([source_for_file(source, path)])
 
 
 def load_configured(data: DataParams) -> LoadResult:
