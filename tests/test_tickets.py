@@ -234,3 +234,17 @@ def test_load_export_reads_another_file_of_a_source(tmp_path: Path) -> None:
     assert tickets["urgency"].tolist() == ["high", "high", "medium", "low"]
     assert tickets["plan"].tolist() == EXPORT["organization_plan"].tolist()
     assert tickets["created_at"].notna().all() and set(tickets["language"]) == {"en", "de"}
+
+
+def test_a_mapped_label_never_passes_for_a_prediction(models: dict[str, Any]) -> None:
+    # No urgency model: the export's urgency label (the agents' value) must not reach the rules
+    # as if a model had said it.
+    without = {head: model for head, model in models.items() if head != "urgency"}
+    with_labels = score_frame(
+        without, EXPORT, RULES, now=NOW, max_text_chars=1000, source=ZENDESK, prefix="m_"
+    )
+    bare = score_frame(
+        without, EXPORT.drop(columns=["priority"]), RULES, now=NOW, max_text_chars=1000, source=ZENDESK
+    )
+    assert [d.to_record() for d in with_labels.decisions] == [d.to_record() for d in bare.decisions]
+    assert "m_urgency" not in with_labels.frame().columns

@@ -94,10 +94,14 @@ def predict_for_rules(
     )
     check_no_clashes(tickets.columns, [*output_columns(dict(models)), *DECISION_COLUMNS], prefix)
     added = model_columns(dict(models), text)
-    for_rules = join_columns(view.drop(columns=[c for c in added.columns if c in view.columns]), added)
-    if source is None and not prefix:
+    # The rules read model outputs only from the models: a mapped label (the agents' value) or an
+    # input column of the same name must not pass for a prediction of a head without a model.
+    model_names = {*added.columns, *HEADS, *(f"{head}_confidence" for head in HEADS)}
+    dropped = [column for column in view.columns if column in model_names]
+    for_rules = join_columns(view.drop(columns=dropped), added)
+    if source is None and not prefix and not dropped:
         return for_rules, for_rules  # the same frame: one concat less for the service's calls
-    return join_columns(tickets, added.add_prefix(prefix)), for_rules
+    return join_columns(tickets, added.add_prefix(prefix) if prefix else added), for_rules
 
 
 def score_frame(
