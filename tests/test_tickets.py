@@ -248,3 +248,35 @@ def test_a_mapped_label_never_passes_for_a_prediction(models: dict[str, Any]) ->
     )
     assert [d.to_record() for d in with_labels.decisions] == [d.to_record() for d in bare.decisions]
     assert "m_urgency" not in with_labels.frame().columns
+
+
+def test_many_files_are_read_through_the_source_with_the_prefix(
+    trained: dict[str, Any], tmp_path: Path
+) -> None:
+    """`score 'exports/*.jsonl' --source zendesk --output-prefix model_` (no cluster: this
+    process): every part keeps its file's columns and the rules read `plan`."""
+    from urgency.distributed import FileOptions, score_files
+    from urgency.models import resolve
+
+    params = trained["params"]
+    heads = ["urgency", "category", "sentiment"]
+    models = resolve(
+        heads,
+        model_dir=None,
+        tracking_uri=params.mlflow.tracking_uri,
+        model_names={head: params.mlflow.model_name(head) for head in heads},
+        alias="champion",
+    )
+    folder = tmp_path / "exports"
+    folder.mkdir()
+    _write(EXPORT.iloc[:2], folder / "a.jsonl")
+    _write(EXPORT.iloc[2:], folder / "b.jsonl")
+    options = FileOptions("subject", "body", 1000, 10, source=ZENDESK, prefix="model_")
+    result = score_files(
+        str(folder / "*.jsonl"), tmp_path / "out", models, options, rules=RULES, now=NOW, surge=False
+    )
+    assert result.rows == 4
+    parts = pd.concat([pd.read_parquet(path) for path in sorted((tmp_path / "out").glob("*.parquet"))])
+    assert list(parts.columns[: len(EXPORT.columns)]) == list(EXPORT.columns)
+    assert parts["priority"].tolist() == EXPORT["priority"].tolist()
+    assert parts["model_priority"].iloc[0] == "P1"
