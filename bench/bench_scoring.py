@@ -85,8 +85,8 @@ def main() -> None:
             predict_frame(
                 models,
                 tickets.iloc[start : start + args.chunk_size],
-                subject_column=params.predict.subject_column,
-                body_column=params.predict.body_column,
+                subject_column="subject",
+                body_column="body",
                 max_text_chars=params.data.max_text_chars,
             )
             for start in range(0, len(tickets), args.chunk_size)

@@ -51,6 +51,12 @@ def test_params_are_frozen() -> None:
             "training.promotion_margin is now promotion.min_macro_f1_gain",
         ),
         (lambda d: d.update(retrain={"max_recall_drop": 0.1}), "retrain.max_recall_drop is now promotion."),
+        # One description of an export: the per-command column keys name the source instead.
+        (
+            lambda d: d.update(predict={"body_column": "text"}),
+            "use the source's columns.body in data.sources",
+        ),
+        (lambda d: d.update(retrain={"columns": {"body": "text"}}), "retrain.columns is gone"),
     ],
 )
 def test_bad_params_name_the_key(tmp_path: Path, sources: dict[str, Path], edit, expected: str) -> None:

@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
+from tests.conftest import PROJECT, SHARED_DATA
+from urgency.config import load_params
+from urgency.data import load_tickets
 from urgency.drift import (
     EPSILON,
+    DriftReport,
     Thresholds,
     categorical_drift,
     drift_report,
@@ -18,6 +24,8 @@ from urgency.drift import (
     vocabulary_drift,
     words,
 )
+from urgency.history import history_source
+from urgency.retrain import drift_reference
 
 
 def test_psi_by_hand() -> None:
@@ -122,3 +130,90 @@ def test_drift_report_names_every_feature_and_what_it_skipped() -> None:
     markdown = report.to_markdown()
     assert "| label:urgency | 10 | 10 | 0.416 |" in markdown
     assert "en 100.0% -> 0.0%" in markdown
+
+
+# ---------------------------------------------------------------------------------------------
+# Like with like: a history from the same distribution raises no alarm, a shifted one does.
+
+
+def _generated(rows: int, seed: int, *, shift: bool = False) -> pd.DataFrame:
+    """Tickets drawn from one fixed distribution (labels, languages, vocabulary, lengths), or
+    from a shifted one: other label shares, another language, other words."""
+    rng = np.random.default_rng(seed)
+    labels, label_p = ["high", "medium", "low"], [0.2, 0.5, 0.3]
+    languages, language_p = ["en", "de", "es"], [0.6, 0.3, 0.1]
+    vocabulary = ["printer", "password", "invoice", "access", "server", "laptop", "email", "vpn", "refund"]
+    if shift:
+        label_p, language_p = [0.7, 0.2, 0.1], [0.1, 0.1, 0.8]
+        vocabulary = ["flight", "baggage", "crew", "seat", "delay", "gate", "boarding", "lounge", "miles"]
+    lengths = rng.integers(3, 40, rows) * (3 if shift else 1)
+    return pd.DataFrame(
+        {
+            "subject": "",
+            "body": [" ".join(rng.choice(vocabulary, size=n)) for n in lengths],
+            "language": rng.choice(languages, size=rows, p=language_p),
+            "urgency": rng.choice(labels, size=rows, p=label_p),
+            "category": None,
+            "sentiment": None,
+        }
+    )
+
+
+def _figures(report: DriftReport) -> dict[str, tuple[float, float]]:
+    return {f.feature: (f.psi, f.js) for f in report.features}
+
+
+def test_a_fixed_distribution_against_itself_and_against_a_shift() -> None:
+    tickets = _generated(4000, seed=7)
+    half = np.random.default_rng(0).permutation(len(tickets)) < len(tickets) // 2
+    reference, current = tickets[half], tickets[~half].copy()
+    # The same languages spelt otherwise are no drift.
+    current["language"] = current["language"].map({"en": "en-US", "de": "de_DE", "es": "ES"})
+    report = drift_report(reference, current, heads=["urgency"])
+    assert report.drifted == [], _figures(report)
+    for feature in report.features:
+        assert feature.psi < report.thresholds.psi and feature.js < report.thresholds.js, feature
+
+    shifted = drift_report(reference, _generated(2000, seed=8, shift=True), heads=["urgency"])
+    assert shifted.drifted == ["label:urgency", "language", "text_length", "vocabulary"], _figures(shifted)
+
+
+@pytest.mark.skipif(not SHARED_DATA.exists(), reason="../shared/data is not next to the project")
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_a_random_half_of_a_real_source_against_the_other_half(seed: int) -> None:
+    params = load_params(PROJECT / "params.yaml")
+    source = next(s for s in params.data.sources if s.name == "support_tickets_synthetic")
+    tickets = load_tickets([source]).tickets
+    half = np.random.default_rng(seed).permutation(len(tickets)) < len(tickets) // 2
+    reference, current = tickets[half], tickets[~half].copy()
+    current["language"] = current["language"].str.replace("en", "en-US").str.replace("de", "de_DE")
+    report = drift_report(reference, current, heads=["urgency", "category", "sentiment"])
+    assert [f.feature for f in report.features] == ["label:urgency", "language", "text_length", "vocabulary"]
+    for feature in report.features:  # every figure below its alarm threshold
+        assert feature.psi < report.thresholds.psi and feature.js < report.thresholds.js, feature
+
+    # Shifted: only the high tickets, in French, about other things.
+    shifted = current[current["urgency"] == "high"].copy()
+    shifted["language"] = "fr"
+    shifted["body"] = "facture remboursement abonnement paiement refusé " * 4
+    report = drift_report(reference, shifted, heads=["urgency"])
+    assert report.drifted == ["label:urgency", "language", "text_length", "vocabulary"]
+
+
+def test_the_reference_is_the_sources_like_the_history() -> None:
+    params = load_params(PROJECT / "params.yaml")
+    sources = params.data.sources
+    history = _generated(10, seed=1)  # urgency labels only
+    canonical = history_source(
+        Path("h.csv"), ["id", "subject", "body", "language", "created_at", "urgency"], params, "h"
+    )
+    # Not the tweets nor the topics: the urgency sources with a subject and a language column.
+    assert drift_reference(sources, history, [canonical], None) == ["support_tickets_synthetic"]
+    no_language = history_source(Path("h.csv"), ["subject", "body", "created_at", "urgency"], params, "h")
+    assert drift_reference(sources, history, [no_language], None) == [
+        "support_tickets_synthetic",
+        "jira_issues_priority",
+        "it_helpdesk_coded",
+    ]
+    jira = next(s for s in sources if s.name == "jira_issues_priority")
+    assert drift_reference(sources, history, [canonical], jira) == ["jira_issues_priority"]

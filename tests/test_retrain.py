@@ -21,9 +21,9 @@ from tests.serve_helpers import migrated
 from urgency.cli import app
 from urgency.config import load_params
 from urgency.errors import DataValidationError
-from urgency.history import apply_corrections, corrections_frame, load_history, read_decisions
+from urgency.history import apply_corrections, corrections_frame, history_source, load_history, read_decisions
 from urgency.promote import AliasLog, alias_moves
-from urgency.retrain import newest_slice, retrain_with_corrections
+from urgency.retrain import drift_reference, newest_slice, retrain_with_corrections
 from urgency.store import Store, StoreError, make_engine
 from urgency.train import train
 
@@ -143,26 +143,56 @@ def test_a_bad_history_file_is_reported_by_file_row_and_column(setup: dict[str, 
     ) in output
     assert "created_at (created_at): not a date-time: 1 row(s), e.g. rows 5; values ['yesterday']" in output
     assert "empty text" in output and "rows 7" in output
-    assert f"{no_body}: missing column(s) body (body)" in output
+    assert f"{no_body}: missing column(s) body; a history file has the columns" in output
     # Nothing was trained or registered.
     versions = _client(params_path).search_model_versions("name = 'ticket-urgency'")
     assert [str(v.version) for v in versions] == ["1"]
 
 
-def test_history_columns_can_be_renamed_in_params(setup: dict[str, Any]) -> None:
-    frame = history_rows(NEW, 1, START).rename(columns={"body": "description", "urgency": "prio"})
+def test_a_history_is_read_through_its_source_and_label_maps(setup: dict[str, Any]) -> None:
+    raw = {"high": "urgent", "medium": "normal", "low": "low"}
+    frame = history_rows(NEW, 1, START).rename(
+        columns={"id": "key", "body": "description", "language": "locale", "created_at": "opened"}
+    )
+    frame["prio"] = frame.pop("urgency").map(raw)
+    frame["locale"] = "en-US"
     path = write_history(setup["folder"], frame)
-    params = load_params(_params(setup, columns={"body": "description", "urgency": "prio"}))
-    history, sources = load_history([path], params)
-    assert len(history.tickets) == 9 and history.tickets["urgency"].notna().all()
+    data = copy.deepcopy(setup["data"])
+    data["data"]["sources"].append(
+        {
+            "name": "export",
+            "path": str(path),
+            "columns": {"id": "key", "body": "description", "language": "locale", "created_at": "opened"},
+            "labels": {
+                "urgency": {"column": "prio", "mapping": {value: head for head, value in raw.items()}}
+            },
+        }
+    )
+    params = load_params(write_params(setup["folder"], data))
+    export = params.data.sources[-1]
+    history, sources = load_history([path], params, export)
+    assert history.tickets["urgency"].tolist() == history_rows(NEW, 1, START)["urgency"].tolist()
+    assert set(history.tickets["language"]) == {"en"}  # en-US normalised
     assert sources[0].name == "history-history" and sources[0].columns.body == "description"
     assert history.tickets["ticket_id"].tolist()[:2] == ["H-1", "H-2"]
-    frame.loc[0, "created_at"] = None
+    # Drift compares the history with the source that describes it, else with the sources like it.
+    assert drift_reference(params.data.sources, history.tickets, sources, export) == ["export"]
+    canonical = history_source(path, ["id", "body", "created_at", "urgency"], params, "h")
+    assert drift_reference(params.data.sources[:3], history.tickets, [canonical], None) == ["tickets"]
+    # Without the source, the file is not in the canonical layout: the error says what to do.
+    with pytest.raises(DataValidationError, match=r"missing column.*body.*--source NAME"):
+        load_history([path], params)
+    frame.loc[0, "opened"] = None
     write_history(setup["folder"], frame)
     with pytest.raises(
-        DataValidationError, match=r"created_at \(created_at\): missing value: 1 row\(s\), e.g. rows 1"
+        DataValidationError, match=r"opened \(created_at\): missing value: 1 row\(s\), e.g. rows 1"
     ):
-        load_history([path], params)
+        load_history([path], params, export)
+    frame.loc[0, "opened"] = START.isoformat()
+    frame.loc[1, "prio"] = "critical"
+    write_history(setup["folder"], frame)
+    with pytest.raises(DataValidationError, match=r"prio \(urgency label\).*critical"):
+        load_history([path], params, export)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -24,10 +24,12 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from urgency.config import HEADS
+from urgency.config import HEADS, Source
 from urgency.decision import AGENT_FIELDS, PREDICTION_FIELDS, is_no_deadline
 from urgency.errors import DataValidationError, EmptyReport, InputError
+from urgency.files import read_table
 from urgency.rules import FALSE_WORDS, TRUE_WORDS
+from urgency.tickets import map_tickets, source_for_file
 
 # The fields compared with the agents' final values.
 FIELDS = AGENT_FIELDS
@@ -161,6 +163,62 @@ def read_closed_tickets(
         raw = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
     except (ValueError, UnicodeDecodeError, pd.errors.ParserError) as error:
         raise InputError(f"{path}: not a readable CSV file: {error}") from None
+    return check_closed_tickets(raw, path, labels=labels, levels=levels, max_problems=max_problems)
+
+
+def closed_tickets_from_export(raw: pd.DataFrame, source: Source, prefix: str = "") -> pd.DataFrame:
+    """A scored export in the closed-tickets layout (text cells): `urgency score` run on a file
+    of `source`'s export (the added columns after `prefix`), whose label columns hold the
+    agents' final values. Mapped through the source (`urgency.tickets.map_tickets`): the agent's
+    value of each head is the source's label mapped by its value map, the ticket id is the
+    source's id column, and its meta fields and language are slices. An agent priority or team
+    is read from `agent_priority` / `agent_team` when the file has them."""
+    mapped = map_tickets(raw, source, keep_input=False)
+    text = raw.astype("string").fillna("")
+    blank = pd.Series("", index=raw.index, dtype="string")
+    frame = pd.DataFrame(index=raw.index)
+    frame["ticket_id"] = mapped["id"].str.removeprefix(f"{source.name}:")
+    frame["created_at"] = mapped["created_at"].fillna("")
+    frame["subject"], frame["body"] = mapped["subject"], mapped["body"]
+    decided = [
+        name for name in CLOSED_TICKET_COLUMNS if name not in frame.columns and not name.startswith("agent_")
+    ]
+    for name in ("scored_at", *decided):
+        frame[name] = text[prefix + name] if prefix + name in raw.columns else blank
+    for name in FIELDS:
+        agent = mapped[name] if name in HEADS and name in source.labels else None
+        frame[f"agent_{name}"] = agent.fillna("") if agent is not None else text.get(f"agent_{name}", blank)
+    for name in ("language", *source.columns.meta):
+        frame[name] = mapped[name].astype("string").fillna("")
+    return frame.reset_index(drop=True)
+
+
+def read_closed_export(
+    path: Path,
+    source: Source,
+    prefix: str = "",
+    *,
+    labels: Mapping[str, Sequence[str]] | None = None,
+    levels: Sequence[str] | None = None,
+) -> pd.DataFrame:
+    """A scored export (CSV, Parquet or JSON Lines; `closed_tickets_from_export`) read and
+    checked like a closed-tickets CSV."""
+    raw = read_table(path, source_for_file(source, path).file_format, source.encoding)
+    return check_closed_tickets(
+        closed_tickets_from_export(raw, source, prefix), path, labels=labels, levels=levels
+    )
+
+
+def check_closed_tickets(
+    raw: pd.DataFrame,
+    path: Path,
+    *,
+    labels: Mapping[str, Sequence[str]] | None = None,
+    levels: Sequence[str] | None = None,
+    max_problems: int = 20,
+) -> pd.DataFrame:
+    """Check closed tickets as read (text cells, "" for empty) and give them their types; every
+    problem names `path`, the row and the column (DataValidationError)."""
     missing = [column for column in REQUIRED_COLUMNS if column not in raw.columns]
     if missing:
         raise DataValidationError(

@@ -222,9 +222,8 @@ class MlflowParams(Strict):
 
 
 class PredictParams(Strict):
+    # Which columns an input file has comes from its source in data.sources (urgency.tickets).
     chunk_size: int = Field(default=5000, gt=0)
-    subject_column: str | None = "subject"
-    body_column: str = "body"
 
 
 class ScoringParams(Strict):
@@ -295,12 +294,9 @@ class DriftParams(Strict):
 class RetrainParams(Strict):
     """`urgency retrain --history FILE`: the history format, the held-out slice and the gate."""
 
-    # A history file has the columns id, subject, body, language, created_at, urgency, category,
-    # sentiment (body, created_at and one label column required). Name a file's own column for a
-    # field here when its header differs, e.g. {body: description, urgency: priority}.
-    columns: dict[
-        Literal["id", "subject", "body", "language", "created_at", "urgency", "category", "sentiment"], str
-    ] = Field(default_factory=dict)
+    # A history file is read through a source of data.sources (`--source NAME`, or the only
+    # one): its columns and label value maps (urgency.tickets). With several sources and none
+    # named, it has the canonical columns id, subject, body, language, created_at and labels.
     # The newest share of the new history (by created_at) that no model trains on: champion and
     # challenger are compared on it.
     holdout_fraction: float = Field(default=0.2, gt=0, lt=1)
@@ -326,6 +322,15 @@ MOVED_KEYS = {
     ("training", "promotion_margin"): "promotion.min_macro_f1_gain",
     ("retrain", "min_macro_f1_gain"): "promotion.min_macro_f1_gain",
     ("retrain", "max_recall_drop"): "promotion.max_recall_drop",
+}
+
+
+# Keys that are gone, and what replaced them.
+REMOVED_KEYS = {
+    ("predict", "subject_column"): "the source's columns.subject in data.sources (`--source NAME`)",
+    ("predict", "body_column"): "the source's columns.body in data.sources (`--source NAME`)",
+    ("retrain", "columns"): "a source in data.sources with the file's columns and label maps "
+    "(`urgency retrain --source NAME`)",
 }
 
 
@@ -454,6 +459,12 @@ def load_params(path: Path | str) -> Params:
     for (section, key), moved_to in MOVED_KEYS.items():
         if isinstance(raw.get(section), dict) and key in raw[section]:
             raise ParamsError(f"{path}: {section}.{key} is now {moved_to} (one promotion policy)")
+    for (section, key), replacement in REMOVED_KEYS.items():
+        if isinstance(raw.get(section), dict) and key in raw[section]:
+            raise ParamsError(
+                f"{path}: {section}.{key} is gone: one description of an export is used by every "
+                f"command; use {replacement}"
+            )
     try:
         params = Params.model_validate(raw)
     except ValidationError as error:

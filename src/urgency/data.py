@@ -15,7 +15,6 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pandera.pandas as pa
 from pandera.errors import SchemaErrors
@@ -23,7 +22,8 @@ from pandera.errors import SchemaErrors
 from urgency.config import HEADS, DataParams, Source, SplitParams
 from urgency.errors import DataValidationError, InputError
 from urgency.files import NotTextError, read_table
-from urgency.text import as_text, ticket_text
+from urgency.text import ticket_text
+from urgency.tickets import label_text, map_tickets, source_for_file
 
 log = logging.getLogger(__name__)
 
@@ -93,19 +93,6 @@ class SourceReport:
         return lines
 
 
-def _raw_value_text(values: pd.Series) -> pd.Series:
-    """Label values as text, so `0`, `0.0` and "0" all match a mapping key "0"."""
-
-    def as_text(value: object) -> object:
-        if value is None or value is pd.NA or (isinstance(value, float) and np.isnan(value)):
-            return pd.NA
-        if isinstance(value, float) and value.is_integer():
-            return str(int(value))
-        return str(value).strip()
-
-    return values.map(as_text).astype("string")
-
-
 def _required_columns(source: Source) -> list[str]:
     columns = source.columns
     wanted: list[str] = []
@@ -120,45 +107,17 @@ def _required_columns(source: Source) -> list[str]:
 
 
 def _canonical_frame(raw: pd.DataFrame, source: Source) -> pd.DataFrame:
-    """Map raw columns onto the canonical record; raw label values are kept for checking."""
-    columns = source.columns
-    frame = pd.DataFrame(index=raw.index)
-    if columns.id is None:
-        frame["id"] = [f"{source.name}:{row + 1}" for row in raw.index]
-    else:
-        id_columns = columns.id if isinstance(columns.id, list) else [columns.id]
-        parts = [_raw_value_text(raw[c]) for c in id_columns]
-        joined = parts[0]
-        for part in parts[1:]:
-            joined = joined + "-" + part
-        frame["id"] = (source.name + ":" + joined).astype("string")
-    frame["source"] = source.name
-    frame["subject"] = as_text(raw[columns.subject]) if columns.subject else ""
-    frame["body"] = as_text(raw[columns.body])
-    if columns.language:
-        frame["language"] = raw[columns.language].astype("string").str.strip().str.lower()
-    else:
-        frame["language"] = pd.Series(source.constants.get("language"), index=raw.index, dtype="string")
-    frame["created_at_raw"] = (
-        raw[columns.created_at].astype("string").str.strip().replace("", pd.NA)
-        if columns.created_at
-        else pd.NA
-    )
+    """Map raw columns onto the canonical record (`urgency.tickets.map_tickets`, the one mapping
+    every command uses); raw label and date values are kept for checking."""
+    frame = map_tickets(raw, source, keep_input=False)
+    frame["created_at_raw"] = frame["created_at"]
     frame["created_at"] = (
         pd.to_datetime(frame["created_at_raw"], errors="coerce", utc=True, format="mixed")
-        if columns.created_at
+        if source.columns.created_at
         else pd.Series(pd.NaT, index=raw.index, dtype="datetime64[ns, UTC]")
     )
-    for name, column in columns.meta.items():
-        frame[name] = raw[column]
-    for head in HEADS:
-        label_source = source.labels.get(head)
-        if label_source is None:
-            frame[head] = pd.Series(pd.NA, index=raw.index, dtype="string")
-            continue
-        raw_values = _raw_value_text(raw[label_source.column])
-        frame[f"{head}_raw"] = raw_values
-        frame[head] = raw_values.map(label_source.mapping).astype("string")
+    for head, label_source in source.labels.items():
+        frame[f"{head}_raw"] = label_text(raw[label_source.column])
     return frame
 
 
@@ -390,6 +349,14 @@ def head_dataset(
         test_fraction=test_fraction,
     )
     return dataset.reset_index(drop=True)
+
+
+def load_export(path: Path, source: Source) -> LoadResult:
+    """Another file of the export `source` describes (a labelled test file for `evaluate
+    --input`, say), read, validated and mapped exactly as the source's own file: its columns,
+    constants and label value maps (`urgency.tickets.source_for_file`; pick the source with
+    `urgency.tickets.choose_source`)."""
+    return load_tickets([source_for_file(source, path)])
 
 
 def load_configured(data: DataParams) -> LoadResult:

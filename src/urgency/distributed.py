@@ -30,6 +30,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from urgency.config import Source
 from urgency.errors import ClusterError, InputError, UrgencyError
 from urgency.files import file_format
 from urgency.models import HeadModel, ModelSource, load_models
@@ -75,6 +76,10 @@ class FileOptions:
     body_column: str
     max_text_chars: int
     chunk_size: int
+    # The params source every file is read through (urgency.tickets); None: the columns above.
+    source: Source | None = None
+    # Put before every column the output adds (`--output-prefix`).
+    prefix: str = ""
 
 
 @dataclass(frozen=True)
@@ -116,6 +121,8 @@ def run_partition(
         "body_column": options.body_column,
         "max_text_chars": options.max_text_chars,
         "chunk_size": options.chunk_size,
+        "source": options.source,
+        "prefix": options.prefix,
     }
     if scoring is None:
         stats = predict_file(models, Path(input_path), part, **columns)
@@ -215,7 +222,7 @@ def score_files(
     if surge is None:
         created: list[Any] = []
         for path in input_files(pattern):
-            created += created_times(path, rules.spec.created_at.column, options.chunk_size)
+            created += created_times(path, rules.spec.created_at.column, options.chunk_size, options.source)
         surge = surge_active(rules, created, now)
     scoring = Scoring(rules, now, surge)
     return _run_files(pattern, output, source, options, scoring, client=client, on_part=on_part)

@@ -290,7 +290,7 @@ def drift_report(
 ) -> DriftReport:
     """Compare two canonical ticket frames (urgency.data): each head's label shares (rows that
     carry the label), language shares, text length and vocabulary (text: subject and body)."""
-    from urgency.text import ticket_text
+    from urgency.text import normalise_language, ticket_text
 
     features: list[FeatureDrift] = []
     skipped: dict[str, str] = {}
@@ -303,7 +303,9 @@ def drift_report(
     if reference.empty or current.empty:
         skipped["text"] = "no rows to compare"
         return DriftReport(features, skipped, thresholds)
-    features.append(categorical_drift("language", reference["language"], current["language"], thresholds))
+    # Tags normalised on both sides (`en-US` is `en`): a spelling is no drift.
+    languages = [normalise_language(frame["language"]) for frame in (reference, current)]
+    features.append(categorical_drift("language", *languages, thresholds))
     # No length cut: a shift to longer texts is drift even when models read only the start.
     ref_text = ticket_text(reference["subject"], reference["body"], 10**9)
     cur_text = ticket_text(current["subject"], current["body"], 10**9)

@@ -1,10 +1,12 @@
 """New ticket history and the agents' corrections, made ready for `urgency retrain`.
 
-History format: one row per ticket with the columns id, subject, body, language, created_at,
-urgency, category, sentiment; body, created_at and at least one label column are required, label
-values are the heads' labels as written in params. `retrain.columns` names a file's own column
-for a field. The agents' final values in the service's store relabel the same tickets (by id,
-else by text); the latest decision wins.
+History format: the export a source of params `data.sources` describes (`--source NAME`, or
+the only source): its columns, meta fields, constants and label value maps (`urgency.tickets`),
+with a created_at column. With several sources and none named: the columns id, subject, body,
+language, created_at, urgency, category, sentiment; body, created_at and at least one label
+column required, label values the heads' labels as written in params. The agents' final
+values in the service's store relabel the same tickets (by id, else by text); the latest
+decision wins.
 """
 
 from __future__ import annotations
@@ -21,7 +23,8 @@ import pandas as pd
 from urgency.config import HEADS, Columns, LabelSource, Params, Source
 from urgency.data import LoadResult, dedup_key, read_source_table, validate_source
 from urgency.errors import DataValidationError
-from urgency.text import ticket_text
+from urgency.text import normalise_language, ticket_text
+from urgency.tickets import source_for_file
 
 log = logging.getLogger(__name__)
 
@@ -35,30 +38,27 @@ CORRECTIONS = "corrections"  # the `source` of tickets that only the store knows
 
 
 def history_source(path: Path, header: Sequence[str], params: Params, name: str) -> Source:
-    """The `Source` that reads a history file with the data module's machinery: its columns
-    found by name (params `retrain.columns` renames), labels kept as written (they must be the
-    heads' labels)."""
-    renamed: dict[str, str] = dict(params.retrain.columns)
+    """The `Source` that reads a history file in the canonical layout (no source described it):
+    its columns found by their canonical names, labels kept as written (they must be the heads'
+    labels)."""
     present = set(header)
 
     def column(field_name: str) -> str | None:
-        wanted = renamed.get(field_name, field_name)
-        return wanted if wanted in present else None
+        return field_name if field_name in present else None
 
-    missing = [f"{renamed.get(f, f)} ({f})" for f in REQUIRED_FIELDS if column(f) is None]
+    missing = [f for f in REQUIRED_FIELDS if column(f) is None]
     labels = {
-        head: LabelSource(
-            column=column(head) or head, mapping={label: label for label in params.heads.get(head).labels}
-        )
+        head: LabelSource(column=head, mapping={label: label for label in params.heads.get(head).labels})
         for head in HEADS
         if column(head) is not None
     }
     if not labels:
-        missing.append("a label column (" + ", ".join(renamed.get(h, h) for h in HEADS) + ")")
+        missing.append("a label column (" + ", ".join(HEADS) + ")")
     if missing:
         raise DataValidationError(
             f"{path}: missing column(s) {', '.join(missing)}; a history file has the columns "
-            f"{', '.join(HISTORY_FIELDS)} (params retrain.columns names a file's own column for a field)"
+            f"{', '.join(HISTORY_FIELDS)}, or is described by a source in params data.sources "
+            "(`urgency retrain --source NAME`: its columns and label maps)"
         )
     columns = Columns(
         id=column("id"),
@@ -80,11 +80,29 @@ def _source_name(path: Path, taken: set[str]) -> str:
     return name
 
 
-def load_history(paths: Sequence[Path], params: Params) -> tuple[LoadResult, list[Source]]:
+def described_history(source: Source, path: Path, name: str) -> Source:
+    """`source` (params data.sources) reading the history file `path` under the name `name`:
+    its columns, constants and label value maps; every row must be valid."""
+    if not source.columns.created_at:
+        raise DataValidationError(
+            f"{path}: source {source.name!r} names no created_at column; a history needs one "
+            "(the held-out slice is chosen by date)"
+        )
+    if not source.labels:
+        raise DataValidationError(f"{path}: source {source.name!r} has no labels: nothing to retrain on")
+    described = source_for_file(source, path)
+    return described.model_copy(update={"name": name, "invalid_rows": "error"})
+
+
+def load_history(
+    paths: Sequence[Path], params: Params, source: Source | None = None
+) -> tuple[LoadResult, list[Source]]:
     """Read and validate every history file; all problems of all files are reported at once
     (DataValidationError naming file, column and example rows). Every row must be valid: a
-    history file is new evidence, so nothing is dropped silently. Returns the tickets and the
-    sources that read them (for params data.sources, once a retrain has used them)."""
+    history file is new evidence, so nothing is dropped silently. With `source` (params
+    data.sources) each file is read through it, labels mapped by its value maps; without, in
+    the canonical layout. Returns the tickets and the sources that read them (for params
+    data.sources, once a retrain has used them)."""
     taken = {source.name for source in params.data.sources}
     frames: list[pd.DataFrame] = []
     reports = []
@@ -94,24 +112,29 @@ def load_history(paths: Sequence[Path], params: Params) -> tuple[LoadResult, lis
         path = Path(given).resolve()  # the source printed for params must not depend on the cwd
         name = _source_name(path, taken)
         try:
-            file_format = Source(name=name, path=path, columns=Columns(body="body")).file_format
-            raw = read_source_table(path, file_format)
-            source = history_source(path, list(raw.columns), params, name)
+            if source is None:
+                file_format = Source(name=name, path=path, columns=Columns(body="body")).file_format
+                raw = read_source_table(path, file_format)
+                reader = history_source(path, list(raw.columns), params, name)
+            else:
+                reader = described_history(source, path, name)
+                raw = read_source_table(path, reader.file_format, reader.encoding)
         except DataValidationError as error:
             failures.append(str(error))
             continue
-        frame, report = validate_source(raw, source)
+        frame, report = validate_source(raw, reader)
         problems = report.describe_problems()
         undated = frame.index[frame["created_at"].isna()]
         if len(undated):
             rows = ", ".join(str(row + 1) for row in undated[:5])
             problems.append(
-                f"  - {source.columns.created_at} (created_at): missing value: {len(undated)} row(s), "
+                f"  - {reader.columns.created_at} (created_at): missing value: {len(undated)} row(s), "
                 f"e.g. rows {rows} (the held-out slice is chosen by date)"
             )
         if problems:
             text = "\n".join(problems)
-            for head in source.labels:  # the data module speaks of mappings; a history has none
+            # In the canonical layout a history has no mappings: name the heads' labels instead.
+            for head in reader.labels if source is None else ():
                 text = text.replace(
                     f"labels.{head}.mapping", f"heads.{head}.labels {params.heads.get(head).labels}"
                 )
@@ -120,10 +143,10 @@ def load_history(paths: Sequence[Path], params: Params) -> tuple[LoadResult, lis
             )
             continue
         raw_ids = frame["id"].str.removeprefix(f"{name}:")
-        frame["ticket_id"] = raw_ids if source.columns.id else pd.NA
+        frame["ticket_id"] = raw_ids if reader.columns.id else pd.NA
         frames.append(frame)
         reports.append(report)
-        sources.append(source)
+        sources.append(reader)
     if failures:
         raise DataValidationError("new history is not valid:\n" + "\n".join(failures))
     return LoadResult(tickets=pd.concat(frames, ignore_index=True), reports=reports), sources
@@ -163,7 +186,7 @@ def corrections_frame(decisions: pd.DataFrame, params: Params) -> tuple[pd.DataF
             "source": CORRECTIONS,
             "subject": decisions["subject"].astype("string").fillna("").astype(object),
             "body": decisions["body"].astype("string").fillna("").astype(object),
-            "language": fields.map(lambda f: f.get("language")).astype("string").str.lower(),
+            "language": normalise_language(fields.map(lambda f: f.get("language"))),
             "created_at": pd.to_datetime(decisions["created_at"], utc=True, errors="coerce"),
             "decided_at": pd.to_datetime(decisions["decided_at"], utc=True, errors="coerce"),
         }

@@ -17,10 +17,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from urgency.config import Source
 from urgency.errors import InputError
 from urgency.files import AtomicTableWriter, check_not_input, read_chunks
 from urgency.models import HeadModel
 from urgency.text import ticket_text
+from urgency.tickets import map_tickets, missing_source_columns
 
 log = logging.getLogger(__name__)
 
@@ -44,32 +46,55 @@ def output_columns(models: dict[str, HeadModel]) -> list[str]:
     return [*columns, "error"]
 
 
-def predict_frame(
-    models: dict[str, HeadModel],
+def check_no_clashes(input_columns: Sequence[str] | pd.Index, added: Sequence[str], prefix: str) -> None:
+    """No input column is ever overwritten: an input column named like one the output adds
+    (`prefix` + name) is an InputError naming the clashes and the way out (--output-prefix)."""
+    present = set(input_columns)
+    clashes = [prefix + name for name in added if prefix + name in present]
+    if clashes:
+        hint = (
+            f"choose another --output-prefix than {prefix!r}"
+            if prefix
+            else "add --output-prefix PREFIX (e.g. model_) to write every added column as PREFIX<name>"
+        )
+        raise InputError(
+            f"input already has column(s) {clashes} that would be overwritten by the output; {hint}, "
+            "or rename them in the input"
+        )
+
+
+def model_input(
     tickets: pd.DataFrame,
     *,
     subject_column: str | None,
     body_column: str,
     max_text_chars: int,
-) -> pd.DataFrame:
-    """Every input column plus, per head, the label, its confidence and each class probability.
+    source: Source | None = None,
+) -> tuple[pd.DataFrame, pd.Series]:
+    """The tickets as the rules read them, and the text the models read.
 
-    A row whose text is empty gets a message in `error` and no predictions; it never stops the
-    other rows. Pandas in, pandas out: the same function serves files, batches and clusters.
-    """
+    With a `source` (params data.sources), the tickets mapped through it (`urgency.tickets`:
+    canonical fields, meta fields under the source's names, every other input column); without,
+    the frame itself, its text in `subject_column` and `body_column`."""
+    if source is not None:
+        view = map_tickets(tickets, source)
+        return view, ticket_text(view["subject"], view["body"], max_text_chars)
     if body_column not in tickets.columns:
-        raise InputError(f"input has no body column {body_column!r} (columns: {list(tickets.columns)})")
-    clashes = [column for column in output_columns(models) if column in tickets.columns]
-    if clashes:
         raise InputError(
-            f"input already has column(s) {clashes} that prediction adds; "
-            "rename them so nothing is overwritten"
+            f"input has no body column {body_column!r} (columns: {list(tickets.columns)}); "
+            "describe the file as a source in params data.sources and pass --source NAME"
         )
     subject = tickets[subject_column] if subject_column and subject_column in tickets.columns else None
-    text = ticket_text(subject, tickets[body_column], max_text_chars)
+    return tickets, ticket_text(subject, tickets[body_column], max_text_chars)
+
+
+def model_columns(models: dict[str, HeadModel], text: pd.Series) -> pd.DataFrame:
+    """Per head the label, its confidence and each class probability, then `error` (a row whose
+    text is empty gets a message there and no predictions), in `output_columns` order, one row
+    per text (positional index)."""
     usable = (text != "").to_numpy()
     usable_text = text[usable]
-    rows = len(tickets)
+    rows = len(text)
     # Columns are built as arrays and joined once: per-column pandas assignment costs more than
     # the models themselves for the service's one-ticket calls.
     added: dict[str, Any] = {}
@@ -85,9 +110,45 @@ def predict_frame(
         for position, name in enumerate(model.labels):
             added[f"{head}_proba_{name}"] = proba[:, position]
     added["error"] = pd.array(np.where(usable, None, EMPTY_TEXT_ERROR), dtype="string")
-    # Joined by position, so a repeated index label cannot misalign rows.
-    joined = pd.concat([tickets.reset_index(drop=True), pd.DataFrame(added)], axis=1)
-    return joined.set_axis(tickets.index)
+    return pd.DataFrame(added)
+
+
+def join_columns(frame: pd.DataFrame, added: pd.DataFrame) -> pd.DataFrame:
+    """`frame` with `added` (a positional frame of the same length) after its columns, on
+    `frame`'s index: joined by position, so a repeated index label cannot misalign rows."""
+    return pd.concat([frame.reset_index(drop=True), added.reset_index(drop=True)], axis=1).set_axis(
+        frame.index
+    )
+
+
+def predict_frame(
+    models: dict[str, HeadModel],
+    tickets: pd.DataFrame,
+    *,
+    subject_column: str | None = "subject",
+    body_column: str = "body",
+    max_text_chars: int,
+    source: Source | None = None,
+    prefix: str = "",
+) -> pd.DataFrame:
+    """Every input column, unchanged and in order, plus (each name after `prefix`) per head the
+    label, its confidence and each class probability, then `error`.
+
+    The text is read through `source` when given (`model_input`), else from `subject_column`
+    and `body_column`. An input column named like an added one is refused (`check_no_clashes`).
+    A row whose text is empty gets a message in `error` and no predictions; it never stops the
+    other rows. Pandas in, pandas out: the same function serves files, batches and clusters.
+    """
+    _, text = model_input(
+        tickets,
+        subject_column=subject_column,
+        body_column=body_column,
+        max_text_chars=max_text_chars,
+        source=source,
+    )
+    check_no_clashes(tickets.columns, output_columns(models), prefix)
+    added = model_columns(models, text)
+    return join_columns(tickets, added.add_prefix(prefix) if prefix else added)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -105,10 +166,12 @@ def predict_file(
     input_path: Path,
     output_path: Path,
     *,
-    subject_column: str | None,
-    body_column: str,
+    subject_column: str | None = "subject",
+    body_column: str = "body",
     max_text_chars: int,
     chunk_size: int,
+    source: Source | None = None,
+    prefix: str = "",
     on_chunk: Callable[[int], None] | None = None,
 ) -> PredictStats:
     """Score a CSV/Parquet/JSON Lines file chunk by chunk into `output_path`.
@@ -120,18 +183,33 @@ def predict_file(
     stats = PredictStats()
     with AtomicTableWriter(output_path) as writer:
         for chunk in read_chunks(input_path, chunk_size):
-            if stats.rows == 0 and subject_column and subject_column not in chunk.columns:
-                log.warning("%s has no subject column %r: scoring the body alone", input_path, subject_column)
+            if stats.rows == 0:
+                warn_missing_columns(input_path, list(chunk.columns), subject_column, source)
             scored = predict_frame(
                 models,
                 chunk,
                 subject_column=subject_column,
                 body_column=body_column,
                 max_text_chars=max_text_chars,
+                source=source,
+                prefix=prefix,
             )
             writer.write(scored)
             stats.rows += len(scored)
-            stats.rows_with_error += int(scored["error"].notna().sum())
+            stats.rows_with_error += int(scored[prefix + "error"].notna().sum())
             if on_chunk:
                 on_chunk(len(scored))
     return stats
+
+
+def warn_missing_columns(
+    path: Path, header: Sequence[str], subject_column: str | None, source: Source | None
+) -> None:
+    """Say which described columns a file lacks (their fields are read as empty); the body's
+    absence is an error of its own, raised when the text is read."""
+    if source is not None:
+        missing = [name for name in missing_source_columns(header, source) if not name.endswith("(body)")]
+        if missing:
+            log.warning("%s has no column(s) %s of source %r: read as empty", path, missing, source.name)
+    elif subject_column and subject_column not in header:
+        log.warning("%s has no subject column %r: scoring the body alone", path, subject_column)

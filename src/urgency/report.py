@@ -28,6 +28,7 @@ from urgency.agreement import (
     agreement_figures,
     closed_tickets_from_store,
     in_period,
+    read_closed_export,
     read_closed_tickets,
 )
 
@@ -35,7 +36,7 @@ if TYPE_CHECKING:
     import pandas as pd
     from matplotlib.figure import Figure
 
-    from urgency.config import Params
+    from urgency.config import Params, Source
     from urgency.rules import RuleSet
     from urgency.store import Store
 
@@ -189,10 +190,17 @@ def figures_from_csv(
     until: datetime | None = None,
     week_of: WeekOf = "created_at",
     top: int = 20,
+    export: Source | None = None,
+    prefix: str = "",
 ) -> dict[str, Any]:
-    """Figures over a closed-tickets CSV export (docs/reports.md); the period is taken on
-    scored_at when the file has that column, else on created_at."""
-    frame = read_closed_tickets(path, labels=settings.labels, levels=settings.levels)
+    """Figures over a closed-tickets CSV export (docs/reports.md), or with `export` over a scored
+    file of that source's export whose label columns hold the agents' values (`prefix`: of the
+    columns `urgency score` added); the period is taken on scored_at when the file has that
+    column, else on created_at."""
+    if export is not None:
+        frame = read_closed_export(path, export, prefix, labels=settings.labels, levels=settings.levels)
+    else:
+        frame = read_closed_tickets(path, labels=settings.labels, levels=settings.levels)
     return figures_from_frame(
         frame, settings, source=str(path), since=since, until=until, week_of=week_of, top=top
     )
@@ -402,14 +410,17 @@ def agreement_report(
     until: datetime | None = None,
     week_of: WeekOf = "created_at",
     top: int = 20,
+    export: Source | None = None,
+    prefix: str = "",
 ) -> tuple[dict[str, Any], Path]:
-    """Figures from a closed-tickets CSV (`input`) or else the service's store at `database_url`,
-    written as the page `output` and its JSON; returns (figures, JSON path)."""
+    """Figures from a closed-tickets CSV (`input`; with `export`, a scored file of that source's
+    export: `figures_from_csv`) or else the service's store at `database_url`, written as the
+    page `output` and its JSON; returns (figures, JSON path)."""
     from urgency.store import Store, StoreError, check_schema, make_engine, redact, sqlite_path
 
     options: dict[str, Any] = {"since": since, "until": until, "week_of": week_of, "top": top}
     if input is not None:
-        figures = figures_from_csv(input, settings, **options)
+        figures = figures_from_csv(input, settings, **options, export=export, prefix=prefix)
     else:
         path = sqlite_path(database_url)
         # make_engine would create an empty SQLite file; a missing one means nothing was scored.

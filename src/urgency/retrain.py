@@ -7,10 +7,10 @@ champion and challenger on the held-out slice through `urgency.predict`, and mov
 alias only for heads whose challenger passes the gate. Everything lands in one MLflow run named
 `retrain` (a `train` run with the drift report, the held-out figures and the gate's verdicts).
 
-History format: one row per ticket with the columns id, subject, body, language, created_at,
-urgency, category, sentiment; body, created_at and at least one label column are required, label
-values are the heads' labels as written in params. `retrain.columns` names a file's own column
-for a field.
+History format: the export a source of params `data.sources` describes (`--source NAME`, or the
+only source), labels mapped by its value maps; with several sources and none named, the
+canonical columns (`urgency.history`). Drift compares the history with the data of the sources
+like it (`drift_reference`), never with every source mixed.
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ from urgency.evaluate import classification_report
 from urgency.history import apply_corrections, corrections_frame, load_history, read_decisions, text_keys
 from urgency.promote import Gate, gate
 from urgency.text import ticket_text
+from urgency.tickets import choose_source
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +67,38 @@ def holdout_report(
 
 
 # ---------------------------------------------------------------------------------------------
+# Drift reference
+
+
+def _fields(source: Source) -> set[str]:
+    """What a source's rows carry besides body and labels: a subject, a language column (a
+    constant is no distribution), meta fields."""
+    columns = source.columns
+    return {name for name in ("subject", "language") if getattr(columns, name)} | set(columns.meta)
+
+
+def drift_reference(
+    sources: Sequence[Source], history: pd.DataFrame, readers: Sequence[Source], described_by: Source | None
+) -> list[str]:
+    """The configured sources whose data the new history is compared with: like with like.
+
+    The source that described the history (`--source`), if any; else the sources whose labels
+    are for the same heads as the history's, narrowed to those that also carry every field the
+    history does (when any do); else those sharing a head; else all. Mixing other sources in
+    (tweets into support tickets) makes language, length and vocabulary drift where none is."""
+    if described_by is not None:
+        return [described_by.name]
+    heads = {head for head in HEADS if head in history.columns and history[head].notna().any()}
+    fields = set().union(*(_fields(reader) for reader in readers)) if readers else set()
+    same = [source for source in sources if set(source.labels) == heads]
+    if same:
+        alike = [source for source in same if fields <= _fields(source)]
+        return [source.name for source in alike or same]
+    sharing = [source.name for source in sources if set(source.labels) & heads]
+    return sharing or [source.name for source in sources]
+
+
+# ---------------------------------------------------------------------------------------------
 # The loop
 
 
@@ -87,12 +120,15 @@ class RetrainResult:
     heads: dict[str, HeadOutcome]
     counts: dict[str, int]
     history_sources: list[Source] = field(default_factory=list)
+    # The configured sources drift compared the history with.
+    drift_reference: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "run_id": self.run_id,
             "counts": self.counts,
             "drifted": self.drift.drifted,
+            "drift_reference": self.drift_reference,
             "heads": {
                 head: {
                     "champion_version": o.champion_version,
@@ -116,6 +152,7 @@ def retrain(
     *,
     heads: Sequence[str] | None = None,
     family: str | None = None,
+    source: str | None = None,
     decisions: pd.DataFrame | None = None,
     by: str = "urgency retrain",
     params_path: Path | None = None,
@@ -125,7 +162,9 @@ def retrain(
 ) -> RetrainResult:
     """The whole loop (see the module's docstring). `decisions` is `Store.decisions()` of the
     service's store (None: no corrections). Heads default to those whose label the held-out
-    slice carries. Nothing is trained or registered when the history is not valid."""
+    slice carries. `source` names the params source that describes the history files (None:
+    the only source, else the canonical layout). Nothing is trained or registered when the
+    history is not valid."""
     import mlflow
 
     from urgency import tracking
@@ -140,7 +179,8 @@ def retrain(
             log.info(text)
 
     stage(f"validating {len(histories)} history file(s)")
-    history, history_sources = load_history(histories, params)
+    described_by = choose_source(params.data.sources, source)
+    history, history_sources = load_history(histories, params, described_by)
     previous = load_configured(params.data)
     corrections, ignored = corrections_frame(decisions if decisions is not None else pd.DataFrame(), params)
     max_chars = params.data.max_text_chars
@@ -165,9 +205,10 @@ def retrain(
         heads, tracking_uri=params.mlflow.tracking_uri, model_names=names, alias=params.mlflow.champion_alias
     )
 
-    stage("drift report")
+    reference_sources = drift_reference(params.data.sources, history.tickets, history_sources, described_by)
+    stage(f"drift report (reference: {', '.join(reference_sources)})")
     report = drift_report(
-        previous.tickets,
+        previous.tickets[previous.tickets["source"].isin(reference_sources)],
         history.tickets,
         heads=HEADS,
         thresholds=Thresholds(psi=params.retrain.drift.psi_threshold, js=params.retrain.drift.js_threshold),
@@ -254,7 +295,9 @@ def retrain(
             reports["challenger"],
         )
 
-    result = RetrainResult(trained.parent_run_id, report, outcomes, counts, history_sources)
+    result = RetrainResult(
+        trained.parent_run_id, report, outcomes, counts, history_sources, reference_sources
+    )
     tracking.use_tracking(
         params.mlflow.tracking_uri, params.mlflow.experiment, params.mlflow.artifact_location
     )
@@ -264,6 +307,7 @@ def retrain(
             {
                 "history": ",".join(str(path) for path in histories),
                 "holdout_fraction": params.retrain.holdout_fraction,
+                "drift_reference": ",".join(reference_sources),
                 "holdout_from": str(holdout["created_at"].min()),
                 "min_macro_f1_gain": params.promotion.min_macro_f1_gain,
                 "max_recall_drop": params.promotion.max_recall_drop,
@@ -299,6 +343,7 @@ def retrain_with_corrections(
     params_path: Path,
     heads: Sequence[str] | None = None,
     family: str | None = None,
+    source: str | None = None,
     database_url: str | None = None,
     by: str | None = None,
     output: Path | None = None,
@@ -334,6 +379,7 @@ def retrain_with_corrections(
         histories,
         heads=heads,
         family=family,
+        source=source,
         decisions=decisions,
         by=by or f"{getpass.getuser()} (urgency retrain)",
         params_path=params_path,

@@ -18,28 +18,36 @@ from typing import Any
 
 import pandas as pd
 
-from urgency.config import HEADS
+from urgency.config import HEADS, Source
 from urgency.decision import DECISION_COLUMNS, Decision, HeadOutput
-from urgency.errors import InputError
 from urgency.files import AtomicTableWriter, check_not_input, read_chunks
 from urgency.models import HeadModel
-from urgency.predict import predict_frame
+from urgency.predict import (
+    check_no_clashes,
+    join_columns,
+    model_columns,
+    model_input,
+    output_columns,
+    warn_missing_columns,
+)
 from urgency.rules import RuleSet, is_missing
 from urgency.rules.engine import decide, surge_active
+from urgency.tickets import map_tickets
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class Scored:
-    """Scored tickets: `predicted` (input and model columns, as `predict_frame` gives them) and
-    one `Decision` per row, in the same order."""
+    """Scored tickets: `predicted` (every input column unchanged, then the model columns under
+    `prefix`, as `predict_frame` gives them) and one `Decision` per row, in the same order."""
 
     predicted: pd.DataFrame
     decisions: list[Decision]
+    prefix: str = ""
 
     def decision_columns(self) -> pd.DataFrame:
-        """`DECISION_COLUMNS` of every row, index aligned with `predicted`."""
+        """`DECISION_COLUMNS` of every row (without the prefix), index aligned with `predicted`."""
         rows = []
         for decision in self.decisions:
             record = decision.to_record()
@@ -47,19 +55,53 @@ class Scored:
         return pd.DataFrame(rows, index=self.predicted.index, columns=list(DECISION_COLUMNS))
 
     def frame(self) -> pd.DataFrame:
-        """The scored-file layout: input columns, model columns, then `DECISION_COLUMNS`. No input
-        column is overwritten: an input column named like a decision column is an InputError."""
-        check_no_decision_columns(self.predicted.columns)
-        return pd.concat([self.predicted, self.decision_columns()], axis=1)
-
-
-def check_no_decision_columns(columns: Sequence[str] | pd.Index) -> None:
-    """Input columns named like a decision column would be lost in the scored file: refuse them."""
-    clashes = [column for column in DECISION_COLUMNS if column in columns]
-    if clashes:
-        raise InputError(
-            f"input already has column(s) {clashes} that scoring adds; rename them so nothing is overwritten"
+        """The scored-file layout: input columns, model columns, then `DECISION_COLUMNS`, the added
+        ones under `prefix`. No input column is overwritten: a clash is an InputError."""
+        check_no_decision_columns(self.predicted.columns, self.prefix)
+        decisions = self.decision_columns()
+        return pd.concat(
+            [self.predicted, decisions.add_prefix(self.prefix) if self.prefix else decisions], axis=1
         )
+
+
+def check_no_decision_columns(columns: Sequence[str] | pd.Index, prefix: str = "") -> None:
+    """Input columns named like a decision column would be lost in the scored file: refuse them
+    (the message names them and suggests --output-prefix)."""
+    check_no_clashes(columns, DECISION_COLUMNS, prefix)
+
+
+def predict_for_rules(
+    models: Mapping[str, HeadModel],
+    tickets: pd.DataFrame,
+    *,
+    subject_column: str | None = "subject",
+    body_column: str = "body",
+    max_text_chars: int,
+    source: Source | None = None,
+    prefix: str = "",
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The models' columns two ways: the output layout (every input column unchanged, the
+    model columns under `prefix`) and the frame the rules read (the tickets as `model_input`
+    maps them - with a source, meta fields under the source's names - and the model columns
+    under their own names, which the rules use whatever the prefix). Clashes with the input are
+    refused before any model runs."""
+    view, text = model_input(
+        tickets,
+        subject_column=subject_column,
+        body_column=body_column,
+        max_text_chars=max_text_chars,
+        source=source,
+    )
+    check_no_clashes(tickets.columns, [*output_columns(dict(models)), *DECISION_COLUMNS], prefix)
+    added = model_columns(dict(models), text)
+    # The rules read model outputs only from the models: a mapped label (the agents' value) or an
+    # input column of the same name must not pass for a prediction of a head without a model.
+    model_names = {*added.columns, *HEADS, *(f"{head}_confidence" for head in HEADS)}
+    dropped = [column for column in view.columns if column in model_names]
+    for_rules = join_columns(view.drop(columns=dropped), added)
+    if source is None and not prefix and not dropped:
+        return for_rules, for_rules  # the same frame: one concat less for the service's calls
+    return join_columns(tickets, added.add_prefix(prefix) if prefix else added), for_rules
 
 
 def score_frame(
@@ -69,20 +111,26 @@ def score_frame(
     *,
     now: datetime,
     surge: bool | None = None,
-    subject_column: str | None,
-    body_column: str,
+    subject_column: str | None = "subject",
+    body_column: str = "body",
     max_text_chars: int,
+    source: Source | None = None,
+    prefix: str = "",
 ) -> Scored:
     """Predict, then decide, every ticket. `surge` None follows the rules file (`auto` counts
-    these tickets' created times)."""
-    predicted = predict_frame(
-        dict(models),
+    these tickets' created times). With a `source`, the text and the fields the rules read are
+    the tickets mapped through it (`urgency.tickets`); `prefix` goes before every added column."""
+    predicted, for_rules = predict_for_rules(
+        models,
         tickets,
         subject_column=subject_column,
         body_column=body_column,
         max_text_chars=max_text_chars,
+        source=source,
+        prefix=prefix,
     )
-    return decide_predicted(predicted, rules, now, surge=surge)
+    decided = decide_predicted(for_rules, rules, now, surge=surge)
+    return Scored(predicted, decided.decisions, prefix)
 
 
 def decide_predicted(
@@ -145,10 +193,10 @@ def frame_records(frame: pd.DataFrame, columns: Sequence[str]) -> list[dict[str,
     ]
 
 
-def queue_order(scored: pd.DataFrame) -> pd.DataFrame:
+def queue_order(scored: pd.DataFrame, prefix: str = "") -> pd.DataFrame:
     """Sort a scored frame into the work queue: priority, then the nearest deadline, then the
-    created time (first come, first served), then input order."""
-    return scored.sort_values("order_key", kind="stable")
+    created time (first come, first served), then input order (`prefix`: of the added columns)."""
+    return scored.sort_values(prefix + "order_key", kind="stable")
 
 
 def missing_columns(frame_columns: Sequence[str], rules: RuleSet) -> list[str]:
@@ -179,15 +227,18 @@ def score_file(
     *,
     now: datetime,
     surge: bool | None = None,
-    subject_column: str | None,
-    body_column: str,
+    subject_column: str | None = "subject",
+    body_column: str = "body",
     max_text_chars: int,
     chunk_size: int,
+    source: Source | None = None,
+    prefix: str = "",
     queue: bool = True,
     on_chunk: Callable[[int], None] | None = None,
 ) -> ScoreStats:
     """Score a CSV/Parquet/JSON Lines file into `output_path`. A failure leaves no half-written
-    output.
+    output. With a `source`, the file is read through it (`urgency.tickets`); every input column
+    is written unchanged, the added ones under `prefix`.
 
     `queue` (`urgency score`): predicted chunk by chunk, decided as a whole - surge `auto` counts
     the whole file - and sorted into the work queue (priority, nearest deadline, creation time:
@@ -196,33 +247,54 @@ def score_file(
     """
     check_not_input(input_path, output_path)
     stats = ScoreStats()
-    columns = {"subject_column": subject_column, "body_column": body_column, "max_text_chars": max_text_chars}
+    columns: dict[str, Any] = {
+        "subject_column": subject_column,
+        "body_column": body_column,
+        "max_text_chars": max_text_chars,
+        "source": source,
+        "prefix": prefix,
+    }
     with AtomicTableWriter(output_path) as writer:
         if queue:
-            chunks = []
+            outputs, views = [], []
             for chunk in read_chunks(input_path, chunk_size):
-                check_no_decision_columns(chunk.columns)  # before any model runs
-                chunks.append(predict_frame(dict(models), chunk, **columns))
+                if not outputs:
+                    warn_missing_columns(input_path, list(chunk.columns), subject_column, source)
+                output, for_rules = predict_for_rules(models, chunk, **columns)
+                outputs.append(output)
+                views.append(for_rules)
                 if on_chunk:
                     on_chunk(len(chunk))
-            predicted = pd.concat(chunks, ignore_index=True) if chunks else pd.DataFrame()
-            stats.missing_columns = missing_columns(list(predicted.columns), rules)
+            predicted = pd.concat(outputs, ignore_index=True) if outputs else pd.DataFrame()
+            for_rules = pd.concat(views, ignore_index=True) if views else pd.DataFrame()
+            stats.missing_columns = missing_columns(list(for_rules.columns), rules)
             column = rules.spec.created_at.column
             if surge is None:
-                created = predicted[column].tolist() if column in predicted.columns else []
+                created = for_rules[column].tolist() if column in for_rules.columns else []
                 surge = surge_active(rules, created, now)
-            scored = (
-                decide_predicted(predicted, rules, now, surge=surge).frame() if len(predicted) else predicted
-            )
-            _write_counted(stats, queue_order(scored) if len(scored) else scored, writer)
+            if len(predicted):
+                decided = decide_predicted(for_rules, rules, now, surge=surge)
+                scored = Scored(predicted, decided.decisions, prefix).frame()
+                scored = queue_order(scored, prefix)
+            else:
+                scored = predicted
+            _write_counted(stats, scored, writer, prefix)
         else:
             if surge is None:
                 raise ValueError("scoring a file in input order needs surge decided (on or off)")
             for chunk in read_chunks(input_path, chunk_size):
                 if not stats.rows:
-                    stats.missing_columns = missing_columns(list(chunk.columns), rules)
+                    warn_missing_columns(input_path, list(chunk.columns), subject_column, source)
+                    view, _ = model_input(
+                        chunk.head(0),
+                        subject_column=subject_column,
+                        body_column=body_column,
+                        max_text_chars=max_text_chars,
+                        source=source,
+                    )
+                    stats.missing_columns = missing_columns(list(view.columns), rules)
                 scored = score_frame(models, chunk, rules, now=now, surge=surge, **columns).frame()
-                _write_counted(stats, scored, writer)
+                _write_counted(stats, scored, writer, prefix)
                 if on_chunk:
                     on_chunk(len(chunk))
     if stats.missing_columns:
@@ -231,21 +303,25 @@ def score_file(
     return stats
 
 
-def _write_counted(stats: ScoreStats, scored: pd.DataFrame, writer: AtomicTableWriter) -> None:
+def _write_counted(
+    stats: ScoreStats, scored: pd.DataFrame, writer: AtomicTableWriter, prefix: str = ""
+) -> None:
     writer.write(scored)
     stats.rows += len(scored)
     if len(scored):
-        stats.rows_with_error += int(scored["error"].notna().sum())
-        stats.needs_human_triage += int(scored["needs_human_triage"].sum())
-        for level, count in scored["priority"].value_counts().items():
+        stats.rows_with_error += int(scored[prefix + "error"].notna().sum())
+        stats.needs_human_triage += int(scored[prefix + "needs_human_triage"].sum())
+        for level, count in scored[prefix + "priority"].value_counts().items():
             stats.by_priority[str(level)] = stats.by_priority.get(str(level), 0) + int(count)
     stats.by_priority = dict(sorted(stats.by_priority.items()))
 
 
-def created_times(path: Path, column: str, chunk_size: int) -> list[Any]:
-    """The created-time column of a ticket file (empty when it has none): what surge counts."""
+def created_times(path: Path, column: str, chunk_size: int, source: Source | None = None) -> list[Any]:
+    """The created-time column of a ticket file (empty when it has none), as the rules read it
+    (through `source` when given): what surge counts."""
     times: list[Any] = []
     for chunk in read_chunks(path, chunk_size):
-        if column in chunk.columns:
-            times += chunk[column].tolist()
+        frame = map_tickets(chunk, source) if source is not None else chunk
+        if column in frame.columns:
+            times += frame[column].tolist()
     return times

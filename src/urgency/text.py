@@ -23,3 +23,11 @@ def ticket_text(subject: pd.Series | None, body: pd.Series, max_chars: int) -> p
 def as_text(values: pd.Series) -> pd.Series:
     """Values as text without surrounding white space; a missing value is the empty string."""
     return values.astype("string").fillna("").str.strip().astype(object)
+
+
+def normalise_language(values: pd.Series) -> pd.Series:
+    """Language tags reduced to their primary subtag, lower-cased: `en-US`, `en_us` and ` EN `
+    are all `en`, so shares (drift, reports) and rules compare one tag per language. A missing
+    or blank tag stays missing."""
+    tags = values.astype("string").str.strip().str.lower().str.replace("_", "-", regex=False)
+    return tags.str.split("-", n=1).str[0].replace("", pd.NA).astype("string")

@@ -134,6 +134,14 @@ def retrain(
     family: Annotated[
         str | None, typer.Option(help="Model family of the challenger (default: params training.family).")
     ] = None,
+    source: Annotated[
+        str | None,
+        typer.Option(
+            "--source",
+            help="Read the history through this source of params data.sources (its columns and label "
+            "maps); default: the only source, or with several the canonical columns.",
+        ),
+    ] = None,
     database_url: DatabaseOption = None,
     output: Annotated[
         Path | None, typer.Option(help="Also write drift.json/.md and retrain.json/.md into this folder.")
@@ -160,12 +168,13 @@ def retrain(
         params_path=params_path,
         heads=chosen,
         family=family,
+        source=source,
         database_url=database_url,
         by=by,
         output=output,
         on_stage=lambda text: console.print(text),
     )
-    drift = Table(title="drift: new history vs the training data")
+    drift = Table(title=f"drift: new history vs the training data of {', '.join(result.drift_reference)}")
     for column in ("feature", "PSI", "JS", "drifted", "rule"):
         drift.add_column(column)
     for feature in result.drift.features:

@@ -39,12 +39,24 @@ def report_agreement(
     until: Annotated[str | None, typer.Option(help="Last day, included (a date-time: excluded).")] = None,
     week_of: Annotated[str, typer.Option(help="Weeks of created_at or scored_at.")] = "created_at",
     top: Annotated[int, typer.Option(min=0, help="Confident disagreements to list for review.")] = 20,
+    source: Annotated[
+        str | None,
+        typer.Option(
+            "--source",
+            help="--input is `urgency score`'s output on this params source's export, whose label "
+            "columns hold the agents' values (mapped by the source's value maps).",
+        ),
+    ] = None,
+    output_prefix: Annotated[
+        str, typer.Option("--output-prefix", help="With --source: the prefix `urgency score` was given.")
+    ] = "",
     params_path: ParamsOption = Path("params.yaml"),
     rules_path: RulesOption = None,
 ) -> None:
     """Do the models agree with the agents? Agreement, kappa, coverage, slices, trend and SLA."""
     from urgency import report
     from urgency.store import database_url as store_url
+    from urgency.tickets import choose_source
 
     if input is not None and database_url is not None:
         raise typer.BadParameter("give --input or --database-url, not both", param_hint="--input")
@@ -54,8 +66,12 @@ def report_agreement(
         since_at, until_at = report.parse_period(since, until)
     except ValueError as error:
         raise typer.BadParameter(str(error), param_hint="--since/--until") from None
+    if source is not None and input is None:
+        raise typer.BadParameter("--source reads an --input file", param_hint="--source")
     params = load_params(params_path)
     settings = report.report_settings(params, load_rules(params, rules_path))
+    # Only a named source: a closed-tickets CSV (demo-agents, a store export) has its own layout.
+    export = choose_source(params.data.sources, source) if source is not None else None
     figures, json_path = report.agreement_report(
         settings,
         output,
@@ -65,6 +81,8 @@ def report_agreement(
         until=until_at,
         week_of=week_of,  # type: ignore[arg-type]  # checked above
         top=top,
+        export=export,
+        prefix=output_prefix,
     )
     fields = figures["fields"]
     summary = ", ".join(
@@ -114,8 +132,6 @@ def demo_agents(
             now=moment,
             rows=rows,
             seed=seed,
-            subject_column=params.predict.subject_column,
-            body_column=params.predict.body_column,
             on_day=lambda count: bar.advance(task, count),
         )
     write_closed_tickets(closed, output)

@@ -41,6 +41,22 @@ InputOption = Annotated[
         "--input", "-i", help="Tickets to score (.csv, .parquet, .jsonl), or a quoted glob of such files."
     ),
 ]
+SourceOption = Annotated[
+    str | None,
+    typer.Option(
+        "--source",
+        help="Read the input through this source of params data.sources (its columns, meta fields, "
+        "constants); default: the only source, or with several the canonical columns (subject, body, ...).",
+    ),
+]
+OutputPrefixOption = Annotated[
+    str,
+    typer.Option(
+        "--output-prefix",
+        help="Put this before every column the output adds (e.g. model_ -> model_priority), so an input "
+        "column of the same name is kept; default: none (such an input column is an error).",
+    ),
+]
 SchedulerOption = Annotated[
     str | None,
     typer.Option(
@@ -65,12 +81,14 @@ def predict(
     ],
     params_path: ParamsOption = Path("params.yaml"),
     model_dir: ModelDirOption = None,
+    source: SourceOption = None,
+    output_prefix: OutputPrefixOption = "",
     subject_column: SubjectColumnOption = None,
     body_column: BodyColumnOption = None,
     chunk_size: ChunkSizeOption = None,
     scheduler: SchedulerOption = None,
 ) -> None:
-    """Score a file of tickets with the champion models; every input column is kept.
+    """Score a file of tickets with the champion models; every input column is kept unchanged.
 
     A glob pattern (--input 'tickets/*.parquet') or a --scheduler scores many files, one Parquet
     part per file, into the --output folder."""
@@ -79,7 +97,7 @@ def predict(
 
     setup_logging()
     params = load_params(params_path)
-    options = _file_options(params, subject_column, body_column, chunk_size)
+    options = _file_options(params, source, output_prefix, subject_column, body_column, chunk_size)
     if scheduler or is_pattern(str(input)):
         _many_files(params, str(input), output, options, scheduler=scheduler, model_dir=model_dir)
         return
@@ -99,16 +117,41 @@ def predict(
 
 
 def _file_options(
-    params: Params, subject_column: str | None, body_column: str | None, chunk_size: int | None
+    params: Params,
+    source_name: str | None,
+    prefix: str,
+    subject_column: str | None,
+    body_column: str | None,
+    chunk_size: int | None,
 ) -> FileOptions:
-    """How files are read and turned into model input: the options, else params `predict:`."""
+    """How files are read and turned into model input: through the --source (or the only
+    source in params; `urgency.tickets.choose_source`), else the canonical subject and body
+    columns; --subject-column and --body-column override either."""
     from urgency.distributed import FileOptions
+    from urgency.tickets import choose_source
 
+    source = choose_source(params.data.sources, source_name)
+    if source is not None and (subject_column or body_column):
+        columns = source.columns.model_copy(
+            update={
+                "subject": subject_column or source.columns.subject,
+                "body": body_column or source.columns.body,
+            }
+        )
+        source = source.model_copy(update={"columns": columns})
+    if source is None:
+        console.print(
+            f"reading the input's {subject_column or 'subject'}/{body_column or 'body'} columns "
+            f"(params has {len(params.data.sources)} sources: --source NAME reads one's columns)",
+            highlight=False,
+        )
     return FileOptions(
-        subject_column=subject_column or params.predict.subject_column,
-        body_column=body_column or params.predict.body_column,
+        subject_column=subject_column or "subject",
+        body_column=body_column or "body",
         max_text_chars=params.data.max_text_chars,
         chunk_size=chunk_size or params.predict.chunk_size,
+        source=source,
+        prefix=prefix,
     )
 
 
@@ -180,6 +223,8 @@ def score(
     params_path: ParamsOption = Path("params.yaml"),
     model_dir: ModelDirOption = None,
     rules_path: RulesOption = None,
+    source: SourceOption = None,
+    output_prefix: OutputPrefixOption = "",
     subject_column: SubjectColumnOption = None,
     body_column: BodyColumnOption = None,
     chunk_size: ChunkSizeOption = None,
@@ -199,7 +244,7 @@ def score(
     params = load_params(params_path)
     rules = load_rules(params, rules_path)
     surge_on = None if surge is None else surge == "on"
-    options = _file_options(params, subject_column, body_column, chunk_size)
+    options = _file_options(params, source, output_prefix, subject_column, body_column, chunk_size)
     if scheduler or is_pattern(str(input)):
         scoring = (rules, moment, surge_on)
         _many_files(
