@@ -52,17 +52,19 @@ class Runtime:
 
 
 def load_runtime(params: Params, *, model_dir: Path | None, alias: str | None) -> Runtime:
-    """Pin the models (the alias's versions now, or the folder), load exactly those, and the rules."""
+    """Pin the models (the alias's versions now, or the folder), load exactly those, and the rules.
+    The heads served are those that have a model (`urgency.models.resolve` with no heads asked
+    for): a head without one is absent from /v1/model and null in every answer."""
     alias = alias or params.mlflow.champion_alias
     source = resolve(
-        HEADS,
+        None,
         model_dir=model_dir,
         tracking_uri=params.mlflow.tracking_uri,
         model_names={head: params.mlflow.model_name(head) for head in HEADS},
         alias=alias,
     )
     models = load_models(source)
-    rules = load_rules(params.scoring.rules, category_labels=params.heads.category.labels)
+    rules = load_rules(params.scoring.rules, category_labels=params.heads.category_labels)
     info = ModelInfo(
         heads=[_head_info(params, model, None if model_dir else alias) for model in models.values()],
         # The file's name and content digest, not its path: the answer tells no one the layout

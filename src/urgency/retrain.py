@@ -129,7 +129,14 @@ def retrain(
     import mlflow
 
     from urgency import tracking
-    from urgency.models import HeadRef, ModelSource, load_models, load_registered_models, registry_client
+    from urgency.models import (
+        HeadRef,
+        ModelSource,
+        load_models,
+        load_registered_models,
+        registry_client,
+        resolve_registry,
+    )
     from urgency.promote import AliasLog, promote
     from urgency.train import train
 
@@ -150,7 +157,16 @@ def retrain(
     holdout = merged.history[held]
     labelled = [head for head in HEADS if holdout[head].notna().any()]
     if heads is None:
-        heads = labelled
+        # Not asked for: the labelled heads that have a champion (a head never trained - e.g.
+        # no sentiment labels at all - has nothing to gate against; `models.resolve` decides).
+        champion_heads = resolve_registry(
+            None,
+            tracking_uri=params.mlflow.tracking_uri,
+            model_names={head: params.mlflow.model_name(head) for head in HEADS},
+            alias=params.mlflow.champion_alias,
+        ).describe()
+        # None of them has one: keep them, so the champion check below names the first.
+        heads = [head for head in labelled if head in champion_heads] or labelled
     missing = [head for head in heads if head not in labelled]
     if missing or not heads:
         raise DataValidationError(
