@@ -404,7 +404,7 @@ def top_disagreements(frame: pd.DataFrame, top: int = 20, text_chars: int = 160)
     """The tickets where a head's label differs from the agent's, most confident first: where
     the model is surest and still wrong (or the agent is) is what to review first."""
     found = []
-    for head in HEADS:
+    for head in [head for head in HEADS if head in frame.columns]:
         wrong = frame[
             frame[f"agent_{head}"].notna() & frame[head].notna() & (frame[head] != frame[f"agent_{head}"])
         ]
@@ -453,9 +453,14 @@ def agreement_figures(
     if frame.empty:
         raise EmptyReport("no decided tickets: nothing to report")
     known = {**labels, "priority": levels, "team": []}
+    # Only the heads that had a model: a head no ticket has a model value for (the helpdesk has
+    # no labels for it, so no model) is left out, rather than reported as 0 of 0.
+    present = [
+        name for name in FIELDS if name not in HEADS or (name in frame.columns and frame[name].notna().any())
+    ]
     fields = {
         name: compare_field(frame, name, known.get(name, []), thresholds.get(name) if name in HEADS else None)
-        for name in FIELDS
+        for name in present
     }
     sliced = {name: by_slice(frame, name, week_of) for name in slices}
     return {
