@@ -114,7 +114,7 @@ def resolve_registry(
             if heads is None:
                 continue  # not asked for: a head without a model is simply absent
             raise ModelNotFoundError(
-                f"no {head} model: no version {name}@{alias} in the registry at {tracking_uri}; "
+                f"no {head} model: no model version {name}@{alias} in the registry at {tracking_uri}; "
                 f"train it (`urgency train --head {head}`, which needs {head} labels), pass "
                 "--model-dir, or leave the head out"
             )

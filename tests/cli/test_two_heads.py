@@ -179,3 +179,28 @@ def test_rollback_with_nothing_to_roll_back_has_its_own_code(two_heads: dict[str
     result = invoke("rollback", "-p", str(two_heads["params_path"]), "--head", "urgency", "--reason", "x")
     assert result.exit_code == 11, result.output
     assert "nothing to roll back" in " ".join(result.output.split())
+
+
+def test_retrain_gates_the_heads_that_exist(two_heads: dict[str, Any], tmp_path: Path) -> None:
+    """New history with urgency and category labels (no sentiment column): the challengers are
+    the two heads, on a private copy of the registry."""
+    import shutil
+
+    import yaml
+
+    from tests.test_retrain import NEW, START, history_rows
+
+    shutil.copy(two_heads["folder"] / "mlruns" / "mlflow.db", tmp_path / "mlflow.db")
+    data = yaml.safe_load(two_heads["params_path"].read_text())
+    data["mlflow"]["tracking_uri"] = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump(data))
+    history = history_rows(NEW, copies=8, start=START)
+    history["category"] = [("Hardware", "Access", "Purchase")[i % 3] for i in range(len(history))]
+    history.to_csv(tmp_path / "history.csv", index=False)
+    result = invoke("retrain", "-p", str(params), "--history", str(tmp_path / "history.csv"))
+    assert result.exit_code == 0, result.output
+    output = " ".join(result.output.split())
+    assert "training challengers (urgency, category)" in output
+    assert "urgency: challenger" in output and "category: challenger" in output
+    assert "sentiment: challenger" not in output
