@@ -168,7 +168,9 @@ class HeadsParams(Strict):
     def get(self, head: str) -> HeadParams:
         found = getattr(self, head)
         if found is None:
-            raise ValueError(f"heads.{head} is not configured in the params (its labels are needed)")
+            # ParamsError, not ValueError: a command reaching here (e.g. a history file with a
+            # category column) gets exit 3 and says what to add.
+            raise ParamsError(f"heads.{head} is not configured in the params: add heads.{head}.labels")
         return found
 
 
