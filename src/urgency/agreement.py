@@ -161,6 +161,14 @@ def read_closed_tickets(
         raw = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
     except (ValueError, UnicodeDecodeError, pd.errors.ParserError) as error:
         raise InputError(f"{path}: not a readable CSV file: {error}") from None
+    # A head with no model (a helpdesk without its labels, whose `urgency score` output has no
+    # such columns) may leave out its columns altogether; they read as empty.
+    for head in HEADS:
+        group = (head, f"{head}_confidence", f"agent_{head}")
+        if head not in raw.columns and f"{head}_confidence" not in raw.columns:
+            for column in group:
+                if column not in raw.columns:
+                    raw[column] = ""
     missing = [column for column in REQUIRED_COLUMNS if column not in raw.columns]
     if missing:
         raise DataValidationError(
