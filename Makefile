@@ -60,8 +60,8 @@ test: $(STAMP) system-deps
 	$(BIN)/python -m pytest
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests bench serve
-	$(BIN)/ruff format --check src tests bench serve
+	$(BIN)/ruff check src tests bench serve examples
+	$(BIN)/ruff format --check src tests bench serve examples
 
 clean:
 	rm -rf mlruns data/service.db data/service.db-wal data/service.db-shm data/model_comparison.md data/demo_scored.csv data/demo_queue.csv data/demo_closed_tickets.csv data/agreement_report.html data/agreement_report.json data/agreement_review.html data/agreement_review.json data/evaluation.json models/ticket-* models/urgency models/category models/sentiment

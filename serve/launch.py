@@ -60,6 +60,8 @@ def worker_environment(settings: ServiceSettings) -> dict[str, str]:
     environment = {
         "URGENCY_PARAMS": str(settings.params.resolve()),
         "URGENCY_DATABASE_URL": settings.store_url(),
+        # A progress bar per model download, every 10 s alias check and reload, is log noise.
+        "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
     }
     if settings.model_dir is not None:
         environment["URGENCY_MODEL_DIR"] = str(settings.model_dir.resolve())

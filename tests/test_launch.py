@@ -35,6 +35,7 @@ def test_workers_get_absolute_paths_and_the_store(tmp_path: Path, monkeypatch: p
         "URGENCY_PARAMS": str(tmp_path / "params.yaml"),
         "URGENCY_DATABASE_URL": f"sqlite:///{tmp_path}/data/service.db",
         "URGENCY_MODEL_DIR": str(tmp_path / "models"),
+        "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
     }
     without_models = worker_environment(ServiceSettings(params=Path("params.yaml")))
     assert "URGENCY_MODEL_DIR" not in without_models

@@ -187,6 +187,47 @@ def test_a_registered_model_loads_only_with_the_files_it_was_registered_with(
         client.delete_model_version(name, bare.version)
 
 
+def test_an_operator_vouches_for_a_version_registered_before_digests(
+    trained: dict[str, Any], tmp_path: Path
+) -> None:
+    """`urgency record-digests` records the files of a version without a record, with who and
+    why, after which it loads; a version that has a record keeps it (exit 5)."""
+    import mlflow.artifacts
+
+    from tests.cli import invoke
+    from urgency.models import DIGEST_TAG
+
+    params = trained["params"]
+    uri = params.mlflow.tracking_uri
+    client = registry_client(uri)
+    name = params.mlflow.model_name("urgency")
+    location = client.get_model_version_download_uri(name, "1")
+    files = Path(mlflow.artifacts.download_artifacts(artifact_uri=location, dst_path=str(tmp_path)))
+    bare = client.create_model_version(name, str(files))  # as registered before digests were
+    names = {"urgency": name}
+    vouch = ("record-digests", "--head", "urgency", "--params", str(trained["params_path"]))
+    try:
+        client.set_registered_model_alias(name, "digest-test", bare.version)
+        result = invoke(*vouch, "--version", bare.version, "--reason", "checked by hand", "--by", "ops")
+        assert result.exit_code == 0, result.output
+        assert f"{name} v{bare.version}: digests of" in result.output
+        tags = client.get_model_version(name, bare.version).tags
+        assert tags[f"{DIGEST_TAG}_recorded_by"] == "ops"
+        assert tags[f"{DIGEST_TAG}_reason"] == "checked by hand"
+        loaded = load_registered_models(["urgency"], tracking_uri=uri, model_names=names, alias="digest-test")
+        assert loaded["urgency"].version == str(bare.version)
+
+        again = invoke(*vouch, "--version", bare.version, "--reason", "again")
+        assert again.exit_code == 5
+        assert "already has artifact digests recorded" in again.output
+        assert client.get_model_version(name, bare.version).tags[DIGEST_TAG] == tags[DIGEST_TAG]
+        missing = invoke(*vouch, "--version", "999", "--reason", "x")
+        assert missing.exit_code == 5 and "no model version" in missing.output
+    finally:  # the session's registry is shared: leave it as it was
+        client.delete_registered_model_alias(name, "digest-test")
+        client.delete_model_version(name, bare.version)
+
+
 def test_an_exported_folder_loads_only_with_the_files_it_was_exported_with(
     trained: dict[str, Any], tmp_path: Path
 ) -> None:

@@ -22,7 +22,9 @@ registry version (tag `artifact_sha256`); `export_models` copies it beside the f
 exported folder (`urgency-digests.json`). `load_models` compares the files with that record
 before anything is unpickled, and loads exactly the bytes it checked: a registry version is
 downloaded to a local folder, checked, then loaded from there. A differing, missing or extra
-file, or no record at all, is a `ModelNotFoundError`.
+file, or no record at all, is a `ModelNotFoundError`. A version registered before digests were
+recorded is loaded only after someone vouches for its files (`record_version_digests`,
+`urgency record-digests`), which is tagged with who, when and why.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ import json
 import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -255,6 +258,46 @@ def download_verified(client: MlflowClient, name: str, version: str, destination
     return folder
 
 
+def record_version_digests(
+    client: MlflowClient, name: str, version: str, *, by: str, reason: str
+) -> dict[str, str]:
+    """Vouch for registry version `name` `version`, registered before digests were recorded: the
+    digests of its files as they are now become its record, tagged with who, when and why.
+
+    Only a version without a record: replacing a record would let a tampered file pass. Nothing
+    is unpickled here; the person vouching answers for the files."""
+    import mlflow.artifacts
+    from mlflow.exceptions import MlflowException
+
+    what = f"{name} v{version}"
+    try:
+        existing = client.get_model_version(name, version).tags.get(DIGEST_TAG)
+    except MlflowException as error:
+        raise ModelNotFoundError(f"no model version {what}: {error}") from None
+    if existing is not None:
+        raise ModelNotFoundError(
+            f"{what} already has artifact digests recorded (tag {DIGEST_TAG}); a record is never "
+            "replaced. If its files changed, register the model again with `urgency train`"
+        )
+    with tempfile.TemporaryDirectory(prefix="urgency-digest-") as staging:
+        try:
+            location = client.get_model_version_download_uri(name, version)
+            folder = Path(mlflow.artifacts.download_artifacts(artifact_uri=location, dst_path=staging))
+        except (MlflowException, OSError) as error:
+            raise ModelNotFoundError(f"cannot download model {what}: {error}") from None
+        digests = artifact_digests(folder)
+    tags = {
+        DIGEST_TAG: digests_json(digests),
+        f"{DIGEST_TAG}_recorded_by": by,
+        f"{DIGEST_TAG}_recorded_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        f"{DIGEST_TAG}_reason": reason,
+    }
+    # The record last: a version never carries a record without who vouched for it.
+    for key, value in sorted(tags.items(), key=lambda item: item[0] == DIGEST_TAG):
+        client.set_model_version_tag(name, version, key, value)
+    return digests
+
+
 def verify_digests(folder: Path, recorded: dict[str, str] | None, what: str) -> None:
     """Refuse (`ModelNotFoundError`) a model whose files are not exactly those recorded at
     registration, or that has no record."""
@@ -263,7 +306,8 @@ def verify_digests(folder: Path, recorded: dict[str, str] | None, what: str) -> 
             f"{what} has no artifact digests recorded at registration (tag {DIGEST_TAG}, or "
             f"{DIGEST_FILE} in an exported folder): refusing to load it, because loading a model "
             "runs code from its files. Register it again with `urgency train` (or export the "
-            "champions again with `urgency export-models`)"
+            "champions again with `urgency export-models`); or, if you trust its files as they "
+            "are now, record them with `urgency record-digests --head HEAD --version N --reason ...`"
         )
     found = artifact_digests(folder)
     for path in sorted(set(recorded) | set(found)):

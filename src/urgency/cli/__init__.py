@@ -6,7 +6,7 @@ commands live in one module per group:
 - `data`: validate-data
 - `models`: train, evaluate, export-models, compare, tune, thresholds
 - `scoring`: predict, score, validate-rules, check-incidents
-- `registry`: promote, rollback, retrain
+- `registry`: promote, rollback, record-digests, retrain
 - `service`: serve, db upgrade, api-key
 - `reports`: report agreement, demo-agents
 
@@ -46,6 +46,7 @@ app.command()(models.thresholds)
 app.command("check-incidents")(scoring.check_incidents)
 app.command()(registry.promote)
 app.command()(registry.rollback)
+app.command("record-digests")(registry.record_digests)
 app.command()(registry.retrain)
 app.command()(models.compare)
 

@@ -1,4 +1,4 @@
-"""Registry commands: promote, rollback, and retrain (a challenger through the gate)."""
+"""Registry commands: promote, rollback, record-digests, and retrain (a challenger through the gate)."""
 
 from __future__ import annotations
 
@@ -85,6 +85,36 @@ def rollback(
     console.print(
         f"[green]ok[/green]: {name}@{params.mlflow.champion_alias} -> v{after} (was v{before}); "
         f"recorded in MLflow experiment {log.experiment}",
+        highlight=False,
+    )
+
+
+@user_errors
+def record_digests(
+    head: Annotated[str, typer.Option("--head", help="Head of the model version.")],
+    version: Annotated[str, typer.Option("--version", help="Registered version to vouch for.")],
+    reason: Annotated[str, typer.Option(help="Why its files are trusted (kept as a tag on the version).")],
+    by: Annotated[str | None, typer.Option(help="Who vouches (default: the login name).")] = None,
+    params_path: ParamsOption = Path("params.yaml"),
+) -> None:
+    """Record the file digests of a version registered before digests were recorded, so it loads.
+
+    Loading a model runs code from its files: record digests only for files you trust as they are
+    now. A version that already has a record is refused (a record is never replaced)."""
+    import getpass
+
+    from urgency.models import record_version_digests
+
+    head_name = one_head(head)
+    params = load_params(params_path)
+    name = params.mlflow.model_name(head_name)
+    who = by or getpass.getuser()
+    digests = record_version_digests(
+        registry_client(params.mlflow.tracking_uri), name, version, by=who, reason=reason
+    )
+    console.print(
+        f"[green]ok[/green]: {name} v{version}: digests of {len(digests)} files recorded, "
+        f"vouched for by {who}",
         highlight=False,
     )
 
