@@ -211,3 +211,9 @@ def test_retrain_gates_the_heads_that_exist(two_heads: dict[str, Any], tmp_path:
     assert "training challengers (urgency, category)" in output
     assert "urgency: challenger" in output and "category: challenger" in output
     assert "sentiment: challenger" not in output
+
+
+def test_training_a_head_asked_for_without_labels_names_it(two_heads: dict[str, Any]) -> None:
+    result = invoke("train", "-p", str(two_heads["params_path"]), "--head", "sentiment")
+    assert result.exit_code == 4, result.output  # invalid ticket data: no sentiment label at all
+    assert "no row carries a sentiment label" in " ".join(result.output.split())
