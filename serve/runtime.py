@@ -18,6 +18,7 @@ import pandas as pd
 from serve.schemas import ExplanationStep, HeadModelInfo, ModelInfo, ScoreResult, Ticket
 from urgency.config import HEADS, Params
 from urgency.decision import Decision, iso
+from urgency.errors import ModelNotFoundError
 from urgency.models import HeadModel, load_models, registry_client, resolve
 from urgency.predict import output_columns
 from urgency.rules import RuleSet, load_rules
@@ -51,18 +52,30 @@ class Runtime:
         return allowed
 
 
-def load_runtime(params: Params, *, model_dir: Path | None, alias: str | None) -> Runtime:
-    """Pin the models (the alias's versions now, or the folder), load exactly those, and the rules."""
+def load_runtime(
+    params: Params, *, model_dir: Path | None, alias: str | None, keep_heads: Sequence[str] = ()
+) -> Runtime:
+    """Pin the models (the alias's versions now, or the folder), load exactly those, and the rules.
+    The heads served are those that have a model (`urgency.models.resolve` with no heads asked
+    for): a head without one is absent from /v1/model and null in every answer. `keep_heads` (a
+    reload: the heads served now) must all still have one: a reload never silently drops a head
+    whose champion alias was removed (ModelNotFoundError; the old models keep serving)."""
     alias = alias or params.mlflow.champion_alias
     source = resolve(
-        HEADS,
+        None,
         model_dir=model_dir,
         tracking_uri=params.mlflow.tracking_uri,
         model_names={head: params.mlflow.model_name(head) for head in HEADS},
         alias=alias,
     )
+    gone = [head for head in keep_heads if head not in source.describe()]
+    if gone:
+        raise ModelNotFoundError(
+            f"no {', '.join(gone)} model any more (its champion alias is gone): a reload keeps "
+            "every head served; restart the service to serve fewer heads"
+        )
     models = load_models(source)
-    rules = load_rules(params.scoring.rules, category_labels=params.heads.category.labels)
+    rules = load_rules(params.scoring.rules, category_labels=params.heads.category_labels)
     info = ModelInfo(
         heads=[_head_info(params, model, None if model_dir else alias) for model in models.values()],
         # The file's name and content digest, not its path: the answer tells no one the layout

@@ -50,9 +50,13 @@ class ServiceState:
     # Models
 
     def load(self) -> Runtime:
-        """A complete new runtime: the params read again, the models the alias points at now."""
+        """A complete new runtime: the params read again, the models the alias points at now
+        (on a reload: every head served now among them)."""
         params = load_params(self.settings.params)
-        return load_runtime(params, model_dir=self.settings.model_dir, alias=self.settings.model_alias)
+        served = tuple(self.runtime.models) if self.runtime is not None else ()
+        return load_runtime(
+            params, model_dir=self.settings.model_dir, alias=self.settings.model_alias, keep_heads=served
+        )
 
     def swap(self, new: Runtime) -> None:
         self.runtime = new  # one reference assignment: atomic for every reader

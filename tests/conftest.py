@@ -215,3 +215,31 @@ def service_params(trained: dict[str, Any], tmp_path_factory: pytest.TempPathFac
     data = yaml.safe_load(trained["params_path"].read_text())
     data["scoring"] = {"rules": str(rules)}
     return write_params(folder, data)
+
+
+# Rules that read sentiment, for a helpdesk that has no sentiment head: the rule must not fire.
+TWO_HEAD_RULES: dict[str, Any] = {
+    **SERVICE_RULES,
+    "confidence": {"thresholds": {"urgency": 0.3, "sentiment": 0.5}, "rules_only_urgency": "medium"},
+    "priority_rules": [{"name": "angry", "when": {"sentiment": "negative"}, "raise_by": 1}],
+}
+
+
+@pytest.fixture(scope="session")
+def two_heads(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """A helpdesk with urgency and category labels only (no sentiment source, no `heads.sentiment`
+    settings), trained by `urgency train` with no --head: the heads it has labels for."""
+    from tests.cli import invoke
+    from tests.rules_helpers import rules_dict
+
+    folder = tmp_path_factory.mktemp("two_heads")
+    data = params_dict(write_sources(folder / "data"), folder / "mlruns")
+    data["data"]["sources"] = [s for s in data["data"]["sources"] if s["name"] != "tweets"]
+    del data["heads"]["sentiment"]
+    rules = folder / "rules.yaml"
+    rules.write_text(yaml.safe_dump(rules_dict(**TWO_HEAD_RULES)))
+    data["scoring"] = {"rules": str(rules)}
+    params_path = write_params(folder, data)
+    trained = invoke("train", "--params", str(params_path))
+    assert trained.exit_code == 0, trained.output
+    return {"params_path": params_path, "folder": folder, "train_output": trained.output}

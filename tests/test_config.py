@@ -119,3 +119,18 @@ def test_yaml_special_keys_and_meta_clashes_are_errors(tmp_path: Path, sources: 
     data["data"]["sources"][0]["columns"]["meta"] = {"body": "prio"}
     with pytest.raises(ParamsError, match=r"meta names \['body'\] are fields of the ticket record"):
         load_params(write_params(tmp_path, data))
+
+
+def test_a_head_without_labelled_sources_needs_no_settings(tmp_path: Path, sources: dict[str, Path]) -> None:
+    """A helpdesk with urgency labels only configures no heads at all; mapping category labels
+    without `heads.category` says what to add."""
+    data = params_dict(sources, tmp_path / "mlruns")
+    data["data"]["sources"] = data["data"]["sources"][:1]  # urgency labels only
+    del data["heads"]
+    params = load_params(write_params(tmp_path, data))
+    assert params.heads.category is None and params.heads.category_labels is None
+    assert params.heads.urgency.labels == ["high", "medium", "low"]
+    data = params_dict(sources, tmp_path / "mlruns")
+    del data["heads"]["category"]
+    with pytest.raises(ParamsError, match=r"maps category labels, but heads.category is not configured"):
+        load_params(write_params(tmp_path, data))

@@ -21,7 +21,7 @@ from urgency import distributed
 from urgency.cli import app
 from urgency.config import HEADS, load_params
 from urgency.distributed import ClusterError, FileOptions, predict_files, score_files
-from urgency.errors import InputError
+from urgency.errors import InputError, OutputError
 from urgency.models import ModelSource, load_registered_models, resolve_registry
 from urgency.predict import predict_file
 from urgency.rules import load_rules
@@ -177,12 +177,12 @@ def test_no_matching_file_names_the_pattern(tmp_path: Path, params_file: Path) -
 
 def test_output_must_be_a_scoring_folder(tmp_path: Path) -> None:
     (tmp_path / "a.csv").write_text("body\nhello\n")
-    with pytest.raises(InputError, match="writes a folder of Parquet parts"):
+    with pytest.raises(OutputError, match="writes a folder of Parquet parts"):
         predict_files(str(tmp_path / "*.csv"), tmp_path / "scored.csv", ModelSource(()), OPTIONS)
     precious = tmp_path / "reports"
     precious.mkdir()
     (precious / "q3.xlsx").write_text("not ours")
-    with pytest.raises(InputError, match="not an earlier scoring output"):
+    with pytest.raises(OutputError, match="not an earlier scoring output"):
         predict_files(str(tmp_path / "*.csv"), precious, ModelSource(()), OPTIONS)
     assert (precious / "q3.xlsx").read_text() == "not ours"
 
@@ -195,7 +195,7 @@ def test_a_scheduler_from_the_environment_with_a_file_output_says_how_to_score_h
     done = CliRunner().invoke(
         app, ["predict", "-p", str(params_file), "-i", str(tmp_path / "a.csv"), "-o", str(tmp_path / "b.csv")]
     )
-    assert done.exit_code == 6, done.output
+    assert done.exit_code == 10, done.output  # OutputError: where to write, not what is read
     assert "unset URGENCY_SCHEDULER" in " ".join(done.output.split())
     assert not (tmp_path / "b.csv").exists()
 

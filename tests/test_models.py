@@ -256,3 +256,20 @@ def test_an_exported_folder_loads_only_with_the_files_it_was_exported_with(
     (folder / "urgency" / DIGEST_FILE).write_text(json.dumps(recorded))
     with pytest.raises(ModelNotFoundError, match=r"model file extra\.py .* was not there at registration"):
         load_model_dir(folder, ["urgency"])
+
+
+def test_the_heads_are_those_asked_for_else_those_with_a_model(tmp_path: Path) -> None:
+    """The one rule (`resolve`): no heads asked for -> every head with a model; a head asked for
+    must have one, and the error names it; no model at all is an error too."""
+    folder = tmp_path / "models"
+    for head in ("urgency", "category"):
+        (folder / head).mkdir(parents=True)
+        (folder / head / "MLmodel").write_text("flavors: {}\n")
+    found = resolve(None, model_dir=folder, tracking_uri="unused", model_names={}, alias="champion")
+    assert [ref.head for ref in found.heads] == ["urgency", "category"]
+    asked = resolve(["category"], model_dir=folder, tracking_uri="unused", model_names={}, alias="champion")
+    assert [ref.head for ref in asked.heads] == ["category"]
+    with pytest.raises(ModelNotFoundError, match="no sentiment model"):
+        resolve(["sentiment"], model_dir=folder, tracking_uri="unused", model_names={}, alias="champion")
+    with pytest.raises(ModelNotFoundError, match="no head model in"):
+        resolve(None, model_dir=tmp_path / "empty", tracking_uri="unused", model_names={}, alias="champion")

@@ -123,3 +123,20 @@ def test_the_closed_tickets_fixture_has_every_documented_column(tmp_path: Path) 
         assert {name, f"agent_{name}"} <= set(frame.columns)
         assert 0.4 < (frame[name] == frame[f"agent_{name}"]).mean() < 1.0
     assert frame["ticket_id"].is_unique
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda path: path.name)
+def test_notebook_runs_for_a_helpdesk_without_sentiment(
+    path: Path, two_heads: dict[str, Any], tmp_path: Path
+) -> None:
+    """Urgency and category models only; no closed-tickets file, so the agreement notebook
+    simulates one with the champions that exist."""
+    env = {
+        "URGENCY_NOTEBOOK_PARAMS": str(two_heads["params_path"]),
+        "URGENCY_NOTEBOOK_CLOSED_TICKETS": str(tmp_path / "closed_tickets.csv"),
+        "MPLBACKEND": "Agg",
+        "HF_HUB_OFFLINE": "1",
+        "URGENCY_NOTEBOOK_OUTPUT": str(tmp_path / "output"),
+    }
+    _run(path, env)  # execute() raises on a failing cell

@@ -344,7 +344,7 @@ def test_retrain_promotes_through_the_gate_and_rollback_restores(setup: dict[str
     same = runner.invoke(
         app, ["rollback", "-p", str(params_path), "--head", "urgency", "--to", "2", "--reason", "x"]
     )
-    assert same.exit_code == 6 and "already the champion" in same.output
+    assert same.exit_code == 11 and "already the champion" in same.output
     missing = runner.invoke(
         app, ["rollback", "-p", str(params_path), "--head", "urgency", "--to", "9", "--reason", "x"]
     )

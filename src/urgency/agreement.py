@@ -219,6 +219,14 @@ def check_closed_tickets(
 ) -> pd.DataFrame:
     """Check closed tickets as read (text cells, "" for empty) and give them their types; every
     problem names `path`, the row and the column (DataValidationError)."""
+    # A head with no model (a helpdesk without its labels, whose `urgency score` output has no
+    # such columns) may leave out its columns altogether; they read as empty.
+    for head in HEADS:
+        group = (head, f"{head}_confidence", f"agent_{head}")
+        if head not in raw.columns and f"{head}_confidence" not in raw.columns:
+            for column in group:
+                if column not in raw.columns:
+                    raw[column] = ""
     missing = [column for column in REQUIRED_COLUMNS if column not in raw.columns]
     if missing:
         raise DataValidationError(
@@ -462,7 +470,7 @@ def top_disagreements(frame: pd.DataFrame, top: int = 20, text_chars: int = 160)
     """The tickets where a head's label differs from the agent's, most confident first: where
     the model is surest and still wrong (or the agent is) is what to review first."""
     found = []
-    for head in HEADS:
+    for head in [head for head in HEADS if head in frame.columns]:
         wrong = frame[
             frame[f"agent_{head}"].notna() & frame[head].notna() & (frame[head] != frame[f"agent_{head}"])
         ]
@@ -511,9 +519,14 @@ def agreement_figures(
     if frame.empty:
         raise EmptyReport("no decided tickets: nothing to report")
     known = {**labels, "priority": levels, "team": []}
+    # Only the heads that had a model: a head no ticket has a model value for (the helpdesk has
+    # no labels for it, so no model) is left out, rather than reported as 0 of 0.
+    present = [
+        name for name in FIELDS if name not in HEADS or (name in frame.columns and frame[name].notna().any())
+    ]
     fields = {
         name: compare_field(frame, name, known.get(name, []), thresholds.get(name) if name in HEADS else None)
-        for name in FIELDS
+        for name in present
     }
     sliced = {name: by_slice(frame, name, week_of) for name in slices}
     return {

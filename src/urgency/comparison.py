@@ -15,7 +15,7 @@ from mlflow import MlflowClient
 from mlflow.entities.model_registry import ModelVersion
 
 from urgency.config import FAMILIES, MlflowParams
-from urgency.errors import InputError
+from urgency.errors import OutputError
 from urgency.models import registry_client
 from urgency.tracking import alias_version, dataset_digest, use_tracking
 
@@ -98,7 +98,7 @@ def log_comparison(table: pd.DataFrame, experiment_id: str, output: Path | None 
             output.parent.mkdir(parents=True, exist_ok=True)
             output.write_text(markdown)
         except OSError as error:
-            raise InputError(f"cannot write the comparison to {output}: {error}") from None
+            raise OutputError(f"cannot write the comparison to {output}: {error}") from None
     with mlflow.start_run(experiment_id=experiment_id, run_name="compare") as run:
         with tempfile.TemporaryDirectory() as folder:
             (Path(folder) / "model_comparison.md").write_text(markdown)

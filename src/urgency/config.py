@@ -145,8 +145,16 @@ class HeadParams(Strict):
 
 class HeadsParams(Strict):
     urgency: HeadParams = HeadParams(labels=list(URGENCY_LABELS))
-    category: HeadParams
+    # Category labels are the helpdesk's own, so there is no default; a helpdesk without category
+    # labels leaves it out (then no source may map category labels, and there is no category head).
+    category: HeadParams | None = None
     sentiment: HeadParams = HeadParams(labels=list(SENTIMENT_LABELS))
+
+    @property
+    def category_labels(self) -> list[str] | None:
+        """The category labels, None when no category head is configured (rules then accept
+        any category value)."""
+        return None if self.category is None else self.category.labels
 
     @model_validator(mode="after")
     def _fixed_label_sets(self) -> HeadsParams:
@@ -158,7 +166,12 @@ class HeadsParams(Strict):
         return self
 
     def get(self, head: str) -> HeadParams:
-        return getattr(self, head)
+        found = getattr(self, head)
+        if found is None:
+            # ParamsError, not ValueError: a command reaching here (e.g. a history file with a
+            # category column) gets exit 3 and says what to add.
+            raise ParamsError(f"heads.{head} is not configured in the params: add heads.{head}.labels")
+        return found
 
 
 class EmbeddingParams(Strict):
@@ -337,7 +350,8 @@ REMOVED_KEYS = {
 class Params(Strict):
     data: DataParams
     splits: SplitParams = SplitParams()
-    heads: HeadsParams
+    # Optional: urgency and sentiment have fixed label sets; category only when a source labels it.
+    heads: HeadsParams = HeadsParams()
     mlflow: MlflowParams = MlflowParams()
     predict: PredictParams = PredictParams()
     scoring: ScoringParams = ScoringParams()
@@ -350,6 +364,11 @@ class Params(Strict):
     def _labels_map_onto_heads(self) -> Params:
         for source in self.data.sources:
             for head, label_source in source.labels.items():
+                if getattr(self.heads, head) is None:
+                    raise ValueError(
+                        f"source {source.name!r} maps {head} labels, but heads.{head} is not "
+                        f"configured: add heads.{head}.labels (the helpdesk's own {head} names)"
+                    )
                 allowed = set(self.heads.get(head).labels)
                 unknown = sorted(set(label_source.mapping.values()) - allowed)
                 if unknown:

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from urgency.config import Source
-from urgency.errors import ClusterError, InputError, UrgencyError
+from urgency.errors import ClusterError, InputError, OutputError, UrgencyError
 from urgency.files import file_format
 from urgency.models import HeadModel, ModelSource, load_models
 from urgency.predict import predict_file
@@ -167,16 +167,17 @@ def input_files(pattern: str) -> list[Path]:
 
 
 def check_output(output: Path) -> None:
-    """The output is a folder; an existing one is replaced only if an earlier run wrote it."""
+    """The output is a folder; an existing one is replaced only if an earlier run wrote it. A
+    refusal is an OutputError (exit 10): it is about where to write, not what is read."""
     if output.suffix.lower() in FILE_SUFFIXES:
-        raise InputError(
+        raise OutputError(
             f"--output {output}: scoring many files (or on a cluster: --scheduler or "
             "$URGENCY_SCHEDULER is set) writes a folder of Parquet parts; give a folder name "
             "(e.g. scored/), or unset URGENCY_SCHEDULER to score one file into one file here"
         )
     ours = output.is_dir() and (not any(output.iterdir()) or (output / MANIFEST).exists())
     if output.exists() and not ours:
-        raise InputError(
+        raise OutputError(
             f"--output {output} exists and is not an earlier scoring output ({MANIFEST} missing); "
             "choose another folder"
         )

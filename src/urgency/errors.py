@@ -55,3 +55,10 @@ class OutputError(UrgencyError):
     large, or the file system is read-only or forbids it. An older output at that path is kept."""
 
     exit_code = 10
+
+
+class RollbackError(UrgencyError):
+    """Nothing to roll back: the champion replaced no earlier version, or the version asked for
+    (`--to`) is already the champion."""
+
+    exit_code = 11

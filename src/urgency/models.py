@@ -8,6 +8,12 @@ CLI, the service, evaluation, retraining, reports, Dask workers) goes through it
 2. `load_models(source)` loads exactly those models, so the version reported is the version
    loaded, even when the alias moves in between (a promotion during a reload or a cluster run).
 
+Which heads there are is decided here, once (`resolve`): the heads asked for (each must have a
+model: a head asked for with none is a `ModelNotFoundError` naming it), else every head that has
+one - a champion (the alias) in the registry, or a `DIR/<head>` folder under `--model-dir`. A
+helpdesk without sentiment labels trains, predicts, scores and serves urgency and category
+alone; a head with no model is simply absent downstream, never an error.
+
 `registry_client` is the one way to talk to the MLflow registry.
 
 Loading a model runs code from its files (pickles, cloudpickled pyfuncs): the trust boundary.
@@ -32,6 +38,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from urgency.config import HEADS
 from urgency.errors import ModelNotFoundError
 
 if TYPE_CHECKING:
@@ -94,20 +101,25 @@ def registry_client(tracking_uri: str) -> MlflowClient:
 
 
 def resolve_registry(
-    heads: Sequence[str], *, tracking_uri: str, model_names: Mapping[str, str], alias: str
+    heads: Sequence[str] | None, *, tracking_uri: str, model_names: Mapping[str, str], alias: str
 ) -> ModelSource:
-    """Pin each head's `alias` to the version it points at now."""
+    """Pin each head's `alias` to the version it points at now. `heads` None: every head whose
+    alias is set (the others have no model and are left out); a head asked for must have one."""
     from urgency.tracking import alias_version
 
     client = registry_client(tracking_uri)
     refs = []
-    for head in heads:
+    # Not asked for: every head the caller has a registry name for.
+    for head in [h for h in HEADS if h in model_names] if heads is None else heads:
         name = model_names[head]
         version = alias_version(client, name, alias)
         if version is None:
+            if heads is None:
+                continue  # not asked for: a head without a model is simply absent
             raise ModelNotFoundError(
-                f"no model version {name}@{alias} in the registry at {tracking_uri}; "
-                "run `urgency train` first, or pass --model-dir"
+                f"no {head} model: no model version {name}@{alias} in the registry at {tracking_uri}; "
+                f"train it (`urgency train --head {head}`, which needs {head} labels), pass "
+                "--model-dir, or leave the head out"
             )
         refs.append(
             HeadRef(
@@ -119,31 +131,48 @@ def resolve_registry(
                 alias=alias,
             )
         )
+    if not refs:
+        raise ModelNotFoundError(
+            f"no head has a model version @{alias} in the registry at {tracking_uri} (looked for "
+            f"{', '.join(model_names[head] for head in HEADS if head in model_names)}); run "
+            "`urgency train` first, or pass --model-dir"
+        )
     return ModelSource(tuple(refs), tracking_uri=tracking_uri)
 
 
-def resolve_dir(model_dir: Path, heads: Sequence[str]) -> ModelSource:
-    """One MLflow model folder per head (`DIR/<head>`), as `--model-dir` gives them."""
+def resolve_dir(model_dir: Path, heads: Sequence[str] | None = None) -> ModelSource:
+    """One MLflow model folder per head (`DIR/<head>`), as `--model-dir` gives them. `heads`
+    None: every head with a folder there; a head asked for must have one."""
+    root = model_dir.resolve()
+    chosen = [head for head in HEADS if (root / head / "MLmodel").exists()] if heads is None else heads
     refs = []
-    for head in heads:
-        folder = model_dir.resolve() / head
+    for head in chosen:
+        folder = root / head
         if not (folder / "MLmodel").exists():
             raise ModelNotFoundError(
-                f"no MLflow model for head {head!r} at {folder} (expected {folder}/MLmodel)"
+                f"no {head} model: no MLflow model for head {head!r} at {folder} (expected {folder}/MLmodel)"
             )
         refs.append(HeadRef(head, str(folder)))
+    if not refs:
+        raise ModelNotFoundError(
+            f"no head model in {root} (expected {root}/<head>/MLmodel for a head of {', '.join(HEADS)}); "
+            "write one with `urgency export-models`"
+        )
     return ModelSource(tuple(refs))
 
 
 def resolve(
-    heads: Sequence[str],
+    heads: Sequence[str] | None,
     *,
     model_dir: Path | None,
     tracking_uri: str,
     model_names: Mapping[str, str],
     alias: str,
 ) -> ModelSource:
-    """A model folder when given, else the registry alias."""
+    """The one rule for which heads there are: `heads` when asked for (each must have a model),
+    else every head with a model - a folder under `model_dir` when given, else a version at the
+    registry alias. Everything downstream (predict, score, evaluate, export, serve, reports)
+    works on the heads of the returned source."""
     if model_dir is not None:
         return resolve_dir(model_dir, heads)
     return resolve_registry(heads, tracking_uri=tracking_uri, model_names=model_names, alias=alias)
@@ -322,7 +351,7 @@ def write_digest_file(folder: Path, digests: Mapping[str, str]) -> None:
 
 
 def load_registered_models(
-    heads: Sequence[str], *, tracking_uri: str, model_names: Mapping[str, str], alias: str
+    heads: Sequence[str] | None, *, tracking_uri: str, model_names: Mapping[str, str], alias: str
 ) -> dict[str, HeadModel]:
     """The models `alias` points at now, each pinned to its version before loading."""
     return load_models(
@@ -330,7 +359,7 @@ def load_registered_models(
     )
 
 
-def load_model_dir(model_dir: Path, heads: Sequence[str]) -> dict[str, HeadModel]:
+def load_model_dir(model_dir: Path, heads: Sequence[str] | None = None) -> dict[str, HeadModel]:
     """The models of a folder holding one MLflow model folder per head (`DIR/<head>`)."""
     return load_models(resolve_dir(model_dir, heads))
 

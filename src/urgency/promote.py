@@ -31,7 +31,7 @@ from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 
 from urgency.config import MlflowParams, Params
-from urgency.errors import InputError, ModelNotFoundError
+from urgency.errors import ModelNotFoundError, RollbackError
 from urgency.models import registry_client
 from urgency.tracking import alias_version, dataset_digest
 
@@ -213,12 +213,12 @@ def rollback(
         raise ModelNotFoundError(f"{name}@{alias} is not set: there is nothing to roll back")
     target = to or current.tags.get("replaced_version", "")
     if not target:
-        raise InputError(
+        raise RollbackError(
             f"{name} v{current.version} did not replace an earlier version (no replaced_version tag): "
-            "pass --to VERSION"
+            "nothing to roll back; pass --to VERSION"
         )
     if str(target) == str(current.version):
-        raise InputError(f"{name} v{target} is already the {alias}")
+        raise RollbackError(f"{name} v{target} is already the {alias}: nothing to roll back")
     promote(client, name, str(target), alias, reason=reason, by=by, log=log, action="rollback")
     return str(current.version), str(target)
 

@@ -63,7 +63,8 @@ class ReportSettings:
 
 def report_settings(params: Params, rules: RuleSet) -> ReportSettings:
     return ReportSettings(
-        labels={head: list(getattr(params.heads, head).labels) for head in HEADS},
+        # A head not configured (a helpdesk without its labels) has no label order to give.
+        labels={head: list(params.heads.get(head).labels) for head in HEADS if getattr(params.heads, head)},
         levels=list(rules.levels),
         thresholds=dict(rules.spec.confidence.thresholds),
     )
@@ -282,13 +283,13 @@ def plot_confusion(name: str, figures: Mapping[str, Any]) -> str:
     return _data_uri(figure)
 
 
-def plot_trend(weeks: Sequence[Mapping[str, Any]]) -> str:
-    """Agreement per field and coverage, week by week."""
+def plot_trend(weeks: Sequence[Mapping[str, Any]], names: Sequence[str] = FIELDS) -> str:
+    """Agreement per field (`names`: those the report carries) and coverage, week by week."""
     dated = [week for week in weeks if week["value"] != "(none)"]
     figure = _figure(7.5, 3.2)
     axes = figure.subplots()
     labels = [week["value"] for week in dated]
-    for name in (*FIELDS, "coverage"):
+    for name in (*names, "coverage"):
         key = "coverage" if name == "coverage" else f"{name}_agreement"
         values = [_pct(week[key]) for week in dated]
         style = "--" if name == "coverage" else "-"
@@ -343,11 +344,11 @@ def plot_sla(rows: Sequence[Mapping[str, Any]]) -> str:
 
 
 def plots(figures: Mapping[str, Any]) -> dict[str, Any]:
-    fields = figures["fields"]
+    fields = figures["fields"]  # only the heads that had a model (see `agreement_figures`)
     return {
         "summary": plot_summary(fields),
-        "confusion": {name: plot_confusion(name, fields[name]) for name in FIELDS if fields[name]["used"]},
-        "trend": plot_trend(figures["trend"]) if figures["trend"] else None,
+        "confusion": {name: plot_confusion(name, fields[name]) for name in fields if fields[name]["used"]},
+        "trend": plot_trend(figures["trend"], list(fields)) if figures["trend"] else None,
         "slices": {
             name: plot_slice(name, rows) for name, rows in figures["slices"].items() if name != "week"
         },
@@ -381,7 +382,8 @@ def render_html(figures: Mapping[str, Any]) -> str:
     environment.filters["percent"] = _percent
     environment.filters["decimal"] = _decimal
     template = environment.get_template("agreement_report.html")
-    return template.render(figures=figures, plots=plots(figures), fields=FIELDS, heads=HEADS)
+    # The fields the figures carry: a head with no model is left out of every table.
+    return template.render(figures=figures, plots=plots(figures), fields=list(figures["fields"]), heads=HEADS)
 
 
 def to_json(figures: Mapping[str, Any]) -> str:

@@ -29,7 +29,7 @@ import pandas as pd
 from urgency.config import HEADS, Params, Source
 from urgency.data import LoadResult, load_configured
 from urgency.drift import DriftReport, Thresholds, drift_report
-from urgency.errors import DataValidationError
+from urgency.errors import DataValidationError, ModelNotFoundError
 from urgency.evaluate import classification_report
 from urgency.history import apply_corrections, corrections_frame, load_history, read_decisions, text_keys
 from urgency.promote import Gate, gate
@@ -168,7 +168,14 @@ def retrain(
     import mlflow
 
     from urgency import tracking
-    from urgency.models import HeadRef, ModelSource, load_models, load_registered_models, registry_client
+    from urgency.models import (
+        HeadRef,
+        ModelSource,
+        load_models,
+        load_registered_models,
+        registry_client,
+        resolve_registry,
+    )
     from urgency.promote import AliasLog, promote
     from urgency.train import train
 
@@ -190,7 +197,19 @@ def retrain(
     holdout = merged.history[held]
     labelled = [head for head in HEADS if holdout[head].notna().any()]
     if heads is None:
-        heads = labelled
+        # Not asked for: the labelled heads that have a champion (a head never trained - e.g.
+        # no sentiment labels at all - has nothing to gate against; `models.resolve` decides).
+        try:
+            champion_heads = resolve_registry(
+                None,
+                tracking_uri=params.mlflow.tracking_uri,
+                model_names={head: params.mlflow.model_name(head) for head in HEADS},
+                alias=params.mlflow.champion_alias,
+            ).describe()
+        except ModelNotFoundError:
+            champion_heads = {}  # no champion at all: the check below names the first head
+        # None of them has one: keep them, so the champion check below names the first.
+        heads = [head for head in labelled if head in champion_heads] or labelled
     missing = [head for head in heads if head not in labelled]
     if missing or not heads:
         raise DataValidationError(

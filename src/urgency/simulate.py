@@ -95,7 +95,9 @@ def simulate_closed_tickets(
     """Closed tickets for the demo: the models' and rules' decisions next to simulated agents'
     final values (see the module's docstring for what is simulated)."""
     rng = np.random.default_rng(seed)
-    chosen = held_back(tickets, data, splits, rows=rows, seed=seed)
+    # Only the heads that have a model: a helpdesk without sentiment labels has no sentiment.
+    heads = tuple(head for head in HEADS if head in models)
+    chosen = held_back(tickets, data, splits, rows=rows, seed=seed, heads=heads)
     n = len(chosen)
     created = now - pd.to_timedelta(rng.uniform(0, WEEKS * 7 * 24 * 3600, n).round(), unit="s")
     frame = pd.DataFrame(
@@ -111,7 +113,7 @@ def simulate_closed_tickets(
             "region": _pick(rng, REGIONS, n),
         }
     )
-    truth = chosen[[f"true_{head}" for head in HEADS]]
+    truth = chosen[[f"true_{head}" for head in heads]]
     day = pd.Series(created.floor("D"), index=frame.index)
     decided = []
     for _, part in frame.groupby(day, sort=True):
@@ -133,20 +135,24 @@ def simulate_closed_tickets(
             on_day(len(part))
     closed = pd.concat(decided).loc[frame.index]
     _add_times(closed, rng)
-    return closed[list(COLUMNS)].reset_index(drop=True)
+    # A head with no model keeps its (empty) columns: the closed-tickets CSV has one layout.
+    return closed.reindex(columns=list(COLUMNS)).reset_index(drop=True)
 
 
 def _with_agents(scored: pd.DataFrame, truth: pd.DataFrame, rules: RuleSet, now: datetime) -> pd.DataFrame:
     """The agents' final values: the true label of each head where the ticket has one; the
     priority (where the true urgency is known) and team the rules give with those values."""
     corrected = scored.copy()
-    for head in HEADS:
+    for head in [head for head in HEADS if f"true_{head}" in truth.columns]:
         known = truth[f"true_{head}"].notna()
         corrected.loc[known, head] = truth.loc[known, f"true_{head}"]
         corrected.loc[known, f"{head}_confidence"] = 1.0  # the agent is sure
         scored[f"agent_{head}"] = truth[f"true_{head}"]
     agents = decide_frame(corrected, rules, now, surge=False)
-    urgency_known = truth["true_urgency"].notna()
+    if "true_urgency" in truth.columns:
+        urgency_known = truth["true_urgency"].notna()
+    else:  # no urgency head: no agent priority to simulate
+        urgency_known = pd.Series(False, index=truth.index)
     scored["agent_priority"] = agents["priority"].where(urgency_known, None)
     scored["agent_team"] = agents["team"]
     return scored

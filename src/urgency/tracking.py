@@ -76,29 +76,44 @@ def export_models(
 ) -> dict[str, str]:
     """Copy each head's `alias` version into `output/<head>` (a folder `--model-dir` loads),
     checked against the digests recorded at registration, which go with it
-    (`output/<head>/urgency-digests.json`: what loading the folder checks)."""
+    (`output/<head>/urgency-digests.json`: what loading the folder checks).
+
+    All or nothing: every alias is looked up and every model downloaded and checked into a
+    staging folder before `output` changes, so a missing or damaged model leaves `output` as it
+    was. Afterwards `output` holds exactly these heads: a head folder an older export left there
+    is removed, since `--model-dir` would otherwise load it as a head that has a model."""
+    from urgency.config import HEADS
     from urgency.models import DIGEST_TAG, download_verified, write_digest_file
 
-    output.mkdir(parents=True, exist_ok=True)
-    exported = {}
+    versions = {}
     for head, name in model_names.items():
         version = alias_version(client, name, alias)
         if version is None:
-            raise ModelNotFoundError(f"no model version {name}@{alias} to export")
-        target = output / head
-        staging = output / f".{head}.partial"
+            raise ModelNotFoundError(f"no {head} model: no model version {name}@{alias} to export")
+        versions[head] = version
+    output.mkdir(parents=True, exist_ok=True)
+    staging = output / ".export.partial"
+    if staging.exists():
+        _remove_tree(staging)
+    staging.mkdir()
+    try:
+        downloaded = {}
+        for head, version in versions.items():
+            (staging / head).mkdir()
+            folder = download_verified(client, model_names[head], str(version.version), staging / head)
+            write_digest_file(folder, json.loads(version.tags[DIGEST_TAG]))
+            downloaded[head] = folder
+        for head in HEADS:
+            if head not in downloaded and (output / head).exists():
+                _remove_tree(output / head)
+        for head, folder in downloaded.items():
+            if (output / head).exists():
+                _remove_tree(output / head)
+            folder.rename(output / head)
+    finally:
         if staging.exists():
             _remove_tree(staging)
-        staging.mkdir()
-        downloaded = download_verified(client, name, str(version.version), staging)
-        write_digest_file(downloaded, json.loads(version.tags[DIGEST_TAG]))
-        if target.exists():
-            _remove_tree(target)
-        downloaded.rename(target)
-        if staging.exists():
-            _remove_tree(staging)
-        exported[head] = str(version.version)
-    return exported
+    return {head: str(version.version) for head, version in versions.items()}
 
 
 def _remove_tree(path: Path) -> None:
@@ -125,10 +140,18 @@ def run_metrics(client: MlflowClient, run_id: str | None, prefix: str) -> dict[s
     return {name: float(value) for name, value in sorted(metrics.items()) if name.startswith(prefix)}
 
 
-def export_champions(params: MlflowParams, heads: Sequence[str], output: Path) -> dict[str, str]:
-    """`export_models` of the heads' champions on the configured tracking server."""
+def export_champions(params: MlflowParams, heads: Sequence[str] | None, output: Path) -> dict[str, str]:
+    """`export_models` of the heads' champions on the configured tracking server; `heads` None:
+    every head that has a champion (`urgency.models.resolve_registry` decides)."""
     use_tracking(params.tracking_uri, params.experiment, params.artifact_location)
-    names = {head: params.model_name(head) for head in heads}
-    from urgency.models import registry_client
+    from urgency.config import HEADS
+    from urgency.models import registry_client, resolve_registry
 
+    source = resolve_registry(
+        heads,
+        tracking_uri=params.tracking_uri,
+        model_names={head: params.model_name(head) for head in HEADS},
+        alias=params.champion_alias,
+    )
+    names = {ref.head: params.model_name(ref.head) for ref in source.heads}
     return export_models(registry_client(params.tracking_uri), names, params.champion_alias, output)

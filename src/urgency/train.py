@@ -31,8 +31,9 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 
 from urgency import tracking
-from urgency.config import BaselineParams, Params
+from urgency.config import HEADS, BaselineParams, Params
 from urgency.data import LoadResult, check_head_dataset, configured_head_dataset, load_configured
+from urgency.errors import DataValidationError
 from urgency.evaluate import classification_report, confusion_frame, flat_metrics, quality_table
 from urgency.models import DIGEST_TAG, load_head_model, recorded_digests, registry_client
 from urgency.predict import predict_proba
@@ -251,10 +252,11 @@ def _fit_and_log_baseline(
 
 def train(
     params: Params,
-    heads: Sequence[str],
+    heads: Sequence[str] | None,
     *,
     params_path: Path | None = None,
     code_folder: Path | None = None,
+    on_start: Callable[[Sequence[str]], None] | None = None,
     on_head: Callable[[str], None] | None = None,
     family: str | None = None,
     tickets: LoadResult | None = None,
@@ -264,7 +266,12 @@ def train(
 
     `family` (default: params.training.family) is baseline, embedding or finetune. `tickets`
     (default: the configured sources, validated) is the canonical ticket frame to learn from;
-    `urgency retrain` passes the merged history."""
+    `urgency retrain` passes the merged history.
+
+    `heads` None: every head some row has a label for (a helpdesk without sentiment labels gets
+    urgency and category, and `urgency.models.resolve` then finds just those). A head asked for
+    with no label at all is a DataValidationError naming it. `on_start` is told the heads that
+    will really be trained (a progress bar's total), `on_head` each one when it is done."""
     family = family or params.training.family
     loaded = tickets if tickets is not None else load_configured(params.data)
     experiment_id = tracking.use_tracking(
@@ -279,7 +286,7 @@ def train(
         commit, dirty = tracking.git_state(code_folder or Path(__file__).resolve().parent)
         if commit:
             mlflow.set_tags({"mlflow.source.git.commit": commit, "git_dirty": str(dirty).lower()})
-        mlflow.set_tags({"heads": ",".join(heads), "family": family})
+        mlflow.set_tag("family", family)
         if params_path is not None:
             mlflow.log_artifact(str(params_path), "params")
         _log_json(params.model_dump(mode="json"), "params/resolved_params.json")
@@ -306,13 +313,25 @@ def train(
             "data_report.json",
         )
         datasets = {}
-        for head in heads:
+        for head in HEADS if heads is None else heads:
             dataset = configured_head_dataset(loaded.tickets, head, params.data, params.splits)
             if dataset.empty:
-                log.warning("no rows carry a %s label: head not trained", head)
+                if heads is not None:
+                    raise DataValidationError(
+                        f"no row carries a {head} label: head {head} cannot be trained (label it "
+                        "in a source's columns, or leave the head out)"
+                    )
+                log.info("no row carries a %s label: %s is not trained (it has no model)", head, head)
                 continue
             check_head_dataset(dataset, head)
             datasets[head] = dataset
+        if not datasets:
+            raise DataValidationError(
+                f"no row carries a label for any head ({', '.join(HEADS)}): nothing to train"
+            )
+        mlflow.set_tag("heads", ",".join(datasets))
+        if on_start:
+            on_start(list(datasets))
         fitted: dict[str, Any] = {}
         if family != "baseline":
             from urgency.transformer import fit_family

@@ -20,9 +20,10 @@ def test_train_evaluate_export_predict(params_file: Path, tmp_path: Path) -> Non
     assert result.exit_code == 0, result.output
     assert "ticket-urgency" in result.output
 
-    # category was not trained: predicting with all heads names what is missing.
-    missing = invoke("predict", "--params", str(params_file), "-i", "x.csv", "-o", str(tmp_path / "o.csv"))
+    # category was not trained: the heads are those with a model; asking for category names it.
+    missing = invoke("evaluate", "--params", str(params_file), "--head", "category")
     assert missing.exit_code == 5 and "ticket-category@champion" in missing.output
+    assert "no category model" in " ".join(missing.output.split())
 
     assert invoke("train", "--params", str(params_file), "--head", "category").exit_code == 0
     report = tmp_path / "evaluation.json"

@@ -334,9 +334,30 @@ def test_low_confidence_falls_back_to_rules_only() -> None:
     assert unsure.urgency == "high" and unsure.urgency_confidence == 0.69  # the model's view is kept
     assert "confidence 0.69 below threshold 0.70" in unsure.to_record()["explanation"]
     assert "angry" not in unsure.rules_fired
-    # No prediction at all (empty text): rules only, flagged.
-    empty = run(rules, {})
+    # No prediction at all (empty text: every head answers None): rules only, flagged.
+    empty = run(rules, outputs(None, None, None))
     assert empty.needs_human_triage and empty.urgency is None and empty.priority == "P4"
+
+
+def test_a_head_with_no_model_is_absent_not_untrusted() -> None:
+    """A helpdesk without sentiment labels has no sentiment head: its rules simply do not match,
+    nobody goes to triage for it, and the explanation says why the rule could not fire."""
+    rules = make_rules(
+        confidence={"thresholds": {"urgency": 0.5, "sentiment": 0.5}},
+        priority_rules=[rule("angry", {"sentiment": "negative"}, raise_by=1)],
+    )
+    two_heads = {head: output for head, output in outputs("high").items() if head != "sentiment"}
+    decision = run(rules, two_heads)
+    assert not decision.needs_human_triage and decision.untrusted_heads == ()
+    assert decision.sentiment is None and decision.sentiment_confidence is None
+    assert "angry" not in decision.rules_fired
+    assert "no sentiment model: rule(s) reading sentiment see no value (angry)" in decision.explanation_text
+    assert decision.priority == run(rules, outputs("high", sentiment="neutral")).priority
+    # No urgency model either: the matrix uses the rules-only urgency, explained, not triage.
+    alone = run(rules, {"category": outputs()["category"]})
+    assert not alone.needs_human_triage and alone.urgency is None
+    assert alone.urgency_used == rules.spec.confidence.rules_only_urgency
+    assert "no urgency model" in alone.explanation_text
 
 
 DEADLINES = [

@@ -62,6 +62,11 @@ def registry(trained: dict[str, Any], tmp_path: Path) -> dict[str, Any]:
     params = tmp_path / "params.yaml"
     params.write_text(yaml.safe_dump(data))
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    # A new version's source (`models:/m-...`, a logged model) is looked up in MLflow's global
+    # tracking store: point it at the copy, or an earlier module's store (or ./mlflow.db) is asked.
+    import mlflow
+
+    mlflow.set_tracking_uri(uri)
     # Head -> the new version: 2, unless versions were made (and deleted) in the session's
     # registry before it was copied (a deleted version keeps its number).
     new = {head: str(copy_version(client, f"ticket-{head}").version) for head in HEADS}

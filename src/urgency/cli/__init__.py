@@ -15,7 +15,10 @@ commands live in one module per group:
 Exit codes (for scripts): 0 success, 1 unexpected error, 2 usage error, 3 params error,
 4 invalid ticket data, 5 model not found, 6 unreadable input to score, 7 database unreachable or
 not migrated, 8 nothing to report (no decided ticket in the period), 9 Dask cluster unreachable
-or a worker failed, 10 an output cannot be written (disk full, file too large, read-only).
+or a worker failed, 10 an output cannot be written (disk full, file too large, read-only, a
+scoring folder an earlier run did not write), 11 nothing to roll back (`rollback`: the champion
+replaced no earlier version, or the version asked for already is the champion). A head asked for
+with --head that has no model is a 5 naming the head.
 """
 
 from __future__ import annotations

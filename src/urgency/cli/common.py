@@ -8,7 +8,7 @@ import errno
 import logging
 import os
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from functools import wraps
@@ -33,7 +33,11 @@ ParamsOption = Annotated[
     Path, typer.Option("--params", "-p", help="Params file (YAML).", envvar="URGENCY_PARAMS")
 ]
 HeadsOption = Annotated[
-    list[str] | None, typer.Option("--head", help="Head(s) to work on (repeat); default: all three.")
+    list[str] | None,
+    typer.Option(
+        "--head",
+        help="Head(s) to work on (repeat); default: every head that has a model (train: that has labels).",
+    ),
 ]
 SubjectColumnOption = Annotated[str | None, typer.Option(help="Subject column (may be absent).")]
 BodyColumnOption = Annotated[str | None, typer.Option(help="Body column.")]
@@ -97,13 +101,23 @@ def user_errors(command: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def heads(selected: list[str] | None) -> list[str]:
-    """The --head values, checked (a usage error names the known heads); none: all three."""
-    chosen = selected or list(HEADS)
-    unknown = [head for head in chosen if head not in HEADS]
+def heads(selected: list[str] | None) -> list[str] | None:
+    """The --head values, checked (a usage error names the known heads). None when not given:
+    every head that has a model (`urgency.models.resolve` decides which), or for training every
+    head that has labels."""
+    if not selected:
+        return None
+    unknown = [head for head in selected if head not in HEADS]
     if unknown:
         raise typer.BadParameter(f"unknown head(s) {unknown}; choose from {list(HEADS)}", param_hint="--head")
-    return chosen
+    return list(dict.fromkeys(selected))
+
+
+def one_head(name: str) -> str:
+    """A single --head value, checked like `heads`."""
+    chosen = heads([name])
+    assert chosen is not None  # a name was given
+    return chosen[0]
 
 
 def check_family(family: str | None) -> None:
@@ -143,7 +157,7 @@ def load_rules(params: Params, rules_path: Path | None) -> RuleSet:
     """The --rules file (default: the params' scoring.rules); its warnings are shown, not fatal."""
     from urgency.rules import load_rules as read_rules
 
-    rules = read_rules(rules_path or params.scoring.rules, category_labels=params.heads.category.labels)
+    rules = read_rules(rules_path or params.scoring.rules, category_labels=params.heads.category_labels)
     for warning in rules.warnings:
         console.print(f"[yellow]warning:[/yellow] {warning}", highlight=False, soft_wrap=True)
     return rules
@@ -166,22 +180,23 @@ def parse_now(text: str | None) -> datetime:
 # loading can move to its own module by changing them alone.
 
 
-def model_source(params: Params, heads: list[str], model_dir: Path | None) -> ModelSource:
-    """The heads' models pinned: --model-dir, else the registry champions' versions now."""
+def model_source(params: Params, heads: Sequence[str] | None, model_dir: Path | None) -> ModelSource:
+    """The heads' models pinned: --model-dir, else the registry champions' versions now. `heads`
+    None: every head that has one (the rule lives in `urgency.models.resolve`)."""
     from urgency.models import resolve
 
     return resolve(
         heads,
         model_dir=model_dir,
         tracking_uri=params.mlflow.tracking_uri,
-        model_names={head: params.mlflow.model_name(head) for head in heads},
+        model_names={head: params.mlflow.model_name(head) for head in HEADS},
         alias=params.mlflow.champion_alias,
     )
 
 
-def load_models(params: Params, heads: list[str], model_dir: Path | None) -> dict[str, HeadModel]:
+def load_models(params: Params, heads: Sequence[str] | None, model_dir: Path | None) -> dict[str, HeadModel]:
     """The heads' models from --model-dir, else the registry champions (exactly the versions
-    `model_source` pinned)."""
+    `model_source` pinned); `heads` None: every head that has one."""
     from urgency.models import load_models as load_pinned
 
     return load_pinned(model_source(params, heads, model_dir))

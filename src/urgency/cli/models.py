@@ -19,6 +19,7 @@ from urgency.cli.common import (
     dask_client,
     heads,
     load_models,
+    one_head,
     progress,
     setup_logging,
     stdout,
@@ -53,11 +54,14 @@ def train(
     check_family(family)
     params = load_params(params_path)
     with progress() as bar:
-        task = bar.add_task(f"training heads ({family or params.training.family})", total=len(chosen))
+        # The total is the heads really trained (known once the data is read): a head without
+        # labels is left out, and the bar still ends full.
+        task = bar.add_task(f"training heads ({family or params.training.family})", total=None)
         result = train_heads(
             params,
             chosen,
             params_path=params_path,
+            on_start=lambda trained: bar.update(task, total=len(trained)),
             on_head=lambda _: bar.advance(task),
             family=family,
         )
@@ -116,20 +120,63 @@ def evaluate(
     params_path: ParamsOption = Path("params.yaml"),
     head: HeadsOption = None,
     model_dir: ModelDirOption = None,
+    input: Annotated[
+        Path | None,
+        typer.Option(
+            "--input",
+            "-i",
+            help="A labelled file (.csv, .parquet, .jsonl) to evaluate on, read as its --source "
+            "describes; default: each head's test split of the configured data.",
+        ),
+    ] = None,
+    source: Annotated[
+        str | None,
+        typer.Option(help="The params source describing --input (columns, label maps); default: the only."),
+    ] = None,
+    log: Annotated[
+        bool, typer.Option("--log", help="Also log the figures to MLflow (an `evaluate` run).")
+    ] = False,
     output: Annotated[Path | None, typer.Option(help="Write the full report as JSON here.")] = None,
 ) -> None:
-    """Evaluate the champion models (or a model folder) on each head's test split."""
-    from urgency.evaluate import evaluate_models
+    """Evaluate the champion models (or a model folder) on each head's test split, or on a
+    labelled --input file: accuracy, macro-F1, per-class figures, confusion matrix, calibration.
+    Only heads with both a model and labels are reported."""
+    from urgency.evaluate import evaluate_file, evaluate_models, log_evaluation
 
     setup_logging()
-    chosen = heads(head)
     params = load_params(params_path)
-    models = load_models(params, chosen, model_dir)
-    reports = evaluate_models(models, params)
-    print_quality(reports, title="test split")
+    models = load_models(params, heads(head), model_dir)
+    if input is None:
+        reports, what = evaluate_models(models, params), "test split"
+    else:
+        reports, what = evaluate_file(models, params, input, source), str(input)
+    left_out = [name for name in models if name not in reports]
+    print_quality(reports, title=what)
+    for name, report in reports.items():
+        print_confusion(name, report)
+    if left_out:
+        console.print(f"no {', '.join(left_out)} labels in the {what}: not evaluated", highlight=False)
     if output:
         output.write_text(json.dumps(reports, indent=2))
         console.print(f"report written to {output}")
+    if log:
+        console.print(f"logged to MLflow run {log_evaluation(reports, params, what=what)}", highlight=False)
+
+
+def print_confusion(head: str, report: dict[str, Any]) -> None:
+    """A head's confusion matrix (rows: true label, columns: predicted) and its reliability bins."""
+    table = Table(title=f"{head}: confusion matrix (rows true, columns predicted)")
+    table.add_column("true label")
+    for label in report["labels"]:
+        table.add_column(label)
+    for label, row in zip(report["labels"], report["confusion_matrix"], strict=True):
+        table.add_row(label, *(str(count) for count in row))
+    stdout().print(table)
+    bins = ", ".join(
+        f"{b['lower']:.1f}-{b['upper']:.1f}: conf {b['confidence']:.2f} acc {b['accuracy']:.2f} (n {b['n']})"
+        for b in report.get("reliability", [])
+    )
+    stdout().print(f"{head} reliability: {bins}", highlight=False)
 
 
 @user_errors
@@ -138,12 +185,14 @@ def export_models(
         "models"
     ),
     params_path: ParamsOption = Path("params.yaml"),
+    head: HeadsOption = None,
 ) -> None:
-    """Copy the champion models out of the registry into a folder that --model-dir loads."""
+    """Copy the champion models out of the registry into a folder that --model-dir loads
+    (every head that has a champion, or the --head ones; nothing is written unless all are)."""
     from urgency.tracking import export_champions
 
     params = load_params(params_path)
-    exported = export_champions(params.mlflow, HEADS, output)
+    exported = export_champions(params.mlflow, heads(head), output)
     console.print(
         "[green]ok[/green]: "
         + ", ".join(f"{head} v{version}" for head, version in exported.items())
@@ -187,7 +236,7 @@ def tune(
     from urgency.tune import tune as run_tune
 
     setup_logging()
-    name = heads([head])[0]
+    name = one_head(head)
     params = load_params(params_path)
 
     def show(trials: list[Trial]) -> None:
@@ -232,10 +281,9 @@ def thresholds(
     setup_logging()
     if split not in ("validation", "test"):
         raise typer.BadParameter("use validation or test", param_hint="--split")
-    chosen = heads(head)
     params = load_params(params_path)
-    models = load_models(params, chosen, model_dir)
-    choices = choose_thresholds(models, params, chosen, split=split, target_precision=target_precision)
+    models = load_models(params, heads(head), model_dir)
+    choices = choose_thresholds(models, params, list(models), split=split, target_precision=target_precision)
     table = Table(title=f"confidence thresholds for precision >= {target_precision:.2f} ({split} split)")
     for column in ("head", "rows", "accuracy (all)", "threshold", "precision", "coverage", "to human triage"):
         table.add_column(column)

@@ -14,6 +14,7 @@ from urgency.cli.common import (
     check_family,
     console,
     heads,
+    one_head,
     setup_logging,
     stdout,
     user_errors,
@@ -33,7 +34,7 @@ def promote(
     """Point the champion alias of a head at a model version; who, when and why become tags."""
     from urgency import promote as promotion
 
-    head_name = heads([head])[0]
+    head_name = one_head(head)
     params = load_params(params_path)
     name = params.mlflow.model_name(head_name)
     log = promotion.AliasLog.of(params.mlflow)
@@ -68,7 +69,7 @@ def rollback(
     """Move a head's champion back to the version it replaced (or --to VERSION); recorded in MLflow."""
     from urgency import promote as promotion
 
-    head_name = heads([head])[0]
+    head_name = one_head(head)
     params = load_params(params_path)
     name = params.mlflow.model_name(head_name)
     log = promotion.AliasLog.of(params.mlflow)
@@ -104,7 +105,7 @@ def record_digests(
 
     from urgency.models import record_version_digests
 
-    head_name = heads([head])[0]
+    head_name = one_head(head)
     params = load_params(params_path)
     name = params.mlflow.model_name(head_name)
     who = by or getpass.getuser()

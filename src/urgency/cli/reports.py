@@ -20,7 +20,7 @@ from urgency.cli.common import (
     setup_logging,
     user_errors,
 )
-from urgency.config import HEADS, load_params
+from urgency.config import load_params
 
 
 @user_errors
@@ -88,7 +88,7 @@ def report_agreement(
     summary = ", ".join(
         f"{name} {fields[name]['agreement']:.1%} of {fields[name]['used']}"
         for name in ("urgency", "category", "sentiment", "priority")
-        if fields[name]["agreement"] is not None
+        if name in fields and fields[name]["agreement"] is not None
     )
     console.print(
         f"[green]ok[/green]: {figures['tickets']} decided tickets ({figures['period']}); agreement: "
@@ -119,7 +119,7 @@ def demo_agents(
     moment = parse_now(now) if now else default_now()
     params = load_params(params_path)
     rules = load_rules(params, rules_path)
-    models = load_models(params, list(HEADS), model_dir)
+    models = load_models(params, None, model_dir)
     tickets = load_configured(params.data).tickets
     with progress() as bar:
         task = bar.add_task("deciding held-back tickets", total=None)
@@ -135,7 +135,7 @@ def demo_agents(
             on_day=lambda count: bar.advance(task, count),
         )
     write_closed_tickets(closed, output)
-    known = ", ".join(f"{head} {int(closed[f'agent_{head}'].notna().sum())}" for head in HEADS)
+    known = ", ".join(f"{head} {int(closed[f'agent_{head}'].notna().sum())}" for head in models)
     console.print(
         f"[green]ok[/green]: {len(closed)} closed tickets written to {output} (agents' values: {known})",
         highlight=False,

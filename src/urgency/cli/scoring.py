@@ -27,7 +27,7 @@ from urgency.cli.common import (
     stdout,
     user_errors,
 )
-from urgency.config import HEADS, Params, load_params
+from urgency.config import Params, load_params
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -101,7 +101,7 @@ def predict(
     if scheduler or is_pattern(str(input)):
         _many_files(params, str(input), output, options, scheduler=scheduler, model_dir=model_dir)
         return
-    models = load_models(params, list(HEADS), model_dir)
+    models = load_models(params, None, model_dir)
     with progress() as bar:
         task = bar.add_task(f"scoring {input.name}", total=None)
         stats = predict_file(
@@ -172,7 +172,7 @@ def _many_files(
     # Checked before a cluster starts: a typo should not cost a cluster start-up.
     files = distributed.input_files(pattern)
     distributed.check_output(output)
-    source = model_source(params, list(HEADS), model_dir)
+    source = model_source(params, None, model_dir)
     with progress() as bar:
         task = bar.add_task(f"scoring {len(files)} file(s)", total=len(files))
         with dask_client(scheduler) as client:
@@ -251,7 +251,7 @@ def score(
             params, str(input), output, options, scheduler=scheduler, model_dir=model_dir, scoring=scoring
         )
         return
-    models = load_models(params, list(HEADS), model_dir)
+    models = load_models(params, None, model_dir)
     with progress() as bar:
         task = bar.add_task(f"scoring {input.name}", total=None)
         stats = score_file(

@@ -63,6 +63,25 @@ class RuleSet:
     def _policies(self) -> dict[str, SlaPolicy]:
         return {policy.name: policy for policy in self.spec.sla.policies}
 
+    @cached_property
+    def readers(self) -> dict[str, tuple[str, ...]]:
+        """Field name -> the rules whose `when` reads it, in file order: what a decision
+        explains when a head has no model (those rules see no value)."""
+        found: dict[str, list[str]] = {}
+        for section in (
+            self.impact_rules,
+            self.shifts,
+            self.bounds,
+            self.pins,
+            self.routes,
+            self.calendar_rules,
+            self.sla_rules,
+        ):
+            for rule in section:
+                for name in rule.condition.by_field():
+                    found.setdefault(name, []).append(rule.name)
+        return {name: tuple(dict.fromkeys(names)) for name, names in found.items()}
+
     def rank(self, level: str) -> int:
         return self._ranks[level]
 

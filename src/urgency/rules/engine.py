@@ -7,7 +7,9 @@ A decision is made in stages, one function each, in this order; each records in 
 what it decided and passes on what the later stages need (`decide` reads them in sequence):
 1. confidence (`_confidence`): a head whose confidence is below its threshold is not trusted; the
    ticket needs human triage and the rules decide without that prediction (urgency falls back to
-   a default);
+   a default). A head with no model at all (absent from the outputs: the helpdesk has no labels
+   for it) is not "untrusted" and sends nobody to triage: its fields are empty, so a rule reading
+   it does not match (unless it asks for a missing value), and the explanation says so;
 2. impact (`_impact`): the most severe impact any impact rule gives (else the default);
 3. matrix (`_matrix`): urgency x impact -> a starting level;
 4. priority rules (`_priority_rules`): shifts (raise_by / lower_by) add up; then floors and caps
@@ -32,7 +34,6 @@ import pandas as pd
 from urgency.config import HEADS
 from urgency.decision import NO_DEADLINE, Decision, HeadOutput, Step, iso
 from urgency.rules.compiler import RuleSet
-from urgency.rules.schema import RulesFile
 from urgency.rules.sections import CompiledRule
 from urgency.rules.values import is_missing, parse_value
 
@@ -79,7 +80,9 @@ def decide(
 ) -> Decision:
     """Decide one ticket.
 
-    `outputs`: head name -> its prediction (a missing head counts as no prediction).
+    `outputs`: head name -> its prediction; None or a None label: no prediction for this ticket
+    (e.g. empty text: the head is untrusted). A head absent from `outputs` has no model: its
+    fields stay empty without sending the ticket to triage (see `_confidence`).
     `ticket`: the ticket's metadata keyed by input column names (as the rules' `fields` say).
     `now`: the moment of deciding (ageing; the created time when the ticket has none).
     `surge`: surge mode on or off; None follows the rules file (`auto` counts as off here:
@@ -92,7 +95,7 @@ def decide(
     steps: list[Step] = []  # the explanation: every stage appends what it decided, in order
 
     metadata = _read_fields(ticket, rules, now)
-    heads = _confidence(outputs, rules.spec, steps)
+    heads = _confidence(outputs, rules, steps)
     # What the rules' `when` can read; each stage adds what it decides for the stages after it.
     values = {
         **metadata.values,
@@ -165,12 +168,23 @@ class _Predictions:
         return values
 
 
-def _confidence(outputs: Mapping[str, HeadOutput | None], spec: RulesFile, steps: list[Step]) -> _Predictions:
-    """1. Untrusted predictions are set aside and the ticket goes to a human."""
+def _confidence(outputs: Mapping[str, HeadOutput | None], rules: RuleSet, steps: list[Step]) -> _Predictions:
+    """1. Untrusted predictions are set aside and the ticket goes to a human; a head with no
+    model is left empty and explained when a rule reads it."""
+    spec = rules.spec
     labels: dict[str, str | None] = {}
     confidences: dict[str, float | None] = {}
     untrusted: list[str] = []
     for head in HEADS:
+        if head not in outputs:
+            # No model for this head (not merely no prediction): nothing to trust or distrust.
+            labels[head], confidences[head] = None, None
+            readers = {name for f in (head, f"{head}_confidence") for name in rules.readers.get(f, ())}
+            if readers and head != "urgency":  # urgency falls back to the rules-only level (below)
+                names = ", ".join(sorted(readers))
+                reason = f"no {head} model: rule(s) reading {head} see no value ({names})"
+                steps.append(Step(f"confidence.{head}", "confidence", head, None, None, reason))
+            continue
         output = outputs.get(head)
         label = output.label if output is not None and not is_missing(output.label) else None
         confidence = output.confidence if output is not None and not is_missing(output.confidence) else None
@@ -187,6 +201,10 @@ def _confidence(outputs: Mapping[str, HeadOutput | None], spec: RulesFile, steps
         untrusted.append(head)
         steps.append(Step(f"confidence.{head}", "confidence", head, label, fallback, reason))
     trusted_urgency = labels["urgency"] if "urgency" not in untrusted else None
+    if "urgency" not in outputs:
+        reason = "no urgency model: the matrix uses the rules-only urgency"
+        fallback = spec.confidence.rules_only_urgency
+        steps.append(Step("confidence.urgency", "confidence", "urgency", None, fallback, reason))
     urgency_used = trusted_urgency or spec.confidence.rules_only_urgency
     return _Predictions(labels, confidences, tuple(untrusted), urgency_used)
 
