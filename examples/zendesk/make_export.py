@@ -77,6 +77,8 @@ def main(source: Path, output: Path, new_history: Path, new_share: float = 0.2) 
     """The older tickets to `output` (the export trained on), the newest `new_share` to
     `new_history` (what arrives later: evaluated on, then retrained with)."""
     export = zendesk_export(pd.read_csv(source))
+    output.parent.mkdir(parents=True, exist_ok=True)
+    new_history.parent.mkdir(parents=True, exist_ok=True)
     cut = int(len(export) * (1 - new_share))
     write_jsonl(export.iloc[:cut], output)
     write_jsonl(export.iloc[cut:], new_history)
