@@ -20,10 +20,12 @@ import pandas as pd
 import pandera.pandas as pa
 from pandera.errors import SchemaErrors
 
+from urgency.cleaning import Cleaning, clean_texts
 from urgency.config import HEADS, DataParams, Source, SplitParams
 from urgency.errors import DataValidationError, InputError
 from urgency.files import NotTextError, read_table
-from urgency.text import as_text, ticket_text
+from urgency.language import detect_languages, normalise_languages, normalise_tag
+from urgency.text import ticket_text
 
 log = logging.getLogger(__name__)
 
@@ -133,12 +135,22 @@ def _canonical_frame(raw: pd.DataFrame, source: Source) -> pd.DataFrame:
             joined = joined + "-" + part
         frame["id"] = (source.name + ":" + joined).astype("string")
     frame["source"] = source.name
-    frame["subject"] = as_text(raw[columns.subject]) if columns.subject else ""
-    frame["body"] = as_text(raw[columns.body])
+    # Cleaned when read, with the source's own settings: everything downstream (splits, dedup,
+    # the models' input examples, drift's text length) sees the text a model reads.
+    cleaning = Cleaning(**source.cleaning.model_dump())
+    frame["subject"] = clean_texts(raw[columns.subject], cleaning) if columns.subject else ""
+    frame["body"] = clean_texts(raw[columns.body], cleaning)
     if columns.language:
-        frame["language"] = raw[columns.language].astype("string").str.strip().str.lower()
+        frame["language"] = normalise_languages(raw[columns.language])
+    elif "language" in source.constants:
+        frame["language"] = pd.Series(
+            normalise_tag(source.constants["language"]), index=raw.index, dtype="string"
+        )
     else:
-        frame["language"] = pd.Series(source.constants.get("language"), index=raw.index, dtype="string")
+        # No language in the export: detected offline, so rules, reports and drift can slice by it.
+        text = frame["subject"] + "\n" + frame["body"] if columns.subject else frame["body"]
+        frame["language"] = detect_languages(pd.Series(text, index=raw.index))
+        log.info("%s: no language column or constant, detected per ticket", source.name)
     frame["created_at_raw"] = (
         raw[columns.created_at].astype("string").str.strip().replace("", pd.NA)
         if columns.created_at
@@ -183,7 +195,7 @@ def _schema(source: Source) -> pa.DataFrameSchema:
     # The one frame-wide check: a ticket needs some text in its subject or its body.
     has_text = pa.Check(
         lambda df: (df["subject"] != "") | (df["body"] != ""),
-        error="empty text (subject and body both empty)",
+        error="empty text (subject and body both empty, after cleaning)",
     )
     return pa.DataFrameSchema(columns, checks=[has_text], strict=False)
 

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from urgency.cleaning import Cleaning
 from urgency.errors import InputError
 from urgency.files import AtomicTableWriter, check_not_input, read_chunks
 from urgency.models import HeadModel
@@ -34,6 +35,18 @@ def predict_proba(model: HeadModel, texts: Sequence[str] | pd.Series) -> pd.Data
         return pd.DataFrame(columns=list(model.labels), dtype=float)
     probabilities = np.asarray(model.model.predict(frame), dtype=float)
     return pd.DataFrame(probabilities, columns=list(model.labels))
+
+
+def models_cleaning(models: dict[str, HeadModel]) -> Cleaning | None:
+    """The cleaning the models carry in their metadata (every step any of them runs); None when
+    none carries any (models saved before cleaning was part of a model)."""
+    combined: Cleaning | None = None
+    for model in models.values():
+        metadata = getattr(getattr(model.model, "metadata", None), "metadata", None) or {}
+        own = Cleaning.from_dict(metadata.get("cleaning"))
+        if own is not None:
+            combined = own.union(combined)
+    return combined
 
 
 def output_columns(models: dict[str, HeadModel]) -> list[str]:
@@ -66,7 +79,9 @@ def predict_frame(
             "rename them so nothing is overwritten"
         )
     subject = tickets[subject_column] if subject_column and subject_column in tickets.columns else None
-    text = ticket_text(subject, tickets[body_column], max_text_chars)
+    # Cleaned here, before the length cut (markup must not use up the length), with the models'
+    # own settings; each model cleans again, which leaves cleaned text unchanged.
+    text = ticket_text(subject, tickets[body_column], max_text_chars, models_cleaning(models))
     usable = (text != "").to_numpy()
     usable_text = text[usable]
     rows = len(tickets)
