@@ -114,3 +114,24 @@ def test_sources_normalise_or_detect_their_language(tmp_path: Path) -> None:
     assert tickets.loc["untagged", "language"].tolist() == ["en", "de"]
     assert tickets.loc["untagged", "body"].tolist()[0] == "The VPN keeps disconnecting every hour"
     assert tickets.loc[["constant"], "language"].tolist() == ["en"]
+
+
+def test_rules_read_a_normalised_language() -> None:
+    from tests.rules_helpers import make_rules, run
+
+    rules = make_rules(routing_rules=[{"name": "german", "when": {"language": "de"}, "team": "hardware-de"}])
+    for tag in ("de", "de-DE", "DE", "de_at"):
+        assert run(rules, language=tag).team == "hardware-de", tag
+    assert run(rules, language="en-US").team == "desk"
+
+
+def test_drift_sees_one_language_whatever_the_tag() -> None:
+    from urgency.drift import drift_report
+
+    def frame(language: str) -> pd.DataFrame:
+        return pd.DataFrame(
+            {"subject": "", "body": ["printer broken"] * 10, "language": language, "urgency": "high"}
+        )
+
+    report = drift_report(frame("en"), frame("en-US"), heads=["urgency"])
+    assert "language" not in report.drifted

@@ -21,6 +21,7 @@ import pandas as pd
 from urgency.config import HEADS, Columns, LabelSource, Params, Source
 from urgency.data import LoadResult, dedup_key, read_source_table, validate_source
 from urgency.errors import DataValidationError
+from urgency.language import normalise_languages
 from urgency.text import ticket_text
 
 log = logging.getLogger(__name__)
@@ -163,7 +164,7 @@ def corrections_frame(decisions: pd.DataFrame, params: Params) -> tuple[pd.DataF
             "source": CORRECTIONS,
             "subject": decisions["subject"].astype("string").fillna("").astype(object),
             "body": decisions["body"].astype("string").fillna("").astype(object),
-            "language": fields.map(lambda f: f.get("language")).astype("string").str.lower(),
+            "language": normalise_languages(fields.map(lambda f: f.get("language"))),
             "created_at": pd.to_datetime(decisions["created_at"], utc=True, errors="coerce"),
             "decided_at": pd.to_datetime(decisions["decided_at"], utc=True, errors="coerce"),
         }
