@@ -233,3 +233,37 @@ def test_a_saved_model_cleans_where_urgency_is_not_installed(trained: dict[str, 
     np.testing.assert_allclose(
         probabilities, np.repeat(probabilities[:1], len(probabilities), axis=0), atol=1e-6
     )
+
+
+def test_placeholders_and_comparisons_survive_inside_html() -> None:
+    assert clean_text("<p>Dear <name>, if a < b call <tel_num></p>") == "Dear <name>, if a < b call <tel_num>"
+    subject_and_html = "Order <order_id> late\n<div>Hello <b>team</b></div>"
+    assert clean_text(subject_and_html) == "Order <order_id> late\nHello team"
+
+
+def test_escaped_tags_stay_text_and_cleaning_stays_idempotent() -> None:
+    # A Jira issue quoting code: the decoded tag must not be read as HTML by a second pass.
+    raw = "binding it to a &lt;script&gt; tag fails; see <b>TestPage.html</b>: &lt;/head&gt;"
+    once = clean_text(raw)
+    assert once == "binding it to a \u2039script> tag fails; see TestPage.html: \u2039/head>"
+    assert clean_text(once) == once
+    assert clean_text("x&nbsp;y &lt;b&gt; z") == "x y \u2039b> z"
+
+
+def test_real_tickets_clean_idempotently() -> None:
+    # Every body of the shared sources, as written: one pass cleans, a second changes nothing.
+    from .conftest import SHARED_DATA
+
+    files = {
+        "jira_issues_priority.csv": "description",
+        "support_tickets_synthetic.csv": "body",
+        "airline_tweets_sentiment.csv": "text",
+        "it_helpdesk_coded.csv": "body",
+    }
+    for name, column in files.items():
+        path = SHARED_DATA / name
+        if not path.exists():
+            pytest.skip(f"{path} is not here")
+        once = clean_texts(pd.read_csv(path, usecols=[column])[column], Cleaning())
+        again = clean_texts(once, Cleaning())
+        assert (once != again).sum() == 0, once[once != again].head(3).tolist()

@@ -7,9 +7,10 @@ own (`mlflow models serve`) all clean alike. This module is therefore copied int
 model (`code_paths`, beside `transformer_model`): it imports nothing from urgency, and only the
 standard library, numpy, pandas and (when a text holds HTML) selectolax.
 
-Cleaning is idempotent on ordinary text: cleaned text passes through unchanged, so the text a
-source reader has already cleaned is not changed again by the model. (One known exception: an
-escaped tag such as `&lt;b&gt;` becomes `<b>` on the first pass and is then read as a tag.)
+Cleaning is idempotent: cleaned text passes through unchanged, so the text a source reader has
+already cleaned is not changed again by the model. For that, a tag that decoding brings out of
+escaped text (a Jira issue quoting `&lt;script&gt;`) is written with `‹` (`‹script>`), which no
+second pass reads as a tag, and entities are decoded to the end (`&amp;amp;` is `&`).
 """
 
 from __future__ import annotations
@@ -65,6 +66,9 @@ _HTML_ELEMENTS = (
     "tbody|td|template|tfoot|th|thead|title|tr|tt|u|ul|var|wbr"
 )
 _TAG = re.compile(rf"<(?:/?(?:{_HTML_ELEMENTS})(?:\s[^<>]*)?/?|!--.*?--|!DOCTYPE[^<>]*)>", re.S | re.I)
+# A `<` that opens none of HTML's own elements: escaped before parsing, so placeholders and
+# "a < b" in an HTML text survive as they do in a plain one (a parser would drop "<name>").
+_NOT_A_TAG = re.compile(rf"<(?!/?(?:{_HTML_ELEMENTS})[\s/>]|!)", re.I)
 # An entity: `&amp;`, `&#39;`, `&#x27;` (tweets and some exports escape plain text).
 _ENTITY = re.compile(r"&(?:[A-Za-z][A-Za-z0-9]{1,31}|#[0-9]{1,7}|#[xX][0-9A-Fa-f]{1,6});")
 _DROPPED_TAGS = "script, style, noscript, template, head"
@@ -118,7 +122,7 @@ def html_to_text(text: str, *, drop_quotes: bool = False) -> str:
     blocks and list items on lines of their own, table cells separated by a space."""
     from selectolax.lexbor import LexborHTMLParser
 
-    tree = LexborHTMLParser(text)
+    tree = LexborHTMLParser(_NOT_A_TAG.sub("&lt;", text))
     for node in tree.css(_DROPPED_TAGS):
         node.decompose()
     if drop_quotes:
@@ -159,6 +163,26 @@ def _drop_quotes_and_signatures(lines: list[str], cleaning: Cleaning) -> list[st
     return kept
 
 
+def _decode_entities(text: str) -> str:
+    """Entities decoded until none is left: exports that escape twice (`&amp;amp;`, seen in Jira
+    issues quoting XML) read as once, and a second cleaning pass finds nothing to decode."""
+    while "&" in text and _ENTITY.search(text):
+        decoded = html.unescape(text)
+        if decoded == text:
+            break
+        text = decoded
+    return text
+
+
+def _defuse_tags(text: str) -> str:
+    """Decoded text that shows a tag (`<script>` written as entities) keeps it as `‹script>`, so
+    cleaning the result again leaves it alone."""
+    # Until none is left: defusing an inner tag can make an outer one whole (`<a href='<a ...>'>`).
+    while "<" in text and _TAG.search(text):
+        text = _TAG.sub(lambda match: "\u2039" + match.group(0)[1:], text)
+    return text
+
+
 def clean_text(text: str, cleaning: Cleaning = Cleaning()) -> str:
     """One ticket text, cleaned. Lines are stripped, runs of spaces become one, empty lines go:
     word-based models (TF-IDF, word pieces) read the same words whatever the layout."""
@@ -166,9 +190,9 @@ def clean_text(text: str, cleaning: Cleaning = Cleaning()) -> str:
         return ""
     if cleaning.html:
         if looks_like_html(text):
-            text = html_to_text(text, drop_quotes=cleaning.quoted_replies)
+            text = _defuse_tags(_decode_entities(html_to_text(text, drop_quotes=cleaning.quoted_replies)))
         elif "&" in text and _ENTITY.search(text):
-            text = html.unescape(text)
+            text = _defuse_tags(_decode_entities(text))
     text = text.translate(_INVISIBLE)
     lines = [line for line in (_SPACES.sub(" ", raw).strip() for raw in text.splitlines()) if line]
     if (cleaning.quoted_replies or cleaning.signatures) and _ANY_MARKER.search(text):
