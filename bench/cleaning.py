@@ -132,9 +132,11 @@ def main() -> None:
     tickets = real_tickets(args.tickets)
     # Some real tickets already carry markup (the synthetic set writes <br>): the HTML-wrapped
     # version wraps their plain text, so it says exactly what the plain version says.
-    plain = tickets.assign(body=clean_texts(tickets["body"], Cleaning()))
+    plain = tickets.assign(
+        subject=clean_texts(tickets["subject"], Cleaning()), body=clean_texts(tickets["body"], Cleaning())
+    )
     html = plain.assign(body=plain["body"].map(wrap_in_html))
-    has_markup = int((plain["body"] != tickets["body"].str.strip()).sum())
+    has_markup = int((plain["body"] != tickets["body"].astype(str).str.strip()).sum())
     n, cut, repeat = len(tickets), args.max_text_chars, args.repeat
     plain_chars = (tickets["subject"].str.len() + tickets["body"].str.len()).mean()
     html_chars = (html["subject"].str.len() + html["body"].str.len()).mean()
