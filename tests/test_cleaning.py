@@ -267,3 +267,42 @@ def test_real_tickets_clean_idempotently() -> None:
         once = clean_texts(pd.read_csv(path, usecols=[column])[column], Cleaning())
         again = clean_texts(once, Cleaning())
         assert (once != again).sum() == 0, once[once != again].head(3).tolist()
+
+
+def test_corrections_from_the_store_are_cleaned_and_their_language_normalised(tmp_path: Path) -> None:
+    # The service stores a ticket as sent; as a training row it reads as the models read it.
+    from urgency.history import corrections_frame
+
+    params = load_params(
+        write_params(tmp_path, params_dict(write_sources(tmp_path / "data"), tmp_path / "m"))
+    )
+    decisions = pd.DataFrame(
+        {
+            "ticket_id": ["T-1"],
+            "subject": ["<b>Printer</b>"],
+            "body": ["<p>on fire</p>\nOn Mon, 3 Feb 2025, Ann <a@x.com> wrote:\n> old"],
+            "fields": [json.dumps({"language": "en-US"})],
+            "created_at": ["2026-01-05T09:00:00Z"],
+            "decided_at": ["2026-01-05T10:00:00Z"],
+            "agent_urgency": ["high"],
+        }
+    )
+    frame, ignored = corrections_frame(decisions, params)
+    assert frame.loc[0, ["subject", "body", "language"]].tolist() == ["Printer", "on fire", "en"]
+    assert ignored == 0
+
+
+def test_a_line_starting_with_on_before_a_reply_header_stays() -> None:
+    assert clean_text("on fire\nOn Mon, 3 Feb 2025, Ann <a@x.com> wrote:\n> old") == "on fire"
+    assert clean_text("On it now\nthanks") == "On it now\nthanks"
+
+
+def test_a_comparison_is_not_a_quoted_line() -> None:
+    assert clean_text("Outage\n> 100 users affected\n>= 5 errors a minute\n> quoted") == (
+        "Outage\n> 100 users affected\n>= 5 errors a minute"
+    )
+
+
+def test_indented_markers_count() -> None:
+    assert clean_text("Hi\n   -- \nJohn") == "Hi"
+    assert clean_text("Hi\n  > quoted\nthere") == "Hi\nthere"

@@ -109,6 +109,8 @@ _ANY_MARKER = re.compile(
     r"^(?:>|On\s|Am\s|Le\s|-{2}|From\s?:|Von\s?:|De\s?:|Sent from|Get Outlook|Von meine|Envoyé de)",
     re.M | re.I,
 )
+# "> 100 users affected", ">= 5 errors": a comparison the ticket makes, not a quoted line.
+_COMPARISON = re.compile(r"^>=?\s*\d")
 _SPACES = re.compile(r"[^\S\n]+")
 _INVISIBLE = str.maketrans({"\u200b": "", "\u200c": "", "\u200d": "", "\ufeff": "", "\xad": ""})
 
@@ -145,14 +147,20 @@ def _drop_quotes_and_signatures(lines: list[str], cleaning: Cleaning) -> list[st
         if cleaning.quoted_replies:
             if _REPLY_HEADER.match(line):
                 break
-            # Gmail wraps a long "On ... wrote:" over two lines.
-            if line[:3].lower() == "on " and position + 1 < len(lines):
-                joined = f"{line} {lines[position + 1]}"
-                if joined.lower().endswith("wrote:") and _REPLY_HEADER.match(joined):
+            # Gmail wraps a long "On <date> <name> <address>" / "wrote:" over two lines. Only
+            # then: a text line "on fire" before a whole header line must stay.
+            if line.startswith("On ") and position + 1 < len(lines) and any(c.isdigit() for c in line):
+                following = lines[position + 1]
+                joined = f"{line} {following}"
+                if (
+                    following.lower().endswith("wrote:")
+                    and not _REPLY_HEADER.match(following)
+                    and _REPLY_HEADER.match(joined)
+                ):
                     break
             if _FROM_LINE.match(line) and position + 1 < len(lines) and _SENT_LINE.match(lines[position + 1]):
                 break
-            if line.startswith(">"):
+            if line.startswith(">") and not _COMPARISON.match(line):
                 continue
         if cleaning.signatures:
             if _SIGNATURE_DELIMITER.match(line):
@@ -195,9 +203,11 @@ def clean_text(text: str, cleaning: Cleaning = Cleaning()) -> str:
             text = _defuse_tags(_decode_entities(text))
     text = text.translate(_INVISIBLE)
     lines = [line for line in (_SPACES.sub(" ", raw).strip() for raw in text.splitlines()) if line]
+    text = "\n".join(lines)
+    # Looked for in the stripped lines: an indented "  -- " is a delimiter too.
     if (cleaning.quoted_replies or cleaning.signatures) and _ANY_MARKER.search(text):
-        lines = _drop_quotes_and_signatures(lines, cleaning)
-    return "\n".join(lines)
+        text = "\n".join(_drop_quotes_and_signatures(lines, cleaning))
+    return text
 
 
 def clean_texts(values: pd.Series | list[Any], cleaning: Cleaning | None) -> pd.Series:
