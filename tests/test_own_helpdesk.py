@@ -81,7 +81,9 @@ def small_shared_tickets(path: Path, per_cell: int = 5) -> None:
                 if number == 0:  # a German ticket in every cell
                     body = f"Hallo,\\n\\nwir haben ein Problem mit {picked}. Bitte helfen Sie uns schnell."
                 else:
-                    body = f"Hello team,\\n\\nwe have an issue: {picked} {urgency_words}.\\nThank you & regards"
+                    body = (
+                        f"Hello team,\\n\\nwe have an issue: {picked} {urgency_words}.\\nThank you & regards"
+                    )
                 rows.append(
                     {
                         "subject": f"{words.split()[0]} {urgency_words.split()[0]}",
@@ -128,12 +130,19 @@ def test_the_own_helpdesk_guide_runs_as_written(tmp_path: Path) -> None:
                 arguments = shlex.split(command)
                 arguments[0] = str(Path(sys.executable).parent / "urgency")
                 server = subprocess.Popen(
-                    arguments, cwd=tmp_path, env=environment, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+                    arguments,
+                    cwd=tmp_path,
+                    env=environment,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.STDOUT,
+                    text=True,
                 )
                 _wait_ready(port, server)
                 continue
             done = _run(command, tmp_path, environment)
-            assert done.returncode == 0, f"`{command}` exited {done.returncode}:\n{done.stdout}\n{done.stderr}"
+            assert done.returncode == 0, (
+                f"`{command}` exited {done.returncode}:\n{done.stdout}\n{done.stderr}"
+            )
             answers[command.split()[0] + " " + command.split()[1]] = done.stdout
     finally:
         if server is not None:
@@ -148,7 +157,9 @@ def test_the_own_helpdesk_guide_runs_as_written(tmp_path: Path) -> None:
         assert list(output.columns[: len(new.columns)]) == list(new.columns), name
         kept = output.set_index("ticket_id").loc[new["ticket_id"], list(new.columns.drop("ticket_id"))]
         pd.testing.assert_frame_equal(
-            kept.reset_index(drop=True), new.drop(columns="ticket_id").reset_index(drop=True), check_dtype=False
+            kept.reset_index(drop=True),
+            new.drop(columns="ticket_id").reset_index(drop=True),
+            check_dtype=False,
         )
         added = [column for column in output.columns if column not in new.columns]
         assert not [column for column in added if "sentiment" in column], name
@@ -166,7 +177,10 @@ def test_the_own_helpdesk_guide_runs_as_written(tmp_path: Path) -> None:
     evaluation = json.loads((data / "evaluation.json").read_text())
     assert set(evaluation) == {"urgency", "category"}
     assert (data / "report.html").stat().st_size > 0
-    assert sorted(path.name for path in (data / "models").iterdir() if path.is_dir()) == ["category", "urgency"]
+    assert sorted(path.name for path in (data / "models").iterdir() if path.is_dir()) == [
+        "category",
+        "urgency",
+    ]
 
 
 def _wait_ready(port: int, server: subprocess.Popen[str]) -> None:

@@ -302,6 +302,30 @@ def test_logged_model_loads_through_the_one_inference_path(transformer_store: di
     assert (folder / "artifacts" / "encoder" / "config.json").exists()
 
 
+def test_transformer_model_cleans_its_input(transformer_store: dict[str, Any]) -> None:
+    # The saved pyfunc cleans before encoding, with the settings it carries: the same text wrapped
+    # in HTML, with a quoted reply and a signature, gets the plain text's probabilities.
+    params = transformer_store["params"]
+    mlflow.set_tracking_uri(params.mlflow.tracking_uri)
+    for family in ("embedding", "finetune"):
+        outcome = transformer_store["results"][family].heads["sentiment"]
+        model = load_head_model(outcome.model_uri)
+        info = mlflow.models.get_model_info(outcome.model_uri)
+        assert info.metadata["cleaning"] == {"html": True, "quoted_replies": True, "signatures": True}
+        plain = "love the new app ticket 7"
+        wrapped = [
+            f'<div dir="ltr"><p>{plain}</p></div>',
+            f"<p>{plain}</p>\n-- \nAnn<br>Sent from my iPhone",
+            f"{plain}\n\nOn Mon, 3 Feb 2025 at 10:00, Ann <ann@x.com> wrote:\n> worst service ever angry",
+        ]
+        probabilities = predict_proba(model, [plain, *wrapped]).to_numpy()
+        np.testing.assert_allclose(probabilities, np.repeat(probabilities[:1], 4, axis=0), atol=1e-6)
+        folder = Path(mlflow.artifacts.download_artifacts(outcome.model_uri))
+        assert (folder / "code" / "urgency" / "cleaning.py").exists()
+        requirements = (folder / "requirements.txt").read_text().split()
+        assert any(r.startswith("selectolax==") for r in requirements)
+
+
 def test_champion_transformer_scores_a_frame(transformer_store: dict[str, Any]) -> None:
     from urgency.promote import promote
 

@@ -71,6 +71,17 @@ class Columns(Strict):
         return meta
 
 
+class CleaningParams(Strict):
+    """Text cleaning steps (`urgency.cleaning`); white space is always normalised."""
+
+    # HTML to text: tags, scripts and styles gone, entities decoded, blocks and list items on lines.
+    html: bool = True
+    # Quoted replies: "On ... wrote:", "-----Original Message-----", "From:/Sent:", "> " lines.
+    quoted_replies: bool = True
+    # A "-- " signature and its rest; "Sent from my iPhone"-style lines.
+    signatures: bool = True
+
+
 class Source(Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
     path: Path
@@ -84,6 +95,8 @@ class Source(Strict):
     # `error`: any invalid row stops the run. `drop`: invalid rows (empty text, unmapped label,
     # bad type, repeated id after the first) are dropped, counted and logged.
     invalid_rows: Literal["error", "drop"] = "error"
+    # How this source's subject and body are cleaned when read; unset: `data.cleaning`.
+    cleaning: CleaningParams = Field(default_factory=CleaningParams)
 
     @property
     def file_format(self) -> str:
@@ -101,6 +114,48 @@ class DataParams(Strict):
     # Read at most this many rows of each source (a seeded random sample), for quick runs.
     sample_per_source: int | None = Field(default=None, gt=0)
     sample_seed: int = 0
+    # The cleaning every trained model carries and applies to any text it reads (training, batch,
+    # service, `mlflow models serve`), and the default of each source's `cleaning`.
+    cleaning: CleaningParams = Field(default_factory=CleaningParams)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _sources_inherit_cleaning(cls, values: object) -> object:
+        # A source without a `cleaning:` block cleans as the models do; one with a block names
+        # only the steps it changes.
+        if not isinstance(values, dict) or not isinstance(values.get("sources"), list):
+            return values
+        default = values.get("cleaning") or {}
+        if isinstance(default, CleaningParams):
+            default = default.model_dump()
+        if not isinstance(default, dict):
+            return values
+        sources = []
+        for source in values["sources"]:
+            if isinstance(source, dict):
+                own = source.get("cleaning") or {}
+                if isinstance(own, dict):
+                    source = {**source, "cleaning": {**default, **own}}
+            sources.append(source)
+        return {**values, "sources": sources}
+
+    @model_validator(mode="after")
+    def _source_cleaning_adds_only(self) -> DataParams:
+        # The model cleans every text it reads with `data.cleaning`: a source cannot switch a step
+        # off that the model does anyway, so saying so would be a setting with no effect.
+        for source in self.sources:
+            undone = [
+                step
+                for step, on in self.cleaning.model_dump().items()
+                if on and not getattr(source.cleaning, step)
+            ]
+            if undone:
+                raise ValueError(
+                    f"source {source.name!r}: cleaning {', '.join(undone)} off has no effect while "
+                    "data.cleaning has it on (every model cleans the text it reads with "
+                    "data.cleaning); switch it off in data.cleaning and on in the sources that need it"
+                )
+        return self
 
     @model_validator(mode="after")
     def _unique_names(self) -> DataParams:

@@ -19,6 +19,7 @@ import pandas as pd
 import pandera.pandas as pa
 from pandera.errors import SchemaErrors
 
+from urgency.cleaning import Cleaning, clean_texts
 from urgency.config import HEADS, DataParams, Source, SplitParams
 from urgency.errors import DataValidationError, InputError
 from urgency.files import NotTextError, read_table
@@ -111,6 +112,11 @@ def _canonical_frame(raw: pd.DataFrame, source: Source) -> pd.DataFrame:
     every command uses); raw label and date values are kept for checking."""
     frame = map_tickets(raw, source, keep_input=False)
     frame["created_at_raw"] = frame["created_at"]
+    # Cleaned when read, with the source's own settings: everything downstream (splits, dedup,
+    # the models' input examples, drift's text length) sees the text a model reads.
+    cleaning = Cleaning(**source.cleaning.model_dump())
+    frame["subject"] = clean_texts(frame["subject"], cleaning)
+    frame["body"] = clean_texts(frame["body"], cleaning)
     frame["created_at"] = (
         pd.to_datetime(frame["created_at_raw"], errors="coerce", utc=True, format="mixed")
         if source.columns.created_at
@@ -142,7 +148,7 @@ def _schema(source: Source) -> pa.DataFrameSchema:
     # The one frame-wide check: a ticket needs some text in its subject or its body.
     has_text = pa.Check(
         lambda df: (df["subject"] != "") | (df["body"] != ""),
-        error="empty text (subject and body both empty)",
+        error="empty text (subject and body both empty, after cleaning)",
     )
     return pa.DataFrameSchema(columns, checks=[has_text], strict=False)
 

@@ -290,7 +290,8 @@ def drift_report(
 ) -> DriftReport:
     """Compare two canonical ticket frames (urgency.data): each head's label shares (rows that
     carry the label), language shares, text length and vocabulary (text: subject and body)."""
-    from urgency.text import normalise_language, ticket_text
+    from urgency.language import normalise_languages
+    from urgency.text import ticket_text
 
     features: list[FeatureDrift] = []
     skipped: dict[str, str] = {}
@@ -303,9 +304,15 @@ def drift_report(
     if reference.empty or current.empty:
         skipped["text"] = "no rows to compare"
         return DriftReport(features, skipped, thresholds)
-    # Tags normalised on both sides (`en-US` is `en`): a spelling is no drift.
-    languages = [normalise_language(frame["language"]) for frame in (reference, current)]
-    features.append(categorical_drift("language", *languages, thresholds))
+    # Normalised again here: a frame built elsewhere than `urgency.data` may still say `en-US`.
+    features.append(
+        categorical_drift(
+            "language",
+            normalise_languages(reference["language"]),
+            normalise_languages(current["language"]),
+            thresholds,
+        )
+    )
     # No length cut: a shift to longer texts is drift even when models read only the start.
     ref_text = ticket_text(reference["subject"], reference["body"], 10**9)
     cur_text = ticket_text(current["subject"], current["body"], 10**9)

@@ -20,10 +20,12 @@ from pathlib import Path
 
 import pandas as pd
 
+from urgency.cleaning import Cleaning, clean_texts
 from urgency.config import HEADS, Columns, LabelSource, Params, Source
 from urgency.data import LoadResult, dedup_key, read_source_table, validate_source
 from urgency.errors import DataValidationError
-from urgency.text import normalise_language, ticket_text
+from urgency.language import normalise_languages
+from urgency.text import ticket_text
 from urgency.tickets import source_for_file
 
 log = logging.getLogger(__name__)
@@ -67,7 +69,15 @@ def history_source(path: Path, header: Sequence[str], params: Params, name: str)
         language=column("language"),
         created_at=column("created_at"),
     )
-    return Source(name=name, path=path, columns=columns, labels=labels, invalid_rows="error")
+    return Source(
+        name=name,
+        path=path,
+        columns=columns,
+        labels=labels,
+        invalid_rows="error",
+        # Cleaned as the models clean (what the configured sources' text is compared with).
+        cleaning=params.data.cleaning,
+    )
 
 
 def _source_name(path: Path, taken: set[str]) -> str:
@@ -176,6 +186,7 @@ def corrections_frame(decisions: pd.DataFrame, params: Params) -> tuple[pd.DataF
     columns = ["id", "ticket_id", "source", "subject", "body", "language", "created_at", *HEADS, "decided_at"]
     if decisions.empty:
         return pd.DataFrame(columns=columns), 0
+    cleaning = Cleaning(**params.data.cleaning.model_dump())
     fields = decisions["fields"].map(
         lambda value: json.loads(value) if isinstance(value, str) else value or {}
     )
@@ -184,9 +195,11 @@ def corrections_frame(decisions: pd.DataFrame, params: Params) -> tuple[pd.DataF
             "id": CORRECTIONS + ":" + decisions["ticket_id"].astype(str),
             "ticket_id": decisions["ticket_id"].astype(str),
             "source": CORRECTIONS,
-            "subject": decisions["subject"].astype("string").fillna("").astype(object),
-            "body": decisions["body"].astype("string").fillna("").astype(object),
-            "language": normalise_language(fields.map(lambda f: f.get("language"))),
+            # The service stored the text as sent (HTML, quotes): cleaned like the history it is
+            # matched with by text, and like any training text.
+            "subject": clean_texts(decisions["subject"], cleaning).to_numpy(),
+            "body": clean_texts(decisions["body"], cleaning).to_numpy(),
+            "language": normalise_languages(fields.map(lambda f: f.get("language"))),
             "created_at": pd.to_datetime(decisions["created_at"], utc=True, errors="coerce"),
             "decided_at": pd.to_datetime(decisions["decided_at"], utc=True, errors="coerce"),
         }

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from urgency.cleaning import Cleaning
 from urgency.config import Source
 from urgency.errors import InputError
 from urgency.files import AtomicTableWriter, check_not_input, read_chunks
@@ -36,6 +37,18 @@ def predict_proba(model: HeadModel, texts: Sequence[str] | pd.Series) -> pd.Data
         return pd.DataFrame(columns=list(model.labels), dtype=float)
     probabilities = np.asarray(model.model.predict(frame), dtype=float)
     return pd.DataFrame(probabilities, columns=list(model.labels))
+
+
+def models_cleaning(models: dict[str, HeadModel]) -> Cleaning | None:
+    """The cleaning the models carry in their metadata (every step any of them runs); None when
+    none carries any (models saved before cleaning was part of a model)."""
+    combined: Cleaning | None = None
+    for model in models.values():
+        metadata = getattr(getattr(model.model, "metadata", None), "metadata", None) or {}
+        own = Cleaning.from_dict(metadata.get("cleaning"))
+        if own is not None:
+            combined = own.union(combined)
+    return combined
 
 
 def output_columns(models: dict[str, HeadModel]) -> list[str]:
@@ -70,22 +83,25 @@ def model_input(
     body_column: str,
     max_text_chars: int,
     source: Source | None = None,
+    cleaning: Cleaning | None = None,
 ) -> tuple[pd.DataFrame, pd.Series]:
-    """The tickets as the rules read them, and the text the models read.
+    """The tickets as the rules read them, and the text the models read: subject and body
+    cleaned with `cleaning` (the models' own settings, `models_cleaning`) before the length cut,
+    so markup does not use up the length; each model cleans again, which changes nothing.
 
     With a `source` (params data.sources), the tickets mapped through it (`urgency.tickets`:
     canonical fields, meta fields under the source's names, every other input column); without,
     the frame itself, its text in `subject_column` and `body_column`."""
     if source is not None:
         view = map_tickets(tickets, source)
-        return view, ticket_text(view["subject"], view["body"], max_text_chars)
+        return view, ticket_text(view["subject"], view["body"], max_text_chars, cleaning)
     if body_column not in tickets.columns:
         raise InputError(
             f"input has no body column {body_column!r} (columns: {list(tickets.columns)}); "
             "describe the file as a source in params data.sources and pass --source NAME"
         )
     subject = tickets[subject_column] if subject_column and subject_column in tickets.columns else None
-    return tickets, ticket_text(subject, tickets[body_column], max_text_chars)
+    return tickets, ticket_text(subject, tickets[body_column], max_text_chars, cleaning)
 
 
 def model_columns(models: dict[str, HeadModel], text: pd.Series) -> pd.DataFrame:
@@ -145,6 +161,7 @@ def predict_frame(
         body_column=body_column,
         max_text_chars=max_text_chars,
         source=source,
+        cleaning=models_cleaning(models),
     )
     check_no_clashes(tickets.columns, output_columns(models), prefix)
     added = model_columns(models, text)

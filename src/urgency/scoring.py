@@ -27,6 +27,7 @@ from urgency.predict import (
     join_columns,
     model_columns,
     model_input,
+    models_cleaning,
     output_columns,
     warn_missing_columns,
 )
@@ -91,6 +92,7 @@ def predict_for_rules(
         body_column=body_column,
         max_text_chars=max_text_chars,
         source=source,
+        cleaning=models_cleaning(dict(models)),
     )
     check_no_clashes(tickets.columns, [*output_columns(dict(models)), *DECISION_COLUMNS], prefix)
     added = model_columns(dict(models), text)

@@ -22,7 +22,8 @@ import pandas as pd
 
 from urgency.config import HEADS, Source
 from urgency.errors import InputError, ParamsError
-from urgency.text import as_text, normalise_language
+from urgency.language import detect_languages, normalise_languages, normalise_tag
+from urgency.text import as_text
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +68,8 @@ def map_tickets(raw: pd.DataFrame, source: Source, *, keep_input: bool = True) -
 
     - id: the source's id column(s) (several joined with "-") prefixed with the source's name,
       else `<source>:<row number>`; subject and body as stripped text (no subject: "");
-      language normalised (`en-US` -> `en`), else the source's constant; created_at as written
+      language normalised (`en-US` -> `en`), else the source's constant, else detected from
+      the text (`urgency.language`); created_at as written
       (the caller parses it: training as UTC, the rules with their own time zone).
     - A column the export lacks leaves its field empty, except the body: an InputError naming it.
     - keep_input: every input column follows the canonical ones, except one named like a
@@ -100,10 +102,18 @@ def map_tickets(raw: pd.DataFrame, source: Source, *, keep_input: bool = True) -
     frame["subject"] = text_of(columns.subject)
     frame["body"] = as_text(raw[columns.body])
     if columns.language and columns.language in raw.columns:
-        frame["language"] = normalise_language(raw[columns.language])
+        frame["language"] = normalise_languages(raw[columns.language])
+    elif "language" in source.constants:
+        frame["language"] = pd.Series(
+            normalise_tag(source.constants["language"]), index=index, dtype="string"
+        )
     else:
-        constant = source.constants.get("language")
-        frame["language"] = normalise_language(pd.Series(constant, index=index, dtype="string"))
+        # No language in the export: detected offline (on the text as cleaned by default, so HTML
+        # markup does not pass for English), so rules, reports and drift can slice by it.
+        from urgency.cleaning import Cleaning, clean_texts
+
+        text = frame["subject"] + "\n" + frame["body"] if columns.subject else frame["body"]
+        frame["language"] = detect_languages(clean_texts(pd.Series(text, index=index), Cleaning()))
     if columns.created_at and columns.created_at in raw.columns:
         frame["created_at"] = raw[columns.created_at].astype("string").str.strip().replace("", pd.NA)
     else:

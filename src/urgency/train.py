@@ -31,7 +31,8 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 
 from urgency import tracking
-from urgency.config import HEADS, BaselineParams, Params
+from urgency.cleaning import Cleaning, TextCleaner, write_model_code
+from urgency.config import HEADS, BaselineParams, CleaningParams, Params
 from urgency.data import LoadResult, check_head_dataset, configured_head_dataset, load_configured
 from urgency.errors import DataValidationError
 from urgency.evaluate import classification_report, confusion_frame, flat_metrics, quality_table
@@ -41,19 +42,22 @@ from urgency.predict import predict_proba
 log = logging.getLogger(__name__)
 
 # What a baseline model needs at load time, pinned to the versions it was trained with.
-BASELINE_REQUIREMENTS = ("scikit-learn", "scipy", "numpy", "pandas")
+BASELINE_REQUIREMENTS = ("scikit-learn", "scipy", "numpy", "pandas", "selectolax")
 
 
 def pip_requirements(packages: Sequence[str]) -> list[str]:
     return [f"{name}=={package_version(name)}" for name in packages]
 
 
-def build_pipeline(params: BaselineParams) -> Pipeline:
-    """TF-IDF word and character n-grams into a class-balanced logistic regression.
+def build_pipeline(params: BaselineParams, cleaning: Cleaning | None = None) -> Pipeline:
+    """Text cleaning, then TF-IDF word and character n-grams into a class-balanced logistic
+    regression.
 
     The pipeline reads a DataFrame with a `text` column, so the saved artifact carries all of
-    its preprocessing.
+    its preprocessing, cleaning included (`cleaning`, default every step): any caller of the
+    saved model gets the cleaning it was trained with.
     """
+    cleaning = cleaning or Cleaning()
     word = TfidfVectorizer(
         ngram_range=(1, params.word_ngram_max),
         min_df=params.min_df,
@@ -71,16 +75,20 @@ def build_pipeline(params: BaselineParams) -> Pipeline:
     )
     features = ColumnTransformer([("word", word, "text"), ("char", char, "text")])
     classifier = LogisticRegression(C=params.C, class_weight=params.class_weight, max_iter=2000)
-    return Pipeline([("features", features), ("classifier", classifier)])
+    return Pipeline(
+        [("clean", TextCleaner(**cleaning.as_dict())), ("features", features), ("classifier", classifier)]
+    )
 
 
-def fit_baseline(train: pd.DataFrame, validation: pd.DataFrame, params: BaselineParams) -> Any:
+def fit_baseline(
+    train: pd.DataFrame, validation: pd.DataFrame, params: BaselineParams, cleaning: Cleaning | None = None
+) -> Any:
     """Fit on the train split, then calibrate the probabilities on the validation split.
 
     Temperature scaling keeps every prediction's argmax (so F1 does not move) and only makes the
     confidences honest, which the confidence thresholds of the scoring rules rely on.
     """
-    pipeline = build_pipeline(params).fit(train[["text"]], train["label"].to_numpy())
+    pipeline = build_pipeline(params, cleaning).fit(train[["text"]], train["label"].to_numpy())
     counts = validation["label"].value_counts()
     if params.calibration == "none":
         return pipeline
@@ -179,9 +187,11 @@ def train_head(
         if fitted is not None:
             from urgency.transformer import log_head_model
 
-            info = log_head_model(fitted, example)
+            info = log_head_model(fitted, example, cleaning=model_cleaning(params.data.cleaning))
         else:
-            info = _fit_and_log_baseline(train, validation, example, head, head_params.baseline)
+            info = _fit_and_log_baseline(
+                train, validation, example, head, head_params.baseline, model_cleaning(params.data.cleaning)
+            )
 
         # Evaluate the logged artifact through the same path the CLI and service use.
         loaded = load_head_model(info.model_uri)
@@ -228,26 +238,49 @@ def train_head(
         )
 
 
+def model_cleaning(params: CleaningParams) -> Cleaning:
+    """The cleaning a model carries: the params' `data.cleaning`."""
+    return Cleaning(**params.model_dump())
+
+
 def _fit_and_log_baseline(
-    train: pd.DataFrame, validation: pd.DataFrame, example: pd.DataFrame, head: str, params: BaselineParams
+    train: pd.DataFrame,
+    validation: pd.DataFrame,
+    example: pd.DataFrame,
+    head: str,
+    params: BaselineParams,
+    cleaning: Cleaning,
 ) -> Any:
     mlflow.log_params(_flat_params(params, "baseline"))
+    mlflow.log_params({f"cleaning.{step}": on for step, on in cleaning.as_dict().items()})
     started = time.perf_counter()
-    model = fit_baseline(train, validation, params)
+    model = fit_baseline(train, validation, params, cleaning)
     mlflow.log_metric("train_seconds", time.perf_counter() - started)
     signature = infer_signature(example, model.predict_proba(example))
-    return mlflow.sklearn.log_model(
-        model,
-        name="model",
-        signature=signature,
-        input_example=example,
-        pip_requirements=pip_requirements(BASELINE_REQUIREMENTS),
-        pyfunc_predict_fn="predict_proba",
-        # skops (MLflow's default) stores each vocabulary entry as its own zip member and
-        # takes hours on a 200k-term TF-IDF vocabulary; these models are our own, so pickle.
-        serialization_format=mlflow.sklearn.SERIALIZATION_FORMAT_PICKLE,
-        metadata={"head": head, "labels": [str(c) for c in model.classes_], "family": "baseline"},
-    )
+    # The pickled pipeline's first step is `urgency.cleaning.TextCleaner`: that module travels
+    # with the model, so it loads where urgency is not installed.
+    with tempfile.TemporaryDirectory() as folder:
+        code = write_model_code(Path(folder))
+        return mlflow.sklearn.log_model(
+            model,
+            name="model",
+            signature=signature,
+            # The example is the test split's text, cleaned when its source was read: the text a
+            # model reads (raw HTML would clean to the same).
+            input_example=example,
+            code_paths=[str(code)],
+            pip_requirements=pip_requirements(BASELINE_REQUIREMENTS),
+            pyfunc_predict_fn="predict_proba",
+            # skops (MLflow's default) stores each vocabulary entry as its own zip member and
+            # takes hours on a 200k-term TF-IDF vocabulary; these models are our own, so pickle.
+            serialization_format=mlflow.sklearn.SERIALIZATION_FORMAT_PICKLE,
+            metadata={
+                "head": head,
+                "labels": [str(c) for c in model.classes_],
+                "family": "baseline",
+                "cleaning": cleaning.as_dict(),
+            },
+        )
 
 
 def train(

@@ -22,7 +22,6 @@ from __future__ import annotations
 import copy
 import logging
 import os
-import shutil
 import tempfile
 import time
 from collections.abc import Callable, Sequence
@@ -34,6 +33,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from urgency.cleaning import Cleaning, write_model_code
 from urgency.config import EmbeddingParams, FinetuneParams, TrainingParams
 from urgency.transformer_model import TransformerHead, embed, pick_device, softmax, write_head
 
@@ -45,7 +45,15 @@ log = logging.getLogger(__name__)
 NO_LABEL = -100
 
 # What a transformer head needs at load time (versions pinned to the training environment).
-TRANSFORMER_REQUIREMENTS = ("torch", "transformers", "tokenizers", "safetensors", "numpy", "pandas")
+TRANSFORMER_REQUIREMENTS = (
+    "torch",
+    "transformers",
+    "tokenizers",
+    "safetensors",
+    "numpy",
+    "pandas",
+    "selectolax",
+)
 
 EpochCallback = Callable[[int, dict[str, float]], None]
 
@@ -536,9 +544,10 @@ def requirement(name: str) -> str:
     return f"{name}=={package_version(name).split('+')[0]}"
 
 
-def log_head_model(fitted: FittedHead, example: pd.DataFrame) -> Any:
+def log_head_model(fitted: FittedHead, example: pd.DataFrame, cleaning: Cleaning | None = None) -> Any:
     """Log the head's params and per-epoch history to the active run and its model as a
-    pyfunc `TransformerHead`; returns MLflow's ModelInfo."""
+    pyfunc `TransformerHead` that cleans its input with `cleaning` (default: every step);
+    returns MLflow's ModelInfo."""
     import mlflow
 
     mlflow.log_params({**fitted.params, "train_rows": fitted.train_rows})
@@ -546,10 +555,12 @@ def log_head_model(fitted: FittedHead, example: pd.DataFrame) -> Any:
     for epoch, metrics in enumerate(fitted.history, start=1):
         mlflow.log_metrics(metrics, step=epoch)
     with tempfile.TemporaryDirectory() as folder:
-        return mlflow.pyfunc.log_model(name="model", **_model_files(fitted, Path(folder), example))
+        return mlflow.pyfunc.log_model(name="model", **_model_files(fitted, Path(folder), example, cleaning))
 
 
-def save_head_model(fitted: FittedHead, path: Path, example: pd.DataFrame) -> None:
+def save_head_model(
+    fitted: FittedHead, path: Path, example: pd.DataFrame, cleaning: Cleaning | None = None
+) -> None:
     """Write the head's model to the folder `path` (what `--model-dir` and the bench load), with
     the digests of the files just written (`urgency.models.DIGEST_FILE`, what a load checks)."""
     import mlflow
@@ -557,16 +568,17 @@ def save_head_model(fitted: FittedHead, path: Path, example: pd.DataFrame) -> No
     from urgency.models import artifact_digests, write_digest_file
 
     with tempfile.TemporaryDirectory() as folder:
-        mlflow.pyfunc.save_model(str(path), **_model_files(fitted, Path(folder), example))
+        mlflow.pyfunc.save_model(str(path), **_model_files(fitted, Path(folder), example, cleaning))
     write_digest_file(path, artifact_digests(path))
 
 
-def _model_files(fitted: FittedHead, root: Path, example: pd.DataFrame) -> dict[str, Any]:
+def _model_files(
+    fitted: FittedHead, root: Path, example: pd.DataFrame, cleaning: Cleaning | None
+) -> dict[str, Any]:
     """Write the encoder, head.json and the inference code under `root`; the pyfunc arguments."""
     from mlflow.models import infer_signature
 
-    import urgency
-    from urgency import transformer_model
+    cleaning = cleaning or Cleaning()
 
     fitted.encoder.save_pretrained(root / "encoder")
     fitted.tokenizer.save_pretrained(root / "encoder")
@@ -579,12 +591,11 @@ def _model_files(fitted: FittedHead, root: Path, example: pd.DataFrame) -> dict[
         max_length=fitted.max_length,
         batch_size=fitted.batch_size,
         normalize=fitted.normalize,
+        cleaning=cleaning.as_dict(),
     )
-    # Only the inference module travels with the model: it imports nothing else from urgency.
-    code = root / "code" / "urgency"
-    code.mkdir(parents=True)
-    shutil.copy(Path(urgency.__file__), code / "__init__.py")
-    shutil.copy(Path(transformer_model.__file__), code / "transformer_model.py")
+    # Only the inference modules travel with the model: transformer_model and the cleaning it
+    # calls, which import nothing else from urgency.
+    code = write_model_code(root, "transformer_model")
     example = example.reset_index(drop=True)
     return {
         "python_model": TransformerHead(),
@@ -593,5 +604,10 @@ def _model_files(fitted: FittedHead, root: Path, example: pd.DataFrame) -> dict[
         "pip_requirements": [requirement(name) for name in TRANSFORMER_REQUIREMENTS],
         "signature": infer_signature(example, fitted.predict_proba(example["text"].tolist())),
         "input_example": example,
-        "metadata": {"head": fitted.head, "labels": list(fitted.labels), "family": fitted.family},
+        "metadata": {
+            "head": fitted.head,
+            "labels": list(fitted.labels),
+            "family": fitted.family,
+            "cleaning": cleaning.as_dict(),
+        },
     }

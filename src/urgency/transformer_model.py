@@ -6,7 +6,8 @@ encoder) are saved as this one MLflow pyfunc model, so `urgency.predict.load_hea
 column in, one probability per label out, in the order of `metadata["labels"]`.
 
 This module is copied into every logged model (`code_paths`), so it imports nothing else from
-`urgency`: the artifact loads wherever its pip requirements are installed.
+`urgency` but `urgency.cleaning`, which is copied beside it: the artifact loads wherever its pip
+requirements are installed, and cleans its input text as the model was trained to.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from typing import Any
 import mlflow.pyfunc
 import numpy as np
 import pandas as pd
+
+from urgency.cleaning import Cleaning, clean_texts
 
 # The pretrained weights are local files; never let a missing file turn into a download.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -108,8 +111,10 @@ def write_head(
     max_length: int,
     batch_size: int,
     normalize: bool,
+    cleaning: dict[str, bool] | None = None,
 ) -> Path:
-    """Save the linear layer and the settings inference needs as `folder/head.json`."""
+    """Save the linear layer and the settings inference needs as `folder/head.json`; `cleaning`:
+    the text cleaning the model applies before encoding (None: none, as models saved before it)."""
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / HEAD_FILE
     path.write_text(
@@ -122,6 +127,7 @@ def write_head(
                 "max_length": int(max_length),
                 "batch_size": int(batch_size),
                 "normalize": bool(normalize),
+                "cleaning": cleaning,
             }
         )
     )
@@ -145,6 +151,7 @@ class TransformerHead(mlflow.pyfunc.PythonModel):
         self.max_length = int(head["max_length"])
         self.batch_size = int(head["batch_size"])
         self.normalize = bool(head["normalize"])
+        self.cleaning = Cleaning.from_dict(head.get("cleaning"))
         self.device = pick_device()
         folder = context.artifacts["encoder"]
         self.tokenizer = AutoTokenizer.from_pretrained(folder)
@@ -153,7 +160,7 @@ class TransformerHead(mlflow.pyfunc.PythonModel):
     def predict(
         self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None
     ) -> np.ndarray:
-        texts = model_input["text"].fillna("").astype(str).tolist()
+        texts = clean_texts(model_input["text"], self.cleaning).tolist()
         vectors = embed(
             self.encoder,
             self.tokenizer,

@@ -33,6 +33,7 @@ import pandas as pd
 
 from urgency.config import HEADS
 from urgency.decision import NO_DEADLINE, Decision, HeadOutput, Step, iso
+from urgency.language import normalise_tag
 from urgency.rules.compiler import RuleSet
 from urgency.rules.sections import CompiledRule
 from urgency.rules.values import is_missing, parse_value
@@ -134,7 +135,11 @@ def _read_fields(ticket: Mapping[str, Any], rules: RuleSet, now: datetime) -> _M
     notes: list[str] = []
     values: dict[str, Any] = {}
     for info in rules.input_fields:
-        value, problem = parse_value(info, ticket.get(info.column))
+        raw = ticket.get(info.column)
+        if info.name == "language" and isinstance(raw, str):
+            # `en-US`, `en_us` and `EN` are the language `en` a rule names (batch and service).
+            raw = normalise_tag(raw)
+        value, problem = parse_value(info, raw)
         if problem:
             notes.append(f"{info.name} (column {info.column}): {problem}; treated as missing")
         values[info.name] = value
