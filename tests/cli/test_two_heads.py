@@ -76,6 +76,27 @@ def test_predict_and_score_carry_exactly_the_trained_heads(
     assert outage["priority"] == "P3"  # urgency high x impact low, and no sentiment raise
 
 
+def test_predict_and_score_of_heads_asked_for(
+    two_heads: dict[str, Any], tickets: Path, tmp_path: Path
+) -> None:
+    """--head picks the heads to run; one without a model is a clear error naming it, and no
+    output is written."""
+    params = str(two_heads["params_path"])
+    only = tmp_path / "urgency_only.csv"
+    result = invoke("predict", "-p", params, "-i", str(tickets), "-o", str(only), "--head", "urgency")
+    assert result.exit_code == 0, result.output
+    added = [
+        c for c in pd.read_csv(only).columns if c not in ("ticket_id", "subject", "body", "opened", "error")
+    ]
+    assert _columns_of_heads(added) == {"urgency"}
+    for command in ("predict", "score"):
+        output = tmp_path / f"{command}_sentiment.csv"
+        missing = invoke(command, "-p", params, "-i", str(tickets), "-o", str(output), "--head", "sentiment")
+        assert missing.exit_code == 5, missing.output
+        assert "no sentiment model" in " ".join(missing.output.split())
+        assert not output.exists()
+
+
 def test_evaluate_the_split_a_labelled_file_and_a_head_with_no_model(
     two_heads: dict[str, Any], tmp_path: Path
 ) -> None:

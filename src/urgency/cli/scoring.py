@@ -12,12 +12,14 @@ from rich.table import Table
 from urgency.cli.common import (
     BodyColumnOption,
     ChunkSizeOption,
+    HeadsOption,
     ModelDirOption,
     ParamsOption,
     RulesOption,
     SubjectColumnOption,
     console,
     dask_client,
+    heads,
     load_models,
     load_rules,
     model_source,
@@ -87,6 +89,7 @@ def predict(
     body_column: BodyColumnOption = None,
     chunk_size: ChunkSizeOption = None,
     scheduler: SchedulerOption = None,
+    head: HeadsOption = None,
 ) -> None:
     """Score a file of tickets with the champion models; every input column is kept unchanged.
 
@@ -99,9 +102,11 @@ def predict(
     params = load_params(params_path)
     options = _file_options(params, source, output_prefix, subject_column, body_column, chunk_size)
     if scheduler or is_pattern(str(input)):
-        _many_files(params, str(input), output, options, scheduler=scheduler, model_dir=model_dir)
+        _many_files(
+            params, str(input), output, options, scheduler=scheduler, model_dir=model_dir, heads=heads(head)
+        )
         return
-    models = load_models(params, None, model_dir)
+    models = load_models(params, heads(head), model_dir)
     with progress() as bar:
         task = bar.add_task(f"scoring {input.name}", total=None)
         stats = predict_file(
@@ -163,6 +168,7 @@ def _many_files(
     *,
     scheduler: str | None,
     model_dir: Path | None,
+    heads: list[str] | None = None,
     scoring: tuple[RuleSet, datetime, bool | None] | None = None,
 ) -> None:
     """Many files (or a cluster): one Parquet part per input file in the output folder;
@@ -172,7 +178,7 @@ def _many_files(
     # Checked before a cluster starts: a typo should not cost a cluster start-up.
     files = distributed.input_files(pattern)
     distributed.check_output(output)
-    source = model_source(params, None, model_dir)
+    source = model_source(params, heads, model_dir)
     with progress() as bar:
         task = bar.add_task(f"scoring {len(files)} file(s)", total=len(files))
         with dask_client(scheduler) as client:
@@ -229,6 +235,7 @@ def score(
     body_column: BodyColumnOption = None,
     chunk_size: ChunkSizeOption = None,
     scheduler: SchedulerOption = None,
+    head: HeadsOption = None,
 ) -> None:
     """Predict, apply the scoring rules and write the queue: priority, then deadline, then age.
 
@@ -248,10 +255,17 @@ def score(
     if scheduler or is_pattern(str(input)):
         scoring = (rules, moment, surge_on)
         _many_files(
-            params, str(input), output, options, scheduler=scheduler, model_dir=model_dir, scoring=scoring
+            params,
+            str(input),
+            output,
+            options,
+            scheduler=scheduler,
+            model_dir=model_dir,
+            heads=heads(head),
+            scoring=scoring,
         )
         return
-    models = load_models(params, None, model_dir)
+    models = load_models(params, heads(head), model_dir)
     with progress() as bar:
         task = bar.add_task(f"scoring {input.name}", total=None)
         stats = score_file(
