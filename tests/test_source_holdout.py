@@ -12,11 +12,11 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 
+from tests.conftest import CALM, NORMAL, URGENT, params_dict, write_params, write_sources
 from urgency.config import load_params
 from urgency.data import head_dataset
 from urgency.errors import DataValidationError
 from urgency.source_holdout import holdout_markdown, leave_one_source_out, leave_one_source_out_heads
-from tests.conftest import CALM, NORMAL, URGENT, params_dict, write_params, write_sources
 
 LABELS = ["high", "medium", "low"]
 

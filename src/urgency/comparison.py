@@ -1,14 +1,15 @@
 """The model families side by side: the newest version of each family per head, next to the
-champion, with their validation and test figures (`urgency compare`, docs/model_comparison.md).
+champion, with their validation and test figures (`urgency compare`, docs/model_comparison.md),
+and each sentiment model on the hand-labelled support-sentiment check (`urgency.hand_labelled`).
 """
 
 from __future__ import annotations
 
 import json
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 from mlflow import MlflowClient
@@ -18,6 +19,15 @@ from urgency.config import FAMILIES, MlflowParams
 from urgency.errors import OutputError
 from urgency.models import registry_client
 from urgency.tracking import alias_version, dataset_digest, use_tracking
+
+if TYPE_CHECKING:
+    from urgency.hand_labelled import LabelledSet
+
+# The hand-labelled check's columns: filled for sentiment models when the set is given.
+SUPPORT_COLUMNS = ("support sentiment acc.", "support predicted negative")
+
+# (head, registered name, version) -> extra columns of that version's row.
+VersionCheck = Callable[[str, str, ModelVersion], dict[str, Any]]
 
 
 def latest_by_family(client: MlflowClient, name: str) -> dict[str, ModelVersion]:
@@ -30,13 +40,16 @@ def latest_by_family(client: MlflowClient, name: str) -> dict[str, ModelVersion]
     return latest
 
 
-def compare(client: MlflowClient, model_names: dict[str, str], alias: str) -> pd.DataFrame:
+def compare(
+    client: MlflowClient, model_names: dict[str, str], alias: str, check: VersionCheck | None = None
+) -> pd.DataFrame:
     """One row per head and family (its newest version), plus the champion when it is an older
     version: the figures that decide which model to use.
 
     Figures come from each version's training run, where they were measured on the head's test
     split through `urgency.predict`. `same test rows` says whether the test split's digest
-    matches the newest baseline's, i.e. whether the figures are comparable."""
+    matches the newest baseline's, i.e. whether the figures are comparable. `check` adds
+    columns measured on the version itself (`support_sentiment_check`)."""
     rows: list[dict[str, Any]] = []
     for head, name in model_names.items():
         versions = latest_by_family(client, name)
@@ -68,9 +81,37 @@ def compare(client: MlflowClient, model_names: dict[str, str], alias: str) -> pd
                     "train seconds": metrics.get("train_seconds"),
                     "tickets/s": metrics.get("test_tickets_per_second"),
                     "same test rows": dataset_digest(client, version.run_id, "testing") == reference,
+                    **(check(head, name, version) if check is not None else {}),
                 }
             )
     return pd.DataFrame(rows)
+
+
+def support_sentiment_check(checked: LabelledSet, tracking_uri: str) -> VersionCheck:
+    """A `compare` check: each sentiment version, loaded (digests verified) and run on the
+    hand-labelled support-sentiment set: accuracy negative-vs-not and the share it predicts
+    negative. Other heads get empty cells."""
+    from urgency.hand_labelled import sentiment_check
+    from urgency.models import HeadRef, ModelSource, load_models
+
+    def check(head: str, name: str, version: ModelVersion) -> dict[str, Any]:
+        if head != "sentiment":
+            return dict.fromkeys(SUPPORT_COLUMNS)
+        ref = HeadRef(
+            head=head,
+            uri=f"models:/{name}/{version.version}",
+            version=str(version.version),
+            run_id=version.run_id,
+            registry_name=name,
+        )
+        model = load_models(ModelSource(heads=(ref,), tracking_uri=tracking_uri))[head]
+        result = sentiment_check(model, checked)
+        return {
+            SUPPORT_COLUMNS[0]: result["negative_vs_not_accuracy"],
+            SUPPORT_COLUMNS[1]: result["share_predicted_negative"],
+        }
+
+    return check
 
 
 def comparison_markdown(table: pd.DataFrame) -> str:
@@ -78,8 +119,9 @@ def comparison_markdown(table: pd.DataFrame) -> str:
     if table.empty:
         return "No registered models to compare.\n"
     shown = table.copy()
-    for column in ("validation macro-F1", "test macro-F1", "test accuracy", "test ECE"):
-        shown[column] = shown[column].map(lambda v: "" if pd.isna(v) else f"{v:.3f}")
+    for column in ("validation macro-F1", "test macro-F1", "test accuracy", "test ECE", *SUPPORT_COLUMNS):
+        if column in shown:
+            shown[column] = shown[column].map(lambda v: "" if pd.isna(v) else f"{v:.3f}")
     for column in ("train seconds", "tickets/s"):
         shown[column] = shown[column].map(lambda v: "" if pd.isna(v) else f"{v:,.0f}")
     shown["champion"] = shown["champion"].map({True: "yes", False: ""})
@@ -109,15 +151,24 @@ def log_comparison(table: pd.DataFrame, experiment_id: str, output: Path | None 
         for row in table.to_dict(orient="records"):
             if pd.notna(row["test macro-F1"]):
                 mlflow.log_metric(f"{row['head']}.{row['family']}.test_macro_f1", row["test macro-F1"])
+            if pd.notna(row.get(SUPPORT_COLUMNS[0])):
+                mlflow.log_metric(
+                    f"{row['head']}.{row['family']}.support_sentiment_accuracy", row[SUPPORT_COLUMNS[0]]
+                )
     return run.info.run_id
 
 
 def compare_and_log(
-    params: MlflowParams, heads: Sequence[str], output: Path | None = None
+    params: MlflowParams,
+    heads: Sequence[str],
+    output: Path | None = None,
+    support_sentiment: LabelledSet | None = None,
 ) -> tuple[pd.DataFrame, str]:
     """`compare` the heads' registered models on the configured tracking server and log the
-    table as a `compare` run (and to `output`); returns (table, run id)."""
+    table as a `compare` run (and to `output`); with `support_sentiment` (the hand-labelled set)
+    the sentiment models are also measured on it. Returns (table, run id)."""
     experiment_id = use_tracking(params.tracking_uri, params.experiment, params.artifact_location)
     names = {head: params.model_name(head) for head in heads}
-    table = compare(registry_client(params.tracking_uri), names, params.champion_alias)
+    check = support_sentiment_check(support_sentiment, params.tracking_uri) if support_sentiment else None
+    table = compare(registry_client(params.tracking_uri), names, params.champion_alias, check)
     return table, log_comparison(table, experiment_id, output)

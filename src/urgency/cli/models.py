@@ -137,14 +137,27 @@ def evaluate(
         bool, typer.Option("--log", help="Also log the figures to MLflow (an `evaluate` run).")
     ] = False,
     output: Annotated[Path | None, typer.Option(help="Write the full report as JSON here.")] = None,
+    leave_one_source_out: Annotated[
+        bool,
+        typer.Option(
+            "--leave-one-source-out",
+            help="Instead: for each head labelled by several sources (or the --head ones), fit the "
+            "baseline family without one source and test on all its labelled rows, beside the "
+            "in-split figure; always logged to MLflow (a `leave-one-source-out` run).",
+        ),
+    ] = False,
 ) -> None:
     """Evaluate the champion models (or a model folder) on each head's test split, or on a
     labelled --input file: accuracy, macro-F1, per-class figures, confusion matrix, calibration.
-    Only heads with both a model and labels are reported."""
+    Only heads with both a model and labels are reported. --leave-one-source-out trains instead
+    of loading: how a head does on a source it never saw."""
     from urgency.evaluate import evaluate_file, evaluate_models, log_evaluation
 
     setup_logging()
     params = load_params(params_path)
+    if leave_one_source_out:
+        held_out(params, heads(head), output)
+        return
     models = load_models(params, heads(head), model_dir)
     if input is None:
         reports, what = evaluate_models(models, params), "test split"
@@ -161,6 +174,23 @@ def evaluate(
         console.print(f"report written to {output}")
     if log:
         console.print(f"logged to MLflow run {log_evaluation(reports, params, what=what)}", highlight=False)
+
+
+def held_out(params: Any, chosen: list[str] | None, output: Path | None) -> None:
+    """`urgency evaluate --leave-one-source-out`: the table, printed and logged."""
+    from urgency.source_holdout import holdout_markdown, leave_one_source_out_heads, log_holdout
+
+    with progress() as bar:
+        bar.add_task("leave-one-source-out (baseline)", total=None)
+        table = leave_one_source_out_heads(params, chosen)
+    Console().print(holdout_markdown(table))
+    sample = params.data.sample_per_source
+    if sample is not None:
+        console.print(f"measured on a sample of {sample} rows per source (data.sample_per_source)")
+    if output:
+        output.write_text(json.dumps(table.to_dict(orient="records"), indent=2))
+        console.print(f"report written to {output}")
+    console.print(f"logged to MLflow run {log_holdout(table, params, sample=sample)}", highlight=False)
 
 
 def print_confusion(head: str, report: dict[str, Any]) -> None:
@@ -204,12 +234,30 @@ def export_models(
 def compare(
     params_path: ParamsOption = Path("params.yaml"),
     output: Annotated[Path | None, typer.Option(help="Also write the markdown table here.")] = None,
+    support_sentiment: Annotated[
+        Path | None,
+        typer.Option(
+            "--support-sentiment",
+            help="The hand-labelled support-sentiment set the sentiment models are checked on; "
+            "default: data/labelled/support_sentiment.csv beside the params file (skipped if absent).",
+        ),
+    ] = None,
 ) -> None:
-    """Compare the newest version of each model family per head (logged to MLflow as a `compare` run)."""
+    """Compare the newest version of each model family per head (logged to MLflow as a `compare`
+    run); sentiment models also on the hand-labelled support-sentiment set."""
     from urgency.comparison import compare_and_log, comparison_markdown
+    from urgency.errors import InputError
+    from urgency.hand_labelled import SUPPORT_SENTIMENT_FILE, configured_support_sentiment
 
     params = load_params(params_path)
-    table, run_id = compare_and_log(params.mlflow, HEADS, output)
+    if support_sentiment is not None and not support_sentiment.exists():
+        raise InputError(f"{support_sentiment}: file not found")
+    checked = configured_support_sentiment(
+        params, support_sentiment or params_path.resolve().parent / SUPPORT_SENTIMENT_FILE
+    )
+    if checked is None:
+        console.print("no support-sentiment set (or no support_tickets_synthetic source): column left out")
+    table, run_id = compare_and_log(params.mlflow, HEADS, output, checked)
     Console().print(comparison_markdown(table))
     console.print(f"logged to MLflow run {run_id}" + (f", written to {output}" if output else ""))
 
