@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -115,3 +116,31 @@ def test_configured_heads_with_the_baseline_family(tmp_path: Path) -> None:
     assert (table["held-out accuracy"] > 0.8).all()
     with pytest.raises(DataValidationError, match="baseline family only"):
         leave_one_source_out_heads(params, family="finetune")
+
+
+def test_evaluate_leave_one_source_out_prints_and_logs(tmp_path: Path) -> None:
+    from mlflow import MlflowClient
+    from typer.testing import CliRunner
+
+    from urgency.cli import app
+
+    data = params_dict(write_sources(tmp_path / "data"), tmp_path / "mlruns")
+    data["data"]["sources"].append(dict(data["data"]["sources"][0], name="tickets_copy"))
+    params_path = write_params(tmp_path, data)
+    output = tmp_path / "holdout.json"
+    result = CliRunner().invoke(
+        app, ["evaluate", "-p", str(params_path), "--leave-one-source-out", "--output", str(output)]
+    )
+    assert result.exit_code == 0, result.output
+    assert "held-out macro-F1" in result.output and "tickets_copy" in result.output
+    assert len(json.loads(output.read_text())) == 2
+    params = load_params(params_path)
+    client = MlflowClient(tracking_uri=params.mlflow.tracking_uri)
+    experiment = client.get_experiment_by_name(params.mlflow.experiment).experiment_id
+    parent = client.search_runs([experiment], "attributes.run_name = 'leave-one-source-out'")[0]
+    children = client.search_runs([experiment], f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
+    assert {run.data.params["held_out_source"] for run in children} == {"tickets", "tickets_copy"}
+    for run in children:
+        assert run.data.params["head"] == "urgency" and run.data.params["family"] == "baseline"
+        assert 0.0 <= run.data.metrics["held_out_macro_f1"] <= 1.0
+        assert "in_split_macro_f1" in run.data.metrics
