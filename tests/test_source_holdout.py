@@ -144,3 +144,17 @@ def test_evaluate_leave_one_source_out_prints_and_logs(tmp_path: Path) -> None:
         assert run.data.params["head"] == "urgency" and run.data.params["family"] == "baseline"
         assert 0.0 <= run.data.metrics["held_out_macro_f1"] <= 1.0
         assert "in_split_macro_f1" in run.data.metrics
+
+
+def test_leave_one_source_out_takes_no_model_or_input(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from urgency.cli import app
+
+    params_path = write_params(tmp_path, params_dict(write_sources(tmp_path / "data"), tmp_path / "mlruns"))
+    result = CliRunner().invoke(
+        app, ["evaluate", "-p", str(params_path), "--leave-one-source-out", "--model-dir", str(tmp_path)]
+    )
+    assert result.exit_code == 2 and "no --input or --model-dir" in result.output
+    single = CliRunner().invoke(app, ["evaluate", "-p", str(params_path), "--leave-one-source-out"])
+    assert single.exit_code == 4 and "two or more sources" in single.output

@@ -156,6 +156,11 @@ def evaluate(
     setup_logging()
     params = load_params(params_path)
     if leave_one_source_out:
+        if input is not None or model_dir is not None:
+            raise typer.BadParameter(
+                "trains its own models on the configured sources: no --input or --model-dir",
+                param_hint="--leave-one-source-out",
+            )
         held_out(params, heads(head), output)
         return
     models = load_models(params, heads(head), model_dir)
