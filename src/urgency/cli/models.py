@@ -25,7 +25,7 @@ from urgency.cli.common import (
     stdout,
     user_errors,
 )
-from urgency.config import HEADS, load_params
+from urgency.config import HEADS, Params, load_params
 
 
 @user_errors
@@ -181,7 +181,7 @@ def evaluate(
         console.print(f"logged to MLflow run {log_evaluation(reports, params, what=what)}", highlight=False)
 
 
-def held_out(params: Any, chosen: list[str] | None, output: Path | None) -> None:
+def held_out(params: Params, chosen: list[str] | None, output: Path | None) -> None:
     """`urgency evaluate --leave-one-source-out`: the table, printed and logged."""
     from urgency.source_holdout import holdout_markdown, leave_one_source_out_heads, log_holdout
 
