@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from urgency.cli.common import (
@@ -188,7 +187,7 @@ def held_out(params: Params, chosen: list[str] | None, output: Path | None) -> N
     with progress() as bar:
         bar.add_task("leave-one-source-out (baseline)", total=None)
         table = leave_one_source_out_heads(params, chosen)
-    Console().print(holdout_markdown(table))
+    typer.echo(holdout_markdown(table))  # whole lines: a markdown table, also when piped
     sample = params.data.sample_per_source
     if sample is not None:
         console.print(f"measured on a sample of {sample} rows per source (data.sample_per_source)")
@@ -263,7 +262,7 @@ def compare(
     if checked is None:
         console.print("no support-sentiment set (or no support_tickets_synthetic source): column left out")
     table, run_id = compare_and_log(params.mlflow, HEADS, output, checked)
-    Console().print(comparison_markdown(table))
+    typer.echo(comparison_markdown(table))  # whole lines, also when piped
     console.print(f"logged to MLflow run {run_id}" + (f", written to {output}" if output else ""))
 
 
