@@ -103,10 +103,11 @@ def configured_support_sentiment(params: Params, labels_path: Path) -> LabelledS
     its tickets read as the params' support_tickets_synthetic source describes them. None when
     the params have no such source or the labels file is absent: the check is then not made."""
     source = next((s for s in params.data.sources if s.name == SUPPORT_SENTIMENT_SOURCE), None)
-    path = labels_path
-    if source is None or not path.exists():
+    if source is None or not labels_path.exists():
         return None
-    return load_support_sentiment(path, source.path, source=source, max_text_chars=params.data.max_text_chars)
+    return load_support_sentiment(
+        labels_path, source.path, source=source, max_text_chars=params.data.max_text_chars
+    )
 
 
 def sentiment_report(labels: pd.Series | np.ndarray, probabilities: pd.DataFrame) -> dict[str, Any]:
