@@ -108,7 +108,8 @@ def main() -> None:
         model = load_model_dir(Path(folder), ["sentiment"])["sentiment"]
         support_proba = predict_proba(model, support["text"])
         test_proba = predict_proba(model, test["text"])
-    model_labels = np.asarray(model.labels)
+    model_labels = np.asarray(support_proba.columns)
+    support_proba, test_proba = support_proba.to_numpy(), test_proba.to_numpy()
     results["label_free"] = {
         **negative_figures(support["sentiment"], model_labels[support_proba.argmax(axis=1)]),
         "airline_test_macro_f1": float(
