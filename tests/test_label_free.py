@@ -136,3 +136,26 @@ def test_family_label_free_with_labels_fits_the_temperature(tmp_path: Path) -> N
     client = MlflowClient(tracking_uri=params.mlflow.tracking_uri, registry_uri=params.mlflow.tracking_uri)
     run = client.get_run(sentiment.run_id)
     assert run.data.params["label_free.temperature_fitted_on"] != "0"
+
+
+@pytest.mark.slow
+def test_params_descriptions_read_support_tickets_with_the_real_minilm() -> None:
+    """The demo's sentiment descriptions on the packaged MiniLM, default temperature: an upset
+    customer is negative, a polite outage report is not (the guideline's borderline rule 1)."""
+    from urgency.config import LabelFreeParams
+    from urgency.label_free import fit_label_free
+
+    params = load_params(PROJECT / "params.yaml")
+    head = params.heads.sentiment
+    described = {"sentiment": {label: head.descriptions[label] for label in head.labels}}
+    fitted = fit_label_free(described, {}, LabelFreeParams(), seed=0)["sentiment"]
+    probabilities = fitted.predict_proba(
+        [
+            "This is the third time I write and nobody answers. I am extremely disappointed.",
+            "Production outage - payments failing\nSince 07:50 every payment in our shop fails with "
+            "error 502. Customers cannot check out.",
+        ]
+    )
+    assert np.allclose(probabilities.sum(axis=1), 1.0)
+    predicted = [fitted.labels[i] for i in probabilities.argmax(axis=1)]
+    assert predicted[0] == "negative" and predicted[1] != "negative"
