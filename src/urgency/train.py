@@ -335,12 +335,14 @@ def train(
 ) -> TrainResult:
     """Validate the data, then train, evaluate and register each head in one MLflow run.
 
-    `family` (default: params.training.family) is baseline, embedding or finetune. `tickets`
+    `family` (default: params.training.family) is baseline, embedding, finetune or label-free
+    (every described head, or those asked for, from its descriptions: `urgency.label_free`). `tickets`
     (default: the configured sources, validated) is the canonical ticket frame to learn from;
     `urgency retrain` passes the merged history.
 
     `heads` None: every head some row has a label for (a helpdesk without sentiment labels gets
-    urgency and category, and `urgency.models.resolve` then finds just those). A head asked for
+    urgency and category, and `urgency.models.resolve` then finds just those), and a label-free
+    head for each head with descriptions and no labelled row. A head asked for
     with no label at all is a DataValidationError naming it. `on_start` is told the heads that
     will really be trained (a progress bar's total), `on_head` each one when it is done."""
     family = family or params.training.family
@@ -408,12 +410,15 @@ def train(
                 if heads is not None:
                     raise DataValidationError(
                         f"no row carries a {head} label: head {head} cannot be trained (label it "
-                        "in a source's columns, or leave the head out)"
+                        "in a source's columns, describe its labels and use --family label-free, "
+                        "or leave the head out)"
                     )
                 log.info("no row carries a %s label: %s is not trained (it has no model)", head, head)
                 continue
             check_head_dataset(dataset, head)
             datasets[head] = dataset
+        if not datasets and family == LABEL_FREE:
+            raise ParamsError("no head has descriptions (heads.<head>.descriptions) to build from")
         if not datasets:
             raise DataValidationError(
                 f"no row carries a label for any head ({', '.join(HEADS)}): nothing to train"
