@@ -34,6 +34,8 @@ from urgency.transformer_model import embed, pick_device
 log = logging.getLogger(__name__)
 
 FAMILY = "label-free"
+# Where the fitted temperature is searched: cosine similarities live in [-1, 1].
+TEMPERATURE_BOUNDS = (0.001, 2.0)
 
 
 def description_weights(
@@ -89,7 +91,8 @@ def fit_label_free(
                 normalize=True,
             )
             codes = rows["label"].map({label: i for i, label in enumerate(labels)}).to_numpy(dtype=np.int64)
-            temperature = fit_temperature(vectors @ weight.T, codes)
+            # Cosine logits differ by hundredths: the usual lower bound (0.05) would clip the fit.
+            temperature = fit_temperature(vectors @ weight.T, codes, bounds=TEMPERATURE_BOUNDS)
         fitted[head] = FittedHead(
             head=head,
             family=FAMILY,
