@@ -23,7 +23,7 @@ SENTIMENT_LABELS: tuple[str, ...] = ("negative", "neutral", "positive")
 # Fields of the canonical ticket record (urgency.data), which meta fields may not shadow.
 RECORD_FIELDS: tuple[str, ...] = ("id", "source", "subject", "body", "language", "created_at", "text", *HEADS)
 # Model families `urgency train` can fit (see TrainingParams).
-FAMILIES: tuple[str, ...] = ("baseline", "embedding", "finetune")
+FAMILIES: tuple[str, ...] = ("baseline", "embedding", "finetune", "label-free")
 
 
 class Strict(BaseModel):
@@ -189,6 +189,23 @@ class BaselineParams(Strict):
 class HeadParams(Strict):
     labels: list[str] = Field(min_length=2)
     baseline: BaselineParams = BaselineParams()
+    # Label-free head (README "Label-free heads"): a few sentences describing each label; the
+    # head predicts by the ticket's similarity to them, so it needs no labelled rows. `urgency
+    # train` registers it for a head that has descriptions but no labelled row (family label-free).
+    descriptions: dict[str, list[str]] | None = None
+
+    @model_validator(mode="after")
+    def _describe_every_label(self) -> HeadParams:
+        if self.descriptions is not None:
+            if sorted(self.descriptions) != sorted(self.labels):
+                raise ValueError(
+                    f"descriptions must describe exactly the labels {self.labels}, "
+                    f"got {list(self.descriptions)}"
+                )
+            empty = [label for label, sentences in self.descriptions.items() if not sentences]
+            if empty:
+                raise ValueError(f"descriptions of {empty} are empty: give each label a sentence or more")
+        return self
 
     @field_validator("labels")
     @classmethod
@@ -264,15 +281,31 @@ class FinetuneParams(Strict):
     validation_sample: int = Field(default=500, gt=0)
 
 
+class LabelFreeParams(Strict):
+    """Label-free heads: cosine similarity of the ticket's sentence embedding (the frozen MiniLM,
+    mean pooled, normalised) to each label's descriptions, softmaxed with a temperature."""
+
+    checkpoint: Path | None = None
+    max_length: int = Field(default=128, ge=8, le=512)
+    batch_size: int = Field(default=64, gt=0)
+    # Used when the head has no labelled row to fit it on: cosine similarities of one ticket to
+    # different labels' descriptions differ by a few hundredths, so a small temperature.
+    default_temperature: float = Field(default=0.05, gt=0)
+    # Labelled rows (a seeded sample of the head's train and validation rows) the temperature is
+    # fitted on, when there are any.
+    calibration_sample: int = Field(default=1000, gt=0)
+
+
 class TrainingParams(Strict):
     # Which model family `urgency train` fits (the CLI's --family overrides it).
-    family: Literal["baseline", "embedding", "finetune"] = "baseline"
+    family: Literal["baseline", "embedding", "finetune", "label-free"] = "baseline"
     # true: the transformer families use every train and validation row (a machine with a GPU);
     # false: the seeded samples set below, sized to finish on a small CPU.
     full_run: bool = False
     seed: int = 42
     embedding: EmbeddingParams = EmbeddingParams()
     finetune: FinetuneParams = FinetuneParams()
+    label_free: LabelFreeParams = LabelFreeParams()
 
 
 class MlflowParams(Strict):
@@ -451,7 +484,7 @@ def resolve_paths(params: Params, base: Path) -> Params:
     if "://" not in artifact_location:
         artifact_location = _resolve(base, Path(artifact_location)).as_uri()
     training = params.training
-    for family in ("embedding", "finetune"):
+    for family in ("embedding", "finetune", "label_free"):
         checkpoint = getattr(training, family).checkpoint
         if checkpoint is not None:
             resolved = getattr(training, family).model_copy(update={"checkpoint": _resolve(base, checkpoint)})

@@ -34,12 +34,14 @@ from urgency import tracking
 from urgency.cleaning import Cleaning, TextCleaner, write_model_code
 from urgency.config import HEADS, BaselineParams, CleaningParams, Params
 from urgency.data import LoadResult, check_head_dataset, configured_head_dataset, load_configured
-from urgency.errors import DataValidationError
+from urgency.errors import DataValidationError, ParamsError
 from urgency.evaluate import classification_report, confusion_frame, flat_metrics, quality_table
 from urgency.models import DIGEST_TAG, load_head_model, recorded_digests, registry_client
 from urgency.predict import predict_proba
 
 log = logging.getLogger(__name__)
+
+LABEL_FREE = "label-free"
 
 # What a baseline model needs at load time, pinned to the versions it was trained with.
 BASELINE_REQUIREMENTS = ("scikit-learn", "scipy", "numpy", "pandas", "selectolax")
@@ -176,6 +178,8 @@ def train_head(
         mlflow.log_params({f"split.{k}": v for k, v in params.splits.model_dump().items()})
         for name, part in (("training", train), ("validation", validation), ("testing", test)):
             mlflow.log_metric(f"rows_{name}", len(part))
+            if part.empty:  # a label-free head for a head no row is labelled for
+                continue
             data = mlflow.data.from_pandas(
                 part[["id", "source", "text", "label"]].reset_index(drop=True),
                 name=f"{head}-{name}",
@@ -184,6 +188,9 @@ def train_head(
             mlflow.log_input(data, context=name)
 
         example = test[["text"]].head(3).reset_index(drop=True)
+        if example.empty and head_params.descriptions:
+            # No labelled row: the head's own descriptions are the example input.
+            example = pd.DataFrame({"text": [s for d in head_params.descriptions.values() for s in d][:3]})
         if fitted is not None:
             from urgency.transformer import log_head_model
 
@@ -195,17 +202,21 @@ def train_head(
 
         # Evaluate the logged artifact through the same path the CLI and service use.
         loaded = load_head_model(info.model_uri)
-        majority = train["label"].mode().iloc[0]
         labels = list(head_params.labels)
-        reports = {}
+        majority = train["label"].mode().iloc[0] if not train.empty else labels[0]
+        reports: dict[str, Any] = {}
         for split_name, part in (("validation", validation), ("test", test)):
+            if part.empty:  # nothing to evaluate on (a label-free head without labelled rows)
+                reports[split_name] = {}
+                continue
             started = time.perf_counter()
             probabilities = predict_proba(loaded, part["text"])
             seconds = time.perf_counter() - started
             reports[split_name] = classification_report(part["label"], probabilities, labels, majority)
             mlflow.log_metrics(flat_metrics(reports[split_name], split_name))
             mlflow.log_metric(f"{split_name}_tickets_per_second", len(part) / max(seconds, 1e-9))
-        _log_confusion_matrix(reports["test"], head)
+        if reports["test"]:
+            _log_confusion_matrix(reports["test"], head)
         _log_json(reports, f"evaluation_{head}.json")
 
         name = params.mlflow.model_name(head)
@@ -218,8 +229,11 @@ def train_head(
             tags={
                 "head": head,
                 "family": family,
-                "test_macro_f1": f"{reports['test']['macro_f1']:.4f}",
-                "validation_macro_f1": f"{reports['validation']['macro_f1']:.4f}",
+                **{
+                    f"{split_name}_macro_f1": f"{report['macro_f1']:.4f}"
+                    for split_name, report in reports.items()
+                    if report
+                },
                 DIGEST_TAG: digests,
             },
         )
@@ -236,6 +250,30 @@ def train_head(
             test_report=reports["test"],
             validation_report=reports["validation"],
         )
+
+
+def described(params: Params, head: str) -> bool:
+    """Whether `head` is configured with descriptions (so it can be a label-free head)."""
+    head_params = getattr(params.heads, head, None)
+    return head_params is not None and bool(head_params.descriptions)
+
+
+def _fit_label_free(params: Params, datasets: dict[str, pd.DataFrame]) -> dict[str, Any]:
+    """Label-free heads from their descriptions, each temperature fitted on the head's labelled
+    train and validation rows when there are any (`urgency.label_free`)."""
+    from urgency.label_free import fit_label_free
+
+    descriptions = {}
+    for head in datasets:
+        head_params = params.heads.get(head)
+        descriptions[head] = {label: head_params.descriptions[label] for label in head_params.labels}
+    labelled = {
+        head: frame[frame["split"].isin(["train", "validation"])] if not frame.empty else frame
+        for head, frame in datasets.items()
+    }
+    with mlflow.start_run(run_name=f"{LABEL_FREE}-fit", nested=True):
+        mlflow.set_tags({"family": LABEL_FREE, "heads": ",".join(datasets)})
+        return fit_label_free(descriptions, labelled, params.training.label_free, seed=params.training.seed)
 
 
 def model_cleaning(params: CleaningParams) -> Cleaning:
@@ -297,12 +335,14 @@ def train(
 ) -> TrainResult:
     """Validate the data, then train, evaluate and register each head in one MLflow run.
 
-    `family` (default: params.training.family) is baseline, embedding or finetune. `tickets`
+    `family` (default: params.training.family) is baseline, embedding, finetune or label-free
+    (every described head, or those asked for, from its descriptions: `urgency.label_free`). `tickets`
     (default: the configured sources, validated) is the canonical ticket frame to learn from;
     `urgency retrain` passes the merged history.
 
     `heads` None: every head some row has a label for (a helpdesk without sentiment labels gets
-    urgency and category, and `urgency.models.resolve` then finds just those). A head asked for
+    urgency and category, and `urgency.models.resolve` then finds just those), and a label-free
+    head for each head with descriptions and no labelled row. A head asked for
     with no label at all is a DataValidationError naming it. `on_start` is told the heads that
     will really be trained (a progress bar's total), `on_head` each one when it is done."""
     family = family or params.training.family
@@ -346,18 +386,39 @@ def train(
             "data_report.json",
         )
         datasets = {}
+        # Heads registered as label-free heads (family label-free): all asked for (or every
+        # described head) with --family label-free; else a head with descriptions and no label.
+        label_free: list[str] = []
         for head in HEADS if heads is None else heads:
+            if family == LABEL_FREE:
+                if heads is None and not described(params, head):
+                    continue
+                if not described(params, head):
+                    raise ParamsError(
+                        f"head {head} has no descriptions: a label-free head needs heads.{head}.descriptions"
+                    )
+                label_free.append(head)
+                datasets[head] = configured_head_dataset(loaded.tickets, head, params.data, params.splits)
+                continue
             dataset = configured_head_dataset(loaded.tickets, head, params.data, params.splits)
+            if dataset.empty and heads is None and described(params, head):
+                log.info("no row carries a %s label: %s is a label-free head (its descriptions)", head, head)
+                label_free.append(head)
+                datasets[head] = dataset
+                continue
             if dataset.empty:
                 if heads is not None:
                     raise DataValidationError(
                         f"no row carries a {head} label: head {head} cannot be trained (label it "
-                        "in a source's columns, or leave the head out)"
+                        "in a source's columns, describe its labels and use --family label-free, "
+                        "or leave the head out)"
                     )
                 log.info("no row carries a %s label: %s is not trained (it has no model)", head, head)
                 continue
             check_head_dataset(dataset, head)
             datasets[head] = dataset
+        if not datasets and family == LABEL_FREE:
+            raise ParamsError("no head has descriptions (heads.<head>.descriptions) to build from")
         if not datasets:
             raise DataValidationError(
                 f"no row carries a label for any head ({', '.join(HEADS)}): nothing to train"
@@ -366,18 +427,27 @@ def train(
         if on_start:
             on_start(list(datasets))
         fitted: dict[str, Any] = {}
-        if family != "baseline":
+        trained = {head: dataset for head, dataset in datasets.items() if head not in label_free}
+        if family not in ("baseline", LABEL_FREE) and trained:
             from urgency.transformer import fit_family
 
-            fitted = fit_family(family, datasets, params.training)
+            fitted = fit_family(family, trained, params.training)
+        if label_free:
+            fitted |= _fit_label_free(params, {head: datasets[head] for head in label_free})
         for head, dataset in datasets.items():
-            sources = ",".join(sorted(dataset["source"].unique()))
+            sources = ",".join(sorted(dataset["source"].unique())) if not dataset.empty else ""
             results[head] = train_head(
-                dataset, head, params, sources=sources, client=client, family=family, fitted=fitted.get(head)
+                dataset,
+                head,
+                params,
+                sources=sources,
+                client=client,
+                family=LABEL_FREE if head in label_free else family,
+                fitted=fitted.get(head),
             )
             if on_head:
                 on_head(head)
-        table = quality_table({head: result.test_report for head, result in results.items()})
+        table = quality_table({head: r.test_report for head, r in results.items() if r.test_report})
         with tempfile.TemporaryDirectory() as folder:
             path = Path(folder) / "quality.md"
             path.write_text(table.to_markdown(index=False))

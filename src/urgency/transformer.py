@@ -137,9 +137,12 @@ def balanced_weights(labels: np.ndarray, classes: int) -> np.ndarray:
     return np.where(counts > 0, len(labels) / (classes * np.maximum(counts, 1)), 0.0)
 
 
-def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
-    """The temperature that minimises the validation log-loss. It keeps every argmax, so only
-    the confidences move (the scoring rules' thresholds rely on honest confidences)."""
+def fit_temperature(
+    logits: np.ndarray, labels: np.ndarray, bounds: tuple[float, float] = (0.05, 20.0)
+) -> float:
+    """The temperature (within `bounds`) that minimises the validation log-loss. It keeps every
+    argmax, so only the confidences move (the scoring rules' thresholds rely on honest
+    confidences)."""
     from scipy.optimize import minimize_scalar
 
     if len(labels) == 0:
@@ -151,7 +154,7 @@ def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
         log_proba = scaled - np.log(np.exp(scaled).sum(axis=1, keepdims=True))
         return float(-log_proba[np.arange(len(labels)), labels].mean())
 
-    found = minimize_scalar(loss, bounds=(np.log(0.05), np.log(20.0)), method="bounded")
+    found = minimize_scalar(loss, bounds=(np.log(bounds[0]), np.log(bounds[1])), method="bounded")
     return float(np.exp(found.x))
 
 

@@ -33,7 +33,9 @@ def train(
     head: HeadsOption = None,
     family: Annotated[
         str | None,
-        typer.Option(help="Model family: baseline, embedding or finetune (default: params training.family)."),
+        typer.Option(
+            help="Model family: baseline, embedding, finetune or label-free (default: training.family)."
+        ),
     ] = None,
     promote_if_better: Annotated[
         bool,

@@ -1,0 +1,124 @@
+"""Label-free heads: a head defined by a few sentences describing each label, not labelled rows.
+
+Each description sentence is embedded once with the frozen MiniLM (mean pooled, normalised, as
+`urgency.transformer_model.embed` does). A label's weight row is the mean of its sentences'
+vectors, so for a ticket's normalised vector `v` the label's logit `v @ w` is the ticket's mean
+cosine similarity to that label's sentences. The probabilities are a softmax of those logits
+divided by a temperature, fitted on whatever labelled rows the head has
+(`transformer.fit_temperature`), else `training.label_free.default_temperature`.
+
+The result is an ordinary `transformer.FittedHead` (family `label-free`, bias 0): it is saved,
+registered, digest-checked and served as the same `TransformerHead` pyfunc as the other MiniLM
+heads, with the description vectors as its weights, so prediction embeds only the ticket.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from urgency.config import LabelFreeParams
+from urgency.transformer import (
+    FittedHead,
+    checkpoint_folder,
+    fit_temperature,
+    load_pretrained,
+    sample,
+)
+from urgency.transformer_model import embed, pick_device
+
+log = logging.getLogger(__name__)
+
+FAMILY = "label-free"
+# Where the fitted temperature is searched: cosine similarities live in [-1, 1].
+TEMPERATURE_BOUNDS = (0.001, 2.0)
+
+
+def description_weights(
+    descriptions: Mapping[str, Sequence[str]],
+    labels: Sequence[str],
+    encoder: object,
+    tokenizer: object,
+    params: LabelFreeParams,
+) -> np.ndarray:
+    """labels x hidden: each label's mean normalised description vector."""
+    rows = []
+    for label in labels:
+        vectors = embed(
+            encoder,
+            tokenizer,
+            list(descriptions[label]),
+            max_length=params.max_length,
+            batch_size=params.batch_size,
+            normalize=True,
+        )
+        rows.append(vectors.mean(axis=0))
+    return np.vstack(rows)
+
+
+def fit_label_free(
+    descriptions: Mapping[str, Mapping[str, Sequence[str]]],
+    labelled: Mapping[str, pd.DataFrame],
+    params: LabelFreeParams,
+    *,
+    seed: int,
+) -> dict[str, FittedHead]:
+    """One label-free head per entry of `descriptions` (head -> label -> sentences), its
+    temperature fitted on `labelled[head]` (rows with `text` and `label`) when it has rows."""
+    encoder, tokenizer = load_pretrained(params.checkpoint)
+    encoder.to(pick_device())
+    fitted = {}
+    for head, described in descriptions.items():
+        started = time.perf_counter()
+        labels = list(described)
+        weight = description_weights(described, labels, encoder, tokenizer, params)
+        bias = np.zeros(len(labels))
+        rows = labelled.get(head)
+        rows = rows[rows["label"].isin(labels)] if rows is not None else pd.DataFrame()
+        rows = sample(rows, params.calibration_sample, seed)
+        temperature = params.default_temperature
+        if len(rows) > 0:
+            vectors = embed(
+                encoder,
+                tokenizer,
+                rows["text"].tolist(),
+                max_length=params.max_length,
+                batch_size=params.batch_size,
+                normalize=True,
+            )
+            codes = rows["label"].map({label: i for i, label in enumerate(labels)}).to_numpy(dtype=np.int64)
+            # Cosine logits differ by hundredths: the usual lower bound (0.05) would clip the fit.
+            temperature = fit_temperature(vectors @ weight.T, codes, bounds=TEMPERATURE_BOUNDS)
+        fitted[head] = FittedHead(
+            head=head,
+            family=FAMILY,
+            labels=labels,
+            encoder=encoder,
+            tokenizer=tokenizer,
+            weight=weight,
+            bias=bias,
+            temperature=temperature,
+            normalize=True,
+            max_length=params.max_length,
+            batch_size=params.batch_size,
+            train_rows=len(rows),
+            train_seconds=time.perf_counter() - started,
+            params={
+                **{f"label_free.{key}": value for key, value in params.model_dump(mode="json").items()},
+                "label_free.checkpoint": str(checkpoint_folder(params.checkpoint)),
+                "label_free.descriptions": sum(len(s) for s in described.values()),
+                "label_free.temperature_fitted_on": len(rows),
+            },
+        )
+        log.info(
+            "%s: label-free head from %d descriptions, temperature %.3f (%s)",
+            head,
+            sum(len(s) for s in described.values()),
+            temperature,
+            f"fitted on {len(rows)} labelled rows" if len(rows) else "the default: no labelled rows",
+        )
+    return fitted
