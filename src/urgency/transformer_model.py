@@ -8,15 +8,26 @@ column in, one probability per label out, in the order of `metadata["labels"]`.
 This module is copied into every logged model (`code_paths`), so it imports nothing else from
 `urgency` but `urgency.cleaning`, which is copied beside it: the artifact loads wherever its pip
 requirements are installed, and cleans its input text as the model was trained to.
+
+Heads share the work in one process (batch, service, Dask worker alike, as every one loads and
+calls this pyfunc): heads whose encoder files are equal hold one loaded encoder (`load_encoder`,
+keyed by `encoder_key`), and the sentence vectors it computes are kept in a bounded LRU
+(`VECTORS`), so when `urgency.predict` calls several heads on the same texts the encoder runs
+once per distinct cleaned text.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import threading
+import weakref
+from collections import OrderedDict
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import mlflow.pyfunc
 import numpy as np
@@ -33,6 +44,15 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 HEAD_FILE = "head.json"
+
+# "0" turns sharing off (each head its own encoder copy and passes, as before sharing): only for
+# the bench's anchor (bench/bench_shared_encoder.py), read when a head loads and predicts.
+SHARING_VARIABLE = "URGENCY_SHARE_ENCODERS"
+
+# Sentence vectors the process keeps (least recently used dropped first). A 384-wide MiniLM
+# vector is 1.5 kB, so 20,000 are about 30 MB: a whole `predict.chunk_size` chunk (5,000 texts)
+# for four distinct encoders, so the second and third head of a chunk always find the first's.
+VECTOR_MEMO_SIZE = 20_000
 
 
 def pick_device() -> Any:
@@ -95,6 +115,156 @@ def embed(
     return vectors
 
 
+def text_digest(text: str) -> str:
+    """The SHA-256 (hex) of a text as encoded: what its sentence vector is kept under."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def encoder_key(folder: Path) -> str:
+    """SHA-256 over every file of a transformers model folder (weights, config, tokenizer) with
+    its relative path: equal for equal content, wherever the folder lies."""
+    folder = Path(folder)
+    combined = hashlib.sha256()
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        digest = hashlib.sha256()
+        with path.open("rb") as file:
+            for block in iter(lambda: file.read(1 << 20), b""):
+                digest.update(block)
+        combined.update(f"{path.relative_to(folder).as_posix()}\0{digest.hexdigest()}\n".encode())
+    return combined.hexdigest()
+
+
+def vector_scope(key: str, max_length: int, normalize: bool) -> str:
+    """What a sentence vector depends on besides its text: the encoder and the embed settings."""
+    return f"{key}-{max_length}-{'normalised' if normalize else 'raw'}"
+
+
+class VectorStore(Protocol):
+    """Sentence vectors by (scope, text digest): the process's memo, or training's disk cache."""
+
+    def get_many(self, scope: str, digests: Sequence[str]) -> dict[str, np.ndarray]: ...
+
+    def put_many(self, scope: str, digests: Sequence[str], vectors: np.ndarray) -> None: ...
+
+
+class VectorMemo:
+    """A thread-safe LRU of at most `capacity` sentence vectors, by (scope, text digest)."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self._items: OrderedDict[tuple[str, str], np.ndarray] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get_many(self, scope: str, digests: Sequence[str]) -> dict[str, np.ndarray]:
+        found = {}
+        with self._lock:
+            for digest in digests:
+                vector = self._items.get((scope, digest))
+                if vector is not None:
+                    self._items.move_to_end((scope, digest))
+                    found[digest] = vector
+        return found
+
+    def put_many(self, scope: str, digests: Sequence[str], vectors: np.ndarray) -> None:
+        with self._lock:
+            for digest, vector in zip(digests, vectors, strict=True):
+                # A copy: a row view would keep its whole batch alive after the others are dropped.
+                self._items[(scope, digest)] = np.array(vector, dtype=np.float32)
+                self._items.move_to_end((scope, digest))
+            while len(self._items) > self.capacity:
+                self._items.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+
+
+VECTORS = VectorMemo(VECTOR_MEMO_SIZE)
+
+
+def embed_once(
+    encoder: Any,
+    tokenizer: Any,
+    texts: Sequence[str],
+    *,
+    max_length: int,
+    batch_size: int,
+    normalize: bool,
+    store: VectorStore,
+    scope: str,
+    device: Any = None,
+) -> np.ndarray:
+    """`embed` through `store`: each distinct text is encoded once, and only when `store` has no
+    vector for it under `scope` (which must name the encoder and these settings: `vector_scope`)."""
+    texts = [str(text) for text in texts]
+    digests = [text_digest(text) for text in texts]
+    distinct = dict(zip(digests, texts, strict=True))
+    known = store.get_many(scope, list(distinct))
+    missing = [digest for digest in distinct if digest not in known]
+    if missing:
+        computed = embed(
+            encoder,
+            tokenizer,
+            [distinct[digest] for digest in missing],
+            max_length=max_length,
+            batch_size=batch_size,
+            normalize=normalize,
+            device=device,
+        )
+        store.put_many(scope, missing, computed)
+        known.update(zip(missing, computed, strict=True))
+    if not texts:
+        return np.zeros((0, encoder.config.hidden_size), dtype=np.float32)
+    return np.vstack([known[digest] for digest in digests]).astype(np.float32, copy=False)
+
+
+@dataclass(eq=False)
+class Encoder:
+    """A loaded encoder and its tokenizer, `key` its `encoder_key`."""
+
+    key: str
+    model: Any
+    tokenizer: Any
+    device: Any
+
+
+# The process's loaded encoders by content; weak, so an encoder goes when its last head does
+# (a service reload frees the old models' encoder).
+_ENCODERS: weakref.WeakValueDictionary[str, Encoder] = weakref.WeakValueDictionary()
+_ENCODERS_LOCK = threading.Lock()
+
+
+def sharing() -> bool:
+    return os.environ.get(SHARING_VARIABLE, "1") != "0"
+
+
+def load_encoder(folder: Path) -> Encoder:
+    """The process's one copy of the encoder in `folder`: read on first use, then shared by every
+    head whose encoder files are equal (threads loading at once read it once)."""
+    key = encoder_key(folder)
+    if not sharing():
+        return _read_encoder(folder, key)
+    with _ENCODERS_LOCK:
+        found = _ENCODERS.get(key)
+        if found is None:
+            found = _read_encoder(folder, key)
+            _ENCODERS[key] = found
+        return found
+
+
+def _read_encoder(folder: Path, key: str) -> Encoder:
+    from transformers import AutoModel, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    device = pick_device()
+    model = AutoModel.from_pretrained(folder).to(device).eval()
+    return Encoder(key=key, model=model, tokenizer=AutoTokenizer.from_pretrained(folder), device=device)
+
+
 def softmax(logits: np.ndarray) -> np.ndarray:
     shifted = logits - logits.max(axis=1, keepdims=True)
     exp = np.exp(shifted)
@@ -139,10 +309,6 @@ class TransformerHead(mlflow.pyfunc.PythonModel):
     `head` (head.json). `predict` returns probabilities, n x labels."""
 
     def load_context(self, context: Any) -> None:
-        from transformers import AutoModel, AutoTokenizer
-        from transformers.utils import logging as hf_logging
-
-        hf_logging.disable_progress_bar()
         head = json.loads(Path(context.artifacts["head"]).read_text())
         self.labels = head["labels"]
         self.weight = np.asarray(head["weight"], dtype=np.float32)
@@ -152,23 +318,29 @@ class TransformerHead(mlflow.pyfunc.PythonModel):
         self.batch_size = int(head["batch_size"])
         self.normalize = bool(head["normalize"])
         self.cleaning = Cleaning.from_dict(head.get("cleaning"))
-        self.device = pick_device()
-        folder = context.artifacts["encoder"]
-        self.tokenizer = AutoTokenizer.from_pretrained(folder)
-        self.encoder = AutoModel.from_pretrained(folder).to(self.device).eval()
+        self.shared = load_encoder(Path(context.artifacts["encoder"]))
+        self.encoder = self.shared.model
+        self.tokenizer = self.shared.tokenizer
+        self.device = self.shared.device
 
     def predict(
         self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None
     ) -> np.ndarray:
+        # The cleaned text is what is encoded, so it is what the memo keys on.
         texts = clean_texts(model_input["text"], self.cleaning).tolist()
-        vectors = embed(
-            self.encoder,
-            self.tokenizer,
-            texts,
-            max_length=self.max_length,
-            batch_size=self.batch_size,
-            normalize=self.normalize,
-            device=self.device,
-        )
+        settings = {"max_length": self.max_length, "batch_size": self.batch_size, "normalize": self.normalize}
+        if sharing():
+            scope = vector_scope(self.shared.key, self.max_length, self.normalize)
+            vectors = embed_once(
+                self.encoder,
+                self.tokenizer,
+                texts,
+                **settings,
+                store=VECTORS,
+                scope=scope,
+                device=self.device,
+            )
+        else:
+            vectors = embed(self.encoder, self.tokenizer, texts, **settings, device=self.device)
         logits = vectors @ self.weight.T + self.bias
         return softmax(logits / self.temperature)
