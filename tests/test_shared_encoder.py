@@ -82,8 +82,13 @@ def _splits() -> dict[str, Split]:
 
 def _save_heads(folder: Path, embedding_checkpoint: Path, label_free_checkpoint: Path) -> Path:
     """Two embedding heads and a label-free sentiment head saved as model folders, as
-    `--model-dir` reads them."""
-    fitted = fit_embedding(_splits(), EmbeddingParams(checkpoint=embedding_checkpoint), full_run=True, seed=0)
+    `--model-dir` reads them. The embedding heads are refitted from the embedding cache, so their
+    tokenizer never encodes a training text, unlike the label-free head's: the saved encoder
+    files must be equal all the same."""
+    params = EmbeddingParams(checkpoint=embedding_checkpoint)
+    cache = folder / "embedding-cache"
+    fit_embedding(_splits(), params, full_run=True, seed=0, embedding_cache=cache)
+    fitted = fit_embedding(_splits(), params, full_run=True, seed=0, embedding_cache=cache)
     fitted |= fit_label_free(
         {"sentiment": DESCRIPTIONS}, {}, LabelFreeParams(checkpoint=label_free_checkpoint), seed=0
     )

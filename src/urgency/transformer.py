@@ -691,6 +691,13 @@ def _model_files(
     cleaning = cleaning or Cleaning()
 
     fitted.encoder.save_pretrained(root / "encoder")
+    # A fast tokenizer's file records the truncation and padding of its last call (every call
+    # sets its own); saved without them, equal encoders give equal files, which is what lets
+    # loaded heads share one encoder (`transformer_model.load_encoder` keys on the content).
+    backend = getattr(fitted.tokenizer, "backend_tokenizer", None)
+    if backend is not None:
+        backend.no_truncation()
+        backend.no_padding()
     fitted.tokenizer.save_pretrained(root / "encoder")
     head_file = write_head(
         root / "head",
