@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -83,9 +82,11 @@ def build(params: Params, folder: Path) -> dict[str, float]:
     return {"first_fit_seconds": first, "second_fit_seconds": second}
 
 
-def vm_rss_mb() -> float:
+def status_mb(field: str) -> float:
+    """A memory figure of this process from /proc/self/status: VmRSS now, VmHWM its peak (unlike
+    getrusage's ru_maxrss, which a child started by fork and exec inherits from its parent)."""
     for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
+        if line.startswith(f"{field}:"):
             return int(line.split()[1]) / 1024
     return float("nan")
 
@@ -95,7 +96,7 @@ def predict_once(params_path: Path, folder: Path) -> dict[str, float]:
     params = load_params(params_path)
     tickets = support_tickets(params).sample(n=PREDICT_ROWS, random_state=1)
     models = load_model_dir(folder)
-    loaded_mb = vm_rss_mb()
+    loaded_mb = status_mb("VmRSS")
     started = time.perf_counter()
     scored = predict_frame(models, tickets, max_text_chars=params.data.max_text_chars)
     seconds = time.perf_counter() - started
@@ -106,7 +107,7 @@ def predict_once(params_path: Path, folder: Path) -> dict[str, float]:
         "tickets": len(scored),
         "tickets_per_second": len(scored) / seconds,
         "rss_after_load_mb": loaded_mb,
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "peak_rss_mb": status_mb("VmHWM"),
     }
 
 
