@@ -199,7 +199,7 @@ def predict_file(
     check_not_input(input_path, output_path)
     stats = PredictStats()
     with AtomicTableWriter(output_path) as writer:
-        for chunk in read_chunks(input_path, chunk_size):
+        for chunk in read_chunks(input_path, chunk_size, source.encoding if source else "utf-8"):
             if stats.rows == 0:
                 warn_missing_columns(input_path, list(chunk.columns), subject_column, source)
             scored = predict_frame(

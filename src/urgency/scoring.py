@@ -248,6 +248,7 @@ def score_file(
     is decided and written at once, in input order, with the given `surge`.
     """
     check_not_input(input_path, output_path)
+    encoding = source.encoding if source is not None else "utf-8"
     stats = ScoreStats()
     columns: dict[str, Any] = {
         "subject_column": subject_column,
@@ -259,7 +260,7 @@ def score_file(
     with AtomicTableWriter(output_path) as writer:
         if queue:
             outputs, views = [], []
-            for chunk in read_chunks(input_path, chunk_size):
+            for chunk in read_chunks(input_path, chunk_size, encoding):
                 if not outputs:
                     warn_missing_columns(input_path, list(chunk.columns), subject_column, source)
                 output, for_rules = predict_for_rules(models, chunk, **columns)
@@ -284,7 +285,7 @@ def score_file(
         else:
             if surge is None:
                 raise ValueError("scoring a file in input order needs surge decided (on or off)")
-            for chunk in read_chunks(input_path, chunk_size):
+            for chunk in read_chunks(input_path, chunk_size, encoding):
                 if not stats.rows:
                     warn_missing_columns(input_path, list(chunk.columns), subject_column, source)
                     view, _ = model_input(
@@ -322,7 +323,7 @@ def created_times(path: Path, column: str, chunk_size: int, source: Source | Non
     """The created-time column of a ticket file (empty when it has none), as the rules read it
     (through `source` when given): what surge counts."""
     times: list[Any] = []
-    for chunk in read_chunks(path, chunk_size):
+    for chunk in read_chunks(path, chunk_size, source.encoding if source else "utf-8"):
         frame = map_tickets(chunk, source) if source is not None else chunk
         if column in frame.columns:
             times += frame[column].tolist()
