@@ -18,7 +18,7 @@ from typing import Any
 
 import pandas as pd
 
-from urgency.config import HEADS, Source
+from urgency.config import HEADS, Source, signal_column
 from urgency.decision import DECISION_COLUMNS, Decision, HeadOutput
 from urgency.files import AtomicTableWriter, check_not_input, read_chunks
 from urgency.models import HeadModel
@@ -150,6 +150,7 @@ def decide_predicted(
             *(f"{head}_confidence" for head in HEADS),
             column,
             *(info.column for info in rules.input_fields),
+            *(signal_column(name) for name in rules.spec.text_signals),
         }
         if name in predicted.columns
     ]
