@@ -53,7 +53,7 @@ def signals_store(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     params_path = write_params(folder, data)
     params = load_params(params_path)
     result = train(params, None, params_path=params_path, code_folder=PROJECT)
-    return {"params": params, "params_path": params_path, "result": result, "folder": folder}
+    return {"params": params, "params_path": params_path, "result": result, "folder": folder, "data": data}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -181,6 +181,33 @@ def test_score_frame_decides_on_the_signals_and_explains_them(signals_store: dic
     )
     assert [name for name, _ in decision.text_signals] == ["service_down", "security"]
     assert scored.frame().loc[0, "text_signals"].startswith(f"service_down={confidence:.2f};security=")
+
+
+def test_the_service_serves_the_signals_and_stores_what_fired(
+    signals_store: dict[str, Any], tmp_path: Path
+) -> None:
+    import yaml
+    from fastapi.testclient import TestClient
+
+    from serve.app import create_app
+    from tests.rules_helpers import rules_dict
+    from tests.serve_helpers import ALL, TICKET, rows, settings
+    from urgency.store import predictions
+
+    rules = tmp_path / "rules.yaml"  # thresholds 0: every signal fires, whatever the tiny model says
+    rules.write_text(yaml.safe_dump(rules_dict(text_signals={"service_down": 0.0, "security": 0.0})))
+    data = {**signals_store["data"], "scoring": {"rules": str(rules)}}
+    database = f"sqlite:///{tmp_path / 'service.db'}"
+    with TestClient(create_app(settings(write_params(tmp_path, data), database))) as client:
+        info = client.get("/v1/model", headers=ALL).json()
+        assert SIGNALS_MODEL in {head["head"] for head in info["heads"]}
+        result = client.post("/v1/score", json=TICKET, headers=ALL).json()
+    assert result["model_versions"][SIGNALS_MODEL] == "1"
+    assert SIGNALS_MODEL not in result["probabilities"]
+    fired = result["text_signals"]
+    assert set(fired) == {"service_down", "security"}
+    stored = rows(database, predictions)[0]["text_signals"]
+    assert set(stored.split(";")) == {f"{name}={value:.2f}" for name, value in fired.items()}
 
 
 # ---------------------------------------------------------------------------------------------
