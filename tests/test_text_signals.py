@@ -237,11 +237,11 @@ def test_a_signal_counts_at_or_above_its_threshold() -> None:
 def test_without_a_signals_model_the_rules_see_no_value_and_say_so() -> None:
     decision = run(_signal_rules(), outputs(urgency="low"))  # no text_* columns at all
     assert decision.priority == "P4" and decision.text_signals == ()
-    assert "no text signals model" in decision.explanation_text
+    assert "no text signal service_down, security (no signals model" in decision.explanation_text
     assert "text-down" in decision.explanation_text and "text-security" in decision.explanation_text
     # A column present but empty (no usable text): no value, and no such step.
     empty = run(_signal_rules(), outputs(urgency="low"), text_service_down=None, text_security=None)
-    assert "no text signals model" not in empty.explanation_text
+    assert "no signals model" not in empty.explanation_text
 
 
 def test_a_rule_may_read_only_the_signals_the_file_lists() -> None:

@@ -264,8 +264,8 @@ def _text_signals(ticket: Mapping[str, Any], rules: RuleSet, steps: list[Step]) 
     }
     if readers:
         reason = (
-            f"no text signals model (or none for {', '.join(absent)}): rule(s) reading them see no "
-            f"value ({', '.join(sorted(readers))})"
+            f"no text signal {', '.join(absent)} (no signals model, or it reads no such signal): "
+            f"rule(s) reading them see no value ({', '.join(sorted(readers))})"
         )
         steps.append(Step("confidence.text_signals", "confidence", "text_signals", None, None, reason))
     return _Signals(confidences, rules.spec.text_signals)
