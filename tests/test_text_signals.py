@@ -210,6 +210,25 @@ def test_the_service_serves_the_signals_and_stores_what_fired(
     assert set(stored.split(";")) == {f"{name}={value:.2f}" for name, value in fired.items()}
 
 
+def test_demo_agents_decide_as_score_does_with_the_signals(
+    signals_store: dict[str, Any], tmp_path: Path
+) -> None:
+    import yaml
+
+    from tests.cli import invoke
+    from tests.rules_helpers import rules_dict
+
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(yaml.safe_dump(rules_dict(text_signals={"service_down": 0.0})))
+    params = write_params(tmp_path, {**signals_store["data"], "scoring": {"rules": str(rules)}})
+    closed = tmp_path / "closed.csv"
+    arguments = ["-p", str(params), "--output", str(closed), "--rows", "20", "--now", "2026-03-02"]
+    done = invoke("demo-agents", *arguments)
+    assert done.exit_code == 0, done.output
+    assert "agents' values: urgency" in done.output and "signals" not in done.output
+    assert len(pd.read_csv(closed)) == 20
+
+
 # ---------------------------------------------------------------------------------------------
 # The rules
 
