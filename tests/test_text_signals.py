@@ -263,6 +263,14 @@ def test_without_a_signals_model_the_rules_see_no_value_and_say_so() -> None:
     assert "no signals model" not in empty.explanation_text
 
 
+def test_an_input_column_never_passes_for_a_text_signal() -> None:
+    rules = _signal_rules()
+    tickets = pd.DataFrame({"subject": ["Down"], "body": ["All is down"], "text_security": [0.99]})
+    scored = score_frame({}, tickets, rules, now=datetime(2026, 3, 2, 9, tzinfo=UTC), max_text_chars=500)
+    assert scored.decisions[0].text_signals == () and scored.decisions[0].priority == "P4"
+    assert scored.frame().loc[0, "text_security"] == 0.99  # the input column, kept unchanged
+
+
 def test_a_rule_may_read_only_the_signals_the_file_lists() -> None:
     with pytest.raises(ParamsError, match="unknown field 'text_data_loss'"):
         make_rules(
