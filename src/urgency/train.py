@@ -8,6 +8,7 @@ alias is set when the head has none yet.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import tempfile
@@ -32,7 +33,7 @@ from sklearn.pipeline import Pipeline
 
 from urgency import tracking
 from urgency.cleaning import Cleaning, TextCleaner, write_model_code
-from urgency.config import HEADS, BaselineParams, CleaningParams, Params
+from urgency.config import HEADS, SIGNALS_MODEL, BaselineParams, CleaningParams, Params
 from urgency.data import LoadResult, check_head_dataset, configured_head_dataset, load_configured
 from urgency.errors import DataValidationError, ParamsError
 from urgency.evaluate import classification_report, confusion_frame, flat_metrics, quality_table
@@ -122,6 +123,8 @@ class TrainResult:
     parent_run_id: str
     heads: dict[str, HeadResult]
     load: LoadResult
+    # The text signals' model version registered by this run (None: none, or unchanged).
+    signals_version: str | None = None
 
 
 def _log_json(data: Any, name: str) -> None:
@@ -274,6 +277,55 @@ def _fit_label_free(params: Params, datasets: dict[str, pd.DataFrame]) -> dict[s
     with mlflow.start_run(run_name=f"{LABEL_FREE}-fit", nested=True):
         mlflow.set_tags({"family": LABEL_FREE, "heads": ",".join(datasets)})
         return fit_label_free(descriptions, labelled, params.training.label_free, seed=params.training.seed)
+
+
+# The tag on a signals model version: a digest of the definition it was fitted from.
+SIGNALS_DEFINITION_TAG = "signals_definition_sha256"
+
+
+def register_signals(params: Params, client: MlflowClient) -> str | None:
+    """Fit the text signals' model from params `signals` (`urgency.label_free.fit_signals`),
+    register it as `<model_prefix>-signals` with its file digests, and point the champion alias
+    at it: the params are its definition and there is nothing labelled to gate it on. Returns the
+    version; None when the champion was fitted from the same definition (a retrain adds no copy)."""
+    from urgency.label_free import fit_signals
+    from urgency.transformer import log_head_model
+
+    assert params.signals is not None
+    settings = params.training.label_free
+    definition = json.dumps(
+        {
+            "signals": params.signals.model_dump(mode="json"),
+            "checkpoint": str(settings.checkpoint),
+            "max_length": settings.max_length,
+            "cleaning": params.data.cleaning.model_dump(),
+        },
+        sort_keys=True,
+    )
+    definition_digest = hashlib.sha256(definition.encode()).hexdigest()
+    name, alias = params.mlflow.model_name(SIGNALS_MODEL), params.mlflow.champion_alias
+    champion = tracking.alias_version(client, name, alias)
+    if champion is not None and champion.tags.get(SIGNALS_DEFINITION_TAG) == definition_digest:
+        log.info("%s@%s (v%s) has these signals: not registered again", name, alias, champion.version)
+        return None
+    with mlflow.start_run(run_name=f"{SIGNALS_MODEL}-{LABEL_FREE}", nested=True):
+        mlflow.set_tags({"head": SIGNALS_MODEL, "family": LABEL_FREE})
+        fitted = fit_signals(params.signals, settings)
+        example = pd.DataFrame({"text": params.signals.other[:3]})
+        info = log_head_model(fitted, example, cleaning=model_cleaning(params.data.cleaning))
+        version = tracking.register(
+            info.model_uri,
+            name,
+            tags={
+                "head": SIGNALS_MODEL,
+                "family": LABEL_FREE,
+                SIGNALS_DEFINITION_TAG: definition_digest,
+                DIGEST_TAG: recorded_digests(info.model_uri),
+            },
+        )
+    client.set_registered_model_alias(name, alias, str(version.version))
+    log.info("text signals: %s v%s registered, %s set", name, version.version, alias)
+    return str(version.version)
 
 
 def model_cleaning(params: CleaningParams) -> Cleaning:
@@ -447,9 +499,13 @@ def train(
             )
             if on_head:
                 on_head(head)
+        # The text signals' model beside the heads (a whole training, not a chosen head).
+        signals_version = register_signals(params, client) if params.signals and heads is None else None
         table = quality_table({head: r.test_report for head, r in results.items() if r.test_report})
         with tempfile.TemporaryDirectory() as folder:
             path = Path(folder) / "quality.md"
             path.write_text(table.to_markdown(index=False))
             mlflow.log_artifact(str(path))
-    return TrainResult(parent_run_id=parent.info.run_id, heads=results, load=loaded)
+    return TrainResult(
+        parent_run_id=parent.info.run_id, heads=results, load=loaded, signals_version=signals_version
+    )

@@ -74,6 +74,9 @@ def train(
             for name, o in result.heads.items()
         },
     )
+    if result.signals_version:
+        name = params.mlflow.model_name("signals")
+        console.print(f"text signals: {name} v{result.signals_version} (champion)", highlight=False)
     if not promote_if_better:
         return
 
