@@ -16,8 +16,9 @@ from tests.cli import invoke
 from tests.conftest import PROJECT, params_dict, write_params, write_sources
 from tests.test_label_free import DESCRIPTIONS
 from tests.test_transformer import _splits, make_tiny_checkpoint
+from urgency.cleaning import Cleaning
 from urgency.config import load_params
-from urgency.distill import soft_targets, unlabelled_tickets
+from urgency.distill import fit_student, soft_targets, unlabelled_tickets
 from urgency.errors import ParamsError
 from urgency.hand_labelled import text_digest
 from urgency.train import train
@@ -175,11 +176,31 @@ def test_unlabelled_tickets_leave_out_hand_labelled_ids_and_texts() -> None:
 
 def test_soft_targets_expand_each_ticket_into_weighted_classes() -> None:
     probabilities = pd.DataFrame([[0.7, 0.295, 0.005], [0.0, 1.0, 0.0]], columns=["neg", "neu", "pos"])
-    rows = soft_targets(pd.Series(["a", "b"]), probabilities, total_weight=4.0, min_probability=0.01)
-    assert list(zip(rows["text"], rows["label"], strict=True)) == [("a", "neg"), ("a", "neu"), ("b", "neu")]
+    rows = soft_targets(probabilities, total_weight=4.0, min_probability=0.01)
+    assert list(zip(rows["ticket"], rows["label"], strict=True)) == [(0, "neg"), (0, "neu"), (1, "neu")]
     assert rows["weight"].sum() == pytest.approx(4.0)
     # Weights keep the teacher's proportions.
     assert rows["weight"].to_numpy() == pytest.approx(np.array([0.7, 0.295, 1.0]) * 4.0 / 1.995)
+
+
+def test_the_student_follows_the_teacher_on_the_unlabelled_text() -> None:
+    """Labelled rows never show the support words; the teacher's soft targets teach them."""
+    from urgency.config import HeadParams
+
+    words = {"negative": "awful", "neutral": "schedule", "positive": "great"}
+    train = pd.DataFrame(
+        {"text": [f"{w} trip {i}" for i in range(10) for w in words.values()], "label": list(words) * 10}
+    )
+    unlabelled = pd.Series([f"printer jams on floor {i}" for i in range(30)])
+    head = HeadParams(labels=list(words), baseline={"min_df": 1, "calibration": "none"})
+    student = {}
+    for teacher in ("negative", "positive"):
+        probabilities = pd.DataFrame(0.05, index=range(30), columns=list(words))
+        probabilities[teacher] = 0.9
+        targets = soft_targets(probabilities, total_weight=30.0, min_probability=0.01)
+        model = fit_student(train, train, unlabelled, targets, head, Cleaning())
+        student[teacher] = model.predict(pd.DataFrame({"text": ["printer jams on floor 99"]}))[0]
+    assert student == {"negative": "negative", "positive": "positive"}
 
 
 def test_the_blend_is_the_normalised_product_of_the_two_heads() -> None:

@@ -32,7 +32,8 @@ import numpy as np
 import pandas as pd
 
 from urgency import tracking
-from urgency.config import DistillParams, Params
+from urgency.cleaning import Cleaning
+from urgency.config import DistillParams, HeadParams, Params
 from urgency.data import check_head_dataset, configured_head_dataset, load_configured
 from urgency.errors import DataValidationError, ModelNotFoundError, ParamsError
 from urgency.evaluate import classification_report
@@ -90,20 +91,19 @@ def unlabelled_tickets(
     return frame.reset_index(drop=True)
 
 
-def soft_targets(
-    texts: pd.Series, probabilities: pd.DataFrame, *, total_weight: float, min_probability: float
-) -> pd.DataFrame:
-    """The teacher's probabilities as weighted hard rows: one row (`text`, `label`, `weight`) per
-    ticket and class whose probability is at least `min_probability`, weighted by that
-    probability, all weights scaled so they sum to `total_weight`. A weighted log-loss over these
-    rows is the cross-entropy against the teacher's distribution (up to the dropped classes)."""
+def soft_targets(probabilities: pd.DataFrame, *, total_weight: float, min_probability: float) -> pd.DataFrame:
+    """The teacher's probabilities (one row per ticket) as weighted hard rows: one row
+    (`ticket`: its position, `label`, `weight`) per ticket and class whose probability is at
+    least `min_probability`, weighted by that probability, all weights scaled so they sum to
+    `total_weight`. A weighted log-loss over these rows is the cross-entropy against the
+    teacher's distribution (up to the dropped classes)."""
     values = probabilities.to_numpy(dtype=float)
     ticket, label = np.nonzero(values >= min_probability)
     weight = values[ticket, label]
     total = weight.sum()
     return pd.DataFrame(
         {
-            "text": np.asarray(texts, dtype=object)[ticket],
+            "ticket": ticket,
             "label": np.asarray(probabilities.columns, dtype=object)[label],
             "weight": weight * (total_weight / total) if total > 0 else weight,
         }
@@ -119,24 +119,34 @@ def balanced_weights(labels: pd.Series) -> np.ndarray:
 def fit_student(
     train: pd.DataFrame,
     validation: pd.DataFrame,
+    unlabelled: pd.Series,
     targets: pd.DataFrame,
-    head_params: Any,
-    cleaning: Any,
+    head_params: HeadParams,
+    cleaning: Cleaning,
 ) -> Any:
-    """The baseline pipeline fitted on `train` (text, label; balanced weights as the baseline's)
-    and the `soft_targets` rows, then calibrated on `validation` as the baseline is."""
+    """The baseline pipeline (`train.build_pipeline`) fitted on `train` (text, label; balanced
+    weights as the baseline's) and the `soft_targets` rows of the `unlabelled` texts, then
+    calibrated on `validation` as the baseline is.
+
+    The steps are fitted one by one so each text is cleaned and vectorised once (the TF-IDF
+    vocabulary and weights from the distinct texts), however many class rows it becomes."""
     from urgency.train import build_pipeline, calibrate
 
     baseline = head_params.baseline
     pipeline = build_pipeline(baseline, cleaning)
+    texts = pd.DataFrame({"text": pd.concat([train["text"], unlabelled], ignore_index=True)})
+    clean, features, classifier = (pipeline.named_steps[step] for step in ("clean", "features", "classifier"))
+    matrix = features.fit_transform(clean.fit_transform(texts))
+    rows = np.concatenate([np.arange(len(train)), len(train) + targets["ticket"].to_numpy()])
+    labels = np.concatenate([train["label"].astype(str).to_numpy(), targets["label"].astype(str).to_numpy()])
     labelled_weight = (
         balanced_weights(train["label"]) if baseline.class_weight == "balanced" else np.ones(len(train))
     )
     # The class balance is in the labelled rows' weights; the teacher's rows keep the teacher's.
-    pipeline.set_params(classifier__class_weight=None)
-    rows = pd.concat([train[["text", "label"]], targets[["text", "label"]]], ignore_index=True)
-    weights = np.concatenate([labelled_weight, targets["weight"].to_numpy(dtype=float)])
-    pipeline.fit(rows[["text"]], rows["label"].astype(str).to_numpy(), classifier__sample_weight=weights)
+    classifier.set_params(class_weight=None)
+    classifier.fit(
+        matrix[rows], labels, sample_weight=np.concatenate([labelled_weight, targets["weight"].to_numpy()])
+    )
     return calibrate(pipeline, validation, baseline)
 
 
@@ -256,7 +266,6 @@ def distill(
         else float(len(train))
     )
     targets = soft_targets(
-        unlabelled["text"],
         probabilities,
         total_weight=settings.unlabelled_weight * labelled_total,
         min_probability=settings.min_probability,
@@ -286,7 +295,7 @@ def distill(
                 path, index=False
             )
             mlflow.log_artifact(str(path))
-        model = fit_student(train, validation, targets, head_params, cleaning)
+        model = fit_student(train, validation, unlabelled["text"], targets, head_params, cleaning)
         tags = {
             "teacher_model": ref.registry_name,
             "teacher_version": ref.version,
