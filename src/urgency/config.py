@@ -321,7 +321,7 @@ class DistillParams(Strict):
     # Unlabelled tickets: a seeded sample of at most this many rows of the sources below.
     unlabelled_rows: int = Field(default=5000, gt=0)
     # Their total weight relative to the labelled train rows' total (1.0: as much as all of them).
-    unlabelled_weight: float = Field(default=1.0, gt=0)
+    unlabelled_weight: float = Field(default=0.5, gt=0)
     # A (ticket, class) row whose teacher probability is below this is left out.
     min_probability: float = Field(default=0.01, ge=0, lt=1)
     # Sources of the unlabelled tickets (their rows without the head's label); empty: every
