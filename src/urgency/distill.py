@@ -25,7 +25,7 @@ import tempfile
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import mlflow
 import numpy as np
@@ -40,6 +40,9 @@ from urgency.evaluate import classification_report
 from urgency.models import HeadModel, HeadRef, ModelSource, load_models, registry_client
 from urgency.predict import predict_proba
 from urgency.text import ticket_text
+
+if TYPE_CHECKING:
+    from urgency.hand_labelled import LabelledSet
 
 log = logging.getLogger(__name__)
 
@@ -179,7 +182,7 @@ def _load(ref: HeadRef, tracking_uri: str) -> HeadModel:
     return load_models(ModelSource(heads=(ref,), tracking_uri=tracking_uri))[ref.head]
 
 
-def _support_accuracy(model: HeadModel, checked: Any) -> float:
+def _support_accuracy(model: HeadModel, checked: LabelledSet) -> float:
     from urgency.hand_labelled import sentiment_check
 
     return float(sentiment_check(model, checked)["negative_vs_not_accuracy"])
@@ -191,7 +194,7 @@ def distill(
     teacher: str,
     *,
     sources: Sequence[str] | None = None,
-    support_sentiment: Any = None,
+    support_sentiment: LabelledSet | None = None,
     params_path: Path | None = None,
 ) -> DistillResult:
     """Distil the `teacher` (a registered version or alias of the head's model) into a
