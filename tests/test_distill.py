@@ -103,6 +103,7 @@ def test_distill_registers_a_student_version_naming_its_teacher(distilled: dict[
     # The labelled train rows plus the 6 support tickets not hand-labelled.
     assert run.data.params["distill.unlabelled_rows_used"] == "6"
     assert int(run.data.params["train_rows"]) == metrics["rows_training"] + 6
+    assert metrics["train_seconds"] > 0
     # The student does not take the champion alias: the baseline keeps it.
     assert str(client.get_model_version_by_alias("ticket-sentiment", "champion").version) == "1"
     assert "student ticket-sentiment v3 from teacher ticket-sentiment v2 (label-free)" in " ".join(

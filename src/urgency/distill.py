@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import tempfile
+import time
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -298,7 +299,9 @@ def distill(
                 path, index=False
             )
             mlflow.log_artifact(str(path))
+        started = time.perf_counter()
         model = fit_student(train, validation, unlabelled["text"], targets, head_params, cleaning)
+        train_seconds = time.perf_counter() - started
         tags = {
             "teacher_model": ref.registry_name,
             "teacher_version": ref.version,
@@ -316,6 +319,7 @@ def distill(
             tags=tags,
         )
         client.log_param(result.run_id, "train_rows", len(train) + len(unlabelled))
+        client.log_metric(result.run_id, "train_seconds", train_seconds)
         for key, value in run_params.items():
             client.log_param(result.run_id, key, value)
 
