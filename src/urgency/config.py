@@ -206,6 +206,9 @@ class HeadParams(Strict):
     # head predicts by the ticket's similarity to them, so it needs no labelled rows. `urgency
     # train` registers it for a head that has descriptions but no labelled row (family label-free).
     descriptions: dict[str, list[str]] | None = None
+    # With descriptions: the embedding family's trained head is blended with the label-free head
+    # as a prior (a product of experts, p ~ p_trained * p_label_free ** prior_weight; docs/label-free.md).
+    prior_weight: float | None = Field(default=None, gt=0)
 
     @model_validator(mode="after")
     def _describe_every_label(self) -> HeadParams:
@@ -218,6 +221,8 @@ class HeadParams(Strict):
             empty = [label for label, sentences in self.descriptions.items() if not sentences]
             if empty:
                 raise ValueError(f"descriptions of {empty} are empty: give each label a sentence or more")
+        if self.prior_weight is not None and self.descriptions is None:
+            raise ValueError("prior_weight blends the label-free head as a prior: it needs descriptions")
         return self
 
     @field_validator("labels")
@@ -349,6 +354,22 @@ class TrainingParams(Strict):
     embedding: EmbeddingParams = EmbeddingParams()
     finetune: FinetuneParams = FinetuneParams()
     label_free: LabelFreeParams = LabelFreeParams()
+
+
+class DistillParams(Strict):
+    """`urgency distill` (docs/model_comparison.md "Distilled students"): a baseline-family
+    student fitted on the head's labelled train rows plus unlabelled tickets, each labelled by a
+    teacher model's probabilities (one row per class, weighted by the probability)."""
+
+    # Unlabelled tickets: a seeded sample of at most this many rows of the sources below.
+    unlabelled_rows: int = Field(default=5000, gt=0)
+    # Their total weight relative to the labelled train rows' total (1.0: as much as all of them).
+    unlabelled_weight: float = Field(default=0.5, gt=0)
+    # A (ticket, class) row whose teacher probability is below this is left out.
+    min_probability: float = Field(default=0.01, ge=0, lt=1)
+    # Sources of the unlabelled tickets (their rows without the head's label); empty: every
+    # source that labels no row for the head.
+    sources: list[str] = []
 
 
 class MlflowParams(Strict):
@@ -492,6 +513,7 @@ class Params(Strict):
     promotion: PromotionParams = PromotionParams()
     # Optional: text signals for the rules (none: no signals model, rules reading them see none).
     signals: SignalsParams | None = None
+    distill: DistillParams = DistillParams()
 
     @model_validator(mode="after")
     def _labels_map_onto_heads(self) -> Params:

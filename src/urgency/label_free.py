@@ -45,7 +45,9 @@ def description_weights(
     labels: Sequence[str],
     encoder: object,
     tokenizer: object,
-    params: LabelFreeParams,
+    *,
+    max_length: int,
+    batch_size: int,
 ) -> np.ndarray:
     """labels x hidden: each label's mean normalised description vector."""
     rows = []
@@ -54,8 +56,8 @@ def description_weights(
             encoder,
             tokenizer,
             list(descriptions[label]),
-            max_length=params.max_length,
-            batch_size=params.batch_size,
+            max_length=max_length,
+            batch_size=batch_size,
             normalize=True,
         )
         rows.append(vectors.mean(axis=0))
@@ -77,7 +79,9 @@ def fit_label_free(
     for head, described in descriptions.items():
         started = time.perf_counter()
         labels = list(described)
-        weight = description_weights(described, labels, encoder, tokenizer, params)
+        weight = description_weights(
+            described, labels, encoder, tokenizer, max_length=params.max_length, batch_size=params.batch_size
+        )
         bias = np.zeros(len(labels))
         rows = labelled.get(head)
         rows = rows[rows["label"].isin(labels)] if rows is not None else pd.DataFrame()

@@ -92,6 +92,12 @@ def fit_baseline(
     confidences honest, which the confidence thresholds of the scoring rules rely on.
     """
     pipeline = build_pipeline(params, cleaning).fit(train[["text"]], train["label"].to_numpy())
+    return calibrate(pipeline, validation, params)
+
+
+def calibrate(pipeline: Pipeline, validation: pd.DataFrame, params: BaselineParams) -> Any:
+    """The fitted `pipeline` with its probabilities calibrated on the validation rows
+    (`params.calibration`), as `fit_baseline` does (the distilled student too)."""
     counts = validation["label"].value_counts()
     if params.calibration == "none":
         return pipeline
@@ -167,16 +173,19 @@ def train_head(
     family: str = "baseline",
     fitted: Any = None,
     claim_champion: bool = True,
+    tags: dict[str, str] | None = None,
 ) -> HeadResult:
     """Fit, log, reload, evaluate and register one head inside the active parent run.
 
     Transformer families arrive already `fitted` (a `urgency.transformer.FittedHead`: their
-    heads may share one encoder, so they are fitted together before this runs).
-    `claim_champion`: point the champion alias at the new version when the head has none yet."""
+    heads may share one encoder, so they are fitted together before this runs); a baseline-family
+    model fitted elsewhere (the distilled student, `urgency.distill`) arrives as its fitted
+    scikit-learn estimator. `claim_champion`: point the champion alias at the new version when
+    the head has none yet. `tags`: more tags for the run and the registered version."""
     head_params = params.heads.get(head)
     train, validation, test = (dataset[dataset["split"] == name] for name in ("train", "validation", "test"))
     with mlflow.start_run(run_name=f"{head}-{family}", nested=True) as run:
-        mlflow.set_tags({"head": head, "family": family})
+        mlflow.set_tags({"head": head, "family": family, **(tags or {})})
         mlflow.log_params({"head": head, "labels": ",".join(head_params.labels), "sources": sources})
         mlflow.log_params({f"split.{k}": v for k, v in params.splits.model_dump().items()})
         for name, part in (("training", train), ("validation", validation), ("testing", test)):
@@ -194,13 +203,14 @@ def train_head(
         if example.empty and head_params.descriptions:
             # No labelled row: the head's own descriptions are the example input.
             example = pd.DataFrame({"text": [s for d in head_params.descriptions.values() for s in d][:3]})
-        if fitted is not None:
+        cleaning = model_cleaning(params.data.cleaning)
+        if fitted is not None and hasattr(fitted, "encoder"):  # a transformer.FittedHead
             from urgency.transformer import log_head_model
 
-            info = log_head_model(fitted, example, cleaning=model_cleaning(params.data.cleaning))
+            info = log_head_model(fitted, example, cleaning=cleaning)
         else:
             info = _fit_and_log_baseline(
-                train, validation, example, head, head_params.baseline, model_cleaning(params.data.cleaning)
+                train, validation, example, head, head_params.baseline, cleaning, model=fitted, family=family
             )
 
         # Evaluate the logged artifact through the same path the CLI and service use.
@@ -232,6 +242,7 @@ def train_head(
             tags={
                 "head": head,
                 "family": family,
+                **(tags or {}),
                 **{
                     f"{split_name}_macro_f1": f"{report['macro_f1']:.4f}"
                     for split_name, report in reports.items()
@@ -259,6 +270,18 @@ def described(params: Params, head: str) -> bool:
     """Whether `head` is configured with descriptions (so it can be a label-free head)."""
     head_params = getattr(params.heads, head, None)
     return head_params is not None and bool(head_params.descriptions)
+
+
+def priors(params: Params, heads: Sequence[str]) -> dict[str, Any]:
+    """The label-free priors (`transformer.Prior`) of the heads with `prior_weight` set."""
+    from urgency.transformer import Prior
+
+    found = {}
+    for head in heads:
+        head_params = params.heads.get(head)
+        if head_params.prior_weight is not None and head_params.descriptions:
+            found[head] = Prior(descriptions=head_params.descriptions, weight=head_params.prior_weight)
+    return found
 
 
 def _fit_label_free(params: Params, datasets: dict[str, pd.DataFrame]) -> dict[str, Any]:
@@ -340,12 +363,17 @@ def _fit_and_log_baseline(
     head: str,
     params: BaselineParams,
     cleaning: Cleaning,
+    *,
+    model: Any = None,
+    family: str = "baseline",
 ) -> Any:
+    """Fit the baseline (unless `model`, already fitted, is given) and log it to the active run."""
     mlflow.log_params(_flat_params(params, "baseline"))
     mlflow.log_params({f"cleaning.{step}": on for step, on in cleaning.as_dict().items()})
-    started = time.perf_counter()
-    model = fit_baseline(train, validation, params, cleaning)
-    mlflow.log_metric("train_seconds", time.perf_counter() - started)
+    if model is None:
+        started = time.perf_counter()
+        model = fit_baseline(train, validation, params, cleaning)
+        mlflow.log_metric("train_seconds", time.perf_counter() - started)
     signature = infer_signature(example, model.predict_proba(example))
     # The pickled pipeline's first step is `urgency.cleaning.TextCleaner`: that module travels
     # with the model, so it loads where urgency is not installed.
@@ -367,7 +395,7 @@ def _fit_and_log_baseline(
             metadata={
                 "head": head,
                 "labels": [str(c) for c in model.classes_],
-                "family": "baseline",
+                "family": family,
                 "cleaning": cleaning.as_dict(),
             },
         )
@@ -483,7 +511,7 @@ def train(
         if family not in ("baseline", LABEL_FREE) and trained:
             from urgency.transformer import fit_family
 
-            fitted = fit_family(family, trained, params.training)
+            fitted = fit_family(family, trained, params.training, priors=priors(params, trained))
         if label_free:
             fitted |= _fit_label_free(params, {head: datasets[head] for head in label_free})
         for head, dataset in datasets.items():
