@@ -1,10 +1,11 @@
-"""Text impact signals read by label-free detectors, measured on the hand-labelled support set.
+"""Text impact signals (params `signals`), measured on the hand-labelled support set.
 
-Each signal is a binary label-free head (`urgency.label_free`): labels [<signal>, other], the
-signal described by a few sentences, `other` by the ordinary requests every signal shares. Its
-confidence is P(<signal>) with the default temperature. The 400 tickets of
-`data/labelled/support_sentiment.csv` carry a 0/1 column per signal; the threshold per signal is
-CHOSEN ON THIS SAME SET (the F1-best one), so its precision and recall are optimistic.
+The signals' model is built exactly as `urgency train` builds it (`urgency.label_free.fit_signals`)
+and read exactly as predict reads it (`urgency.predict.signal_confidences`): per signal
+P(signal vs other) at the signals' temperature. The 400 tickets of
+`data/labelled/support_sentiment.csv` carry a 0/1 column per signal. The threshold per signal
+is CHOSEN ON THIS SAME SET (the F1-best one), so its precision and recall are optimistic; the
+rules file's `text_signals` thresholds come from here (rules.yaml says which run).
 
     HF_HUB_OFFLINE=1 python bench/bench_text_signals.py [--params params.yaml]
 """
@@ -19,58 +20,9 @@ import numpy as np
 from bench_label_free import support_set  # this folder is on sys.path when run as a script
 
 from urgency.config import load_params
-from urgency.label_free import fit_label_free
+from urgency.label_free import fit_signals
+from urgency.predict import signal_confidences
 from urgency.transformer_model import embed, softmax
-
-OTHER = [
-    "I would like information about your pricing plans.",
-    "How do I change the language of the user interface?",
-    "Please update the billing address on our account.",
-    "One report shows the wrong date format.",
-    "Could you explain how to export a spreadsheet?",
-    "The application is a bit slow when I open large files.",
-    "I forgot my password and need to reset it.",
-    "We would like to add a new feature to our subscription.",
-]
-
-SIGNALS = {
-    "service_down": [
-        "Our whole system is down and nobody can access the platform.",
-        "The website is offline, the server crashed and the service is unavailable.",
-        "Production outage: the application cannot be reached at all.",
-        "The network and VPN are down, the database server is not responding.",
-    ],
-    "many_users": [
-        "All our employees are affected by this problem.",
-        "The whole team and several departments cannot work.",
-        "Many of our customers and users report the same issue.",
-        "Everyone in the company is impacted.",
-    ],
-    "security": [
-        "We detected suspicious logins to an administrator account.",
-        "Our account was hacked and there was unauthorized access to our data.",
-        "A data breach exposed customer records.",
-        "We received a phishing e-mail and found malware on a computer.",
-    ],
-    "data_loss": [
-        "All our files were deleted and cannot be recovered.",
-        "The database is corrupted and records were lost.",
-        "Customer data disappeared after the update.",
-        "E-mails and documents were overwritten and are gone.",
-    ],
-    "payment_failure": [
-        "Every payment fails and customers cannot check out.",
-        "The credit card charge was declined.",
-        "We were charged twice on our invoice.",
-        "The billing system overcharged us, the amount is wrong.",
-    ],
-    "legal_deadline": [
-        "We must comply with GDPR and HIPAA regulations by the deadline.",
-        "Our contract and SLA obligations require a fix.",
-        "The audit deadline is next week and we face legal consequences.",
-        "Regulatory compliance requires us to meet this obligation.",
-    ],
-}
 
 
 def best_threshold(truth: np.ndarray, score: np.ndarray) -> dict[str, float]:
@@ -92,22 +44,24 @@ def main() -> None:
     parser.add_argument("--output", type=Path, default=Path("bench/text_signals.json"))
     args = parser.parse_args()
     params = load_params(args.params)
+    if params.signals is None:
+        raise SystemExit(f"{args.params} has no `signals` block to measure")
     support = support_set(args.params, params)
     lf = params.training.label_free
-    descriptions = {name: {name: sentences, "other": OTHER} for name, sentences in SIGNALS.items()}
-    fitted = fit_label_free(descriptions, {}, lf, seed=params.training.seed)
-    first = next(iter(fitted.values()))
+    fitted = fit_signals(params.signals, lf)
     vectors = embed(
-        first.encoder,
-        first.tokenizer,
+        fitted.encoder,
+        fitted.tokenizer,
         support["text"].tolist(),
         max_length=lf.max_length,
         batch_size=lf.batch_size,
         normalize=True,
     )
+    proba = softmax((vectors @ fitted.weight.T + fitted.bias) / fitted.temperature)
+    confidences = signal_confidences(proba, fitted.labels)
     results = {}
-    for name, head in fitted.items():
-        confidence = softmax((vectors @ head.weight.T) / head.temperature)[:, 0]
+    for position, name in enumerate(params.signals.descriptions):
+        confidence = confidences[:, position]
         truth = support[name].astype(int).to_numpy() == 1
         at_half = confidence >= 0.5
         tp = int((at_half & truth).sum())

@@ -16,7 +16,7 @@ from typing import Any
 import pandas as pd
 
 from serve.schemas import ExplanationStep, HeadModelInfo, ModelInfo, ScoreResult, Ticket
-from urgency.config import HEADS, Params
+from urgency.config import HEADS, SIGNALS_MODEL, Params
 from urgency.decision import Decision, iso
 from urgency.errors import ModelNotFoundError
 from urgency.models import HeadModel, load_models, registry_client, resolve
@@ -65,8 +65,9 @@ def load_runtime(
         None,
         model_dir=model_dir,
         tracking_uri=params.mlflow.tracking_uri,
-        model_names={head: params.mlflow.model_name(head) for head in HEADS},
+        model_names={name: params.mlflow.model_name(name) for name in (*HEADS, SIGNALS_MODEL)},
         alias=alias,
+        signals=True,
     )
     gone = [head for head in keep_heads if head not in source.describe()]
     if gone:
@@ -93,7 +94,7 @@ def registry_versions(params: Params, alias: str | None) -> dict[str, str]:
 
     client = registry_client(params.mlflow.tracking_uri)
     found = {}
-    for head in HEADS:
+    for head in (*HEADS, SIGNALS_MODEL):
         version = alias_version(client, params.mlflow.model_name(head), alias or params.mlflow.champion_alias)
         if version is not None:
             found[head] = str(version.version)
@@ -186,7 +187,9 @@ def prediction_row(scored: ScoredTicket, scored_at: datetime) -> dict[str, Any]:
         "subject": ticket.subject,
         "body": ticket.body,
         "fields": ticket.fields,
-        **{name: getattr(scored.decision, name) for name in STORED_DECISION_FIELDS},
+        **{name: getattr(scored.decision, name) for name in STORED_DECISION_FIELDS if name != "text_signals"},
+        # Text, as a file has it: a query can look for tickets where a signal fired.
+        "text_signals": scored.decision.text_signals_text or None,
         "decision": result.model_dump(mode="json", exclude={"model_versions"}),
         "model_versions": result.model_versions,
     }
@@ -196,7 +199,7 @@ def _result(runtime: Runtime, row: dict[str, Any], decision: Decision) -> ScoreR
     probabilities = {
         head: {label: row[f"{head}_proba_{label}"] for label in model.labels}
         for head, model in runtime.models.items()
-        if row[head] is not None
+        if head != SIGNALS_MODEL and row[head] is not None
     }
     created = row[runtime.rules.spec.created_at.column]
     return ScoreResult(
@@ -210,6 +213,7 @@ def _result(runtime: Runtime, row: dict[str, Any], decision: Decision) -> ScoreR
         category_confidence=decision.category_confidence,
         sentiment=decision.sentiment,
         sentiment_confidence=decision.sentiment_confidence,
+        text_signals=dict(decision.text_signals),
         probabilities=probabilities,
         impact=decision.impact,
         team=decision.team,

@@ -166,6 +166,7 @@ class ScoreResult(BaseModel):
     category_confidence: float | None = Field(description=_doc("category_confidence"))
     sentiment: str | None = Field(description=_doc("sentiment"))
     sentiment_confidence: float | None = Field(description=_doc("sentiment_confidence"))
+    text_signals: dict[str, float] = Field(description=_doc("text_signals"))
     probabilities: dict[str, dict[str, float]] = Field(description="head -> label -> probability")
     impact: str = Field(description=_doc("impact"))
     team: str = Field(description=_doc("team"))

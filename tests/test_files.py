@@ -80,8 +80,13 @@ def test_read_chunks_errors_are_input_errors(tmp_path: Path) -> None:
         next(read_chunks(tmp_path / "missing.csv", 10))
     latin = tmp_path / "latin.csv"
     latin.write_bytes("body\nGröße\n".encode("latin-1"))
-    with pytest.raises(NotTextError, match=r"latin\.csv: not UTF-8 text \(byte \d+\)$"):
+    not_text = r"latin\.csv: not utf-8 text \(byte \d+\); .*`encoding:`.*--source"
+    with pytest.raises(NotTextError, match=not_text):
         list(read_chunks(latin, 10))
+    assert next(read_chunks(latin, 10, "latin-1"))["body"].tolist() == ["Größe"]
+    latin_lines = tmp_path / "latin.jsonl"
+    latin_lines.write_bytes('{"body": "Größe"}\n'.encode("cp1252"))
+    assert next(read_chunks(latin_lines, 10, "cp1252"))["body"].tolist() == ["Größe"]
     broken = tmp_path / "broken.jsonl"
     broken.write_text('{"body": "a"}\n[1, 2]\n')
     with pytest.raises(InputError, match="cannot be read as jsonl: line 2: expected a JSON object, got list"):

@@ -90,9 +90,12 @@ def test_detection_works_offline() -> None:
 
 def test_sources_normalise_or_detect_their_language(tmp_path: Path) -> None:
     tagged = tmp_path / "tagged.csv"
-    pd.DataFrame({"body": ["a b", "c d", "e f"], "lang": ["en-US", "EN", "de_DE"]}).to_csv(
-        tagged, index=False
-    )
+    pd.DataFrame(
+        {
+            "body": ["a b", "c d", "e f", "Der Drucker druckt seit gestern nur leere Seiten aus"],
+            "lang": ["en-US", "EN", "de_DE", ""],  # a blank cell is detected
+        }
+    ).to_csv(tagged, index=False)
     untagged = tmp_path / "untagged.csv"
     pd.DataFrame(
         {
@@ -110,7 +113,7 @@ def test_sources_normalise_or_detect_their_language(tmp_path: Path) -> None:
         Source(name="constant", path=constant, columns={"body": "body"}, constants={"language": "en_GB"}),
     ]
     tickets = load_tickets(sources).tickets.set_index("source")
-    assert tickets.loc["tagged", "language"].tolist() == ["en", "en", "de"]
+    assert tickets.loc["tagged", "language"].tolist() == ["en", "en", "de", "de"]
     assert tickets.loc["untagged", "language"].tolist() == ["en", "de"]
     assert tickets.loc["untagged", "body"].tolist()[0] == "The VPN keeps disconnecting every hour"
     assert tickets.loc[["constant"], "language"].tolist() == ["en"]

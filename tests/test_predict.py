@@ -231,3 +231,24 @@ def test_the_service_does_not_load_training_data_code() -> None:
         env={**os.environ, "PYTHONPATH": path},
     ).stdout.split()
     assert loaded == ["False", "False"]
+
+
+def test_a_source_with_its_encoding_reads_an_excel_csv(models: dict[str, Any], tmp_path: Path) -> None:
+    from urgency.config import Source
+    from urgency.files import NotTextError
+
+    exported = tmp_path / "excel.csv"
+    exported.write_bytes("Betreff,Text\nServer down,Größe production outage critical\n".encode("cp1252"))
+    kwargs: dict[str, Any] = {"max_text_chars": 1000, "chunk_size": 10}
+    with pytest.raises(NotTextError, match=r"excel\.csv: not utf-8 text.*`encoding:`"):
+        predict_file(models, exported, tmp_path / "out.csv", **kwargs)
+    source = Source(
+        name="excel",
+        path=exported,
+        columns={"subject": "Betreff", "body": "Text"},
+        encoding="cp1252",
+    )
+    predict_file(models, exported, tmp_path / "out.csv", source=source, **kwargs)
+    scored = pd.read_csv(tmp_path / "out.csv")
+    assert scored.loc[0, "Text"] == "Größe production outage critical"
+    assert scored.loc[0, "urgency"] == "high"

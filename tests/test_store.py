@@ -186,3 +186,31 @@ def test_feedback_for_the_same_instant_in_another_offset_is_the_same_event(datab
     with pytest.raises(FeedbackConflict):
         store.record_feedback({**event, "decided_at": datetime(2026, 6, 1, 10, 0, tzinfo=UTC)})
     engine.dispose()
+
+
+def test_a_store_from_before_text_signals_keeps_its_rows_readable(tmp_path: Path) -> None:
+    """Migration 0003 adds `predictions.text_signals`: older rows read as null, new rows keep it."""
+    from importlib import resources
+
+    import sqlalchemy as sa
+    from alembic import command
+    from alembic.config import Config
+
+    from urgency.store import predictions
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'store.db'}")
+    config = Config()
+    config.set_main_option("script_location", str(resources.files("urgency") / "migrations"))
+    config.attributes["engine"] = engine
+    command.upgrade(config, "0002")
+    old = {key: value for key, value in _prediction("T-old").items() if key != "fields"}
+    with engine.begin() as connection:
+        columns = {column["name"] for column in sa.inspect(connection).get_columns("predictions")}
+        assert "text_signals" not in columns
+        old_table = sa.Table("predictions", sa.MetaData(), autoload_with=connection)
+        connection.execute(old_table.insert(), [{**old, "fields": {"plan": "free"}}])
+    assert upgrade(engine) == ("0002", head_revision())
+    Store(engine).record_predictions([{**_prediction("T-new"), "text_signals": "security=1.00"}])
+    with engine.connect() as connection:
+        rows = connection.execute(sa.select(predictions.c.ticket_id, predictions.c.text_signals)).all()
+    assert sorted(rows) == [("T-new", "security=1.00"), ("T-old", None)]

@@ -122,3 +122,21 @@ def test_tune_command_on_this_machine(tmp_path: Path) -> None:
     assert version.tags["tune_run_id"] in done.output
     # The head had no champion: the search still does not make one.
     assert "champion" not in client.get_registered_model("ticket-urgency").aliases
+
+
+def test_the_search_fits_with_the_cleaning_the_model_will_carry() -> None:
+    import pandas as pd
+
+    from urgency.cleaning import Cleaning
+    from urgency.tune import fit_and_score
+
+    # The label is the markup alone: HTML cleaning erases it, so only the cleaning the model
+    # will carry (here: HTML left as it is) finds it.
+    texts = [f"<p><b>report {i}</b></p>" for i in range(20)] + [f"report {i}" for i in range(20)]
+    frame = pd.DataFrame({"text": texts, "label": ["markup"] * 20 + ["plain"] * 20})
+    fit, score = frame.iloc[::2], frame.iloc[1::2]
+    base = BaselineParams(min_df=1)
+    kept, _ = fit_and_score(base, fit, score, ["markup", "plain"], Cleaning(html=False))
+    cleaned, _ = fit_and_score(base, fit, score, ["markup", "plain"], Cleaning())
+    assert kept == 1.0
+    assert cleaned < 0.7

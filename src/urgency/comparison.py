@@ -1,6 +1,7 @@
-"""The model families side by side: the newest version of each family per head, next to the
-champion, with their validation and test figures (`urgency compare`, docs/model_comparison.md),
-and each sentiment model on the hand-labelled support-sentiment check (`urgency.hand_labelled`).
+"""The model families side by side: the newest version of each family per head (a distilled
+`student` too, with its gap to its teacher), next to the champion, with their validation and test
+figures and speed (`urgency compare`, docs/model_comparison.md), and each sentiment model on the
+hand-labelled support-sentiment check (`urgency.hand_labelled`).
 """
 
 from __future__ import annotations
@@ -81,6 +82,8 @@ def compare(
                     "train seconds": metrics.get("train_seconds"),
                     "tickets/s": metrics.get("test_tickets_per_second"),
                     "same test rows": dataset_digest(client, version.run_id, "testing") == reference,
+                    # A distilled student's test macro-F1 less its teacher's (`urgency distill`).
+                    "test gap to teacher": metrics.get("test_macro_f1_gap_to_teacher"),
                     **(check(head, name, version) if check is not None else {}),
                 }
             )
@@ -119,7 +122,8 @@ def comparison_markdown(table: pd.DataFrame) -> str:
     if table.empty:
         return "No registered models to compare.\n"
     shown = table.copy()
-    for column in ("validation macro-F1", "test macro-F1", "test accuracy", "test ECE", *SUPPORT_COLUMNS):
+    numbers = ("validation macro-F1", "test macro-F1", "test accuracy", "test ECE", "test gap to teacher")
+    for column in (*numbers, *SUPPORT_COLUMNS):
         if column in shown:
             shown[column] = shown[column].map(lambda v: "" if pd.isna(v) else f"{v:.3f}")
     for column in ("train seconds", "tickets/s"):

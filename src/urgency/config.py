@@ -9,6 +9,7 @@ Over 400 lines on purpose: it is the whole params schema, one section per stage,
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Literal
 
@@ -22,6 +23,18 @@ URGENCY_LABELS: tuple[str, ...] = ("high", "medium", "low")
 SENTIMENT_LABELS: tuple[str, ...] = ("negative", "neutral", "positive")
 # Fields of the canonical ticket record (urgency.data), which meta fields may not shadow.
 RECORD_FIELDS: tuple[str, ...] = ("id", "source", "subject", "body", "language", "created_at", "text", *HEADS)
+# The text signals' model (`SignalsParams`): its key among the loaded models and the suffix of its
+# registered name (`<model_prefix>-signals`); `OTHER_SIGNAL` is its label for ordinary text.
+SIGNALS_MODEL = "signals"
+OTHER_SIGNAL = "other"
+
+
+def signal_column(name: str) -> str:
+    """Text signal `name`'s predicted column (its confidence, 0..1) and rules field (true at or
+    above the rules file's threshold): `text_<name>`."""
+    return f"text_{name}"
+
+
 # Model families `urgency train` can fit (see TrainingParams).
 FAMILIES: tuple[str, ...] = ("baseline", "embedding", "finetune", "label-free")
 
@@ -193,6 +206,9 @@ class HeadParams(Strict):
     # head predicts by the ticket's similarity to them, so it needs no labelled rows. `urgency
     # train` registers it for a head that has descriptions but no labelled row (family label-free).
     descriptions: dict[str, list[str]] | None = None
+    # With descriptions: the embedding family's trained head is blended with the label-free head
+    # as a prior (a product of experts, p ~ p_trained * p_label_free ** prior_weight; docs/label-free.md).
+    prior_weight: float | None = Field(default=None, gt=0)
 
     @model_validator(mode="after")
     def _describe_every_label(self) -> HeadParams:
@@ -205,6 +221,8 @@ class HeadParams(Strict):
             empty = [label for label, sentences in self.descriptions.items() if not sentences]
             if empty:
                 raise ValueError(f"descriptions of {empty} are empty: give each label a sentence or more")
+        if self.prior_weight is not None and self.descriptions is None:
+            raise ValueError("prior_weight blends the label-free head as a prior: it needs descriptions")
         return self
 
     @field_validator("labels")
@@ -296,6 +314,36 @@ class LabelFreeParams(Strict):
     calibration_sample: int = Field(default=1000, gt=0)
 
 
+class SignalsParams(Strict):
+    """Text signals (README "Text signals"): facts about a ticket's impact read from its text
+    (`text_service_down`, ...), one label-free detector per signal. A ticket's confidence in a
+    signal is the binary softmax of its mean cosine similarity to the signal's descriptions and to
+    the `other` sentences, divided by `temperature`: multi-label, every signal on its own. The
+    rules file says at which confidence a signal counts (`text_signals`). `urgency train`
+    registers the detectors as one model, `<model_prefix>-signals` (the label-free settings of
+    `training.label_free`: encoder, max_length)."""
+
+    # Ordinary requests and near misses every signal is weighed against.
+    other: list[str] = Field(min_length=1)
+    # Signal name -> sentences describing it.
+    descriptions: dict[str, list[str]] = Field(min_length=1)
+    # Cosine differences are hundredths: a small temperature. The rules' thresholds are on this
+    # scale, so changing it means choosing them again (bench/bench_text_signals.py).
+    temperature: float = Field(default=0.05, gt=0)
+
+    @field_validator("descriptions")
+    @classmethod
+    def _named_and_described(cls, descriptions: dict[str, list[str]]) -> dict[str, list[str]]:
+        for name, sentences in descriptions.items():
+            if not re.fullmatch(r"[a-z][a-z0-9_]*", name) or name == OTHER_SIGNAL:
+                raise ValueError(
+                    f"signal name {name!r}: lower-case letters, digits and _ (not {OTHER_SIGNAL!r})"
+                )
+            if not sentences:
+                raise ValueError(f"signal {name!r} has no descriptions: give it a sentence or more")
+        return descriptions
+
+
 class TrainingParams(Strict):
     # Which model family `urgency train` fits (the CLI's --family overrides it).
     family: Literal["baseline", "embedding", "finetune", "label-free"] = "baseline"
@@ -309,6 +357,22 @@ class TrainingParams(Strict):
     # The frozen MiniLM's vectors of training texts, by text digest and encoder (relative: the
     # params file's folder), so a retrain embeds only new texts; null: no cache.
     embedding_cache: Path | None = None
+
+
+class DistillParams(Strict):
+    """`urgency distill` (docs/model_comparison.md "Distilled students"): a baseline-family
+    student fitted on the head's labelled train rows plus unlabelled tickets, each labelled by a
+    teacher model's probabilities (one row per class, weighted by the probability)."""
+
+    # Unlabelled tickets: a seeded sample of at most this many rows of the sources below.
+    unlabelled_rows: int = Field(default=5000, gt=0)
+    # Their total weight relative to the labelled train rows' total (1.0: as much as all of them).
+    unlabelled_weight: float = Field(default=0.5, gt=0)
+    # A (ticket, class) row whose teacher probability is below this is left out.
+    min_probability: float = Field(default=0.01, ge=0, lt=1)
+    # Sources of the unlabelled tickets (their rows without the head's label); empty: every
+    # source that labels no row for the head.
+    sources: list[str] = []
 
 
 class MlflowParams(Strict):
@@ -450,6 +514,9 @@ class Params(Strict):
     tune: TuneParams = TuneParams()
     retrain: RetrainParams = RetrainParams()
     promotion: PromotionParams = PromotionParams()
+    # Optional: text signals for the rules (none: no signals model, rules reading them see none).
+    signals: SignalsParams | None = None
+    distill: DistillParams = DistillParams()
 
     @model_validator(mode="after")
     def _labels_map_onto_heads(self) -> Params:

@@ -71,6 +71,8 @@ RECORD_FIELDS: dict[str, str] = {
     "category_confidence": "The category model's probability of its label (null when the label is).",
     "sentiment": "The sentiment model's label (null: no usable text, or no sentiment model is served).",
     "sentiment_confidence": "The sentiment model's probability of its label (null when the label is).",
+    "text_signals": "The text signals that fired: read from the text by the signals model, with its "
+    "confidence (e.g. service_down=0.99).",
     "team": "The team the routing rules chose.",
     "skills": "The skills the routing rule asks for.",
     "sla_policy": "The SLA policy that set the deadlines.",
@@ -111,6 +113,7 @@ class Decision:
     category_confidence: float | None
     sentiment: str | None
     sentiment_confidence: float | None
+    text_signals: tuple[tuple[str, float], ...]  # (signal, confidence) of each that fired
     team: str
     skills: tuple[str, ...]
     sla_policy: str
@@ -128,6 +131,11 @@ class Decision:
     @property
     def rules_fired(self) -> list[str]:
         return [step.rule for step in self.explanation]
+
+    @property
+    def text_signals_text(self) -> str:
+        """The fired text signals as a file and the store write them: `service_down=0.99;...`."""
+        return ";".join(f"{name}={confidence:.2f}" for name, confidence in self.text_signals)
 
     @property
     def explanation_text(self) -> str:
@@ -161,6 +169,7 @@ class Decision:
             "category_confidence": self.category_confidence,
             "sentiment": self.sentiment,
             "sentiment_confidence": self.sentiment_confidence,
+            "text_signals": self.text_signals_text,
             "team": self.team,
             "skills": ";".join(self.skills),
             "sla_policy": self.sla_policy,

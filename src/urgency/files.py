@@ -64,22 +64,37 @@ def file_format(path: Path, default: str | None = None) -> str:
 # Reading
 
 
-def read_chunks(path: Path, chunk_size: int) -> Iterator[pd.DataFrame]:
+# What to do about a file that is not in the expected encoding, where a command reads it.
+ENCODING_HINT = (
+    "; describe the file as a source in params data.sources with its `encoding:` (an Excel CSV "
+    "is often cp1252) and pass --source NAME"
+)
+
+
+def read_chunks(path: Path, chunk_size: int, encoding: str = "utf-8") -> Iterator[pd.DataFrame]:
     """Yield the file as DataFrames of at most `chunk_size` rows; text is kept as written
-    (an empty CSV cell is the empty string, not a missing value)."""
+    (an empty CSV cell is the empty string, not a missing value). `encoding`: of a CSV or JSON
+    Lines file (a source's `encoding:`)."""
     if not path.exists():
         raise InputError(f"{path}: file not found")
     kind = file_format(path)
-    with _read_errors(path, kind, "UTF-8"):
+    with _read_errors(path, kind, encoding, ENCODING_HINT):
         if kind == "parquet":
             import pyarrow.parquet as pq
 
             for batch in pq.ParquetFile(path).iter_batches(batch_size=chunk_size):
                 yield index_to_columns(batch.to_pandas())
         elif kind == "jsonl":
-            yield from iter_jsonl(path, chunk_size)
+            yield from iter_jsonl(path, chunk_size, encoding)
         else:
-            yield from pd.read_csv(path, dtype=str, keep_default_na=False, chunksize=chunk_size)
+            yield from pd.read_csv(
+                path,
+                dtype=str,
+                keep_default_na=False,
+                chunksize=chunk_size,
+                encoding=encoding,
+                encoding_errors="strict",
+            )
 
 
 def read_table(path: Path, kind: str | None = None, encoding: str = "utf-8") -> pd.DataFrame:
@@ -100,12 +115,12 @@ def read_table(path: Path, kind: str | None = None, encoding: str = "utf-8") -> 
 
 
 @contextmanager
-def _read_errors(path: Path, kind: str, encoding: str) -> Iterator[None]:
+def _read_errors(path: Path, kind: str, encoding: str, hint: str = "") -> Iterator[None]:
     """Turn a reader's failure into an InputError that names the file and what is wrong."""
     try:
         yield
     except UnicodeDecodeError as error:
-        raise NotTextError(f"{path}: not {encoding} text (byte {error.start})") from None
+        raise NotTextError(f"{path}: not {encoding} text (byte {error.start}){hint}") from None
     except (ValueError, OSError, pd.errors.ParserError) as error:
         raise InputError(f"{path}: cannot be read as {kind}: {error}") from None
 

@@ -98,6 +98,12 @@ def load_support_sentiment(
     return LabelledSet(name="support sentiment", path=labels_path, labels=frame)
 
 
+def ticket_ids(checked: LabelledSet, source: str = SUPPORT_SENTIMENT_SOURCE) -> set[str]:
+    """The canonical ids `tickets.map_tickets` gives the set's rows (the source has no id
+    column: `<source>:<row + 1>`), so training code can leave them out."""
+    return {f"{source}:{int(row) + 1}" for row in checked.labels["row"]}
+
+
 def configured_support_sentiment(params: Params, labels_path: Path) -> LabelledSet | None:
     """The set at `labels_path` (the CLI: SUPPORT_SENTIMENT_FILE in the params file's folder),
     its tickets read as the params' support_tickets_synthetic source describes them. None when

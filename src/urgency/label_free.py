@@ -10,6 +10,8 @@ divided by a temperature, fitted on whatever labelled rows the head has
 The result is an ordinary `transformer.FittedHead` (family `label-free`, bias 0): it is saved,
 registered, digest-checked and served as the same `TransformerHead` pyfunc as the other MiniLM
 heads, with the description vectors as its weights, so prediction embeds only the ticket.
+
+`fit_signals` builds the text signals' model the same way (params `signals`).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from urgency.config import LabelFreeParams
+from urgency.config import OTHER_SIGNAL, SIGNALS_MODEL, LabelFreeParams, SignalsParams
 from urgency.transformer import (
     FittedHead,
     checkpoint_folder,
@@ -45,7 +47,9 @@ def description_weights(
     labels: Sequence[str],
     encoder: object,
     tokenizer: object,
-    params: LabelFreeParams,
+    *,
+    max_length: int,
+    batch_size: int,
 ) -> np.ndarray:
     """labels x hidden: each label's mean normalised description vector."""
     rows = []
@@ -54,8 +58,8 @@ def description_weights(
             encoder,
             tokenizer,
             list(descriptions[label]),
-            max_length=params.max_length,
-            batch_size=params.batch_size,
+            max_length=max_length,
+            batch_size=batch_size,
             normalize=True,
         )
         rows.append(vectors.mean(axis=0))
@@ -87,7 +91,9 @@ def fit_label_free(
     for head, described in descriptions.items():
         started = time.perf_counter()
         labels = list(described)
-        weight = description_weights(described, labels, encoder, tokenizer, params)
+        weight = description_weights(
+            described, labels, encoder, tokenizer, max_length=params.max_length, batch_size=params.batch_size
+        )
         bias = np.zeros(len(labels))
         rows = labelled.get(head)
         rows = rows[rows["label"].isin(labels)] if rows is not None else pd.DataFrame()
@@ -127,3 +133,13 @@ def fit_label_free(
             f"fitted on {len(rows)} labelled rows" if len(rows) else "the default: no labelled rows",
         )
     return fitted
+
+
+def fit_signals(signals: SignalsParams, params: LabelFreeParams) -> FittedHead:
+    """The text signals' model (params `signals`): one label-free head over the labels
+    [<signal>..., other], at the signals' temperature. Its softmax over all of them holds every
+    signal's own binary confidence, P(signal vs other) = p_signal / (p_signal + p_other)
+    (`urgency.predict.signal_confidences`), so one pyfunc, one encoder pass, serves them all."""
+    described = {**signals.descriptions, OTHER_SIGNAL: signals.other}
+    settings = params.model_copy(update={"default_temperature": signals.temperature})
+    return fit_label_free({SIGNALS_MODEL: described}, {}, settings, seed=0)[SIGNALS_MODEL]

@@ -14,6 +14,11 @@ one - a champion (the alias) in the registry, or a `DIR/<head>` folder under `--
 helpdesk without sentiment labels trains, predicts, scores and serves urgency and category
 alone; a head with no model is simply absent downstream, never an error.
 
+The text signals' model (`config.SIGNALS_MODEL`, registered as `<model_prefix>-signals`, or a
+`DIR/signals` folder) is resolved, pinned, digest-checked and loaded the same way, under the key
+`signals`, by the callers that score (`signals=True`): optional, so without one there are no text
+signals and nothing else changes.
+
 `registry_client` is the one way to talk to the MLflow registry.
 
 Loading a model runs code from its files (pickles, cloudpickled pyfuncs): the trust boundary.
@@ -38,7 +43,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from urgency.config import HEADS
+from urgency.config import HEADS, SIGNALS_MODEL
 from urgency.errors import ModelNotFoundError
 
 if TYPE_CHECKING:
@@ -101,10 +106,16 @@ def registry_client(tracking_uri: str) -> MlflowClient:
 
 
 def resolve_registry(
-    heads: Sequence[str] | None, *, tracking_uri: str, model_names: Mapping[str, str], alias: str
+    heads: Sequence[str] | None,
+    *,
+    tracking_uri: str,
+    model_names: Mapping[str, str],
+    alias: str,
+    signals: bool = False,
 ) -> ModelSource:
     """Pin each head's `alias` to the version it points at now. `heads` None: every head whose
-    alias is set (the others have no model and are left out); a head asked for must have one."""
+    alias is set (the others have no model and are left out); a head asked for must have one.
+    `signals`: also the signals model (`model_names[SIGNALS_MODEL]`) when it has the alias."""
     from urgency.tracking import alias_version
 
     client = registry_client(tracking_uri)
@@ -137,12 +148,18 @@ def resolve_registry(
             f"{', '.join(model_names[head] for head in HEADS if head in model_names)}); run "
             "`urgency train` first, or pass --model-dir"
         )
+    name = model_names.get(SIGNALS_MODEL)
+    version = alias_version(client, name, alias) if signals and name else None
+    if version is not None:  # optional: no signals model, no text signals
+        uri = f"models:/{name}/{version.version}"
+        refs.append(HeadRef(SIGNALS_MODEL, uri, str(version.version), version.run_id, name, alias))
     return ModelSource(tuple(refs), tracking_uri=tracking_uri)
 
 
-def resolve_dir(model_dir: Path, heads: Sequence[str] | None = None) -> ModelSource:
+def resolve_dir(model_dir: Path, heads: Sequence[str] | None = None, *, signals: bool = False) -> ModelSource:
     """One MLflow model folder per head (`DIR/<head>`), as `--model-dir` gives them. `heads`
-    None: every head with a folder there; a head asked for must have one."""
+    None: every head with a folder there; a head asked for must have one. `signals`: also
+    `DIR/signals` when there is one."""
     root = model_dir.resolve()
     chosen = [head for head in HEADS if (root / head / "MLmodel").exists()] if heads is None else heads
     refs = []
@@ -158,6 +175,8 @@ def resolve_dir(model_dir: Path, heads: Sequence[str] | None = None) -> ModelSou
             f"no head model in {root} (expected {root}/<head>/MLmodel for a head of {', '.join(HEADS)}); "
             "write one with `urgency export-models`"
         )
+    if signals and (root / SIGNALS_MODEL / "MLmodel").exists():
+        refs.append(HeadRef(SIGNALS_MODEL, str(root / SIGNALS_MODEL)))
     return ModelSource(tuple(refs))
 
 
@@ -168,14 +187,18 @@ def resolve(
     tracking_uri: str,
     model_names: Mapping[str, str],
     alias: str,
+    signals: bool = False,
 ) -> ModelSource:
     """The one rule for which heads there are: `heads` when asked for (each must have a model),
     else every head with a model - a folder under `model_dir` when given, else a version at the
     registry alias. Everything downstream (predict, score, evaluate, export, serve, reports)
-    works on the heads of the returned source."""
+    works on the heads of the returned source. `signals` (the callers that score): the signals
+    model too, when there is one."""
     if model_dir is not None:
-        return resolve_dir(model_dir, heads)
-    return resolve_registry(heads, tracking_uri=tracking_uri, model_names=model_names, alias=alias)
+        return resolve_dir(model_dir, heads, signals=signals)
+    return resolve_registry(
+        heads, tracking_uri=tracking_uri, model_names=model_names, alias=alias, signals=signals
+    )
 
 
 def load_models(source: ModelSource) -> dict[str, HeadModel]:

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from urgency.cleaning import Cleaning
-from urgency.config import Source
+from urgency.config import OTHER_SIGNAL, SIGNALS_MODEL, Source, signal_column
 from urgency.errors import InputError
 from urgency.files import AtomicTableWriter, check_not_input, read_chunks
 from urgency.models import HeadModel
@@ -51,11 +51,31 @@ def models_cleaning(models: dict[str, HeadModel]) -> Cleaning | None:
     return combined
 
 
+def signal_names(model: HeadModel) -> list[str]:
+    """The text signals a signals model reads (its labels but `other`)."""
+    return [label for label in model.labels if label != OTHER_SIGNAL]
+
+
+def signal_confidences(proba: np.ndarray, labels: Sequence[str]) -> np.ndarray:
+    """Per text signal P(signal vs other), rows x signals (`signal_names` order), from the signals
+    model's softmax over [signals..., other]. A softmax's ratios are those of its exponentials, so
+    p_s / (p_s + p_other) is exactly the binary softmax of the two cosines over the temperature:
+    every signal on its own (an outage can also be many users)."""
+    other = proba[:, list(labels).index(OTHER_SIGNAL)][:, None]
+    signals = proba[:, [i for i, label in enumerate(labels) if label != OTHER_SIGNAL]]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.nan_to_num(signals / (signals + other), nan=0.0)
+
+
 def output_columns(models: dict[str, HeadModel]) -> list[str]:
-    """Columns `predict_frame` adds, in order (a stable interface for other tools)."""
+    """Columns `predict_frame` adds, in order (a stable interface for other tools): per head its
+    label, confidence and class probabilities; per text signal its confidence (`text_<signal>`)."""
     columns: list[str] = []
     for head, model in models.items():
-        columns += [head, f"{head}_confidence"] + [f"{head}_proba_{label}" for label in model.labels]
+        if head == SIGNALS_MODEL:
+            columns += [signal_column(name) for name in signal_names(model)]
+        else:
+            columns += [head, f"{head}_confidence"] + [f"{head}_proba_{label}" for label in model.labels]
     return [*columns, "error"]
 
 
@@ -105,7 +125,8 @@ def model_input(
 
 
 def model_columns(models: dict[str, HeadModel], text: pd.Series) -> pd.DataFrame:
-    """Per head the label, its confidence and each class probability, then `error` (a row whose
+    """Per head the label, its confidence and each class probability, per text signal its
+    confidence (the signals model, `SIGNALS_MODEL`), then `error` (a row whose
     text is empty gets a message there and no predictions), in `output_columns` order, one row
     per text (positional index)."""
     usable = (text != "").to_numpy()
@@ -115,6 +136,14 @@ def model_columns(models: dict[str, HeadModel], text: pd.Series) -> pd.DataFrame
     # the models themselves for the service's one-ticket calls.
     added: dict[str, Any] = {}
     for head, model in models.items():
+        if head == SIGNALS_MODEL:
+            confidences = np.full((rows, len(signal_names(model))), np.nan)
+            if usable.any():
+                predicted = predict_proba(model, usable_text).to_numpy()
+                confidences[usable] = signal_confidences(predicted, model.labels)
+            for position, name in enumerate(signal_names(model)):
+                added[signal_column(name)] = confidences[:, position]
+            continue
         proba = np.full((rows, len(model.labels)), np.nan)
         label = np.full(rows, None, dtype=object)
         if usable.any():
@@ -199,7 +228,7 @@ def predict_file(
     check_not_input(input_path, output_path)
     stats = PredictStats()
     with AtomicTableWriter(output_path) as writer:
-        for chunk in read_chunks(input_path, chunk_size):
+        for chunk in read_chunks(input_path, chunk_size, source.encoding if source else "utf-8"):
             if stats.rows == 0:
                 warn_missing_columns(input_path, list(chunk.columns), subject_column, source)
             scored = predict_frame(

@@ -18,7 +18,7 @@ from typing import Any
 
 import pandas as pd
 
-from urgency.config import HEADS, Source
+from urgency.config import HEADS, Source, signal_column
 from urgency.decision import DECISION_COLUMNS, Decision, HeadOutput
 from urgency.files import AtomicTableWriter, check_not_input, read_chunks
 from urgency.models import HeadModel
@@ -80,12 +80,14 @@ def predict_for_rules(
     max_text_chars: int,
     source: Source | None = None,
     prefix: str = "",
+    signals: Sequence[str] = (),
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The models' columns two ways: the output layout (every input column unchanged, the
     model columns under `prefix`) and the frame the rules read (the tickets as `model_input`
     maps them - with a source, meta fields under the source's names - and the model columns
     under their own names, which the rules use whatever the prefix). Clashes with the input are
-    refused before any model runs."""
+    refused before any model runs. `signals`: the text signals the rules read, whose columns
+    come only from the signals model, never from the input."""
     view, text = model_input(
         tickets,
         subject_column=subject_column,
@@ -98,7 +100,12 @@ def predict_for_rules(
     added = model_columns(dict(models), text)
     # The rules read model outputs only from the models: a mapped label (the agents' value) or an
     # input column of the same name must not pass for a prediction of a head without a model.
-    model_names = {*added.columns, *HEADS, *(f"{head}_confidence" for head in HEADS)}
+    model_names = {
+        *added.columns,
+        *HEADS,
+        *(f"{head}_confidence" for head in HEADS),
+        *(signal_column(name) for name in signals),
+    }
     dropped = [column for column in view.columns if column in model_names]
     for_rules = join_columns(view.drop(columns=dropped), added)
     if source is None and not prefix and not dropped:
@@ -130,6 +137,7 @@ def score_frame(
         max_text_chars=max_text_chars,
         source=source,
         prefix=prefix,
+        signals=list(rules.spec.text_signals),
     )
     decided = decide_predicted(for_rules, rules, now, surge=surge)
     return Scored(predicted, decided.decisions, prefix)
@@ -150,6 +158,7 @@ def decide_predicted(
             *(f"{head}_confidence" for head in HEADS),
             column,
             *(info.column for info in rules.input_fields),
+            *(signal_column(name) for name in rules.spec.text_signals),
         }
         if name in predicted.columns
     ]
@@ -248,6 +257,7 @@ def score_file(
     is decided and written at once, in input order, with the given `surge`.
     """
     check_not_input(input_path, output_path)
+    encoding = source.encoding if source is not None else "utf-8"
     stats = ScoreStats()
     columns: dict[str, Any] = {
         "subject_column": subject_column,
@@ -259,10 +269,12 @@ def score_file(
     with AtomicTableWriter(output_path) as writer:
         if queue:
             outputs, views = [], []
-            for chunk in read_chunks(input_path, chunk_size):
+            for chunk in read_chunks(input_path, chunk_size, encoding):
                 if not outputs:
                     warn_missing_columns(input_path, list(chunk.columns), subject_column, source)
-                output, for_rules = predict_for_rules(models, chunk, **columns)
+                output, for_rules = predict_for_rules(
+                    models, chunk, **columns, signals=list(rules.spec.text_signals)
+                )
                 outputs.append(output)
                 views.append(for_rules)
                 if on_chunk:
@@ -284,7 +296,7 @@ def score_file(
         else:
             if surge is None:
                 raise ValueError("scoring a file in input order needs surge decided (on or off)")
-            for chunk in read_chunks(input_path, chunk_size):
+            for chunk in read_chunks(input_path, chunk_size, encoding):
                 if not stats.rows:
                     warn_missing_columns(input_path, list(chunk.columns), subject_column, source)
                     view, _ = model_input(
@@ -322,7 +334,7 @@ def created_times(path: Path, column: str, chunk_size: int, source: Source | Non
     """The created-time column of a ticket file (empty when it has none), as the rules read it
     (through `source` when given): what surge counts."""
     times: list[Any] = []
-    for chunk in read_chunks(path, chunk_size):
+    for chunk in read_chunks(path, chunk_size, source.encoding if source else "utf-8"):
         frame = map_tickets(chunk, source) if source is not None else chunk
         if column in frame.columns:
             times += frame[column].tolist()

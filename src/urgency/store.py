@@ -42,6 +42,7 @@ STORED_DECISION_FIELDS = (
     "needs_human_triage",
     "first_response_due",
     "resolution_due",
+    "text_signals",  # the record's text form (`Decision.text_signals_text`), null: none fired
 )
 FEEDBACK_TIMES = ("first_response_at", "resolved_at")
 
@@ -69,6 +70,7 @@ predictions = sa.Table(
     sa.Column("first_response_due", sa.DateTime(timezone=True)),
     sa.Column("resolution_due", sa.DateTime(timezone=True)),
     sa.Column("decision", sa.JSON, nullable=False),
+    sa.Column("text_signals", sa.Text),
     sa.Column("model_versions", sa.JSON, nullable=False),
 )
 

@@ -68,8 +68,8 @@ def map_tickets(raw: pd.DataFrame, source: Source, *, keep_input: bool = True) -
 
     - id: the source's id column(s) (several joined with "-") prefixed with the source's name,
       else `<source>:<row number>`; subject and body as stripped text (no subject: "");
-      language normalised (`en-US` -> `en`), else the source's constant, else detected from
-      the text (`urgency.language`); created_at as written
+      language normalised (`en-US` -> `en`), else the source's constant, else (no column, or a
+      blank or unknown cell) detected from the text (`urgency.language`); created_at as written
       (the caller parses it: training as UTC, the rules with their own time zone).
     - A column the export lacks leaves its field empty, except the body: an InputError naming it.
     - keep_input: every input column follows the canonical ones, except one named like a
@@ -108,12 +108,16 @@ def map_tickets(raw: pd.DataFrame, source: Source, *, keep_input: bool = True) -
             normalise_tag(source.constants["language"]), index=index, dtype="string"
         )
     else:
-        # No language in the export: detected offline (on the text as cleaned by default, so HTML
-        # markup does not pass for English), so rules, reports and drift can slice by it.
+        frame["language"] = pd.Series(pd.NA, index=index, dtype="string")
+    unknown = frame["language"].isna().to_numpy()
+    if unknown.any():
+        # No language in the export, or a blank or unreadable cell: detected offline (on the text
+        # as cleaned by default, so HTML markup does not pass for English), so rules, reports and
+        # drift can slice by it.
         from urgency.cleaning import Cleaning, clean_texts
 
         text = frame["subject"] + "\n" + frame["body"] if columns.subject else frame["body"]
-        frame["language"] = detect_languages(clean_texts(pd.Series(text, index=index), Cleaning()))
+        frame.loc[unknown, "language"] = detect_languages(clean_texts(text[unknown], Cleaning()))
     if columns.created_at and columns.created_at in raw.columns:
         frame["created_at"] = raw[columns.created_at].astype("string").str.strip().replace("", pd.NA)
     else:

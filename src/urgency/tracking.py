@@ -82,7 +82,7 @@ def export_models(
     staging folder before `output` changes, so a missing or damaged model leaves `output` as it
     was. Afterwards `output` holds exactly these heads: a head folder an older export left there
     is removed, since `--model-dir` would otherwise load it as a head that has a model."""
-    from urgency.config import HEADS
+    from urgency.config import HEADS, SIGNALS_MODEL
     from urgency.models import DIGEST_TAG, download_verified, write_digest_file
 
     versions = {}
@@ -103,7 +103,7 @@ def export_models(
             folder = download_verified(client, model_names[head], str(version.version), staging / head)
             write_digest_file(folder, json.loads(version.tags[DIGEST_TAG]))
             downloaded[head] = folder
-        for head in HEADS:
+        for head in (*HEADS, SIGNALS_MODEL):
             if head not in downloaded and (output / head).exists():
                 _remove_tree(output / head)
         for head, folder in downloaded.items():
@@ -142,16 +142,18 @@ def run_metrics(client: MlflowClient, run_id: str | None, prefix: str) -> dict[s
 
 def export_champions(params: MlflowParams, heads: Sequence[str] | None, output: Path) -> dict[str, str]:
     """`export_models` of the heads' champions on the configured tracking server; `heads` None:
-    every head that has a champion (`urgency.models.resolve_registry` decides)."""
+    every head that has a champion (`urgency.models.resolve_registry` decides). The text signals'
+    model goes with them when it has one (`DIR/signals`)."""
     use_tracking(params.tracking_uri, params.experiment, params.artifact_location)
-    from urgency.config import HEADS
+    from urgency.config import HEADS, SIGNALS_MODEL
     from urgency.models import registry_client, resolve_registry
 
     source = resolve_registry(
         heads,
         tracking_uri=params.tracking_uri,
-        model_names={head: params.model_name(head) for head in HEADS},
+        model_names={name: params.model_name(name) for name in (*HEADS, SIGNALS_MODEL)},
         alias=params.champion_alias,
+        signals=True,
     )
     names = {ref.head: params.model_name(ref.head) for ref in source.heads}
     return export_models(registry_client(params.tracking_uri), names, params.champion_alias, output)

@@ -8,6 +8,7 @@ alias is set when the head has none yet.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import tempfile
@@ -32,7 +33,7 @@ from sklearn.pipeline import Pipeline
 
 from urgency import tracking
 from urgency.cleaning import Cleaning, TextCleaner, write_model_code
-from urgency.config import HEADS, BaselineParams, CleaningParams, Params
+from urgency.config import HEADS, SIGNALS_MODEL, BaselineParams, CleaningParams, Params
 from urgency.data import LoadResult, check_head_dataset, configured_head_dataset, load_configured
 from urgency.errors import DataValidationError, ParamsError
 from urgency.evaluate import classification_report, confusion_frame, flat_metrics, quality_table
@@ -91,6 +92,12 @@ def fit_baseline(
     confidences honest, which the confidence thresholds of the scoring rules rely on.
     """
     pipeline = build_pipeline(params, cleaning).fit(train[["text"]], train["label"].to_numpy())
+    return calibrate(pipeline, validation, params)
+
+
+def calibrate(pipeline: Pipeline, validation: pd.DataFrame, params: BaselineParams) -> Any:
+    """The fitted `pipeline` with its probabilities calibrated on the validation rows
+    (`params.calibration`), as `fit_baseline` does (the distilled student too)."""
     counts = validation["label"].value_counts()
     if params.calibration == "none":
         return pipeline
@@ -122,6 +129,8 @@ class TrainResult:
     parent_run_id: str
     heads: dict[str, HeadResult]
     load: LoadResult
+    # The text signals' model version registered by this run (None: none, or unchanged).
+    signals_version: str | None = None
 
 
 def _log_json(data: Any, name: str) -> None:
@@ -164,16 +173,19 @@ def train_head(
     family: str = "baseline",
     fitted: Any = None,
     claim_champion: bool = True,
+    tags: dict[str, str] | None = None,
 ) -> HeadResult:
     """Fit, log, reload, evaluate and register one head inside the active parent run.
 
     Transformer families arrive already `fitted` (a `urgency.transformer.FittedHead`: their
-    heads may share one encoder, so they are fitted together before this runs).
-    `claim_champion`: point the champion alias at the new version when the head has none yet."""
+    heads may share one encoder, so they are fitted together before this runs); a baseline-family
+    model fitted elsewhere (the distilled student, `urgency.distill`) arrives as its fitted
+    scikit-learn estimator. `claim_champion`: point the champion alias at the new version when
+    the head has none yet. `tags`: more tags for the run and the registered version."""
     head_params = params.heads.get(head)
     train, validation, test = (dataset[dataset["split"] == name] for name in ("train", "validation", "test"))
     with mlflow.start_run(run_name=f"{head}-{family}", nested=True) as run:
-        mlflow.set_tags({"head": head, "family": family})
+        mlflow.set_tags({"head": head, "family": family, **(tags or {})})
         mlflow.log_params({"head": head, "labels": ",".join(head_params.labels), "sources": sources})
         mlflow.log_params({f"split.{k}": v for k, v in params.splits.model_dump().items()})
         for name, part in (("training", train), ("validation", validation), ("testing", test)):
@@ -191,13 +203,14 @@ def train_head(
         if example.empty and head_params.descriptions:
             # No labelled row: the head's own descriptions are the example input.
             example = pd.DataFrame({"text": [s for d in head_params.descriptions.values() for s in d][:3]})
-        if fitted is not None:
+        cleaning = model_cleaning(params.data.cleaning)
+        if fitted is not None and hasattr(fitted, "encoder"):  # a transformer.FittedHead
             from urgency.transformer import log_head_model
 
-            info = log_head_model(fitted, example, cleaning=model_cleaning(params.data.cleaning))
+            info = log_head_model(fitted, example, cleaning=cleaning)
         else:
             info = _fit_and_log_baseline(
-                train, validation, example, head, head_params.baseline, model_cleaning(params.data.cleaning)
+                train, validation, example, head, head_params.baseline, cleaning, model=fitted, family=family
             )
 
         # Evaluate the logged artifact through the same path the CLI and service use.
@@ -229,6 +242,7 @@ def train_head(
             tags={
                 "head": head,
                 "family": family,
+                **(tags or {}),
                 **{
                     f"{split_name}_macro_f1": f"{report['macro_f1']:.4f}"
                     for split_name, report in reports.items()
@@ -258,6 +272,18 @@ def described(params: Params, head: str) -> bool:
     return head_params is not None and bool(head_params.descriptions)
 
 
+def priors(params: Params, heads: Sequence[str]) -> dict[str, Any]:
+    """The label-free priors (`transformer.Prior`) of the heads with `prior_weight` set."""
+    from urgency.transformer import Prior
+
+    found = {}
+    for head in heads:
+        head_params = params.heads.get(head)
+        if head_params.prior_weight is not None and head_params.descriptions:
+            found[head] = Prior(descriptions=head_params.descriptions, weight=head_params.prior_weight)
+    return found
+
+
 def _fit_label_free(params: Params, datasets: dict[str, pd.DataFrame]) -> dict[str, Any]:
     """Label-free heads from their descriptions, each temperature fitted on the head's labelled
     train and validation rows when there are any (`urgency.label_free`)."""
@@ -282,6 +308,55 @@ def _fit_label_free(params: Params, datasets: dict[str, pd.DataFrame]) -> dict[s
         )
 
 
+# The tag on a signals model version: a digest of the definition it was fitted from.
+SIGNALS_DEFINITION_TAG = "signals_definition_sha256"
+
+
+def register_signals(params: Params, client: MlflowClient) -> str | None:
+    """Fit the text signals' model from params `signals` (`urgency.label_free.fit_signals`),
+    register it as `<model_prefix>-signals` with its file digests, and point the champion alias
+    at it: the params are its definition and there is nothing labelled to gate it on. Returns the
+    version; None when the champion was fitted from the same definition (a retrain adds no copy)."""
+    from urgency.label_free import fit_signals
+    from urgency.transformer import log_head_model
+
+    assert params.signals is not None
+    settings = params.training.label_free
+    definition = json.dumps(
+        {
+            "signals": params.signals.model_dump(mode="json"),
+            "checkpoint": str(settings.checkpoint),
+            "max_length": settings.max_length,
+            "cleaning": params.data.cleaning.model_dump(),
+        },
+        sort_keys=True,
+    )
+    definition_digest = hashlib.sha256(definition.encode()).hexdigest()
+    name, alias = params.mlflow.model_name(SIGNALS_MODEL), params.mlflow.champion_alias
+    champion = tracking.alias_version(client, name, alias)
+    if champion is not None and champion.tags.get(SIGNALS_DEFINITION_TAG) == definition_digest:
+        log.info("%s@%s (v%s) has these signals: not registered again", name, alias, champion.version)
+        return None
+    with mlflow.start_run(run_name=f"{SIGNALS_MODEL}-{LABEL_FREE}", nested=True):
+        mlflow.set_tags({"head": SIGNALS_MODEL, "family": LABEL_FREE})
+        fitted = fit_signals(params.signals, settings)
+        example = pd.DataFrame({"text": params.signals.other[:3]})
+        info = log_head_model(fitted, example, cleaning=model_cleaning(params.data.cleaning))
+        version = tracking.register(
+            info.model_uri,
+            name,
+            tags={
+                "head": SIGNALS_MODEL,
+                "family": LABEL_FREE,
+                SIGNALS_DEFINITION_TAG: definition_digest,
+                DIGEST_TAG: recorded_digests(info.model_uri),
+            },
+        )
+    client.set_registered_model_alias(name, alias, str(version.version))
+    log.info("text signals: %s v%s registered, %s set", name, version.version, alias)
+    return str(version.version)
+
+
 def model_cleaning(params: CleaningParams) -> Cleaning:
     """The cleaning a model carries: the params' `data.cleaning`."""
     return Cleaning(**params.model_dump())
@@ -294,12 +369,17 @@ def _fit_and_log_baseline(
     head: str,
     params: BaselineParams,
     cleaning: Cleaning,
+    *,
+    model: Any = None,
+    family: str = "baseline",
 ) -> Any:
+    """Fit the baseline (unless `model`, already fitted, is given) and log it to the active run."""
     mlflow.log_params(_flat_params(params, "baseline"))
     mlflow.log_params({f"cleaning.{step}": on for step, on in cleaning.as_dict().items()})
-    started = time.perf_counter()
-    model = fit_baseline(train, validation, params, cleaning)
-    mlflow.log_metric("train_seconds", time.perf_counter() - started)
+    if model is None:
+        started = time.perf_counter()
+        model = fit_baseline(train, validation, params, cleaning)
+        mlflow.log_metric("train_seconds", time.perf_counter() - started)
     signature = infer_signature(example, model.predict_proba(example))
     # The pickled pipeline's first step is `urgency.cleaning.TextCleaner`: that module travels
     # with the model, so it loads where urgency is not installed.
@@ -321,7 +401,7 @@ def _fit_and_log_baseline(
             metadata={
                 "head": head,
                 "labels": [str(c) for c in model.classes_],
-                "family": "baseline",
+                "family": family,
                 "cleaning": cleaning.as_dict(),
             },
         )
@@ -437,7 +517,7 @@ def train(
         if family not in ("baseline", LABEL_FREE) and trained:
             from urgency.transformer import fit_family
 
-            fitted = fit_family(family, trained, params.training)
+            fitted = fit_family(family, trained, params.training, priors=priors(params, trained))
         if label_free:
             fitted |= _fit_label_free(params, {head: datasets[head] for head in label_free})
         for head, dataset in datasets.items():
@@ -453,9 +533,13 @@ def train(
             )
             if on_head:
                 on_head(head)
+        # The text signals' model beside the heads (a whole training, not a chosen head).
+        signals_version = register_signals(params, client) if params.signals and heads is None else None
         table = quality_table({head: r.test_report for head, r in results.items() if r.test_report})
         with tempfile.TemporaryDirectory() as folder:
             path = Path(folder) / "quality.md"
             path.write_text(table.to_markdown(index=False))
             mlflow.log_artifact(str(path))
-    return TrainResult(parent_run_id=parent.info.run_id, heads=results, load=loaded)
+    return TrainResult(
+        parent_run_id=parent.info.run_id, heads=results, load=loaded, signals_version=signals_version
+    )

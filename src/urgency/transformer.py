@@ -25,7 +25,7 @@ import os
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib.metadata import version as package_version
 from pathlib import Path
@@ -266,17 +266,42 @@ def frozen_vectors(
 # Frozen embeddings -> logistic regression
 
 
+@dataclass(frozen=True)
+class Prior:
+    """A label-free head blended into a trained embedding head (`heads.<head>.prior_weight`):
+    its label descriptions and the weight of its log-probabilities."""
+
+    descriptions: Mapping[str, Sequence[str]]
+    weight: float
+
+
+def blend_linear(
+    trained: tuple[np.ndarray, np.ndarray, float], prior: tuple[np.ndarray, np.ndarray, float], weight: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Two linear heads (weight, bias, temperature) on the same vector blended log-linearly, as
+    ONE linear head: softmax(v @ W.T + b) is the normalised product p_trained * p_prior ** weight,
+    where p_i = softmax((v @ W_i.T + b_i) / T_i). (log p_i is its logits / T_i less a constant
+    per ticket, which the normalisation removes.) So the blend is saved and served as any head."""
+    (w1, b1, t1), (w2, b2, t2) = trained, prior
+    return w1 / t1 + weight * w2 / t2, b1 / t1 + weight * b2 / t2
+
+
 def fit_embedding(
     splits: dict[str, Split],
     params: EmbeddingParams,
     *,
     full_run: bool,
     seed: int,
+    priors: Mapping[str, Prior] | None = None,
     embedding_cache: Path | None = None,
 ) -> dict[str, FittedHead]:
     """Embed each head's (sampled) rows with the frozen encoder (each distinct text once, none
-    already in `embedding_cache`: `frozen_vectors`) and fit a linear head."""
+    already in `embedding_cache`: `frozen_vectors`) and fit a linear head; a head with a
+    `priors` entry is blended with its label-free head (`blend_linear`), each part's
+    temperature and then the blend's fitted on the validation rows."""
     from sklearn.linear_model import LogisticRegression
+
+    from urgency.label_free import TEMPERATURE_BOUNDS, description_weights
 
     encoder, tokenizer = load_pretrained(params.checkpoint)
     encoder.to(pick_device())
@@ -305,7 +330,32 @@ def fit_embedding(
         if len(labels) == 2:
             weight, bias = np.vstack([np.zeros_like(weight[0]), weight[0]]), np.array([0.0, bias[0]])
         validation = validation[validation["label"].isin(labels)]
-        logits = vectors(validation) @ weight.T + bias
+        validation_vectors, codes = vectors(validation), _label_codes(validation, labels)
+        temperature = fit_temperature(validation_vectors @ weight.T + bias, codes)
+        head_params = _family_params("embedding", params, full_run, seed)
+        prior = (priors or {}).get(head)
+        if prior is not None:
+            described = description_weights(
+                prior.descriptions,
+                labels,
+                encoder,
+                tokenizer,
+                max_length=params.max_length,
+                batch_size=params.batch_size,
+            )
+            # Cosine logits differ by hundredths: the label-free head's own temperature bounds.
+            prior_temperature = fit_temperature(validation_vectors @ described.T, codes, TEMPERATURE_BOUNDS)
+            weight, bias = blend_linear(
+                (weight, bias, temperature),
+                (described, np.zeros(len(labels)), prior_temperature),
+                prior.weight,
+            )
+            head_params |= {
+                "embedding.prior_weight": prior.weight,
+                "embedding.prior_temperature": prior_temperature,
+                "embedding.trained_temperature": temperature,
+            }
+            temperature = fit_temperature(validation_vectors @ weight.T + bias, codes)
         fitted[head] = FittedHead(
             head=head,
             family="embedding",
@@ -314,13 +364,13 @@ def fit_embedding(
             tokenizer=tokenizer,
             weight=weight,
             bias=bias,
-            temperature=fit_temperature(logits, _label_codes(validation, labels)),
+            temperature=temperature,
             normalize=True,
             max_length=params.max_length,
             batch_size=params.batch_size,
             train_rows=len(train),
             train_seconds=time.perf_counter() - started,
-            params=_family_params("embedding", params, full_run, seed),
+            params=head_params,
         )
         log.info(
             "%s: embedding head fitted on %d rows in %.0fs", head, len(train), fitted[head].train_seconds
@@ -612,10 +662,14 @@ def _family_params(
 
 
 def fit_family(
-    family: str, datasets: dict[str, pd.DataFrame], params: TrainingParams
+    family: str,
+    datasets: dict[str, pd.DataFrame],
+    params: TrainingParams,
+    priors: Mapping[str, Prior] | None = None,
 ) -> dict[str, FittedHead]:
     """Fit `family` for every head in `datasets` (head_dataset frames with a `split` column)
-    inside a nested MLflow run `<family>-fit` that records per-epoch metrics."""
+    inside a nested MLflow run `<family>-fit` that records per-epoch metrics. `priors`: label-free
+    heads blended into the embedding family's heads (the other families have none)."""
     import mlflow
 
     splits = {
@@ -632,9 +686,12 @@ def fit_family(
                 params.embedding,
                 full_run=params.full_run,
                 seed=params.seed,
+                priors=priors,
                 embedding_cache=params.embedding_cache,
             )
         elif family == "finetune":
+            if priors:
+                log.warning("prior_weight blends the embedding family only: not applied to finetune")
             mlflow.log_params(_family_params(family, params.finetune, params.full_run, params.seed))
             fitted = fit_finetune(
                 splits,

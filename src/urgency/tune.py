@@ -18,13 +18,14 @@ import mlflow
 import pandas as pd
 
 from urgency import tracking
+from urgency.cleaning import Cleaning
 from urgency.config import BaselineParams, Params, TuneParams
 from urgency.data import check_head_dataset, configured_head_dataset, load_configured
 from urgency.errors import DataValidationError, ParamsError
 from urgency.evaluate import classification_report
 from urgency.models import registry_client
 from urgency.promote import PromotionDecision, judge_version
-from urgency.train import HeadResult, build_pipeline, train_head
+from urgency.train import HeadResult, build_pipeline, model_cleaning, train_head
 
 log = logging.getLogger(__name__)
 
@@ -97,14 +98,19 @@ def folds(dataset: pd.DataFrame, cv: int, seed: int) -> list[tuple[pd.DataFrame,
 
 
 def fit_and_score(
-    baseline: BaselineParams, fit: pd.DataFrame, score: pd.DataFrame, labels: list[str]
+    baseline: BaselineParams,
+    fit: pd.DataFrame,
+    score: pd.DataFrame,
+    labels: list[str],
+    cleaning: Cleaning | None = None,
 ) -> tuple[float, float]:
-    """Macro-F1 of the head's pipeline with these settings, and the fit's seconds (runs on a worker).
+    """Macro-F1 of the head's pipeline with these settings and `cleaning` (the one the trained
+    model will carry), and the fit's seconds (runs on a worker).
 
     Calibration is left out: it keeps every prediction, so it cannot change the score.
     """
     started = time.perf_counter()
-    pipeline = build_pipeline(baseline).fit(fit[["text"]], fit["label"].to_numpy())
+    pipeline = build_pipeline(baseline, cleaning).fit(fit[["text"]], fit["label"].to_numpy())
     seconds = time.perf_counter() - started
     probabilities = pd.DataFrame(pipeline.predict_proba(score[["text"]]), columns=list(pipeline.classes_))
     majority = fit["label"].mode().iloc[0]
@@ -118,6 +124,7 @@ def search(
     *,
     backend: str,
     n_jobs: int,
+    cleaning: Cleaning | None = None,
 ) -> None:
     """Fit every (configuration, fold) pair in parallel and record the scores on the trials.
 
@@ -128,7 +135,7 @@ def search(
     jobs = [(trial, fit, score) for trial in trials for fit, score in splits]
     with parallel_config(backend=backend, n_jobs=n_jobs):
         outcomes = Parallel()(
-            delayed(fit_and_score)(t.baseline, fit, score, labels) for t, fit, score in jobs
+            delayed(fit_and_score)(t.baseline, fit, score, labels, cleaning) for t, fit, score in jobs
         )
     for (trial, _, _), (score, seconds) in zip(jobs, outcomes, strict=True):
         trial.scores.append(score)
@@ -177,7 +184,14 @@ def tune(
         if params_path is not None:
             mlflow.log_artifact(str(params_path), "params")
         started = time.perf_counter()
-        search(trials, splits, list(head_params.labels), backend=backend, n_jobs=n_jobs)
+        search(
+            trials,
+            splits,
+            list(head_params.labels),
+            backend=backend,
+            n_jobs=n_jobs,
+            cleaning=model_cleaning(params.data.cleaning),
+        )
         mlflow.log_metric("search_seconds", time.perf_counter() - started)
         if on_searched:
             on_searched(trials)

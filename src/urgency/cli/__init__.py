@@ -4,7 +4,7 @@ Each command parses its options, calls one library function and prints the resul
 commands live in one module per group:
 
 - `data`: validate-data
-- `models`: train, evaluate, export-models, compare, tune, thresholds
+- `models`: train, distill, evaluate, export-models, compare, tune, thresholds
 - `scoring`: predict, score, validate-rules, check-incidents
 - `registry`: promote, rollback, record-digests, retrain
 - `service`: serve, db upgrade, api-key
@@ -39,6 +39,7 @@ app = typer.Typer(
 # Registered in the order `urgency --help` lists them (the groups `db` and `report` come last).
 app.command("validate-data")(data.validate_data)
 app.command()(models.train)
+app.command()(models.distill)
 app.command()(models.evaluate)
 app.command()(scoring.predict)
 app.command("export-models")(models.export_models)

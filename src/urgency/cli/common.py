@@ -19,7 +19,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from urgency.config import FAMILIES, HEADS, Params
+from urgency.config import FAMILIES, HEADS, SIGNALS_MODEL, Params
 from urgency.errors import OutputError, UrgencyError
 
 if TYPE_CHECKING:
@@ -180,26 +180,38 @@ def parse_now(text: str | None) -> datetime:
 # loading can move to its own module by changing them alone.
 
 
-def model_source(params: Params, heads: Sequence[str] | None, model_dir: Path | None) -> ModelSource:
+def model_source(
+    params: Params, heads: Sequence[str] | None, model_dir: Path | None, *, signals: bool = False
+) -> ModelSource:
     """The heads' models pinned: --model-dir, else the registry champions' versions now. `heads`
-    None: every head that has one (the rule lives in `urgency.models.resolve`)."""
+    None: every head that has one (the rule lives in `urgency.models.resolve`). `signals` (the
+    commands that score): the text signals' model too, when there is one."""
     from urgency.models import resolve
 
     return resolve(
         heads,
         model_dir=model_dir,
         tracking_uri=params.mlflow.tracking_uri,
-        model_names={head: params.mlflow.model_name(head) for head in HEADS},
+        model_names=model_names(params),
         alias=params.mlflow.champion_alias,
+        signals=signals,
     )
 
 
-def load_models(params: Params, heads: Sequence[str] | None, model_dir: Path | None) -> dict[str, HeadModel]:
+def model_names(params: Params) -> dict[str, str]:
+    """Registered model names: each head's, and the text signals' model's."""
+    return {name: params.mlflow.model_name(name) for name in (*HEADS, SIGNALS_MODEL)}
+
+
+def load_models(
+    params: Params, heads: Sequence[str] | None, model_dir: Path | None, *, signals: bool = False
+) -> dict[str, HeadModel]:
     """The heads' models from --model-dir, else the registry champions (exactly the versions
-    `model_source` pinned); `heads` None: every head that has one."""
+    `model_source` pinned); `heads` None: every head that has one; `signals`: and the text
+    signals' model, when there is one."""
     from urgency.models import load_models as load_pinned
 
-    return load_pinned(model_source(params, heads, model_dir))
+    return load_pinned(model_source(params, heads, model_dir, signals=signals))
 
 
 @contextmanager

@@ -1,4 +1,4 @@
-"""Model commands: train, evaluate, compare, export-models, tune, thresholds."""
+"""Model commands: train, distill, evaluate, compare, export-models, tune, thresholds."""
 
 from __future__ import annotations
 
@@ -74,6 +74,9 @@ def train(
             for name, o in result.heads.items()
         },
     )
+    if result.signals_version:
+        name = params.mlflow.model_name("signals")
+        console.print(f"text signals: {name} v{result.signals_version} (champion)", highlight=False)
     if not promote_if_better:
         return
 
@@ -87,6 +90,68 @@ def train(
         by="urgency train --promote-if-better",
         on_decision=show,
     )
+
+
+@user_errors
+def distill(
+    head: Annotated[str, typer.Option("--head", help="Head whose student to fit.")],
+    teacher: Annotated[
+        str,
+        typer.Option(
+            help="The teacher: a registered version (e.g. 3) or alias (e.g. champion) of the head's model."
+        ),
+    ],
+    params_path: ParamsOption = Path("params.yaml"),
+    unlabelled: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--unlabelled",
+            help="A source (data.sources name) of unlabelled tickets (repeat); default: "
+            "distill.sources, else every source without the head's labels.",
+        ),
+    ] = None,
+    promote_if_better: Annotated[
+        bool,
+        typer.Option(
+            "--promote-if-better",
+            help="Make the student champion when it passes the promotion policy (params "
+            "promotion:) on the validation split.",
+        ),
+    ] = False,
+) -> None:
+    """Fit a fast baseline-family student on the head's labelled rows plus unlabelled tickets
+    the teacher labels (soft targets), and register it (family student). The hand-labelled
+    support-sentiment tickets are never among the unlabelled ones."""
+    from urgency.distill import distill as distill_head
+    from urgency.hand_labelled import SUPPORT_SENTIMENT_FILE, configured_support_sentiment
+    from urgency.promote import promote_each_if_better
+
+    setup_logging()
+    chosen = one_head(head)
+    params = load_params(params_path)
+    checked = configured_support_sentiment(params, params_path.resolve().parent / SUPPORT_SENTIMENT_FILE)
+    with progress() as bar:
+        bar.add_task(f"distilling {chosen} from {teacher}", total=None)
+        result = distill_head(
+            params, chosen, teacher, sources=unlabelled, support_sentiment=checked, params_path=params_path
+        )
+    console.print(
+        f"{chosen}: student {result.registered_name} v{result.version} from teacher {result.teacher} "
+        f"on {result.unlabelled_rows} unlabelled tickets (MLflow run {result.run_id})",
+        highlight=False,
+    )
+    for key, value in result.figures.items():
+        typer.echo(f"{key}: {value:.4f}")
+    if promote_if_better:
+        promote_each_if_better(
+            params,
+            {chosen: result.version},
+            by="urgency distill --promote-if-better",
+            on_decision=lambda d: console.print(
+                f"{d.head}: v{d.candidate} {'promoted' if d.promoted else 'kept champion'}: {d.reason}",
+                highlight=False,
+            ),
+        )
 
 
 def print_quality(reports: dict[str, Any], title: str, versions: dict[str, str] | None = None) -> None:

@@ -20,7 +20,7 @@ from urgency.cli.common import (
     setup_logging,
     user_errors,
 )
-from urgency.config import load_params
+from urgency.config import HEADS, load_params
 
 
 @user_errors
@@ -119,7 +119,8 @@ def demo_agents(
     moment = parse_now(now) if now else default_now()
     params = load_params(params_path)
     rules = load_rules(params, rules_path)
-    models = load_models(params, None, model_dir)
+    # As `urgency score` decides: the text signals' model too, when there is one.
+    models = load_models(params, None, model_dir, signals=True)
     tickets = load_configured(params.data).tickets
     with progress() as bar:
         task = bar.add_task("deciding held-back tickets", total=None)
@@ -135,7 +136,8 @@ def demo_agents(
             on_day=lambda count: bar.advance(task, count),
         )
     write_closed_tickets(closed, output)
-    known = ", ".join(f"{head} {int(closed[f'agent_{head}'].notna().sum())}" for head in models)
+    heads = [head for head in HEADS if head in models]
+    known = ", ".join(f"{head} {int(closed[f'agent_{head}'].notna().sum())}" for head in heads)
     console.print(
         f"[green]ok[/green]: {len(closed)} closed tickets written to {output} (agents' values: {known})",
         highlight=False,

@@ -106,7 +106,7 @@ def predict(
             params, str(input), output, options, scheduler=scheduler, model_dir=model_dir, heads=heads(head)
         )
         return
-    models = load_models(params, heads(head), model_dir)
+    models = load_models(params, heads(head), model_dir, signals=True)
     with progress() as bar:
         task = bar.add_task(f"scoring {input.name}", total=None)
         stats = predict_file(
@@ -178,7 +178,7 @@ def _many_files(
     # Checked before a cluster starts: a typo should not cost a cluster start-up.
     files = distributed.input_files(pattern)
     distributed.check_output(output)
-    source = model_source(params, heads, model_dir)
+    source = model_source(params, heads, model_dir, signals=True)
     with progress() as bar:
         task = bar.add_task(f"scoring {len(files)} file(s)", total=len(files))
         with dask_client(scheduler) as client:
@@ -265,7 +265,7 @@ def score(
             scoring=scoring,
         )
         return
-    models = load_models(params, heads(head), model_dir)
+    models = load_models(params, heads(head), model_dir, signals=True)
     with progress() as bar:
         task = bar.add_task(f"scoring {input.name}", total=None)
         stats = score_file(

@@ -10,6 +10,9 @@ what it decided and passes on what the later stages need (`decide` reads them in
    a default). A head with no model at all (absent from the outputs: the helpdesk has no labels
    for it) is not "untrusted" and sends nobody to triage: its fields are empty, so a rule reading
    it does not match (unless it asks for a missing value), and the explanation says so;
+   text signals (`_text_signals`): a signal the file lists under `text_signals` is true at or
+   above its threshold (the signals model's confidence, read from the ticket's text); a rule
+   that fires on one says so in its explanation ("text: service down (0.99)");
 2. impact (`_impact`): the most severe impact any impact rule gives (else the default);
 3. matrix (`_matrix`): urgency x impact -> a starting level;
 4. priority rules (`_priority_rules`): shifts (raise_by / lower_by) add up; then floors and caps
@@ -31,7 +34,7 @@ from zoneinfo import ZoneInfo
 
 import pandas as pd
 
-from urgency.config import HEADS
+from urgency.config import HEADS, signal_column
 from urgency.decision import NO_DEADLINE, Decision, HeadOutput, Step, iso
 from urgency.language import normalise_tag
 from urgency.rules.compiler import RuleSet
@@ -97,10 +100,12 @@ def decide(
 
     metadata = _read_fields(ticket, rules, now)
     heads = _confidence(outputs, rules, steps)
+    signals = _text_signals(ticket, rules, steps)
     # What the rules' `when` can read; each stage adds what it decides for the stages after it.
     values = {
         **metadata.values,
         **heads.rule_values(),
+        **signals.rule_values(),
         "surge": surge_on,
         "age_hours": max(0.0, (now - metadata.created).total_seconds() / 3600),
     }
@@ -113,7 +118,7 @@ def decide(
     route = _route(rules, values, heads.untrusted, steps)
     service_calendar = _service_calendar(rules, values, steps)
     deadlines = _deadlines(rules, values, priority, metadata.created, service_calendar, steps)
-    return _decision(rules, metadata, heads, impact, rank, route, deadlines, surge_on, steps)
+    return _decision(rules, metadata, heads, signals, impact, rank, route, deadlines, surge_on, steps)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -214,6 +219,58 @@ def _confidence(outputs: Mapping[str, HeadOutput | None], rules: RuleSet, steps:
     return _Predictions(labels, confidences, tuple(untrusted), urgency_used)
 
 
+@dataclass(frozen=True)
+class _Signals:
+    """The text signals the rules file lists, as read from the ticket's predicted columns."""
+
+    confidences: Mapping[str, float | None]  # name -> confidence (None: no model or no text)
+    thresholds: Mapping[str, float]
+
+    @property
+    def fired(self) -> tuple[tuple[str, float], ...]:
+        """(name, confidence) of every signal at or above its threshold, in the file's order."""
+        return tuple(
+            (name, confidence)
+            for name, confidence in self.confidences.items()
+            if confidence is not None and confidence >= self.thresholds[name]
+        )
+
+    def rule_values(self) -> dict[str, Any]:
+        values: dict[str, Any] = {}
+        for name, confidence in self.confidences.items():
+            field = signal_column(name)
+            values[field] = None if confidence is None else confidence >= self.thresholds[name]
+            values[f"{field}_confidence"] = confidence
+        return values
+
+
+def _text_signals(ticket: Mapping[str, Any], rules: RuleSet, steps: list[Step]) -> _Signals:
+    """1b. The text signals: each listed signal's confidence from its column (`text_<name>`,
+    written by the signals model). A ticket scored without a signals model has no such column:
+    rules reading the signal see no value, and the explanation says so."""
+    confidences: dict[str, float | None] = {}
+    absent = []
+    for name in rules.spec.text_signals:
+        column = signal_column(name)
+        if column not in ticket:
+            absent.append(name)
+        raw = ticket.get(column)
+        confidences[name] = None if is_missing(raw) else float(raw)
+    readers = {
+        rule
+        for name in absent
+        for field in (signal_column(name), f"{signal_column(name)}_confidence")
+        for rule in rules.readers.get(field, ())
+    }
+    if readers:
+        reason = (
+            f"no text signal {', '.join(absent)} (no signals model, or it reads no such signal): "
+            f"rule(s) reading them see no value ({', '.join(sorted(readers))})"
+        )
+        steps.append(Step("confidence.text_signals", "confidence", "text_signals", None, None, reason))
+    return _Signals(confidences, rules.spec.text_signals)
+
+
 def _impact(rules: RuleSet, values: Mapping[str, Any], steps: list[Step]) -> str:
     """2. The most severe level any impact rule gives, else the default."""
     default = rules.spec.impact.default
@@ -223,7 +280,8 @@ def _impact(rules: RuleSet, values: Mapping[str, Any], steps: list[Step]) -> str
             winner = rule
     if winner is None:
         return default
-    steps.append(Step(winner.name, "impact", "impact", default, winner.value, winner.description))
+    reason = "; ".join(part for part in (winner.description, _signals_read(winner, rules, values)) if part)
+    steps.append(Step(winner.name, "impact", "impact", default, winner.value, reason))
     return winner.value
 
 
@@ -252,7 +310,7 @@ def _shifts(rules: RuleSet, values: Mapping[str, Any], base: int, steps: list[St
         total += -rule.value if rule.action == "raise_by" else rule.value
         after = min(max(base + total, 0), last)
         verb = "raise by" if rule.action == "raise_by" else "lower by"
-        reason = f"{verb} {rule.value}" + _description(rule)
+        reason = f"{verb} {rule.value}" + _description(rule, rules, values)
         steps.append(_priority_step(rule.name, rules.levels[before], rules.levels[after], reason))
     return min(max(base + total, 0), last)
 
@@ -263,7 +321,7 @@ def _bounds(rules: RuleSet, values: Mapping[str, Any], rank: int, steps: list[St
         before = rank
         bound = rules.rank(rule.value)
         rank = min(rank, bound) if rule.action == "at_least" else max(rank, bound)
-        reason = f"{rule.action.replace('_', ' ')} {rule.value}" + _description(rule)
+        reason = f"{rule.action.replace('_', ' ')} {rule.value}" + _description(rule, rules, values)
         steps.append(_priority_step(rule.name, rules.levels[before], rules.levels[rank], reason))
     return rank
 
@@ -272,7 +330,8 @@ def _pin(rules: RuleSet, values: Mapping[str, Any], rank: int, steps: list[Step]
     pin = _first(rules.pins, values)
     if pin is None:
         return rank
-    steps.append(_priority_step(pin.name, rules.levels[rank], pin.value, "pinned" + _description(pin)))
+    reason = "pinned" + _description(pin, rules, values)
+    steps.append(_priority_step(pin.name, rules.levels[rank], pin.value, reason))
     return rules.rank(pin.value)
 
 
@@ -354,6 +413,7 @@ def _decision(
     rules: RuleSet,
     metadata: _Metadata,
     heads: _Predictions,
+    signals: _Signals,
     impact: str,
     rank: int,
     route: tuple[str, tuple[str, ...]],
@@ -376,6 +436,7 @@ def _decision(
         category_confidence=heads.confidences["category"],
         sentiment=heads.labels["sentiment"],
         sentiment_confidence=heads.confidences["sentiment"],
+        text_signals=signals.fired,
         team=team,
         skills=skills,
         sla_policy=deadlines.policy,
@@ -409,8 +470,21 @@ def _priority_step(rule: str, before: str | None, after: str, reason: str) -> St
     return Step(rule, "priority", "priority", before, after, reason)
 
 
-def _description(rule: CompiledRule) -> str:
-    return f": {rule.description}" if rule.description else ""
+def _description(rule: CompiledRule, rules: RuleSet, values: Mapping[str, Any]) -> str:
+    parts = [part for part in (rule.description, _signals_read(rule, rules, values)) if part]
+    return f": {'; '.join(parts)}" if parts else ""
+
+
+def _signals_read(rule: CompiledRule, rules: RuleSet, values: Mapping[str, Any]) -> str:
+    """The text signals a fired rule read that are true, and how sure the signals model was:
+    "text: service down (0.99)" - the signal came from the ticket's text, not its fields."""
+    read = rule.condition.by_field()
+    shown = [
+        f"text: {name.replace('_', ' ')} ({values[f'{signal_column(name)}_confidence']:.2f})"
+        for name in rules.spec.text_signals
+        if signal_column(name) in read and values.get(signal_column(name))
+    ]
+    return ", ".join(shown)
 
 
 def _duration(minutes: int | None) -> str:

@@ -204,10 +204,17 @@ class SurgeSection(Strict):
     min_tickets: int = Field(default=100, ge=1)
 
 
+SignalName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$")]
+
+
 class RulesFile(Strict):
     version: Literal[1] = 1
     description: str = ""
     fields: dict[str, FieldSpec] = Field(default_factory=dict)
+    # Text signals the rules read (params `signals`, the signals model): name -> the confidence
+    # at or above which it counts. A rule's `when` reads `text_<name>` (true / false) and
+    # `text_<name>_confidence`; without a signals model both are missing.
+    text_signals: dict[SignalName, Annotated[float, Field(ge=0, le=1)]] = Field(default_factory=dict)
     created_at: CreatedAtSpec = CreatedAtSpec()
     # Support plans, lowest first: a higher plan must never get a lower priority.
     plans: list[str] = Field(default_factory=list)

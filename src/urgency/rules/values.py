@@ -1,8 +1,9 @@
 """Ticket fields and their values: which fields a rule may name, and one parser for both a ticket's
 values and the literals in a rule's `when`, so that the two compare alike.
 
-A field is built in (a model's output and confidence, `surge`, `age_hours`, and the `impact` and
-`priority` the engine decides on the way) or declared under the file's `fields` (a column of the
+A field is built in (a model's output and confidence, a text signal the file lists under
+`text_signals`, `surge`, `age_hours`, and the `impact` and `priority` the engine decides on the
+way) or declared under the file's `fields` (a column of the
 ticket's metadata). Text compares casefolded; `yes`/`no`, `1`/`0` and the like are booleans.
 """
 
@@ -14,7 +15,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from urgency.config import HEADS, SENTIMENT_LABELS, URGENCY_LABELS
+from urgency.config import HEADS, SENTIMENT_LABELS, URGENCY_LABELS, signal_column
 from urgency.rules.schema import FieldKind, RulesFile
 
 TRUE_WORDS = frozenset({"true", "yes", "y", "1", "t"})
@@ -123,6 +124,9 @@ def _builtin_fields(spec: RulesFile, category_labels: Sequence[str] | None) -> d
         "impact": text("impact", spec.impact.levels),
         "priority": text("priority", [level.name for level in spec.levels]),
     }
+    for name in spec.text_signals:
+        fields[signal_column(name)] = FieldInfo(signal_column(name), "bool")
+        fields[f"{signal_column(name)}_confidence"] = FieldInfo(f"{signal_column(name)}_confidence", "number")
     return fields
 
 
