@@ -257,3 +257,58 @@ def test_gate_rules_by_hand() -> None:
     same = gate("urgency", better, better, min_gain=0.01, max_recall_drop=0.05)
     assert not same.passed and "below the required +0.0100" in same.reasons[0]
     assert gate("urgency", better, better, min_gain=0.0, max_recall_drop=0.0).passed
+
+
+def _report(macro_f1: float, recall: dict[str, float]) -> dict[str, Any]:
+    return {
+        "macro_f1": macro_f1,
+        "n": 100,
+        "per_class": {label: {"recall": value, "support": 10} for label, value in recall.items()},
+    }
+
+
+@pytest.mark.parametrize(
+    ("challenger_f1", "challenger_recall", "check_before", "check_after", "passes", "says"),
+    [
+        # Wins on validation, holds on the hand-labelled set.
+        (0.80, 0.70, 0.86, 0.85, True, "within the allowed drop"),
+        # Wins on validation, loses where it is used: refused.
+        (0.80, 0.70, 0.86, 0.14, False, "drops more than the allowed"),
+        # The distilled student: a little lower on validation, far better on support text.
+        (0.755, 0.70, 0.14, 0.865, True, "gains at least"),
+        # A small gain on the set does not outweigh a lower validation figure.
+        (0.755, 0.70, 0.84, 0.86, False, "below the gain"),
+        # Validation falls too far for the set's gain.
+        (0.70, 0.70, 0.14, 0.865, False, "falls by more than"),
+        # A class's recall collapses: the set's gain does not excuse it.
+        (0.755, 0.40, 0.14, 0.865, False, "falls by more than"),
+    ],
+)
+def test_a_hand_labelled_check_joins_the_promotion_policy(
+    challenger_f1: float,
+    challenger_recall: float,
+    check_before: float,
+    check_after: float,
+    passes: bool,
+    says: str,
+) -> None:
+    from urgency.promote import HandCheck, gate
+
+    judged = gate(
+        "sentiment",
+        _report(0.76, {"negative": 0.70}),
+        _report(challenger_f1, {"negative": challenger_recall}),
+        min_gain=0.01,
+        max_recall_drop=0.05,
+    )
+    check = HandCheck(
+        name="support sentiment acc.",
+        figure=lambda version: 0.0,
+        min_gain=0.05,
+        max_drop=0.02,
+        max_macro_f1_drop=0.02,
+    )
+    passed, reason = check.judge(judged, check_before, check_after)
+    assert passed is passes
+    assert says in reason
+    assert f"{check_before:.4f} -> {check_after:.4f}" in reason

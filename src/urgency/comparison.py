@@ -95,20 +95,12 @@ def support_sentiment_check(checked: LabelledSet, tracking_uri: str) -> VersionC
     hand-labelled support-sentiment set: accuracy negative-vs-not and the share it predicts
     negative. Other heads get empty cells."""
     from urgency.hand_labelled import sentiment_check
-    from urgency.models import HeadRef, ModelSource, load_models
+    from urgency.models import load_version
 
     def check(head: str, name: str, version: ModelVersion) -> dict[str, Any]:
         if head != "sentiment":
             return dict.fromkeys(SUPPORT_COLUMNS)
-        ref = HeadRef(
-            head=head,
-            uri=f"models:/{name}/{version.version}",
-            version=str(version.version),
-            run_id=version.run_id,
-            registry_name=name,
-        )
-        model = load_models(ModelSource(heads=(ref,), tracking_uri=tracking_uri))[head]
-        result = sentiment_check(model, checked)
+        result = sentiment_check(load_version(head, name, version, tracking_uri), checked)
         return {
             SUPPORT_COLUMNS[0]: result["negative_vs_not_accuracy"],
             SUPPORT_COLUMNS[1]: result["share_predicted_negative"],

@@ -482,6 +482,13 @@ class PromotionParams(Strict):
 
     min_macro_f1_gain: float = Field(default=0.01, ge=0, le=1)
     max_recall_drop: float = Field(default=0.05, ge=0, le=1)
+    # A head's hand-labelled check (the support-sentiment set for sentiment) joins the policy
+    # (`urgency.promote.HandCheck`): a challenger may lose at most `max_check_drop` on it; one
+    # that gains `min_check_gain` passes without the validation gain if its validation macro-F1
+    # falls by at most `max_macro_f1_drop_for_check` (and no recall by more than allowed).
+    min_check_gain: float = Field(default=0.05, ge=0, le=1)
+    max_check_drop: float = Field(default=0.02, ge=0, le=1)
+    max_macro_f1_drop_for_check: float = Field(default=0.02, ge=0, le=1)
 
 
 # Keys of earlier params files that moved: a clear error says where to (strict models would only

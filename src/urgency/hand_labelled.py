@@ -24,6 +24,7 @@ from urgency.evaluate import classification_report
 if TYPE_CHECKING:
     from urgency.config import Params, Source
     from urgency.models import HeadModel
+    from urgency.promote import HandCheck
 
 # The set, relative to the project (the params file's folder), and the source it labels.
 SUPPORT_SENTIMENT_FILE = Path("data/labelled/support_sentiment.csv")
@@ -144,3 +145,29 @@ def sentiment_check(model: HeadModel, checked: LabelledSet) -> dict[str, Any]:
         raise InputError(f"the {checked.name} check is for sentiment models, not {model.head}")
     probabilities = predict_proba(model, checked.labels["text"])
     return sentiment_report(checked.labels["sentiment"], probabilities)
+
+
+def promotion_checks(params: Params, checked: LabelledSet | None) -> dict[str, HandCheck]:
+    """The heads' hand-labelled checks for the promotion policy (`urgency.promote.HandCheck`):
+    sentiment on the support-sentiment set (accuracy negative-vs-not) when the set is there."""
+    from urgency.models import load_version
+    from urgency.promote import HandCheck
+
+    if checked is None:
+        return {}
+    name = params.mlflow.model_name("sentiment")
+
+    def accuracy(version: Any) -> float:
+        model = load_version("sentiment", name, version, params.mlflow.tracking_uri)
+        return float(sentiment_check(model, checked)["negative_vs_not_accuracy"])
+
+    policy = params.promotion
+    return {
+        "sentiment": HandCheck(
+            name="support sentiment acc.",
+            figure=accuracy,
+            min_gain=policy.min_check_gain,
+            max_drop=policy.max_check_drop,
+            max_macro_f1_drop=policy.max_macro_f1_drop_for_check,
+        )
+    }

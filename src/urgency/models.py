@@ -373,6 +373,19 @@ def write_digest_file(folder: Path, digests: Mapping[str, str]) -> None:
     (folder / DIGEST_FILE).write_text(digests_json(digests) + "\n", encoding="utf-8")
 
 
+def load_version(head: str, name: str, version: Any, tracking_uri: str) -> HeadModel:
+    """One registered version (an MLflow `ModelVersion`) of `head`'s model `name`, loaded with its
+    digests checked: what comparing, distilling and judging a version read."""
+    ref = HeadRef(
+        head=head,
+        uri=f"models:/{name}/{version.version}",
+        version=str(version.version),
+        run_id=version.run_id,
+        registry_name=name,
+    )
+    return load_models(ModelSource(heads=(ref,), tracking_uri=tracking_uri))[head]
+
+
 def load_registered_models(
     heads: Sequence[str] | None, *, tracking_uri: str, model_names: Mapping[str, str], alias: str
 ) -> dict[str, HeadModel]:

@@ -9,8 +9,11 @@ a challenger replaces the champion only when its macro-F1 is higher by at least
 `min_macro_f1_gain` and no class's recall drops by more than `max_recall_drop`. `train
 --promote-if-better` and `tune` judge on the validation split (the test split stays out of every
 decision; only versions evaluated on the same validation rows, same dataset digest, are
-compared), `retrain` on the newest slice of the new history. A rollback is a promotion back to
-the version the champion replaced.
+compared), `retrain` on the newest slice of the new history. Where a head has a hand-labelled
+check (`HandCheck`: the support-sentiment set for sentiment), `train` and `distill` also judge
+on it: the figure measured where the model is used can refuse a validation winner, or let a
+challenger through that is slightly lower on validation and clearly better there. A rollback is
+a promotion back to the version the champion replaced.
 
 Over 400 lines on purpose: alias moves, their audit trail and the promotion policy that moves
 them are one job; the side-by-side comparison of families lives in `urgency.comparison`.
@@ -267,6 +270,45 @@ class Gate:
         return figures
 
 
+@dataclass(frozen=True)
+class HandCheck:
+    """A head measured where it is used (a hand-labelled set, `urgency.hand_labelled`) joins the
+    promotion policy (params `promotion:`). The validation split measures the training sources'
+    own text; a model can win there and fail on the helpdesk's (the tweet-trained sentiment
+    model). So: a challenger that passes on validation is still refused when it loses more than
+    `max_drop` on the check; one that gains at least `min_gain` on the check passes without the
+    validation gain, provided its validation macro-F1 falls by no more than `max_macro_f1_drop`
+    and no class's recall falls by more than the policy allows."""
+
+    name: str
+    figure: Callable[[ModelVersion], float]  # the version's figure on the set (higher is better)
+    min_gain: float
+    max_drop: float
+    max_macro_f1_drop: float
+
+    def judge(self, judged: Gate, champion: float, challenger: float) -> tuple[bool, str]:
+        gain = challenger - champion
+        said = f"{self.name} {champion:.4f} -> {challenger:.4f} ({gain:+.4f})"
+        recall_ok = all(
+            before - after <= judged.max_recall_drop + TOLERANCE for before, after in judged.recall.values()
+        )
+        if judged.passed:
+            if gain < -self.max_drop - TOLERANCE:
+                return False, f"{said} drops more than the allowed {self.max_drop:.4f}"
+            return True, f"{said} within the allowed drop {self.max_drop:.4f}"
+        if gain < self.min_gain - TOLERANCE:
+            return False, f"{said} below the gain {self.min_gain:+.4f} that would outweigh validation"
+        if -judged.gain > self.max_macro_f1_drop + TOLERANCE or not recall_ok:
+            return False, (
+                f"{said} gains, but validation macro-F1 falls by more than {self.max_macro_f1_drop:.4f} "
+                "or a class's recall by more than allowed"
+            )
+        return True, (
+            f"{said} gains at least {self.min_gain:+.4f} while validation macro-F1 falls by no more "
+            f"than {self.max_macro_f1_drop:.4f}"
+        )
+
+
 def gate(
     head: str,
     champion: dict[str, Any],
@@ -341,9 +383,11 @@ def judge_version(
     *,
     min_gain: float,
     max_recall_drop: float,
+    check: HandCheck | None = None,
 ) -> tuple[PromotionDecision, Gate | None]:
     """Would `version` replace the `alias` version under the promotion policy? (Nothing moves.)
-    The comparison is on the validation split both versions were evaluated on."""
+    The comparison is on the validation split both versions were evaluated on, and on the
+    head's hand-labelled `check` when there is one (`HandCheck.judge`)."""
     candidate = _version(client, name, version)
     champion = alias_version(client, name, alias)
 
@@ -384,7 +428,10 @@ def judge_version(
         )
     else:
         reason = f"validation: {'; '.join(judged.reasons)}"
-    return verdict(judged.passed, reason, judged)
+    if check is None:
+        return verdict(judged.passed, reason, judged)
+    passed, check_reason = check.judge(judged, check.figure(champion), check.figure(candidate))
+    return verdict(passed, f"{reason}; {check_reason}", judged)
 
 
 def promote_if_better(
@@ -398,10 +445,11 @@ def promote_if_better(
     max_recall_drop: float,
     by: str,
     log: AliasLog | None = None,
+    check: HandCheck | None = None,
 ) -> PromotionDecision:
     """Promote `version` when it passes the promotion policy (`judge_version`)."""
     decision, judged = judge_version(
-        client, head, name, version, alias, min_gain=min_gain, max_recall_drop=max_recall_drop
+        client, head, name, version, alias, min_gain=min_gain, max_recall_drop=max_recall_drop, check=check
     )
     if decision.promoted:
         metrics = judged.metrics() if judged is not None else {}
@@ -417,10 +465,12 @@ def promote_each_if_better(
     *,
     by: str,
     on_decision: Callable[[PromotionDecision], None] | None = None,
+    checks: Mapping[str, HandCheck] | None = None,
 ) -> list[PromotionDecision]:
     """`promote_if_better` for each head's new version ({head: version}) under the promotion
-    policy (params `promotion:`); `on_decision` hears each decision as it is made, so a failure
-    on a later head does not hide an earlier promotion."""
+    policy (params `promotion:`), with the head's hand-labelled check from `checks` when there
+    is one; `on_decision` hears each decision as it is made, so a failure on a later head does
+    not hide an earlier promotion."""
     client = registry_client(params.mlflow.tracking_uri)
     log = AliasLog.of(params.mlflow)
     decisions = []
@@ -435,6 +485,7 @@ def promote_each_if_better(
             max_recall_drop=params.promotion.max_recall_drop,
             by=by,
             log=log,
+            check=(checks or {}).get(head),
         )
         if on_decision:
             on_decision(decision)

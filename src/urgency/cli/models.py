@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
@@ -25,6 +25,17 @@ from urgency.cli.common import (
     user_errors,
 )
 from urgency.config import HEADS, Params, load_params
+
+if TYPE_CHECKING:
+    from urgency.hand_labelled import LabelledSet
+
+
+def support_sentiment_set(params_path: Path, params: Params, path: Path | None = None) -> LabelledSet | None:
+    """The hand-labelled support-sentiment set at `path`, default data/labelled/ beside the params
+    file; None when it (or the source it labels) is absent: its check is then not made."""
+    from urgency.hand_labelled import SUPPORT_SENTIMENT_FILE, configured_support_sentiment
+
+    return configured_support_sentiment(params, path or params_path.resolve().parent / SUPPORT_SENTIMENT_FILE)
 
 
 @user_errors
@@ -47,6 +58,7 @@ def train(
     ] = False,
 ) -> None:
     """Validate the data, train each head, evaluate it on its test split and register it."""
+    from urgency.hand_labelled import promotion_checks
     from urgency.promote import PromotionDecision, promote_each_if_better
     from urgency.train import train as train_heads
 
@@ -89,6 +101,7 @@ def train(
         {name: o.version for name, o in result.heads.items()},
         by="urgency train --promote-if-better",
         on_decision=show,
+        checks=promotion_checks(params, support_sentiment_set(params_path, params)),
     )
 
 
@@ -123,13 +136,13 @@ def distill(
     the teacher labels (soft targets), and register it (family student). The hand-labelled
     support-sentiment tickets are never among the unlabelled ones."""
     from urgency.distill import distill as distill_head
-    from urgency.hand_labelled import SUPPORT_SENTIMENT_FILE, configured_support_sentiment
+    from urgency.hand_labelled import promotion_checks
     from urgency.promote import promote_each_if_better
 
     setup_logging()
     chosen = one_head(head)
     params = load_params(params_path)
-    checked = configured_support_sentiment(params, params_path.resolve().parent / SUPPORT_SENTIMENT_FILE)
+    checked = support_sentiment_set(params_path, params)
     with progress() as bar:
         bar.add_task(f"distilling {chosen} from {teacher}", total=None)
         result = distill_head(
@@ -147,6 +160,7 @@ def distill(
             params,
             {chosen: result.version},
             by="urgency distill --promote-if-better",
+            checks=promotion_checks(params, checked),
             on_decision=lambda d: console.print(
                 f"{d.head}: v{d.candidate} {'promoted' if d.promoted else 'kept champion'}: {d.reason}",
                 highlight=False,
@@ -318,14 +332,11 @@ def compare(
     run); sentiment models also on the hand-labelled support-sentiment set."""
     from urgency.comparison import compare_and_log, comparison_markdown
     from urgency.errors import InputError
-    from urgency.hand_labelled import SUPPORT_SENTIMENT_FILE, configured_support_sentiment
 
     params = load_params(params_path)
     if support_sentiment is not None and not support_sentiment.exists():
         raise InputError(f"{support_sentiment}: file not found")
-    checked = configured_support_sentiment(
-        params, support_sentiment or params_path.resolve().parent / SUPPORT_SENTIMENT_FILE
-    )
+    checked = support_sentiment_set(params_path, params, support_sentiment)
     if checked is None:
         console.print("no support-sentiment set (or no support_tickets_synthetic source): column left out")
     table, run_id = compare_and_log(params.mlflow, HEADS, output, checked)
