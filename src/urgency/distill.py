@@ -155,19 +155,23 @@ def fit_student(
 
 
 def resolve_teacher(params: Params, head: str, teacher: str) -> HeadRef:
-    """`teacher`: a version number or an alias of the head's registered model."""
+    """`teacher`: a version number or an alias of the head's registered model, or a model family
+    (`label-free`: its newest version, so a script need not know the number)."""
+    from urgency.comparison import latest_by_family
+
     client = registry_client(params.mlflow.tracking_uri)
     name = params.mlflow.model_name(head)
     try:
-        found = (
-            client.get_model_version(name, teacher)
-            if teacher.isdigit()
-            else client.get_model_version_by_alias(name, teacher)
-        )
+        if teacher.isdigit():
+            found = client.get_model_version(name, teacher)
+        elif teacher in (families := latest_by_family(client, name)):
+            found = families[teacher]
+        else:
+            found = client.get_model_version_by_alias(name, teacher)
     except mlflow.exceptions.MlflowException:
         raise ModelNotFoundError(
             f"no teacher {name} {'v' if teacher.isdigit() else '@'}{teacher} in the registry at "
-            f"{params.mlflow.tracking_uri}: pass a registered version or alias of {name}"
+            f"{params.mlflow.tracking_uri}: pass a registered version, alias or model family of {name}"
         ) from None
     return HeadRef(
         head=head,

@@ -111,7 +111,8 @@ def distill(
     teacher: Annotated[
         str,
         typer.Option(
-            help="The teacher: a registered version (e.g. 3) or alias (e.g. champion) of the head's model."
+            help="The teacher: a registered version (e.g. 3), alias (e.g. champion) or model family "
+            "(e.g. label-free: its newest version) of the head's model."
         ),
     ],
     params_path: ParamsOption = Path("params.yaml"),
