@@ -271,7 +271,7 @@ class HybridParams(Strict):
     batch_size: int = Field(default=64, gt=0)
     # The embedding block's scale beside the TF-IDF blocks (each of unit length): larger lets the
     # classifier lean more on the sentence vector at the same regularisation.
-    embedding_weight: float = Field(default=2.0, gt=0)
+    embedding_weight: float = Field(default=1.0, gt=0)
     # Rows per head the classifier is fitted on and calibrated with (seeded samples) unless
     # full_run: every row is embedded (~8 ms a ticket on a 2-core CPU). The TF-IDF vocabulary
     # and its IDF are learnt from every train row either way.
