@@ -36,7 +36,7 @@ def signal_column(name: str) -> str:
 
 
 # Model families `urgency train` can fit (see TrainingParams).
-FAMILIES: tuple[str, ...] = ("baseline", "embedding", "finetune", "label-free")
+FAMILIES: tuple[str, ...] = ("baseline", "embedding", "hybrid", "finetune", "label-free")
 
 
 class Strict(BaseModel):
@@ -278,6 +278,25 @@ class EmbeddingParams(Strict):
     class_weight: Literal["balanced"] | None = "balanced"
 
 
+class HybridParams(Strict):
+    """Per head, the baseline's TF-IDF features (built from `heads.<head>.baseline`, whose `C`
+    and `class_weight` the classifier also takes) beside the frozen MiniLM sentence embedding
+    (mean pooled, normalised, times `embedding_weight`) in one logistic regression, its
+    temperature fitted on validation rows."""
+
+    checkpoint: Path | None = None
+    max_length: int = Field(default=128, ge=8, le=512)
+    batch_size: int = Field(default=64, gt=0)
+    # The embedding block's scale beside the TF-IDF blocks (each of unit length): larger lets the
+    # classifier lean more on the sentence vector at the same regularisation.
+    embedding_weight: float = Field(default=1.0, gt=0)
+    # Rows per head the classifier is fitted on and calibrated with (seeded samples) unless
+    # full_run: every row is embedded (~8 ms a ticket on a 2-core CPU). The TF-IDF vocabulary
+    # and its IDF are learnt from every train row either way.
+    train_sample: int = Field(default=4000, gt=0)
+    validation_sample: int = Field(default=1000, gt=0)
+
+
 class FinetuneParams(Strict):
     """The MiniLM encoder fine-tuned with one linear classification layer per head."""
 
@@ -346,12 +365,13 @@ class SignalsParams(Strict):
 
 class TrainingParams(Strict):
     # Which model family `urgency train` fits (the CLI's --family overrides it).
-    family: Literal["baseline", "embedding", "finetune", "label-free"] = "baseline"
+    family: Literal["baseline", "embedding", "hybrid", "finetune", "label-free"] = "baseline"
     # true: the transformer families use every train and validation row (a machine with a GPU);
     # false: the seeded samples set below, sized to finish on a small CPU.
     full_run: bool = False
     seed: int = 42
     embedding: EmbeddingParams = EmbeddingParams()
+    hybrid: HybridParams = HybridParams()
     finetune: FinetuneParams = FinetuneParams()
     label_free: LabelFreeParams = LabelFreeParams()
     # The frozen MiniLM's vectors of training texts, by text digest and encoder (relative: the
@@ -561,7 +581,7 @@ def resolve_paths(params: Params, base: Path) -> Params:
     if "://" not in artifact_location:
         artifact_location = _resolve(base, Path(artifact_location)).as_uri()
     training = params.training
-    for family in ("embedding", "finetune", "label_free"):
+    for family in ("embedding", "hybrid", "finetune", "label_free"):
         checkpoint = getattr(training, family).checkpoint
         if checkpoint is not None:
             resolved = getattr(training, family).model_copy(update={"checkpoint": _resolve(base, checkpoint)})

@@ -43,6 +43,7 @@ from urgency.predict import predict_proba
 log = logging.getLogger(__name__)
 
 LABEL_FREE = "label-free"
+HYBRID = "hybrid"
 
 # What a baseline model needs at load time, pinned to the versions it was trained with.
 BASELINE_REQUIREMENTS = ("scikit-learn", "scipy", "numpy", "pandas", "selectolax")
@@ -52,15 +53,9 @@ def pip_requirements(packages: Sequence[str]) -> list[str]:
     return [f"{name}=={package_version(name)}" for name in packages]
 
 
-def build_pipeline(params: BaselineParams, cleaning: Cleaning | None = None) -> Pipeline:
-    """Text cleaning, then TF-IDF word and character n-grams into a class-balanced logistic
-    regression.
-
-    The pipeline reads a DataFrame with a `text` column, so the saved artifact carries all of
-    its preprocessing, cleaning included (`cleaning`, default every step): any caller of the
-    saved model gets the cleaning it was trained with.
-    """
-    cleaning = cleaning or Cleaning()
+def build_features(params: BaselineParams) -> ColumnTransformer:
+    """TF-IDF word and character n-grams of a DataFrame's `text` column (each block of unit
+    length): the baseline's features, which the hybrid family reads too."""
     word = TfidfVectorizer(
         ngram_range=(1, params.word_ngram_max),
         min_df=params.min_df,
@@ -76,7 +71,19 @@ def build_pipeline(params: BaselineParams, cleaning: Cleaning | None = None) -> 
         sublinear_tf=True,
         dtype=np.float32,
     )
-    features = ColumnTransformer([("word", word, "text"), ("char", char, "text")])
+    return ColumnTransformer([("word", word, "text"), ("char", char, "text")])
+
+
+def build_pipeline(params: BaselineParams, cleaning: Cleaning | None = None) -> Pipeline:
+    """Text cleaning, then the TF-IDF features (`build_features`) into a class-balanced logistic
+    regression.
+
+    The pipeline reads a DataFrame with a `text` column, so the saved artifact carries all of
+    its preprocessing, cleaning included (`cleaning`, default every step): any caller of the
+    saved model gets the cleaning it was trained with.
+    """
+    cleaning = cleaning or Cleaning()
+    features = build_features(params)
     classifier = LogisticRegression(C=params.C, class_weight=params.class_weight, max_iter=2000)
     return Pipeline(
         [("clean", TextCleaner(**cleaning.as_dict())), ("features", features), ("classifier", classifier)]
@@ -421,8 +428,9 @@ def train(
 ) -> TrainResult:
     """Validate the data, then train, evaluate and register each head in one MLflow run.
 
-    `family` (default: params.training.family) is baseline, embedding, finetune or label-free
-    (every described head, or those asked for, from its descriptions: `urgency.label_free`). `tickets`
+    `family` (default: params.training.family) is baseline, embedding, hybrid (`urgency.hybrid`),
+    finetune or label-free (every described head, or those asked for, from its descriptions:
+    `urgency.label_free`). `tickets`
     (default: the configured sources, validated) is the canonical ticket frame to learn from;
     `urgency retrain` passes the merged history.
 
@@ -514,7 +522,12 @@ def train(
             on_start(list(datasets))
         fitted: dict[str, Any] = {}
         trained = {head: dataset for head, dataset in datasets.items() if head not in label_free}
-        if family not in ("baseline", LABEL_FREE) and trained:
+        if family == HYBRID and trained:
+            from urgency.hybrid import fit_hybrid_family
+
+            baseline = {head: params.heads.get(head).baseline for head in trained}
+            fitted = fit_hybrid_family(trained, baseline, params.training)
+        elif family not in ("baseline", LABEL_FREE) and trained:
             from urgency.transformer import fit_family
 
             fitted = fit_family(family, trained, params.training, priors=priors(params, trained))

@@ -37,6 +37,7 @@ import pandas as pd
 from urgency.cleaning import Cleaning, write_model_code
 from urgency.config import EmbeddingParams, FinetuneParams, TrainingParams
 from urgency.transformer_model import (
+    SparsePart,
     TransformerHead,
     embed,
     embed_once,
@@ -64,6 +65,8 @@ TRANSFORMER_REQUIREMENTS = (
     "pandas",
     "selectolax",
 )
+# What the hybrid family's TF-IDF part needs besides (`transformer_model.SparsePart`).
+SPARSE_REQUIREMENTS = ("scikit-learn", "scipy", "joblib")
 
 EpochCallback = Callable[[int, dict[str, float]], None]
 
@@ -94,6 +97,8 @@ class FittedHead:
     params: dict[str, Any]
     # One entry per epoch (fine-tuning only): metric name -> value.
     history: list[dict[str, float]] = field(default_factory=list)
+    # The hybrid family's TF-IDF part, whose logits add to the sentence vector's.
+    sparse: SparsePart | None = None
 
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
         """Probabilities in `labels` order, computed in memory exactly as the logged model does."""
@@ -105,7 +110,10 @@ class FittedHead:
             batch_size=self.batch_size,
             normalize=self.normalize,
         )
-        return softmax((vectors @ self.weight.T + self.bias) / self.temperature)
+        logits = vectors @ self.weight.T + self.bias
+        if self.sparse is not None:
+            logits = logits + self.sparse.logits(texts)
+        return softmax(logits / self.temperature)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -771,11 +779,16 @@ def _model_files(
     # calls, which import nothing else from urgency.
     code = write_model_code(root, "transformer_model")
     example = example.reset_index(drop=True)
+    artifacts = {"encoder": str(root / "encoder"), "head": str(head_file)}
+    packages = TRANSFORMER_REQUIREMENTS
+    if fitted.sparse is not None:
+        artifacts["sparse"] = str(fitted.sparse.save(root / "sparse"))
+        packages += SPARSE_REQUIREMENTS
     return {
         "python_model": TransformerHead(),
-        "artifacts": {"encoder": str(root / "encoder"), "head": str(head_file)},
+        "artifacts": artifacts,
         "code_paths": [str(code)],
-        "pip_requirements": [requirement(name) for name in TRANSFORMER_REQUIREMENTS],
+        "pip_requirements": [requirement(name) for name in packages],
         "signature": infer_signature(example, fitted.predict_proba(example["text"].tolist())),
         "input_example": example,
         "metadata": {

@@ -304,9 +304,44 @@ def write_head(
     return path
 
 
+SPARSE_FEATURIZER = "featurizer.joblib"
+SPARSE_WEIGHT = "weight.npy"
+
+
+class SparsePart:
+    """The hybrid family's second block of features: a fitted scikit-learn featurizer (the
+    baseline's TF-IDF, reading a DataFrame's `text` column) and its labels x features weights.
+    Its logits are added to the sentence vector's."""
+
+    def __init__(self, featurizer: Any, weight: np.ndarray) -> None:
+        self.featurizer = featurizer
+        self.weight = np.asarray(weight, dtype=np.float32)
+
+    def logits(self, texts: Sequence[str]) -> np.ndarray:
+        features = self.featurizer.transform(pd.DataFrame({"text": list(texts)}))
+        return np.asarray(features @ self.weight.T, dtype=np.float32)
+
+    def save(self, folder: Path) -> Path:
+        """Write the featurizer (joblib) and the weights (.npy) into `folder`; returns it."""
+        import joblib
+
+        folder.mkdir(parents=True, exist_ok=True)
+        joblib.dump(self.featurizer, folder / SPARSE_FEATURIZER)
+        np.save(folder / SPARSE_WEIGHT, self.weight)
+        return folder
+
+    @classmethod
+    def load(cls, folder: str | Path) -> SparsePart:
+        import joblib
+
+        folder = Path(folder)
+        return cls(joblib.load(folder / SPARSE_FEATURIZER), np.load(folder / SPARSE_WEIGHT))
+
+
 class TransformerHead(mlflow.pyfunc.PythonModel):
     """Pyfunc model: artifacts `encoder` (a transformers model folder with its tokenizer) and
-    `head` (head.json). `predict` returns probabilities, n x labels."""
+    `head` (head.json), and for the hybrid family `sparse` (a `SparsePart` folder). `predict`
+    returns probabilities, n x labels."""
 
     def load_context(self, context: Any) -> None:
         head = json.loads(Path(context.artifacts["head"]).read_text())
@@ -322,6 +357,12 @@ class TransformerHead(mlflow.pyfunc.PythonModel):
         self.encoder = self.shared.model
         self.tokenizer = self.shared.tokenizer
         self.device = self.shared.device
+        self.load_sparse(context)
+
+    def load_sparse(self, context: Any) -> None:
+        """The hybrid family's TF-IDF part (artifact `sparse`); None for the other families."""
+        folder = context.artifacts.get("sparse")
+        self.sparse = SparsePart.load(folder) if folder else None
 
     def predict(
         self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None
@@ -343,4 +384,6 @@ class TransformerHead(mlflow.pyfunc.PythonModel):
         else:
             vectors = embed(self.encoder, self.tokenizer, texts, **settings, device=self.device)
         logits = vectors @ self.weight.T + self.bias
+        if self.sparse is not None:
+            logits = logits + self.sparse.logits(texts)
         return softmax(logits / self.temperature)

@@ -45,7 +45,8 @@ def train(
     family: Annotated[
         str | None,
         typer.Option(
-            help="Model family: baseline, embedding, finetune or label-free (default: training.family)."
+            help="Model family: baseline, embedding, hybrid, finetune or label-free "
+            "(default: training.family)."
         ),
     ] = None,
     promote_if_better: Annotated[
