@@ -108,6 +108,9 @@ def test_distill_registers_a_student_version_naming_its_teacher(distilled: dict[
     assert metrics["test_macro_f1_gap_to_teacher"] == pytest.approx(
         metrics["test_macro_f1"] - metrics["teacher_test_macro_f1"]
     )
+    # The teacher's figure is its own run's, on the same test rows (not measured twice).
+    teacher_run = client.get_model_version("ticket-sentiment", "2").run_id
+    assert metrics["teacher_test_macro_f1"] == client.get_run(teacher_run).data.metrics["test_macro_f1"]
     assert metrics["support_sentiment_gap_to_teacher"] == pytest.approx(
         metrics["support_sentiment_accuracy"] - metrics["teacher_support_sentiment_accuracy"]
     )
