@@ -259,7 +259,7 @@ def test_gate_rules_by_hand() -> None:
     assert gate("urgency", better, better, min_gain=0.0, max_recall_drop=0.0).passed
 
 
-def _report(macro_f1: float, recall: dict[str, float]) -> dict[str, Any]:
+def _figures(macro_f1: float, recall: dict[str, float]) -> dict[str, Any]:
     return {
         "macro_f1": macro_f1,
         "n": 100,
@@ -296,8 +296,8 @@ def test_a_hand_labelled_check_joins_the_promotion_policy(
 
     judged = gate(
         "sentiment",
-        _report(0.76, {"negative": 0.70}),
-        _report(challenger_f1, {"negative": challenger_recall}),
+        _figures(0.76, {"negative": 0.70}),
+        _figures(challenger_f1, {"negative": challenger_recall}),
         min_gain=0.01,
         max_recall_drop=0.05,
     )
