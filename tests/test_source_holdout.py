@@ -171,6 +171,12 @@ def test_leave_one_source_out_takes_no_model_or_input(tmp_path: Path) -> None:
     assert result.exit_code == 2 and "no --input or --model-dir" in result.output
     single = CliRunner().invoke(app, ["evaluate", "-p", str(params_path), "--leave-one-source-out"])
     assert single.exit_code == 4 and "two or more sources" in single.output
+    alone = CliRunner().invoke(app, ["evaluate", "-p", str(params_path), "--family", "hybrid"])
+    assert alone.exit_code == 2 and "only with --leave-one-source-out" in alone.output
+    unknown = CliRunner().invoke(
+        app, ["evaluate", "-p", str(params_path), "--leave-one-source-out", "--family", "finetune"]
+    )
+    assert unknown.exit_code == 4 and "families only (asked: finetune)" in unknown.output
 
 
 def test_hybrid_family_on_the_tiny_bert_reads_vectors_from_the_cache(tmp_path: Path) -> None:
