@@ -207,3 +207,19 @@ def test_hybrid_family_on_the_tiny_bert_reads_vectors_from_the_cache(tmp_path: P
     got = model.predict_proba(pd.DataFrame({"text": texts}))
     assert model.classes_ == ["high", "low", "medium"]
     assert np.allclose(got, expected, atol=1e-5)
+
+
+def test_embedding_family_on_the_tiny_bert(tmp_path: Path) -> None:
+    from tests.test_transformer import make_tiny_checkpoint
+
+    data = params_dict(write_sources(tmp_path / "data"), tmp_path / "mlruns")
+    data["data"]["sources"].append(dict(data["data"]["sources"][0], name="tickets_copy"))
+    checkpoint = make_tiny_checkpoint(tmp_path / "tiny-bert")
+    data["training"] = {
+        "embedding_cache": str(tmp_path / "cache"),
+        "embedding": {"checkpoint": str(checkpoint), "train_sample": 60, "validation_sample": 30},
+    }
+    table = leave_one_source_out_heads(load_params(write_params(tmp_path, data)), family="embedding")
+    assert list(table["held-out source"]) == ["tickets", "tickets_copy"]
+    assert set(table["family"]) == {"embedding"}
+    assert table["held-out macro-F1"].between(0.0, 1.0).all()

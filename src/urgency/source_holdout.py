@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from urgency.config import Params
 
 # (train rows, validation rows) -> a fitted estimator with `classes_` and `predict_proba` over a
-# frame with a `text` column (what `urgency.train.fit_baseline` returns).
+# frame with a `text` column (what `urgency.train.fit_baseline` returns, or a `HeadModel`).
 Fitter = Callable[[pd.DataFrame, pd.DataFrame], Any]
 
 COLUMNS = (
