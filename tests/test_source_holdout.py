@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pytest
 from sklearn.compose import ColumnTransformer
@@ -45,6 +46,18 @@ def dataset(frame: pd.DataFrame) -> pd.DataFrame:
     return head_dataset(
         frame, "urgency", max_text_chars=500, seed=1, validation_fraction=0.2, test_fraction=0.2
     )
+
+
+def _frame_split(texts: list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Train and validation rows for a direct fit: the three kinds of ticket and `texts`."""
+    rows = [
+        (phrase, label)
+        for label, phrases in (("high", URGENT), ("medium", NORMAL), ("low", CALM))
+        for phrase in phrases
+    ]
+    frame = pd.DataFrame({"text": [t for t, _ in rows], "label": [lb for _, lb in rows]})
+    extra = pd.DataFrame({"text": texts, "label": ["high", "medium", "low"]})
+    return pd.concat([frame, extra], ignore_index=True), frame
 
 
 class Recorder:
@@ -114,7 +127,7 @@ def test_configured_heads_with_the_baseline_family(tmp_path: Path) -> None:
     assert set(table["head"]) == {"urgency"}  # category and sentiment have one source each
     assert list(table["held-out source"]) == ["tickets", "tickets_copy"]
     assert (table["held-out accuracy"] > 0.8).all()
-    with pytest.raises(DataValidationError, match="baseline family only"):
+    with pytest.raises(DataValidationError, match="baseline, embedding, hybrid families only"):
         leave_one_source_out_heads(params, family="finetune")
 
 
@@ -158,3 +171,55 @@ def test_leave_one_source_out_takes_no_model_or_input(tmp_path: Path) -> None:
     assert result.exit_code == 2 and "no --input or --model-dir" in result.output
     single = CliRunner().invoke(app, ["evaluate", "-p", str(params_path), "--leave-one-source-out"])
     assert single.exit_code == 4 and "two or more sources" in single.output
+    alone = CliRunner().invoke(app, ["evaluate", "-p", str(params_path), "--family", "hybrid"])
+    assert alone.exit_code == 2 and "only with --leave-one-source-out" in alone.output
+    unknown = CliRunner().invoke(
+        app, ["evaluate", "-p", str(params_path), "--leave-one-source-out", "--family", "finetune"]
+    )
+    assert unknown.exit_code == 4 and "families only (asked: finetune)" in unknown.output
+
+
+def test_hybrid_family_on_the_tiny_bert_reads_vectors_from_the_cache(tmp_path: Path) -> None:
+    """Through params with `--family hybrid`: one row per held-out source, and the adapter's
+    probabilities (sentence vectors from the cache) are the fitted head's own."""
+    from tests.test_transformer import make_tiny_checkpoint
+    from urgency.source_holdout import hybrid_fitter
+
+    data = params_dict(write_sources(tmp_path / "data"), tmp_path / "mlruns")
+    data["data"]["sources"].append(dict(data["data"]["sources"][0], name="tickets_copy"))
+    checkpoint = make_tiny_checkpoint(tmp_path / "tiny-bert")
+    cache = tmp_path / "cache"
+    data["training"] = {
+        "embedding_cache": str(cache),
+        "hybrid": {"checkpoint": str(checkpoint), "train_sample": 60, "validation_sample": 30},
+    }
+    params = load_params(write_params(tmp_path, data))
+    table = leave_one_source_out_heads(params, ["urgency"], family="hybrid")
+    assert list(table["held-out source"]) == ["tickets", "tickets_copy"]
+    assert set(table["family"]) == {"hybrid"}
+    for column in ("held-out macro-F1", "held-out accuracy", "in-split macro-F1"):
+        assert table[column].between(0.0, 1.0).all()
+    assert list(cache.rglob("part-*.npz"))  # the fits' and the held-out rows' vectors are kept
+
+    texts = ["server down outage now", "question about an invoice", "thanks, all good"]
+    model = hybrid_fitter(params, "urgency")(*(_frame_split(texts)))
+    expected = model.head.predict_proba(texts)  # embedded afresh by the encoder
+    got = model.predict_proba(pd.DataFrame({"text": texts}))
+    assert model.classes_ == ["high", "low", "medium"]
+    assert np.allclose(got, expected, atol=1e-5)
+
+
+def test_embedding_family_on_the_tiny_bert(tmp_path: Path) -> None:
+    from tests.test_transformer import make_tiny_checkpoint
+
+    data = params_dict(write_sources(tmp_path / "data"), tmp_path / "mlruns")
+    data["data"]["sources"].append(dict(data["data"]["sources"][0], name="tickets_copy"))
+    checkpoint = make_tiny_checkpoint(tmp_path / "tiny-bert")
+    data["training"] = {
+        "embedding_cache": str(tmp_path / "cache"),
+        "embedding": {"checkpoint": str(checkpoint), "train_sample": 60, "validation_sample": 30},
+    }
+    table = leave_one_source_out_heads(load_params(write_params(tmp_path, data)), family="embedding")
+    assert list(table["held-out source"]) == ["tickets", "tickets_copy"]
+    assert set(table["family"]) == {"embedding"}
+    assert table["held-out macro-F1"].between(0.0, 1.0).all()

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -25,7 +26,7 @@ if TYPE_CHECKING:
     from urgency.config import Params
 
 # (train rows, validation rows) -> a fitted estimator with `classes_` and `predict_proba` over a
-# frame with a `text` column (what `urgency.train.fit_baseline` returns).
+# frame with a `text` column (what `urgency.train.fit_baseline` returns, or a `HeadModel`).
 Fitter = Callable[[pd.DataFrame, pd.DataFrame], Any]
 
 COLUMNS = (
@@ -117,7 +118,84 @@ def baseline_fitter(params: Params, head: str) -> Fitter:
     return lambda train, validation: fit_baseline(train, validation, settings, cleaning)
 
 
-FITTERS: dict[str, Callable[[Params, str], Fitter]] = {"baseline": baseline_fitter}
+class HeadModel:
+    """A `transformer.FittedHead` as `_report` reads a model: `classes_` and `predict_proba` of a
+    frame with a `text` column, its sentence vectors through the embedding cache (`embed`), so a
+    held-out source's rows are embedded once across the fits."""
+
+    def __init__(self, head: Any, embed: Callable[[Sequence[str]], np.ndarray]) -> None:
+        self.head, self.embed = head, embed
+        self.classes_ = head.labels
+
+    def predict_proba(self, frame: pd.DataFrame) -> np.ndarray:
+        texts = frame["text"].tolist()
+        return self.head.predict_proba(texts, vectors=self.embed(texts))
+
+
+def _cached_vectors(fitted: Any, checkpoint: Path | None, cache: Path | None) -> Callable[..., np.ndarray]:
+    from urgency.transformer import frozen_vectors
+
+    return frozen_vectors(
+        fitted.encoder,
+        fitted.tokenizer,
+        checkpoint,
+        max_length=fitted.max_length,
+        batch_size=fitted.batch_size,
+        cache=cache,
+    )
+
+
+def hybrid_fitter(params: Params, head: str) -> Fitter:
+    """`urgency.hybrid.fit_hybrid` for the head, as `urgency train --family hybrid` fits it."""
+    from urgency.hybrid import fit_hybrid
+    from urgency.transformer import Split
+
+    training = params.training
+
+    def fit(train: pd.DataFrame, validation: pd.DataFrame) -> HeadModel:
+        fitted = fit_hybrid(
+            {head: Split(train=train, validation=validation)},
+            {head: params.heads.get(head).baseline},
+            training.hybrid,
+            full_run=training.full_run,
+            seed=training.seed,
+            embedding_cache=training.embedding_cache,
+        )[head]
+        embed = _cached_vectors(fitted, training.hybrid.checkpoint, training.embedding_cache)
+        return HeadModel(fitted, embed)
+
+    return fit
+
+
+def embedding_fitter(params: Params, head: str) -> Fitter:
+    """`urgency.transformer.fit_embedding` for the head (with its label-free prior, when set), as
+    `urgency train --family embedding` fits it."""
+    from urgency.train import priors
+    from urgency.transformer import Split, fit_embedding
+
+    training = params.training
+
+    def fit(train: pd.DataFrame, validation: pd.DataFrame) -> HeadModel:
+        fitted = fit_embedding(
+            {head: Split(train=train, validation=validation)},
+            training.embedding,
+            full_run=training.full_run,
+            seed=training.seed,
+            priors=priors(params, [head]),
+            embedding_cache=training.embedding_cache,
+        )[head]
+        return HeadModel(
+            fitted, _cached_vectors(fitted, training.embedding.checkpoint, training.embedding_cache)
+        )
+
+    return fit
+
+
+FITTERS: dict[str, Callable[[Params, str], Fitter]] = {
+    "baseline": baseline_fitter,
+    "embedding": embedding_fitter,
+    "hybrid": hybrid_fitter,
+}
 
 
 def multi_source_heads(tickets: pd.DataFrame, heads: Sequence[str]) -> list[str]:
@@ -137,14 +215,14 @@ def leave_one_source_out_heads(
     tickets: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """`leave_one_source_out` for each head of `heads` (default: every head labelled by several
-    sources) on the configured data (`tickets`: already loaded canonical tickets). Only the
-    baseline family has a fitter so far: another family is a DataValidationError."""
+    sources) on the configured data (`tickets`: already loaded canonical tickets), fitting
+    `family` (a key of FITTERS); another family is a DataValidationError."""
     from urgency.config import HEADS
     from urgency.data import configured_head_dataset, load_configured
 
     if family not in FITTERS:
         raise DataValidationError(
-            f"leave-one-source-out fits the {', '.join(FITTERS)} family only (asked: {family})"
+            f"leave-one-source-out fits the {', '.join(FITTERS)} families only (asked: {family})"
         )
     if tickets is None:
         tickets = load_configured(params.data).tickets

@@ -100,16 +100,19 @@ class FittedHead:
     # The hybrid family's TF-IDF part, whose logits add to the sentence vector's.
     sparse: SparsePart | None = None
 
-    def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
-        """Probabilities in `labels` order, computed in memory exactly as the logged model does."""
-        vectors = embed(
-            self.encoder,
-            self.tokenizer,
-            texts,
-            max_length=self.max_length,
-            batch_size=self.batch_size,
-            normalize=self.normalize,
-        )
+    def predict_proba(self, texts: Sequence[str], vectors: np.ndarray | None = None) -> np.ndarray:
+        """Probabilities in `labels` order, computed in memory exactly as the logged model does.
+        `vectors`: the texts' sentence vectors when already at hand (e.g. from the embedding
+        cache, `frozen_vectors`); otherwise the encoder embeds them."""
+        if vectors is None:
+            vectors = embed(
+                self.encoder,
+                self.tokenizer,
+                texts,
+                max_length=self.max_length,
+                batch_size=self.batch_size,
+                normalize=self.normalize,
+            )
         logits = vectors @ self.weight.T + self.bias
         if self.sparse is not None:
             logits = logits + self.sparse.logits(texts)

@@ -224,10 +224,17 @@ def evaluate(
         typer.Option(
             "--leave-one-source-out",
             help="Instead: for each head labelled by several sources (or the --head ones), fit the "
-            "baseline family without one source and test on all its labelled rows, beside the "
+            "--family without one source and test on all its labelled rows, beside the "
             "in-split figure; always logged to MLflow (a `leave-one-source-out` run).",
         ),
     ] = False,
+    family: Annotated[
+        str | None,
+        typer.Option(
+            help="With --leave-one-source-out: the family to fit, baseline, embedding or hybrid "
+            "(default: baseline)."
+        ),
+    ] = None,
 ) -> None:
     """Evaluate the champion models (or a model folder) on each head's test split, or on a
     labelled --input file: accuracy, macro-F1, per-class figures, confusion matrix, calibration.
@@ -243,8 +250,10 @@ def evaluate(
                 "trains its own models on the configured sources: no --input or --model-dir",
                 param_hint="--leave-one-source-out",
             )
-        held_out(params, heads(head), output)
+        held_out(params, heads(head), output, family or "baseline")
         return
+    if family is not None:
+        raise typer.BadParameter("only with --leave-one-source-out", param_hint="--family")
     models = load_models(params, heads(head), model_dir)
     if input is None:
         reports, what = evaluate_models(models, params), "test split"
@@ -263,13 +272,13 @@ def evaluate(
         console.print(f"logged to MLflow run {log_evaluation(reports, params, what=what)}", highlight=False)
 
 
-def held_out(params: Params, chosen: list[str] | None, output: Path | None) -> None:
+def held_out(params: Params, chosen: list[str] | None, output: Path | None, family: str) -> None:
     """`urgency evaluate --leave-one-source-out`: the table, printed and logged."""
     from urgency.source_holdout import holdout_markdown, leave_one_source_out_heads, log_holdout
 
     with progress() as bar:
-        bar.add_task("leave-one-source-out (baseline)", total=None)
-        table = leave_one_source_out_heads(params, chosen)
+        bar.add_task(f"leave-one-source-out ({family})", total=None)
+        table = leave_one_source_out_heads(params, chosen, family=family)
     typer.echo(holdout_markdown(table))  # whole lines: a markdown table, also when piped
     sample = params.data.sample_per_source
     if sample is not None:
