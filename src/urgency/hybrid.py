@@ -35,11 +35,10 @@ from urgency.transformer import (
     Split,
     checkpoint_folder,
     fit_temperature,
-    frozen_vectors,
-    load_pretrained,
+    frozen_encoder,
     sample,
 )
-from urgency.transformer_model import SparsePart, pick_device
+from urgency.transformer_model import SparsePart
 
 log = logging.getLogger(__name__)
 
@@ -63,15 +62,8 @@ def fit_hybrid(
 
     from urgency.train import build_features
 
-    encoder, tokenizer = load_pretrained(params.checkpoint)
-    encoder.to(pick_device())
-    embed_texts = frozen_vectors(
-        encoder,
-        tokenizer,
-        params.checkpoint,
-        max_length=params.max_length,
-        batch_size=params.batch_size,
-        cache=embedding_cache,
+    encoder, tokenizer, embed_texts = frozen_encoder(
+        params.checkpoint, max_length=params.max_length, batch_size=params.batch_size, cache=embedding_cache
     )
     fitted = {}
     for head, split in splits.items():

@@ -29,11 +29,10 @@ from urgency.transformer import (
     FittedHead,
     checkpoint_folder,
     fit_temperature,
-    frozen_vectors,
-    load_pretrained,
+    frozen_encoder,
     sample,
 )
-from urgency.transformer_model import embed, pick_device
+from urgency.transformer_model import embed
 
 log = logging.getLogger(__name__)
 
@@ -77,15 +76,8 @@ def fit_label_free(
     """One label-free head per entry of `descriptions` (head -> label -> sentences), its
     temperature fitted on `labelled[head]` (rows with `text` and `label`) when it has rows,
     their vectors read from `embedding_cache` when there (`transformer.frozen_vectors`)."""
-    encoder, tokenizer = load_pretrained(params.checkpoint)
-    encoder.to(pick_device())
-    embed_texts = frozen_vectors(
-        encoder,
-        tokenizer,
-        params.checkpoint,
-        max_length=params.max_length,
-        batch_size=params.batch_size,
-        cache=embedding_cache,
+    encoder, tokenizer, embed_texts = frozen_encoder(
+        params.checkpoint, max_length=params.max_length, batch_size=params.batch_size, cache=embedding_cache
     )
     fitted = {}
     for head, described in descriptions.items():

@@ -273,6 +273,19 @@ def frozen_vectors(
     return vectors
 
 
+def frozen_encoder(
+    checkpoint: Path | None, *, max_length: int, batch_size: int, cache: Path | None
+) -> tuple[Any, Any, Callable[[Sequence[str]], np.ndarray]]:
+    """The frozen `checkpoint` loaded on the best device, and its `frozen_vectors`: what every
+    family that reads sentence vectors without training the encoder starts from."""
+    encoder, tokenizer = load_pretrained(checkpoint)
+    encoder.to(pick_device())
+    vectors = frozen_vectors(
+        encoder, tokenizer, checkpoint, max_length=max_length, batch_size=batch_size, cache=cache
+    )
+    return encoder, tokenizer, vectors
+
+
 # ---------------------------------------------------------------------------------------------
 # Frozen embeddings -> logistic regression
 
@@ -314,15 +327,8 @@ def fit_embedding(
 
     from urgency.label_free import TEMPERATURE_BOUNDS, description_weights
 
-    encoder, tokenizer = load_pretrained(params.checkpoint)
-    encoder.to(pick_device())
-    embed_texts = frozen_vectors(
-        encoder,
-        tokenizer,
-        params.checkpoint,
-        max_length=params.max_length,
-        batch_size=params.batch_size,
-        cache=embedding_cache,
+    encoder, tokenizer, embed_texts = frozen_encoder(
+        params.checkpoint, max_length=params.max_length, batch_size=params.batch_size, cache=embedding_cache
     )
     fitted = {}
     for head, split in splits.items():
