@@ -47,11 +47,14 @@ def test_grid_and_random_candidates() -> None:
     drawn = candidates(base, TuneParams(method="random", n_iter=3, seed=1, space=SPACE))
     assert len(drawn) == 3 and all(trial.settings in [t.settings for t in grid] for trial in drawn)
     assert drawn == candidates(base, TuneParams(method="random", n_iter=3, seed=1, space=SPACE))
-    # A combination no vectorizer can take is skipped, not fitted.
+    # A combination no vectorizer can take is skipped, not fitted (only with character n-grams:
+    # without, their range is not read).
     ngrams = TuneParams(space={"char_ngram_min": [2, 4], "char_ngram_max": [3]})
-    assert [trial.settings for trial in candidates(base, ngrams)] == [
+    with_chars = BaselineParams(min_df=1, char_ngrams=True)
+    assert [trial.settings for trial in candidates(with_chars, ngrams)] == [
         {"char_ngram_max": 3, "char_ngram_min": 2}
     ]
+    assert len(candidates(base, ngrams)) == 2
 
 
 @pytest.mark.parametrize(
@@ -132,7 +135,7 @@ def test_the_search_fits_with_the_cleaning_the_model_will_carry() -> None:
 
     # The label is the markup alone: HTML cleaning erases it, so only the cleaning the model
     # will carry (here: HTML left as it is) finds it.
-    texts = [f"<p><b>report {i}</b></p>" for i in range(20)] + [f"report {i}" for i in range(20)]
+    texts = [f"<div><span>report {i}</span></div>" for i in range(20)] + [f"report {i}" for i in range(20)]
     frame = pd.DataFrame({"text": texts, "label": ["markup"] * 20 + ["plain"] * 20})
     fit, score = frame.iloc[::2], frame.iloc[1::2]
     base = BaselineParams(min_df=1)

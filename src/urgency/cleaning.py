@@ -251,11 +251,12 @@ class TextCleaner(TransformerMixin, BaseEstimator):
 def write_model_code(folder: Path, *modules: str) -> Path:
     """A `code_paths` folder for a logged model: a minimal `urgency` package with this module and
     the named sibling modules (e.g. `transformer_model`), so a model loaded where urgency is not
-    installed (`mlflow models serve`) still finds its cleaning step. Returns the package folder."""
+    installed (`mlflow models serve`) still finds its cleaning and feature steps. Returns the
+    package folder."""
     package = Path(__file__).resolve().parent
     code = folder / "code" / "urgency"
     code.mkdir(parents=True)
     shutil.copy(package / "__init__.py", code / "__init__.py")
-    for name in ("cleaning", *modules):
+    for name in ("cleaning", "text_features", *modules):
         shutil.copy(package / f"{name}.py", code / f"{name}.py")
     return code

@@ -186,10 +186,13 @@ class SplitParams(Strict):
 
 
 class BaselineParams(Strict):
-    """TF-IDF word and character n-grams into a class-balanced logistic regression."""
+    """Hashed TF-IDF n-grams (`urgency.text_features`) into a class-balanced logistic regression."""
 
     word_ngram_max: int = Field(default=2, ge=1, le=3)
-    char_ngram_min: int = Field(default=2, ge=1)
+    # Character n-grams (within word boundaries) beside the words. Off: on the demo's three heads
+    # they cost 7-10x the words' time and gained nothing (docs/model_comparison.md, "Features").
+    char_ngrams: bool = False
+    char_ngram_min: int = Field(default=3, ge=1)
     char_ngram_max: int = Field(default=5, ge=1, le=6)
     max_features: int = Field(default=200_000, gt=0)
     min_df: int = Field(default=2, ge=1)

@@ -25,8 +25,6 @@ import pandas as pd
 from mlflow import MlflowClient
 from mlflow.models import infer_signature
 from sklearn.calibration import CalibratedClassifierCV
-from sklearn.compose import ColumnTransformer
-from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.frozen import FrozenEstimator
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
@@ -39,6 +37,7 @@ from urgency.errors import DataValidationError, ParamsError
 from urgency.evaluate import classification_report, confusion_frame, flat_metrics, quality_table
 from urgency.models import DIGEST_TAG, load_head_model, recorded_digests, registry_client
 from urgency.predict import predict_proba
+from urgency.text_features import HashedTfidf
 
 log = logging.getLogger(__name__)
 
@@ -53,30 +52,23 @@ def pip_requirements(packages: Sequence[str]) -> list[str]:
     return [f"{name}=={package_version(name)}" for name in packages]
 
 
-def build_features(params: BaselineParams) -> ColumnTransformer:
-    """TF-IDF word and character n-grams of a DataFrame's `text` column (each block of unit
-    length): the baseline's features, which the hybrid family reads too."""
-    word = TfidfVectorizer(
-        ngram_range=(1, params.word_ngram_max),
+def build_features(params: BaselineParams) -> HashedTfidf:
+    """Hashed TF-IDF n-grams of a DataFrame's `text` column (`urgency.text_features`): the
+    baseline's features, which the hybrid family reads too. Heads with equal n-gram settings
+    share one tokenisation of each batch."""
+    return HashedTfidf(
+        word_ngram_max=params.word_ngram_max,
+        char_ngrams=params.char_ngrams,
+        char_ngram_min=params.char_ngram_min,
+        char_ngram_max=params.char_ngram_max,
         min_df=params.min_df,
         max_features=params.max_features,
-        sublinear_tf=True,
-        dtype=np.float32,
     )
-    char = TfidfVectorizer(
-        analyzer="char_wb",
-        ngram_range=(params.char_ngram_min, params.char_ngram_max),
-        min_df=params.min_df,
-        max_features=params.max_features,
-        sublinear_tf=True,
-        dtype=np.float32,
-    )
-    return ColumnTransformer([("word", word, "text"), ("char", char, "text")])
 
 
 def build_pipeline(params: BaselineParams, cleaning: Cleaning | None = None) -> Pipeline:
-    """Text cleaning, then the TF-IDF features (`build_features`) into a class-balanced logistic
-    regression.
+    """Text cleaning, then the hashed TF-IDF features (`build_features`) into a class-balanced
+    logistic regression.
 
     The pipeline reads a DataFrame with a `text` column, so the saved artifact carries all of
     its preprocessing, cleaning included (`cleaning`, default every step): any caller of the

@@ -68,7 +68,7 @@ def candidates(base: BaselineParams, tune: TuneParams) -> list[Trial]:
     trials = []
     for combo in combos:
         baseline = BaselineParams.model_validate({**base.model_dump(), **combo})
-        if baseline.char_ngram_min > baseline.char_ngram_max:
+        if baseline.char_ngrams and baseline.char_ngram_min > baseline.char_ngram_max:
             log.warning("skipping %s: char_ngram_min > char_ngram_max", combo)
             continue
         trials.append(Trial(len(trials), combo, baseline))
