@@ -82,8 +82,9 @@ def test_predict_file_chunked_equals_whole(models: dict[str, Any], tmp_path: Pat
     else:
         tickets.to_json(source, orient="records", lines=True)
     outputs = {}
-    for chunk_size in (3, 1000):
-        target = tmp_path / f"out{chunk_size}{suffix}"
+    # Chunks of 3 in one process and in two (forked workers, results in input order).
+    for chunk_size, jobs in ((3, 1), (1000, 1), (3, 2)):
+        target = tmp_path / f"out{chunk_size}-{jobs}{suffix}"
         stats = predict_file(
             models,
             source,
@@ -92,20 +93,25 @@ def test_predict_file_chunked_equals_whole(models: dict[str, Any], tmp_path: Pat
             body_column="body",
             max_text_chars=1000,
             chunk_size=chunk_size,
+            jobs=jobs,
         )
         assert (stats.rows, stats.rows_with_error) == (20, 10)
-        outputs[chunk_size] = target
+        outputs[chunk_size, jobs] = target
     read = {
         ".csv": pd.read_csv,
         ".parquet": pd.read_parquet,
         ".jsonl": lambda p: pd.read_json(p, lines=True),
     }[suffix]
-    pd.testing.assert_frame_equal(read(outputs[3]), read(outputs[1000]))
-    assert len(read(outputs[3])) == 20
+    pd.testing.assert_frame_equal(read(outputs[3, 1]), read(outputs[1000, 1]))
+    pd.testing.assert_frame_equal(read(outputs[3, 2]), read(outputs[1000, 1]))
+    assert len(read(outputs[3, 1])) == 20
     assert not list(tmp_path.glob(".*partial"))
 
 
-def test_failed_prediction_leaves_old_output_and_no_partial(models: dict[str, Any], tmp_path: Path) -> None:
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_failed_prediction_leaves_old_output_and_no_partial(
+    models: dict[str, Any], tmp_path: Path, jobs: int
+) -> None:
     source = tmp_path / "in.csv"
     TICKETS.drop(columns=["body"]).to_csv(source, index=False)
     target = tmp_path / "out.csv"
@@ -119,6 +125,7 @@ def test_failed_prediction_leaves_old_output_and_no_partial(models: dict[str, An
             body_column="body",
             max_text_chars=1000,
             chunk_size=2,
+            jobs=jobs,  # with 2, the error is raised in a worker
         )
     assert target.read_text() == "previous results\n"
     assert not list(tmp_path.glob(".*partial"))

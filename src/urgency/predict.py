@@ -9,8 +9,9 @@ per label, with its label order in the model's metadata.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ from urgency.config import OTHER_SIGNAL, SIGNALS_MODEL, Source, signal_column
 from urgency.errors import InputError
 from urgency.files import AtomicTableWriter, check_not_input, read_chunks
 from urgency.models import HeadModel
+from urgency.parallel import ordered_map
 from urgency.text import ticket_text
 from urgency.tickets import map_tickets, missing_source_columns
 
@@ -219,33 +221,47 @@ def predict_file(
     source: Source | None = None,
     prefix: str = "",
     on_chunk: Callable[[int], None] | None = None,
+    jobs: int = 1,
 ) -> PredictStats:
-    """Score a CSV/Parquet/JSON Lines file chunk by chunk into `output_path`.
+    """Score a CSV/Parquet/JSON Lines file chunk by chunk into `output_path`, the chunks in
+    `jobs` processes side by side (`urgency.parallel`), written in input order.
 
-    Memory is bounded by `chunk_size`, whatever the file's length. The output appears only when
-    every row is written: a failure leaves no half-written file (and an older output intact).
+    Memory is bounded by `chunk_size` (times a few per job), whatever the file's length. The
+    output appears only when every row is written: a failure leaves no half-written file (and an
+    older output intact).
     """
     check_not_input(input_path, output_path)
     stats = PredictStats()
+    chunks = read_chunks(input_path, chunk_size, source.encoding if source else "utf-8")
+    score_chunk = partial(
+        predict_frame,
+        models,
+        subject_column=subject_column,
+        body_column=body_column,
+        max_text_chars=max_text_chars,
+        source=source,
+        prefix=prefix,
+    )
     with AtomicTableWriter(output_path) as writer:
-        for chunk in read_chunks(input_path, chunk_size, source.encoding if source else "utf-8"):
-            if stats.rows == 0:
-                warn_missing_columns(input_path, list(chunk.columns), subject_column, source)
-            scored = predict_frame(
-                models,
-                chunk,
-                subject_column=subject_column,
-                body_column=body_column,
-                max_text_chars=max_text_chars,
-                source=source,
-                prefix=prefix,
-            )
+        for scored in ordered_map(
+            score_chunk, warned_chunks(chunks, input_path, subject_column, source), jobs
+        ):
             writer.write(scored)
             stats.rows += len(scored)
             stats.rows_with_error += int(scored[prefix + "error"].notna().sum())
             if on_chunk:
                 on_chunk(len(scored))
     return stats
+
+
+def warned_chunks(
+    chunks: Iterator[pd.DataFrame], path: Path, subject_column: str | None, source: Source | None
+) -> Iterator[pd.DataFrame]:
+    """The chunks, the missing columns warned about when the first is read."""
+    for number, chunk in enumerate(chunks):
+        if number == 0:
+            warn_missing_columns(path, list(chunk.columns), subject_column, source)
+        yield chunk
 
 
 def warn_missing_columns(

@@ -13,6 +13,7 @@ import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ from urgency.config import HEADS, Source, signal_column
 from urgency.decision import DECISION_COLUMNS, Decision, HeadOutput
 from urgency.files import AtomicTableWriter, check_not_input, read_chunks
 from urgency.models import HeadModel
+from urgency.parallel import ordered_map
 from urgency.predict import (
     check_no_clashes,
     join_columns,
@@ -30,6 +32,7 @@ from urgency.predict import (
     models_cleaning,
     output_columns,
     warn_missing_columns,
+    warned_chunks,
 )
 from urgency.rules import RuleSet, is_missing
 from urgency.rules.engine import decide, surge_active
@@ -246,6 +249,7 @@ def score_file(
     prefix: str = "",
     queue: bool = True,
     on_chunk: Callable[[int], None] | None = None,
+    jobs: int = 1,
 ) -> ScoreStats:
     """Score a CSV/Parquet/JSON Lines file into `output_path`. A failure leaves no half-written
     output. With a `source`, the file is read through it (`urgency.tickets`); every input column
@@ -254,7 +258,8 @@ def score_file(
     `queue` (`urgency score`): predicted chunk by chunk, decided as a whole - surge `auto` counts
     the whole file - and sorted into the work queue (priority, nearest deadline, creation time:
     first come, first served), so held in memory. Without `queue` (a cluster's part) every chunk
-    is decided and written at once, in input order, with the given `surge`.
+    is decided and written at once, in input order, with the given `surge`. `jobs`: processes
+    that predict the queue's chunks side by side (`urgency.parallel`).
     """
     check_not_input(input_path, output_path)
     encoding = source.encoding if source is not None else "utf-8"
@@ -269,16 +274,17 @@ def score_file(
     with AtomicTableWriter(output_path) as writer:
         if queue:
             outputs, views = [], []
-            for chunk in read_chunks(input_path, chunk_size, encoding):
-                if not outputs:
-                    warn_missing_columns(input_path, list(chunk.columns), subject_column, source)
-                output, for_rules = predict_for_rules(
-                    models, chunk, **columns, signals=list(rules.spec.text_signals)
-                )
+            chunks = warned_chunks(
+                read_chunks(input_path, chunk_size, encoding), input_path, subject_column, source
+            )
+            predict_chunk = partial(
+                predict_for_rules, models, **columns, signals=list(rules.spec.text_signals)
+            )
+            for output, for_rules in ordered_map(predict_chunk, chunks, jobs):
                 outputs.append(output)
                 views.append(for_rules)
                 if on_chunk:
-                    on_chunk(len(chunk))
+                    on_chunk(len(output))
             predicted = pd.concat(outputs, ignore_index=True) if outputs else pd.DataFrame()
             for_rules = pd.concat(views, ignore_index=True) if views else pd.DataFrame()
             stats.missing_columns = missing_columns(list(for_rules.columns), rules)

@@ -42,6 +42,12 @@ HeadsOption = Annotated[
 SubjectColumnOption = Annotated[str | None, typer.Option(help="Subject column (may be absent).")]
 BodyColumnOption = Annotated[str | None, typer.Option(help="Body column.")]
 ChunkSizeOption = Annotated[int | None, typer.Option(min=1, help="Rows per chunk.")]
+JobsOption = Annotated[
+    int | None,
+    typer.Option(
+        "--jobs", "-j", min=1, help="Processes that score chunks side by side; default: every core."
+    ),
+]
 ModelDirOption = Annotated[
     Path | None,
     typer.Option(

@@ -13,6 +13,7 @@ from urgency.cli.common import (
     BodyColumnOption,
     ChunkSizeOption,
     HeadsOption,
+    JobsOption,
     ModelDirOption,
     ParamsOption,
     RulesOption,
@@ -30,6 +31,7 @@ from urgency.cli.common import (
     user_errors,
 )
 from urgency.config import Params, load_params
+from urgency.parallel import default_jobs
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -88,6 +90,7 @@ def predict(
     subject_column: SubjectColumnOption = None,
     body_column: BodyColumnOption = None,
     chunk_size: ChunkSizeOption = None,
+    jobs: JobsOption = None,
     scheduler: SchedulerOption = None,
     head: HeadsOption = None,
 ) -> None:
@@ -110,7 +113,12 @@ def predict(
     with progress() as bar:
         task = bar.add_task(f"scoring {input.name}", total=None)
         stats = predict_file(
-            models, input, output, **asdict(options), on_chunk=lambda rows: bar.advance(task, rows)
+            models,
+            input,
+            output,
+            **asdict(options),
+            on_chunk=lambda rows: bar.advance(task, rows),
+            jobs=jobs or default_jobs(),
         )
     versions = ", ".join(
         f"{head} v{model.version}" if model.version else head for head, model in models.items()
@@ -234,6 +242,7 @@ def score(
     subject_column: SubjectColumnOption = None,
     body_column: BodyColumnOption = None,
     chunk_size: ChunkSizeOption = None,
+    jobs: JobsOption = None,
     scheduler: SchedulerOption = None,
     head: HeadsOption = None,
 ) -> None:
@@ -277,6 +286,7 @@ def score(
             surge=surge_on,
             **asdict(options),
             on_chunk=lambda rows: bar.advance(task, rows),
+            jobs=jobs or default_jobs(),
         )
     levels = ", ".join(f"{level} {count}" for level, count in stats.by_priority.items())
     console.print(
