@@ -7,6 +7,7 @@ from typing import Any
 import mlflow
 import numpy as np
 import pandas as pd
+import pytest
 from mlflow import MlflowClient
 
 from tests.conftest import PROJECT
@@ -54,8 +55,11 @@ def test_training_registers_and_logs_everything(trained: dict[str, Any]) -> None
     )
     assert [r["rows_read"] for r in data_report] == [72, 54, 54]
 
+    # The three heads were fitted side by side; each run has its fit time.
+    assert set(result.fit_seconds) == set(result.heads)
     for head, outcome in result.heads.items():
         run = client.get_run(outcome.run_id)
+        assert run.data.metrics["train_seconds"] == pytest.approx(result.fit_seconds[head])
         assert run.data.tags["mlflow.parentRunId"] == result.parent_run_id
         # Child runs and their artifacts stay in the parent's experiment and store.
         assert run.info.experiment_id == parent.info.experiment_id

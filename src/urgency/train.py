@@ -169,6 +169,8 @@ class TrainResult:
     load: LoadResult
     # The text signals' model version registered by this run (None: none, or unchanged).
     signals_version: str | None = None
+    # Baseline family: each head's fit seconds (the heads are fitted side by side).
+    fit_seconds: dict[str, float] | None = None
 
 
 def _log_json(data: Any, name: str) -> None:
@@ -591,5 +593,9 @@ def train(
             path.write_text(table.to_markdown(index=False))
             mlflow.log_artifact(str(path))
     return TrainResult(
-        parent_run_id=parent.info.run_id, heads=results, load=loaded, signals_version=signals_version
+        parent_run_id=parent.info.run_id,
+        heads=results,
+        load=loaded,
+        signals_version=signals_version,
+        fit_seconds=fit_seconds or None,
     )

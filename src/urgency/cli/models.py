@@ -87,6 +87,9 @@ def train(
             for name, o in result.heads.items()
         },
     )
+    if result.fit_seconds:
+        each = ", ".join(f"{head} {seconds:.1f}" for head, seconds in result.fit_seconds.items())
+        console.print(f"fit seconds (side by side): {each}", highlight=False)
     if result.signals_version:
         name = params.mlflow.model_name("signals")
         console.print(f"text signals: {name} v{result.signals_version} (champion)", highlight=False)
