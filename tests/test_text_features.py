@@ -72,3 +72,13 @@ def test_a_pickled_featurizer_transforms_the_same() -> None:
     np.testing.assert_array_equal(copy.transform(TEXTS).toarray(), expected)
     # What is saved is the kept columns and their weights, not a 2^20 lookup table.
     assert len(pickle.dumps(fitted)) < 20_000
+
+
+def test_a_head_with_character_ngrams_reuses_the_word_counts() -> None:
+    words = HashedTfidf(min_df=1).fit(TEXTS)
+    both = HashedTfidf(min_df=1, char_ngrams=True).fit(TEXTS)
+    batch = ["the printer stopped", "portal is down"]
+    before = COUNTS.computed
+    words.transform(batch)
+    both.transform(batch)
+    assert COUNTS.computed == before + 2  # the word block once, the character block once

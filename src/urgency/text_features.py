@@ -17,6 +17,7 @@ import hashlib
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Sequence
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -73,6 +74,12 @@ class BatchMemo:
 COUNTS = BatchMemo()
 
 
+def _hashed_counts(options: dict[str, Any], texts: Sequence[str]) -> sp.csr_matrix:
+    counts = HashingVectorizer(**options).transform(texts)
+    counts.sort_indices()
+    return counts
+
+
 def texts_of(data: Any) -> list[str]:
     """The texts of a DataFrame's `text` column (what the pipeline passes) or of a sequence."""
     column = data["text"] if isinstance(data, pd.DataFrame) else data
@@ -101,25 +108,21 @@ class HashedTfidf(TransformerMixin, BaseEstimator):
         self.min_df = min_df
         self.max_features = max_features
 
-    def _count_settings(self) -> tuple[Any, ...]:
-        char = (self.char_ngram_min, self.char_ngram_max) if self.char_ngrams else None
-        return ("hashed-counts", HASH_SPACE, self.word_ngram_max, char)
-
-    def _count(self, texts: Sequence[str]) -> sp.csr_matrix:
-        options = {"n_features": HASH_SPACE, "alternate_sign": False, "norm": None, "dtype": np.float32}
-        blocks = [HashingVectorizer(ngram_range=(1, self.word_ngram_max), **options).transform(texts)]
-        if self.char_ngrams:
-            char = HashingVectorizer(
-                analyzer="char_wb", ngram_range=(self.char_ngram_min, self.char_ngram_max), **options
-            )
-            blocks.append(char.transform(texts))
-        counts = sp.hstack(blocks, format="csr") if len(blocks) > 1 else blocks[0]
-        counts.sort_indices()
-        return counts
-
     def counts(self, data: Any) -> sp.csr_matrix:
-        """The hashed n-gram counts of the texts (shared: see `COUNTS`)."""
-        return COUNTS.get(self._count_settings(), texts_of(data), self._count)
+        """The hashed n-gram counts of the texts: the word block, then (with `char_ngrams`) the
+        character block. Each block is shared through `COUNTS` by every head with the same
+        block settings, so a head with character n-grams still reuses the others' word counts."""
+        texts = texts_of(data)
+        options = {"n_features": HASH_SPACE, "alternate_sign": False, "norm": None, "dtype": np.float32}
+        blocks = [(("words", HASH_SPACE, self.word_ngram_max), {"ngram_range": (1, self.word_ngram_max)})]
+        if self.char_ngrams:
+            ngrams = (self.char_ngram_min, self.char_ngram_max)
+            blocks.append((("chars", HASH_SPACE, ngrams), {"analyzer": "char_wb", "ngram_range": ngrams}))
+        counted = [
+            COUNTS.get(settings, texts, partial(_hashed_counts, {**options, **analyzer}))
+            for settings, analyzer in blocks
+        ]
+        return counted[0] if len(counted) == 1 else sp.hstack(counted, format="csr")
 
     def fit(self, data: Any, y: Any = None) -> HashedTfidf:
         counts = self.counts(data)
