@@ -12,7 +12,8 @@ Each runtime runs in a fresh process (its peak RSS is its own), the tickets `--r
   computed with the same runtime, `label_free.description_weights`) on the hand-labelled support
   set: accuracy negative-vs-not (`hand_labelled.sentiment_report`);
 - the text signals (params' `signals`, thresholds from the rules file's `text_signals`) on the
-  same 400 tickets: (ticket, signal) decisions that differ from fp32's.
+  same 400 tickets: (ticket, signal) decisions that differ from fp32's, and the signals' F1
+  against the set's hand labels (all signals' decisions pooled).
 
 torch int8 is dynamic quantization (weights per output channel): `torch-int8` is the product's
 (`transformer_model.runtime_model`, attention layers only), `torch-int8-all` every linear layer.
@@ -215,6 +216,12 @@ def fired(params: Params, rules: Path, vectors: np.ndarray, weight: np.ndarray) 
     return confidences >= np.array([thresholds[name] for name in params.signals.descriptions])
 
 
+def signal_f1(truth: np.ndarray, decisions: np.ndarray) -> float:
+    """F1 of every (ticket, signal) decision pooled, against the hand labels."""
+    tp = int((truth & decisions).sum())
+    return 2 * tp / max(int(truth.sum()) + int(decisions.sum()), 1)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
@@ -244,6 +251,8 @@ def main() -> None:
         anchor = dict(np.load(out / "torch-fp32.npz"))
         anchor_fired = fired(params, rules, anchor["support"], anchor["signals_weight"])
         base = json.loads((out / "torch-fp32.json").read_text())
+        checked = configured_support_sentiment(params, args.params.parent / SUPPORT_SENTIMENT_FILE)
+        truth = checked.labels[list(params.signals.descriptions)].astype(int).to_numpy() == 1
         print(
             f"{args.rows} support tickets, max_length {params.training.label_free.max_length}, "
             f"{THREADS} threads, median of {args.repeats}; quality against torch-fp32 "
@@ -251,7 +260,7 @@ def main() -> None:
         )
         header = (
             "| runtime | tickets/s | vs fp32 | peak RSS MB | model MB | cosine mean | cosine min "
-            "| sentiment acc. (fp32) | signal decisions changed |"
+            "| sentiment acc. (fp32) | signal decisions changed | signal F1 (fp32) |"
         )
         print(header)
         print("|" + "---|" * header.count(" | ") + "---|")
@@ -262,12 +271,14 @@ def main() -> None:
             found = np.load(out / f"{runtime}.npz")
             decisions = fired(params, rules, found["support"], found["signals_weight"])
             changed = int((decisions != anchor_fired).sum())
+            f1 = signal_f1(truth, decisions)
             print(
                 f"| {runtime} | {figures['tickets_per_s']:.0f} | "
                 f"{figures['tickets_per_s'] / base['tickets_per_s']:.2f}x | {figures['peak_rss_mb']:.0f} | "
                 f"{figures['model_mb']:.0f} | {measured['cos_mean']:.4f} | {measured['cos_min']:.4f} | "
                 f"{measured['accuracy']:.3f} ({fp32_quality['accuracy']:.3f}) | "
-                f"{changed} of {anchor_fired.size} ({int(anchor_fired.sum())} fire in fp32) |"
+                f"{changed} of {anchor_fired.size} ({int(anchor_fired.sum())} fire in fp32) | "
+                f"{f1:.3f} ({signal_f1(truth, anchor_fired):.3f}) |"
             )
 
 
