@@ -20,7 +20,9 @@ torch int8 is dynamic quantization (weights per output channel): `torch-int8` is
 ONNX: the encoder exported with the legacy exporter (dynamic batch and sequence axes), int8 by
 `onnxruntime.quantization.quantize_dynamic` (per channel; per tensor it is further off); the
 session is wrapped so `embed` drives it like the torch module (so its process imports torch too,
-as the product's would: the tokenizer pads to torch tensors). Run from the project folder:
+as the product's would: the tokenizer pads to torch tensors). The ONNX rows need `onnxruntime` and
+`onnx`, which the project does not depend on (`pip install onnxruntime onnx -c constraints.txt`;
+measured with 1.32.0 and 1.23.2). Run from the project folder:
 
     HF_HUB_OFFLINE=1 python bench/bench_encoder_runtime.py [--rows 2000] [--repeats 3]
 """
