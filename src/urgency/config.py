@@ -267,6 +267,13 @@ class HeadsParams(Strict):
         return found
 
 
+# How a frozen MiniLM family runs its encoder (`transformer_model.runtime_model`): fp32 as saved,
+# or int8, the attention layers quantized (CPU only). Measured (README "Encoder runtime"), int8 is
+# 1.05-1.5x faster but moves text signals near their thresholds (their F1 0.574 -> 0.533), so fp32
+# is the default. Each model saves its runtime and predicts as it was fitted.
+EncoderRuntime = Literal["fp32", "int8"]
+
+
 class EmbeddingParams(Strict):
     """Frozen MiniLM sentence embeddings (mean pooled, normalised) into a logistic regression."""
 
@@ -274,6 +281,7 @@ class EmbeddingParams(Strict):
     checkpoint: Path | None = None
     max_length: int = Field(default=128, ge=8, le=512)
     batch_size: int = Field(default=64, gt=0)
+    runtime: EncoderRuntime = "fp32"
     # Rows per head embedded for training and for calibration (seeded samples) unless full_run.
     train_sample: int = Field(default=3000, gt=0)
     validation_sample: int = Field(default=1000, gt=0)
@@ -290,6 +298,7 @@ class HybridParams(Strict):
     checkpoint: Path | None = None
     max_length: int = Field(default=128, ge=8, le=512)
     batch_size: int = Field(default=64, gt=0)
+    runtime: EncoderRuntime = "fp32"
     # The embedding block's scale beside the TF-IDF blocks (each of unit length): larger lets the
     # classifier lean more on the sentence vector at the same regularisation.
     embedding_weight: float = Field(default=1.0, gt=0)
@@ -328,6 +337,7 @@ class LabelFreeParams(Strict):
     checkpoint: Path | None = None
     max_length: int = Field(default=128, ge=8, le=512)
     batch_size: int = Field(default=64, gt=0)
+    runtime: EncoderRuntime = "fp32"
     # Used when the head has no labelled row to fit it on: cosine similarities of one ticket to
     # different labels' descriptions differ by a few hundredths, so a small temperature.
     default_temperature: float = Field(default=0.05, gt=0)

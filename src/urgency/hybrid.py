@@ -63,7 +63,11 @@ def fit_hybrid(
     from urgency.train import build_features
 
     encoder, tokenizer, embed_texts = frozen_encoder(
-        params.checkpoint, max_length=params.max_length, batch_size=params.batch_size, cache=embedding_cache
+        params.checkpoint,
+        max_length=params.max_length,
+        batch_size=params.batch_size,
+        runtime=params.runtime,
+        cache=embedding_cache,
     )
     fitted = {}
     for head, split in splits.items():
@@ -110,6 +114,7 @@ def fit_hybrid(
             batch_size=params.batch_size,
             train_rows=len(train),
             train_seconds=time.perf_counter() - started,
+            runtime=params.runtime,
             params={
                 **{f"hybrid.{key}": value for key, value in params.model_dump(mode="json").items()},
                 "hybrid.checkpoint": str(checkpoint_folder(params.checkpoint)),

@@ -32,7 +32,7 @@ from urgency.transformer import (
     frozen_encoder,
     sample,
 )
-from urgency.transformer_model import embed
+from urgency.transformer_model import embed, runtime_model
 
 log = logging.getLogger(__name__)
 
@@ -77,14 +77,23 @@ def fit_label_free(
     temperature fitted on `labelled[head]` (rows with `text` and `label`) when it has rows,
     their vectors read from `embedding_cache` when there (`transformer.frozen_vectors`)."""
     encoder, tokenizer, embed_texts = frozen_encoder(
-        params.checkpoint, max_length=params.max_length, batch_size=params.batch_size, cache=embedding_cache
+        params.checkpoint,
+        max_length=params.max_length,
+        batch_size=params.batch_size,
+        runtime=params.runtime,
+        cache=embedding_cache,
     )
     fitted = {}
     for head, described in descriptions.items():
         started = time.perf_counter()
         labels = list(described)
         weight = description_weights(
-            described, labels, encoder, tokenizer, max_length=params.max_length, batch_size=params.batch_size
+            described,
+            labels,
+            runtime_model(encoder, params.runtime),
+            tokenizer,
+            max_length=params.max_length,
+            batch_size=params.batch_size,
         )
         bias = np.zeros(len(labels))
         rows = labelled.get(head)
@@ -110,6 +119,7 @@ def fit_label_free(
             batch_size=params.batch_size,
             train_rows=len(rows),
             train_seconds=time.perf_counter() - started,
+            runtime=params.runtime,
             params={
                 **{f"label_free.{key}": value for key, value in params.model_dump(mode="json").items()},
                 "label_free.checkpoint": str(checkpoint_folder(params.checkpoint)),

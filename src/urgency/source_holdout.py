@@ -141,6 +141,7 @@ def _cached_vectors(fitted: Any, checkpoint: Path | None, cache: Path | None) ->
         checkpoint,
         max_length=fitted.max_length,
         batch_size=fitted.batch_size,
+        runtime=fitted.runtime,
         cache=cache,
     )
 

@@ -43,6 +43,7 @@ from urgency.transformer_model import (
     embed_once,
     encoder_key,
     pick_device,
+    runtime_model,
     softmax,
     vector_scope,
     write_head,
@@ -99,6 +100,9 @@ class FittedHead:
     history: list[dict[str, float]] = field(default_factory=list)
     # The hybrid family's TF-IDF part, whose logits add to the sentence vector's.
     sparse: SparsePart | None = None
+    # How the frozen encoder ran (`transformer_model.runtime_model`): `encoder` is kept in fp32
+    # (what is saved), the saved model runs it as this, as the head was fitted.
+    runtime: str = "fp32"
 
     def predict_proba(self, texts: Sequence[str], vectors: np.ndarray | None = None) -> np.ndarray:
         """Probabilities in `labels` order, computed in memory exactly as the logged model does.
@@ -106,7 +110,7 @@ class FittedHead:
         cache, `frozen_vectors`); otherwise the encoder embeds them."""
         if vectors is None:
             vectors = embed(
-                self.encoder,
+                runtime_model(self.encoder, self.runtime),
                 self.tokenizer,
                 texts,
                 max_length=self.max_length,
@@ -250,17 +254,19 @@ def frozen_vectors(
     *,
     max_length: int,
     batch_size: int,
+    runtime: str,
     cache: Path | None,
 ) -> Callable[[Sequence[str]], np.ndarray]:
-    """Texts -> normalised sentence vectors of the frozen `checkpoint` (loaded as `encoder`):
-    each distinct text embedded once per fit, and not at all when the `cache` folder (params
-    `training.embedding_cache`; None: no cache) already holds it."""
+    """Texts -> normalised sentence vectors of the frozen `checkpoint` (loaded as `encoder`, run
+    as `runtime`): each distinct text embedded once per fit, and not at all when the `cache`
+    folder (params `training.embedding_cache`; None: no cache) already holds it."""
     store = EmbeddingCache(cache)
-    scope = vector_scope(encoder_key(checkpoint_folder(checkpoint)), max_length, True)
+    scope = vector_scope(encoder_key(checkpoint_folder(checkpoint)), max_length, True, runtime=runtime)
+    running = runtime_model(encoder, runtime)
 
     def vectors(texts: Sequence[str]) -> np.ndarray:
         return embed_once(
-            encoder,
+            running,
             tokenizer,
             texts,
             max_length=max_length,
@@ -274,14 +280,21 @@ def frozen_vectors(
 
 
 def frozen_encoder(
-    checkpoint: Path | None, *, max_length: int, batch_size: int, cache: Path | None
+    checkpoint: Path | None, *, max_length: int, batch_size: int, runtime: str, cache: Path | None
 ) -> tuple[Any, Any, Callable[[Sequence[str]], np.ndarray]]:
-    """The frozen `checkpoint` loaded on the best device, and its `frozen_vectors`: what every
-    family that reads sentence vectors without training the encoder starts from."""
+    """The frozen `checkpoint` loaded (fp32, on the best device; int8 runs on the CPU), and its
+    `frozen_vectors` run as `runtime`: what every family that reads sentence vectors without
+    training the encoder starts from. Embed anything else with `runtime_model(encoder, runtime)`."""
     encoder, tokenizer = load_pretrained(checkpoint)
-    encoder.to(pick_device())
+    encoder.to(pick_device() if runtime == "fp32" else "cpu")
     vectors = frozen_vectors(
-        encoder, tokenizer, checkpoint, max_length=max_length, batch_size=batch_size, cache=cache
+        encoder,
+        tokenizer,
+        checkpoint,
+        max_length=max_length,
+        batch_size=batch_size,
+        runtime=runtime,
+        cache=cache,
     )
     return encoder, tokenizer, vectors
 
@@ -328,7 +341,11 @@ def fit_embedding(
     from urgency.label_free import TEMPERATURE_BOUNDS, description_weights
 
     encoder, tokenizer, embed_texts = frozen_encoder(
-        params.checkpoint, max_length=params.max_length, batch_size=params.batch_size, cache=embedding_cache
+        params.checkpoint,
+        max_length=params.max_length,
+        batch_size=params.batch_size,
+        runtime=params.runtime,
+        cache=embedding_cache,
     )
     fitted = {}
     for head, split in splits.items():
@@ -355,7 +372,7 @@ def fit_embedding(
             described = description_weights(
                 prior.descriptions,
                 labels,
-                encoder,
+                runtime_model(encoder, params.runtime),
                 tokenizer,
                 max_length=params.max_length,
                 batch_size=params.batch_size,
@@ -388,6 +405,7 @@ def fit_embedding(
             train_rows=len(train),
             train_seconds=time.perf_counter() - started,
             params=head_params,
+            runtime=params.runtime,
         )
         log.info(
             "%s: embedding head fitted on %d rows in %.0fs", head, len(train), fitted[head].train_seconds
@@ -782,6 +800,7 @@ def _model_files(
         max_length=fitted.max_length,
         batch_size=fitted.batch_size,
         normalize=fitted.normalize,
+        runtime=fitted.runtime,
         cleaning=cleaning.as_dict(),
     )
     # Only the inference modules travel with the model: transformer_model and the cleaning it

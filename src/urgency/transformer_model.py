@@ -54,6 +54,14 @@ SHARING_VARIABLE = "URGENCY_SHARE_ENCODERS"
 # for four distinct encoders, so the second and third head of a chunk always find the first's.
 VECTOR_MEMO_SIZE = 20_000
 
+# How the frozen encoder runs (head.json `runtime`; params `training.<family>.runtime`):
+# fp32 as saved (the default), or int8: the attention's linear layers dynamically quantized, per
+# output channel (`runtime_model`). bench/bench_encoder_runtime.py measured it (README "Encoder
+# runtime"): quantizing every linear layer, or ONNX Runtime int8, is faster but moves the vectors
+# (cosine 0.976 / 0.992) and the label-free sentiment head's hand-labelled accuracy; the
+# attention alone keeps them, for a small gain.
+RUNTIMES = ("fp32", "int8")
+
 
 def pick_device() -> Any:
     """A GPU when there is one, else the CPU."""
@@ -134,9 +142,46 @@ def encoder_key(folder: Path) -> str:
     return combined.hexdigest()
 
 
-def vector_scope(key: str, max_length: int, normalize: bool) -> str:
-    """What a sentence vector depends on besides its text: the encoder and the embed settings."""
-    return f"{key}-{max_length}-{'normalised' if normalize else 'raw'}"
+def vector_scope(key: str, max_length: int, normalize: bool, *, runtime: str) -> str:
+    """What a sentence vector depends on besides its text: the encoder, the embed settings and the
+    runtime (an int8 vector is close to fp32's, not equal). fp32 scopes read as before runtimes."""
+    scope = f"{key}-{max_length}-{'normalised' if normalize else 'raw'}"
+    return scope if runtime == "fp32" else f"{scope}-{runtime}"
+
+
+# fp32 encoder -> its int8 copy, made once per encoder (training's heads share one encoder).
+_RUNTIME_COPIES: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
+_RUNTIME_LOCK = threading.Lock()
+
+
+def runtime_model(model: Any, runtime: str) -> Any:
+    """`model` (a transformers encoder in fp32) as `runtime` runs it: itself for fp32; for int8 a
+    copy on the CPU whose attention linear layers are int8 (torch dynamic quantization, weights
+    per output channel; activations quantized per batch). The feed-forward layers stay fp32:
+    quantized too they move the vectors (cosine 0.976 to fp32) enough to change answers."""
+    if runtime not in RUNTIMES:
+        raise ValueError(f"encoder runtime {runtime!r}: expected one of {', '.join(RUNTIMES)}")
+    if runtime == "fp32":
+        return model
+    import warnings
+
+    import torch
+    from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
+
+    with _RUNTIME_LOCK:
+        found = _RUNTIME_COPIES.get(model)
+        if found is None:
+            attention = {
+                name: per_channel_dynamic_qconfig
+                for name, module in model.named_modules()
+                if isinstance(module, torch.nn.Linear) and ".attention." in f".{name}."
+            }
+            with warnings.catch_warnings():
+                # torch.ao's notice that quantization moves to torchao; this API is still there.
+                warnings.simplefilter("ignore")
+                found = quantize_dynamic(model.to("cpu"), attention, inplace=False).eval()
+            _RUNTIME_COPIES[model] = found
+        return found
 
 
 class VectorStore(Protocol):
@@ -229,6 +274,7 @@ class Encoder:
     model: Any
     tokenizer: Any
     device: Any
+    runtime: str = "fp32"
 
 
 # The process's loaded encoders by content; weak, so an encoder goes when its last head does
@@ -241,28 +287,32 @@ def sharing() -> bool:
     return os.environ.get(SHARING_VARIABLE, "1") != "0"
 
 
-def load_encoder(folder: Path) -> Encoder:
-    """The process's one copy of the encoder in `folder`: read on first use, then shared by every
-    head whose encoder files are equal (threads loading at once read it once)."""
+def load_encoder(folder: Path, runtime: str = "fp32") -> Encoder:
+    """The process's one copy of the encoder in `folder` run as `runtime` (`runtime_model`): read
+    on first use, then shared by every head whose encoder files and runtime are equal (threads
+    loading at once read it once)."""
     key = encoder_key(folder)
     if not sharing():
-        return _read_encoder(folder, key)
+        return _read_encoder(folder, key, runtime)
     with _ENCODERS_LOCK:
-        found = _ENCODERS.get(key)
+        found = _ENCODERS.get(f"{key}-{runtime}")
         if found is None:
-            found = _read_encoder(folder, key)
-            _ENCODERS[key] = found
+            found = _read_encoder(folder, key, runtime)
+            _ENCODERS[f"{key}-{runtime}"] = found
         return found
 
 
-def _read_encoder(folder: Path, key: str) -> Encoder:
+def _read_encoder(folder: Path, key: str, runtime: str) -> Encoder:
     from transformers import AutoModel, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
-    device = pick_device()
-    model = AutoModel.from_pretrained(folder).to(device).eval()
-    return Encoder(key=key, model=model, tokenizer=AutoTokenizer.from_pretrained(folder), device=device)
+    model = AutoModel.from_pretrained(folder).eval()
+    # int8 runs on the CPU (torch's dynamic quantization is CPU-only).
+    model = runtime_model(model, runtime) if runtime != "fp32" else model.to(pick_device())
+    device = next(model.parameters()).device
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    return Encoder(key=key, model=model, tokenizer=tokenizer, device=device, runtime=runtime)
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -281,10 +331,13 @@ def write_head(
     max_length: int,
     batch_size: int,
     normalize: bool,
+    runtime: str,
     cleaning: dict[str, bool] | None = None,
 ) -> Path:
-    """Save the linear layer and the settings inference needs as `folder/head.json`; `cleaning`:
-    the text cleaning the model applies before encoding (None: none, as models saved before it)."""
+    """Save the linear layer and the settings inference needs as `folder/head.json`; `runtime`:
+    the encoder runtime the head was fitted with, which it predicts with (`runtime_model`);
+    `cleaning`: the text cleaning the model applies before encoding (None: none, as models saved
+    before it)."""
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / HEAD_FILE
     path.write_text(
@@ -297,6 +350,7 @@ def write_head(
                 "max_length": int(max_length),
                 "batch_size": int(batch_size),
                 "normalize": bool(normalize),
+                "runtime": runtime,
                 "cleaning": cleaning,
             }
         )
@@ -353,7 +407,8 @@ class TransformerHead(mlflow.pyfunc.PythonModel):
         self.batch_size = int(head["batch_size"])
         self.normalize = bool(head["normalize"])
         self.cleaning = Cleaning.from_dict(head.get("cleaning"))
-        self.shared = load_encoder(Path(context.artifacts["encoder"]))
+        # Models saved before runtimes ran fp32.
+        self.shared = load_encoder(Path(context.artifacts["encoder"]), head.get("runtime", "fp32"))
         self.encoder = self.shared.model
         self.tokenizer = self.shared.tokenizer
         self.device = self.shared.device
@@ -371,7 +426,8 @@ class TransformerHead(mlflow.pyfunc.PythonModel):
         texts = clean_texts(model_input["text"], self.cleaning).tolist()
         settings = {"max_length": self.max_length, "batch_size": self.batch_size, "normalize": self.normalize}
         if sharing():
-            scope = vector_scope(self.shared.key, self.max_length, self.normalize)
+            runtime = self.shared.runtime
+            scope = vector_scope(self.shared.key, self.max_length, self.normalize, runtime=runtime)
             vectors = embed_once(
                 self.encoder,
                 self.tokenizer,

@@ -1,0 +1,138 @@
+"""The frozen encoder's runtime (fp32, int8): close vectors, kept apart in caches, saved with the
+model and used again where it is loaded. On the tiny random BERT."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pydantic
+import pytest
+
+from tests.test_label_free import DESCRIPTIONS
+from tests.test_shared_encoder import _splits, encoded_rows
+from tests.test_transformer import make_tiny_checkpoint
+from urgency.config import EmbeddingParams, LabelFreeParams
+from urgency.label_free import fit_label_free
+from urgency.models import load_model_dir
+from urgency.transformer import fit_embedding, load_pretrained, save_head_model
+from urgency.transformer_model import HEAD_FILE, VECTORS, embed, runtime_model, vector_scope
+
+TEXTS = [
+    "Server down, production outage, nobody can log in",
+    "question about my invoice",
+    "password reset please",
+    "great support, thank you",
+    "my screen is broken and the laptop will not start after the update last night",
+]
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_tiny_checkpoint(tmp_path_factory.mktemp("tiny-bert"))
+
+
+def _quantized_layers(model: Any) -> dict[str, bool]:
+    """Linear layer name -> whether it is int8."""
+    import torch
+    from torch.ao.nn.quantized.dynamic import Linear as QuantizedLinear
+
+    return {
+        name: isinstance(module, QuantizedLinear)
+        for name, module in model.named_modules()
+        if isinstance(module, torch.nn.Linear | QuantizedLinear)
+    }
+
+
+def test_int8_quantizes_the_attention_and_keeps_the_vectors_close(checkpoint: Path) -> None:
+    model, tokenizer = load_pretrained(checkpoint)
+    assert runtime_model(model, "fp32") is model
+    int8 = runtime_model(model, "int8")
+    assert runtime_model(model, "int8") is int8  # one copy per encoder
+    layers = _quantized_layers(int8)
+    assert all(quantized == (".attention." in f".{name}.") for name, quantized in layers.items())
+    assert any(layers.values())
+    assert not any(_quantized_layers(model).values())  # the fp32 encoder is left as it was
+
+    settings = {"max_length": 64, "batch_size": 2, "normalize": True}
+    fp32_vectors = embed(model, tokenizer, TEXTS, **settings)
+    int8_vectors = embed(int8, tokenizer, TEXTS, **settings)
+    cosine = (fp32_vectors * int8_vectors).sum(axis=1)
+    assert not np.allclose(fp32_vectors, int8_vectors)
+    assert cosine.min() > 0.99
+
+
+def test_an_unknown_runtime_is_refused(checkpoint: Path) -> None:
+    model, _ = load_pretrained(checkpoint)
+    with pytest.raises(ValueError, match="fp16"):
+        runtime_model(model, "fp16")
+    with pytest.raises(pydantic.ValidationError, match="runtime"):
+        EmbeddingParams(runtime="fp16")
+
+
+def test_the_runtime_is_part_of_the_vectors_scope(checkpoint: Path, tmp_path: Path) -> None:
+    # fp32 scopes are those written before runtimes, so existing caches stay valid.
+    assert vector_scope("abc", 128, True, runtime="fp32") == "abc-128-normalised"
+    assert vector_scope("abc", 128, True, runtime="int8") != vector_scope("abc", 128, True, runtime="fp32")
+
+    cache = tmp_path / "cache"
+    splits = _splits()
+    fit_embedding(
+        splits,
+        EmbeddingParams(checkpoint=checkpoint, runtime="fp32"),
+        full_run=True,
+        seed=0,
+        embedding_cache=cache,
+    )
+    # The fp32 vectors in the cache are not int8's: the int8 fit embeds every text again.
+    with encoded_rows() as rows:
+        fit_embedding(
+            splits,
+            EmbeddingParams(checkpoint=checkpoint, runtime="int8"),
+            full_run=True,
+            seed=0,
+            embedding_cache=cache,
+        )
+    assert sum(rows) > 0
+    assert len([folder for folder in cache.iterdir() if folder.is_dir()]) == 2
+
+
+@pytest.mark.parametrize("runtime", ["fp32", "int8"])
+def test_a_model_saved_with_a_runtime_predicts_with_it(
+    checkpoint: Path, tmp_path: Path, runtime: str
+) -> None:
+    fitted = fit_label_free(
+        {"sentiment": DESCRIPTIONS}, {}, LabelFreeParams(checkpoint=checkpoint, runtime=runtime), seed=0
+    )["sentiment"]
+    assert fitted.runtime == runtime
+    save_head_model(fitted, tmp_path / "sentiment", pd.DataFrame({"text": ["server down"]}))
+    head_file = next((tmp_path / "sentiment").rglob(HEAD_FILE))
+    assert json.loads(head_file.read_text())["runtime"] == runtime
+
+    VECTORS.clear()
+    loaded = load_model_dir(tmp_path)["sentiment"]
+    python_model = loaded.model.unwrap_python_model()
+    assert python_model.shared.runtime == runtime
+    assert any(_quantized_layers(python_model.encoder).values()) == (runtime == "int8")
+    predicted = loaded.model.predict(pd.DataFrame({"text": TEXTS}))
+    assert np.allclose(np.asarray(predicted), fitted.predict_proba(TEXTS), atol=1e-5)
+
+
+def test_a_model_saved_before_runtimes_runs_fp32(checkpoint: Path, tmp_path: Path) -> None:
+    fitted = fit_label_free(
+        {"sentiment": DESCRIPTIONS}, {}, LabelFreeParams(checkpoint=checkpoint, runtime="fp32"), seed=0
+    )["sentiment"]
+    save_head_model(fitted, tmp_path / "sentiment", pd.DataFrame({"text": ["server down"]}))
+    head_file = next((tmp_path / "sentiment").rglob(HEAD_FILE))
+    head = json.loads(head_file.read_text())
+    del head["runtime"]
+    head_file.write_text(json.dumps(head))
+    # The digests recorded at save time no longer match the edited file: rewrite them.
+    from urgency.models import artifact_digests, write_digest_file
+
+    write_digest_file(tmp_path / "sentiment", artifact_digests(tmp_path / "sentiment"))
+    loaded = load_model_dir(tmp_path)["sentiment"]
+    assert loaded.model.unwrap_python_model().shared.runtime == "fp32"
