@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import statistics
 import subprocess
 import sys
@@ -76,7 +77,8 @@ def main() -> None:
         heads = root / "heads"
         heads.mkdir()
         for head in ("urgency", "category", "sentiment"):
-            (heads / head).symlink_to(Path(args.model_dir).resolve() / head)
+            # Copied: MLflow refuses a model folder reached through a symlink.
+            shutil.copytree(Path(args.model_dir) / head, heads / head)
         ours = [
             urgency,
             "predict",
