@@ -367,10 +367,16 @@ def test_retrain_refuses_when_a_class_loses_recall(setup: dict[str, Any]) -> Non
     """The held-out slice has the old urgent tickets, which the champion gets right, next to new
     medium and low ones; the new history taught the challenger to call the old urgent phrases
     medium. Macro-F1 rises on the new phrases, but high's recall falls: refused."""
-    calm = {label: NEW[label] for label in ("medium", "low")}
+    # Made-up words the champion has never read (so it cannot know them) and the new history
+    # teaches: the challenger's macro-F1 gain does not depend on how far the champion generalises.
+    calm = {
+        "medium": ["zorblat quenfix vantre", "mibrelostan kewpo", "dravix ulmond tesk"],
+        "low": ["pelquor fanstri obel", "yurnak sivdel mott", "crempa loxitor vend"],
+    }
     frame = pd.concat(
         [
             history_rows(NEW, 8, START),
+            history_rows(calm, 8, START, prefix="C"),
             history_rows({"medium": URGENT}, 20, START, prefix="R"),
             # The held-out slice: the newest days.
             history_rows(calm, 2, START + timedelta(days=30), "N", first=100),
@@ -382,7 +388,7 @@ def test_retrain_refuses_when_a_class_loses_recall(setup: dict[str, Any]) -> Non
     params_path = _params(setup, {"min_macro_f1_gain": 0.0}, holdout_fraction=16 / len(frame))
     result = _retrain(params_path, "--history", str(write_history(setup["folder"], frame)))
     assert "on 16 held-out tickets: champion kept" in result.output, result.output
-    assert "meets the required +0.0000" in result.output
+    assert "meets the required +0.0000" in result.output, result.output
     assert (
         "recall of high 1.0000 -> " in result.output and "drops more than the allowed 0.0500" in result.output
     )
