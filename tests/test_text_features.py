@@ -6,10 +6,10 @@ import pickle
 
 import numpy as np
 import pandas as pd
-from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.feature_extraction.text import HashingVectorizer, TfidfVectorizer
 
 from urgency.config import BaselineParams
-from urgency.text_features import COUNTS, HashedTfidf
+from urgency.text_features import COUNTS, HASH_SPACE, HashedTfidf, _char_wb_counts
 from urgency.train import build_pipeline
 
 TEXTS = [
@@ -82,3 +82,23 @@ def test_a_head_with_character_ngrams_reuses_the_word_counts() -> None:
     words.transform(batch)
     both.transform(batch)
     assert COUNTS.computed == before + 2  # the word block once, the character block once
+
+
+def test_character_counts_equal_scikit_learns_char_wb() -> None:
+    # Counted word by word, they must be exactly HashingVectorizer's char_wb counts: repeated
+    # words, tabs and runs of spaces, case, accents, non-breaking spaces, short and empty texts.
+    texts = [
+        *TEXTS,
+        "Printer  printer\tPRINTER\n\nbroken",
+        "Straße İstanbul ÄÖÜ café\u00a0crème\u2003ok",
+        "",
+        "   ",
+        "a",
+        "x" * 40,
+    ]
+    options = {"n_features": HASH_SPACE, "alternate_sign": False, "norm": None, "dtype": np.float32}
+    options |= {"analyzer": "char_wb", "ngram_range": (2, 5)}
+    expected = HashingVectorizer(**options).transform(texts)
+    counted = _char_wb_counts(options, texts)
+    assert counted.shape == expected.shape and counted.nnz == expected.nnz
+    assert (counted != expected).nnz == 0

@@ -75,7 +75,32 @@ COUNTS = BatchMemo()
 
 
 def _hashed_counts(options: dict[str, Any], texts: Sequence[str]) -> sp.csr_matrix:
+    if options.get("analyzer") == "char_wb":
+        return _char_wb_counts(options, texts)
     counts = HashingVectorizer(**options).transform(texts)
+    counts.sort_indices()
+    return counts
+
+
+def _char_wb_counts(options: dict[str, Any], texts: Sequence[str]) -> sp.csr_matrix:
+    """`HashingVectorizer(analyzer="char_wb")` counts, the same numbers, several times faster.
+
+    `char_wb` cuts n-grams inside each whitespace-separated word of the lowercased text, so a
+    text's counts are the sum of its words' counts. Words repeat (a batch of 20,000 tickets has
+    about 14 million words, a few ten thousand distinct), so each distinct word is cut once and
+    a text's counts are a (text x word) count matrix times the (word x n-gram) one."""
+    distinct: dict[str, int] = {}
+    word_ids: list[int] = []
+    ends = [0]
+    for text in texts:
+        word_ids.extend(distinct.setdefault(word, len(distinct)) for word in text.lower().split())
+        ends.append(len(word_ids))
+    words_per_text = sp.csr_matrix(
+        (np.ones(len(word_ids), dtype=np.float32), word_ids, ends), shape=(len(texts), len(distinct))
+    )
+    words_per_text.sum_duplicates()
+    ngrams_per_word = HashingVectorizer(**options).transform(list(distinct))
+    counts = (words_per_text @ ngrams_per_word).tocsr()
     counts.sort_indices()
     return counts
 
