@@ -16,6 +16,7 @@ from typing import Any
 
 from serve.settings import ServiceSettings
 from urgency.errors import ParamsError
+from urgency.parallel import default_jobs
 
 
 @dataclass(frozen=True)
@@ -54,10 +55,13 @@ def _unreadable(error: Exception) -> str:
     return f"{variable} is not readable{hint}"
 
 
-def worker_environment(settings: ServiceSettings) -> dict[str, str]:
+def worker_environment(settings: ServiceSettings, workers: int = 1) -> dict[str, str]:
     """The variables from which each worker process rebuilds `settings` (paths made absolute:
-    a worker must not depend on the directory it starts in)."""
+    a worker must not depend on the directory it starts in), and each worker's share of the
+    cores for the numeric libraries (unless OMP_NUM_THREADS is set): workers that each ran a
+    thread per core would fight over the cores."""
     environment = {
+        "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", str(max(1, default_jobs() // workers))),
         "URGENCY_PARAMS": str(settings.params.resolve()),
         "URGENCY_DATABASE_URL": settings.store_url(),
         # A progress bar per model download, every 10 s alias check and reload, is log noise.
@@ -82,7 +86,8 @@ def run(
 
     from serve.app import create_app
     from serve.runtime import load_runtime
-    from urgency.config import load_params
+    from urgency.config import HEADS, SIGNALS_MODEL, load_params
+    from urgency.models import resolve
     from urgency.store import check_schema, make_engine, redact, upgrade
 
     problems = settings.problems()
@@ -102,5 +107,16 @@ def run(
         )
         uvicorn.run(create_app(settings, runtime), host=host, port=port, log_level="info")
         return
-    os.environ.update(worker_environment(settings))
+    # Resolve (not load) the models here, so a missing one is a clear error before the workers
+    # start; each worker loads them in its lifespan.
+    params = load_params(settings.params)
+    resolve(
+        None,
+        model_dir=settings.model_dir,
+        tracking_uri=params.mlflow.tracking_uri,
+        model_names={name: params.mlflow.model_name(name) for name in (*HEADS, SIGNALS_MODEL)},
+        alias=settings.model_alias or params.mlflow.champion_alias,
+        signals=True,
+    )
+    os.environ.update(worker_environment(settings, workers))
     uvicorn.run("serve.app:create_app", factory=True, host=host, port=port, workers=workers, log_level="info")

@@ -70,6 +70,9 @@ def running_server(
         str(port),
         "--database-url",
         database_url,
+        # One process unless the test asks for more: the default (a worker per core) would make
+        # every test's start-up load the models once per core.
+        *(() if "--workers" in args else ("--workers", "1")),
         *args,
     ]
     base = f"http://127.0.0.1:{port}"

@@ -30,8 +30,11 @@ def test_an_invalid_variable_is_a_params_error(tmp_path: Path, monkeypatch: pyte
 def test_workers_get_absolute_paths_and_the_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("URGENCY_DATABASE_URL", raising=False)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr("serve.launch.default_jobs", lambda: 4)
     settings = ServiceSettings(params=Path("params.yaml"), model_dir=Path("models"))
-    assert worker_environment(settings) == {
+    assert worker_environment(settings, workers=2) == {
+        "OMP_NUM_THREADS": "2",  # four cores shared by two workers
         "URGENCY_PARAMS": str(tmp_path / "params.yaml"),
         "URGENCY_DATABASE_URL": f"sqlite:///{tmp_path}/data/service.db",
         "URGENCY_MODEL_DIR": str(tmp_path / "models"),
@@ -70,3 +73,19 @@ def test_serve_exits_3_on_badly_formed_api_keys(tmp_path: Path, monkeypatch: pyt
     done = CliRunner().invoke(cli, ["serve", "--params", str(tmp_path / "params.yaml"), "--port", "1"])
     assert done.exit_code == 3, done.output
     assert "URGENCY_API_KEYS" in done.output
+
+
+def test_several_workers_refuse_a_missing_model_before_starting(tmp_path: Path) -> None:
+    # The workers load the models in their own lifespans; the parent resolves them first, so a
+    # folder without models is a clear error, not workers that die one after the other.
+    from typer.testing import CliRunner
+
+    from urgency.cli import app as cli
+
+    (tmp_path / "params.yaml").write_text((Path(__file__).parents[1] / "params.yaml").read_text())
+    (tmp_path / "empty").mkdir()
+    arguments = ["serve", "--params", str(tmp_path / "params.yaml"), "--workers", "2", "--port", "1"]
+    arguments += ["--model-dir", str(tmp_path / "empty"), "--database-url", f"sqlite:///{tmp_path / 's.db'}"]
+    done = CliRunner().invoke(cli, arguments)
+    assert done.exit_code == 5, done.output  # a model not found (urgency.errors)
+    assert f"no head model in {tmp_path / 'empty'}" in done.output and "Traceback" not in done.output

@@ -28,13 +28,17 @@ def serve(
     params_path: ParamsOption = Path("params.yaml"),
     host: Annotated[str, typer.Option(help="Address to bind (127.0.0.1: this machine only).")] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=0, max=65535)] = 8000,
-    workers: Annotated[int, typer.Option(min=1, help="Worker processes (each loads the models).")] = 1,
+    workers: Annotated[
+        int | None,
+        typer.Option(min=1, help="Worker processes, each loading the models; default: every core."),
+    ] = None,
     model_dir: ModelDirOption = None,
     database_url: DatabaseOption = None,
     migrate: Annotated[bool, typer.Option(help="Apply the store's migrations before starting.")] = True,
 ) -> None:
     """Start the prediction service (uvicorn); settings also come from URGENCY_* variables."""
     from serve import launch
+    from urgency.parallel import default_jobs
 
     setup_logging()
 
@@ -44,7 +48,9 @@ def serve(
             console.print("[yellow]local mode[/yellow]: API key 'local-dev-key' has every scope")
 
     settings = launch.service_settings(params_path, model_dir=model_dir, database_url=database_url)
-    launch.run(settings, host=host, port=port, workers=workers, migrate=migrate, on_ready=show)
+    launch.run(
+        settings, host=host, port=port, workers=workers or default_jobs(), migrate=migrate, on_ready=show
+    )
 
 
 @user_errors
