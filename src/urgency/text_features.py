@@ -86,8 +86,8 @@ def _char_wb_counts(options: dict[str, Any], texts: Sequence[str]) -> sp.csr_mat
     """`HashingVectorizer(analyzer="char_wb")` counts, the same numbers, several times faster.
 
     `char_wb` cuts n-grams inside each whitespace-separated word of the lowercased text, so a
-    text's counts are the sum of its words' counts. Words repeat (a batch of 20,000 tickets has
-    about 14 million words, a few ten thousand distinct), so each distinct word is cut once and
+    text's counts are the sum of its words' counts. Words repeat (4,000 support tickets have
+    about 320,000 words, 23,000 of them distinct), so each distinct word is cut once and
     a text's counts are a (text x word) count matrix times the (word x n-gram) one."""
     distinct: dict[str, int] = {}
     word_ids: list[int] = []
