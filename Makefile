@@ -36,9 +36,9 @@ demo: $(STAMP)
 	$(BIN)/urgency score --params $(PARAMS) --input data/demo_tickets.csv --output data/demo_queue.csv --now 2026-11-23T14:00:00Z
 	$(BIN)/urgency check-incidents --params $(PARAMS) --log ../shared/data/incident_event_log.csv.gz
 	# The agreement report, with agents simulated from the held-back test labels (docs/reports.md);
-	# 1,500 tickets (500 per head) keep the demo under 8 minutes: the MiniLM text signals cost
+	# 1,000 tickets (a third per head) keep the demo under 8 minutes: the MiniLM text signals cost
 	# about 50 ms a ticket on 2 cores.
-	$(BIN)/urgency demo-agents --params $(PARAMS) --rows 1500 --output data/demo_closed_tickets.csv
+	$(BIN)/urgency demo-agents --params $(PARAMS) --rows 1000 --output data/demo_closed_tickets.csv
 	$(BIN)/urgency report agreement --params $(PARAMS) --input data/demo_closed_tickets.csv --output data/agreement_report.html
 	# Last: the prediction service on 127.0.0.1:$(PORT) with the demo's champions (Ctrl-C stops
 	# it). `make demo SERVE=0` ends without it.

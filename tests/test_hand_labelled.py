@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pandas as pd
@@ -14,6 +15,7 @@ from urgency.cli import app
 from urgency.config import load_params
 from urgency.errors import DataValidationError, InputError
 from urgency.hand_labelled import (
+    CHECK_TAG,
     SUPPORT_SENTIMENT_FILE,
     load_support_sentiment,
     sentiment_report,
@@ -144,6 +146,32 @@ def test_compare_gets_the_support_sentiment_column(tmp_path: Path) -> None:
     assert run.data.metrics["sentiment.baseline.support_sentiment_accuracy"] == pytest.approx(
         accuracy, abs=5e-4
     )
+    # The figures are kept on the version with the set's digest, and read from there while the
+    # set is the same: a planted figure comes back, a changed label measures again.
+    name = params.mlflow.model_name("sentiment")
+    version = client.get_model_version_by_alias(name, params.mlflow.champion_alias)
+    kept = json.loads(version.tags[CHECK_TAG])
+    assert kept["negative_vs_not_accuracy"] == pytest.approx(accuracy, abs=5e-4)
+    client.set_model_version_tag(
+        name, version.version, CHECK_TAG, json.dumps({**kept, "negative_vs_not_accuracy": 0.123})
+    )
+
+    def compared_accuracy() -> float:
+        done = runner.invoke(
+            app, ["compare", "-p", params_path, "--support-sentiment", str(labels), "--output", str(output)]
+        )
+        assert done.exit_code == 0, done.output
+        row = next(
+            line for line in output.read_text().splitlines()[2:] if line.split("|")[1].strip() == "sentiment"
+        )
+        return float(row.split("|")[-3])
+
+    assert compared_accuracy() == 0.123
+    changed = pd.read_csv(labels, keep_default_na=False, dtype=str)
+    changed.loc[0, "sentiment"] = "positive"
+    changed.to_csv(labels, index=False)
+    assert compared_accuracy() != 0.123
+    assert json.loads(client.get_model_version(name, version.version).tags[CHECK_TAG])["set"] != kept["set"]
     # Without the set (absent beside the params, none named) the column is left out, not an error.
     plain = runner.invoke(app, ["compare", "-p", params_path])
     assert plain.exit_code == 0 and "column left out" in plain.output

@@ -94,13 +94,17 @@ def support_sentiment_check(checked: LabelledSet, tracking_uri: str) -> VersionC
     """A `compare` check: each sentiment version, loaded (digests verified) and run on the
     hand-labelled support-sentiment set: accuracy negative-vs-not and the share it predicts
     negative. Other heads get empty cells."""
-    from urgency.hand_labelled import sentiment_check
-    from urgency.models import load_version
+    from urgency.hand_labelled import version_sentiment_check
+    from urgency.models import load_version, registry_client
+
+    client = registry_client(tracking_uri)
 
     def check(head: str, name: str, version: ModelVersion) -> dict[str, Any]:
         if head != "sentiment":
             return dict.fromkeys(SUPPORT_COLUMNS)
-        result = sentiment_check(load_version(head, name, version, tracking_uri), checked)
+        result = version_sentiment_check(
+            client, version, checked, lambda: load_version(head, name, version, tracking_uri)
+        )
         return {
             SUPPORT_COLUMNS[0]: result["negative_vs_not_accuracy"],
             SUPPORT_COLUMNS[1]: result["share_predicted_negative"],

@@ -187,10 +187,12 @@ def _load(ref: HeadRef, tracking_uri: str) -> HeadModel:
     return load_models(ModelSource(heads=(ref,), tracking_uri=tracking_uri))[ref.head]
 
 
-def _support_accuracy(model: HeadModel, checked: LabelledSet) -> float:
-    from urgency.hand_labelled import sentiment_check
+def _support_accuracy(client: Any, name: str, version: str, model: HeadModel, checked: LabelledSet) -> float:
+    """The version's accuracy on the set, kept on the version (`version_sentiment_check`)."""
+    from urgency.hand_labelled import version_sentiment_check
 
-    return float(sentiment_check(model, checked)["negative_vs_not_accuracy"])
+    found = client.get_model_version(name, version)
+    return version_sentiment_check(client, found, checked, lambda: model)["negative_vs_not_accuracy"]
 
 
 def _teacher_test_f1(client: Any, teacher_run: str | None, student_run: str) -> float | None:
@@ -359,8 +361,12 @@ def distill(
                 ),
                 params.mlflow.tracking_uri,
             )
-            student_accuracy = _support_accuracy(student_model, support_sentiment)
-            teacher_accuracy = _support_accuracy(teacher_model, support_sentiment)
+            student_accuracy = _support_accuracy(
+                client, result.registered_name, result.version, student_model, support_sentiment
+            )
+            teacher_accuracy = _support_accuracy(
+                client, ref.registry_name, ref.version, teacher_model, support_sentiment
+            )
             figures["support_sentiment_accuracy"] = student_accuracy
             figures["teacher_support_sentiment_accuracy"] = teacher_accuracy
             figures["support_sentiment_gap_to_teacher"] = student_accuracy - teacher_accuracy

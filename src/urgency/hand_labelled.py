@@ -11,6 +11,9 @@ labelled negative, and per-class figures. Used for choosing and reporting, never
 from __future__ import annotations
 
 import hashlib
+import json
+import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -22,6 +25,9 @@ from urgency.errors import DataValidationError, InputError
 from urgency.evaluate import classification_report
 
 if TYPE_CHECKING:
+    from mlflow import MlflowClient
+    from mlflow.entities.model_registry import ModelVersion
+
     from urgency.config import Params, Source
     from urgency.models import HeadModel
     from urgency.promote import HandCheck
@@ -30,6 +36,10 @@ if TYPE_CHECKING:
 SUPPORT_SENTIMENT_FILE = Path("data/labelled/support_sentiment.csv")
 SUPPORT_SENTIMENT_SOURCE = "support_tickets_synthetic"
 SENTIMENT_LABELS = ("negative", "neutral", "positive")
+log = logging.getLogger(__name__)
+# A registered version's figures on the set, with the set's digest: `version_sentiment_check`.
+CHECK_TAG = "support_sentiment_check"
+CHECK_FIGURES = ("negative_vs_not_accuracy", "share_predicted_negative")
 SIGNALS = ("service_down", "many_users", "security", "data_loss", "payment_failure", "legal_deadline")
 
 
@@ -147,19 +157,56 @@ def sentiment_check(model: HeadModel, checked: LabelledSet) -> dict[str, Any]:
     return sentiment_report(checked.labels["sentiment"], probabilities)
 
 
+def set_digest(checked: LabelledSet) -> str:
+    """The set's labels and its texts' digests: a changed label or text changes it."""
+    rows = checked.labels[["text_sha256", "sentiment"]].astype(str).to_csv(index=False)
+    return hashlib.sha256(rows.encode("utf-8")).hexdigest()[:16]
+
+
+def version_sentiment_check(
+    client: MlflowClient, version: ModelVersion, checked: LabelledSet, load: Callable[[], HeadModel]
+) -> dict[str, float]:
+    """`CHECK_FIGURES` of `sentiment_check` for a registered version, measured once per set: a
+    registered version never changes (its files are digest-checked on load), so its figures on
+    the same set cannot either. They are kept as the version's `CHECK_TAG` tag with the set's
+    digest; `load` gives the model when they must be measured (a MiniLM head: a 10 s load and
+    a minute of encoding saved in each later train, distill, promote and compare)."""
+    digest = set_digest(checked)
+    try:
+        stored = json.loads(version.tags.get(CHECK_TAG) or "{}")
+    except ValueError:
+        stored = {}
+    if stored.get("set") == digest and all(isinstance(stored.get(key), float) for key in CHECK_FIGURES):
+        return {key: stored[key] for key in CHECK_FIGURES}
+    report = sentiment_check(load(), checked)
+    figures = {key: float(report[key]) for key in CHECK_FIGURES}
+    try:
+        client.set_model_version_tag(
+            version.name, version.version, CHECK_TAG, json.dumps({"set": digest, **figures})
+        )
+    except Exception as error:  # a read-only registry: measured again next time, nothing lost
+        log.warning(
+            "could not keep the %s figures on %s v%s: %s", checked.name, version.name, version.version, error
+        )
+    return figures
+
+
 def promotion_checks(params: Params, checked: LabelledSet | None) -> dict[str, HandCheck]:
     """The heads' hand-labelled checks for the promotion policy (`urgency.promote.HandCheck`):
     sentiment on the support-sentiment set (accuracy negative-vs-not) when the set is there."""
-    from urgency.models import load_version
+    from urgency.models import load_version, registry_client
     from urgency.promote import HandCheck
 
     if checked is None:
         return {}
     name = params.mlflow.model_name("sentiment")
+    client = registry_client(params.mlflow.tracking_uri)
 
-    def accuracy(version: Any) -> float:
-        model = load_version("sentiment", name, version, params.mlflow.tracking_uri)
-        return float(sentiment_check(model, checked)["negative_vs_not_accuracy"])
+    def accuracy(version: ModelVersion) -> float:
+        def load() -> HeadModel:
+            return load_version("sentiment", name, version, params.mlflow.tracking_uri)
+
+        return version_sentiment_check(client, version, checked, load)["negative_vs_not_accuracy"]
 
     policy = params.promotion
     return {
