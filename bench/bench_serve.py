@@ -396,7 +396,8 @@ def bench_ours(
     port = free_port()
     database = folder / f"{family}.db"
     command = [str(BIN / "urgency"), "serve", "--params", str(args.params), "--port", str(port)]
-    command += ["--workers", str(args.workers), "--database-url", f"sqlite:///{database}"]
+    command += ["--database-url", f"sqlite:///{database}"]
+    command += ["--workers", str(args.workers)] if args.workers else []  # default: every core
     if source != "registry":
         command += ["--model-dir", source]
     runs, answered = [], 0
@@ -427,11 +428,11 @@ def bench_ours(
 def bench_mlflow(
     family: str, uri: str, texts: list[str], args: argparse.Namespace, folder: Path, tracking_uri: str
 ) -> tuple[list[Run], float]:
-    """The same load runs against `mlflow models serve` (one worker, like ours by default)."""
+    """The same load runs against `mlflow models serve` (`--mlflow-workers`, default 1: its own)."""
     name = f"mlflow serve ({family})"
     port = free_port()
     command = [str(BIN / "mlflow"), "models", "serve", "-m", uri, "--env-manager", "local"]
-    command += ["-h", "127.0.0.1", "-p", str(port), "-w", "1"]
+    command += ["-h", "127.0.0.1", "-p", str(port), "-w", str(args.mlflow_workers)]
     # mlflow starts `uvicorn` from PATH: this environment's.
     path = f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"
     env = {**os.environ, "PATH": path, "MLFLOW_TRACKING_URI": tracking_uri, "HF_HUB_OFFLINE": "1"}
@@ -495,7 +496,15 @@ def main() -> None:
     # Few: one batch of 100 takes the transformer heads seconds.
     parser.add_argument("--batch-users", type=int, default=2, help="Batch runs' users.")
     parser.add_argument("--seconds", type=int, default=20, help="Length of each load run.")
-    parser.add_argument("--workers", type=int, default=1, help="`urgency serve` worker processes.")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="`urgency serve` worker processes (default: its own, every core).",
+    )
+    parser.add_argument(
+        "--mlflow-workers", type=int, default=1, help="`mlflow models serve -w` (its default: 1)."
+    )
     parser.add_argument(
         "--texts", type=Path, default=ROOT.parent / "shared/data/support_tickets_synthetic.csv"
     )
@@ -538,7 +547,9 @@ def main() -> None:
 
     lines = [
         f"{len(tickets)} tickets ({args.texts.name} texts, {args.demo.name} metadata); "
-        f"{args.seconds} s per run; locust, no wait; urgency serve --workers {args.workers}; "
+        f"{args.seconds} s per run; locust, no wait; "
+        f"urgency serve --workers {args.workers or 'default (every core)'}; "
+        f"mlflow models serve -w {args.mlflow_workers}; "
         f"{os.cpu_count()} CPUs, load average {load_before:.1f} at the start",
         "",
         *table(runs),

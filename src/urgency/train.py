@@ -14,7 +14,7 @@ import logging
 import os
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from importlib.metadata import version as package_version
 from pathlib import Path
@@ -79,7 +79,9 @@ def build_pipeline(params: BaselineParams, cleaning: Cleaning | None = None) -> 
     """
     cleaning = cleaning or Cleaning()
     features = build_features(params)
-    classifier = LogisticRegression(C=params.C, class_weight=params.class_weight, max_iter=2000)
+    classifier = LogisticRegression(
+        C=params.C, class_weight=params.class_weight, tol=params.tol, max_iter=2000
+    )
     return Pipeline(
         [("clean", TextCleaner(**cleaning.as_dict())), ("features", features), ("classifier", classifier)]
     )
@@ -102,23 +104,26 @@ def fit_baseline(
 
 
 def _timed_fit(
-    train: pd.DataFrame, validation: pd.DataFrame, params: BaselineParams, cleaning: Cleaning
-) -> tuple[Any, float]:
+    head: str, train: pd.DataFrame, validation: pd.DataFrame, params: BaselineParams, cleaning: Cleaning
+) -> tuple[str, Any, float]:
     started = time.perf_counter()
     model = fit_baseline(train, validation, params, cleaning)
-    return model, time.perf_counter() - started
+    return head, model, time.perf_counter() - started
 
 
 def fit_baseline_heads(
     datasets: dict[str, pd.DataFrame], params: Params, jobs: int | None = None
-) -> dict[str, tuple[Any, float]]:
-    """Each head's baseline (`fit_baseline` on its train and validation splits) and its fit
+) -> Iterator[tuple[str, Any, float]]:
+    """Each head's baseline (`fit_baseline` on its train and validation splits) with its fit
     seconds, the heads fitted side by side in `jobs` processes (default: one per core, at most
-    one per head)."""
+    one per head). The fits start at once, in the background, and come back as each ends: the
+    caller evaluates and registers the first heads (and does other work) while the slowest
+    still fits."""
     cleaning = model_cleaning(params.data.cleaning)
     jobs = min(len(datasets), jobs or os.cpu_count() or 1)
     tasks = [
         (
+            head,
             dataset[dataset["split"] == "train"],
             dataset[dataset["split"] == "validation"],
             params.heads.get(head).baseline,
@@ -127,10 +132,10 @@ def fit_baseline_heads(
         for head, dataset in datasets.items()
     ]
     if jobs == 1:
-        done = [_timed_fit(*task) for task in tasks]
-    else:
-        done = Parallel(n_jobs=jobs)(delayed(_timed_fit)(*task) for task in tasks)
-    return dict(zip(datasets, done, strict=True))
+        return (_timed_fit(*task) for task in tasks)
+    return Parallel(n_jobs=jobs, return_as="generator_unordered")(
+        delayed(_timed_fit)(*task) for task in tasks
+    )
 
 
 def calibrate(pipeline: Pipeline, validation: pd.DataFrame, params: BaselineParams) -> Any:
@@ -556,21 +561,9 @@ def train(
         fitted: dict[str, Any] = {}
         fit_seconds: dict[str, float] = {}
         trained = {head: dataset for head, dataset in datasets.items() if head not in label_free}
-        if family == HYBRID and trained:
-            from urgency.hybrid import fit_hybrid_family
 
-            baseline = {head: params.heads.get(head).baseline for head in trained}
-            fitted = fit_hybrid_family(trained, baseline, params.training)
-        elif family == "baseline" and trained:
-            for head, (model, seconds) in fit_baseline_heads(trained, params).items():
-                fitted[head], fit_seconds[head] = model, seconds
-        elif family not in ("baseline", LABEL_FREE) and trained:
-            from urgency.transformer import fit_family
-
-            fitted = fit_family(family, trained, params.training, priors=priors(params, trained))
-        if label_free:
-            fitted |= _fit_label_free(params, {head: datasets[head] for head in label_free})
-        for head, dataset in datasets.items():
+        def finish(head: str) -> None:
+            dataset = datasets[head]
             sources = ",".join(sorted(dataset["source"].unique())) if not dataset.empty else ""
             results[head] = train_head(
                 dataset,
@@ -581,12 +574,34 @@ def train(
                 family=LABEL_FREE if head in label_free else family,
                 fitted=fitted.get(head),
             )
-            if family == "baseline" and head in fit_seconds:
+            if head in fit_seconds:
                 client.log_metric(results[head].run_id, "train_seconds", fit_seconds[head])
             if on_head:
                 on_head(head)
-        # The text signals' model beside the heads (a whole training, not a chosen head).
+
+        # The baseline heads fit in the background while the text signals' model (a whole
+        # training, not a chosen head) is built here; each head is evaluated and registered as
+        # soon as its fit ends.
+        fitting = fit_baseline_heads(trained, params) if family == "baseline" and trained else ()
         signals_version = register_signals(params, client) if params.signals and heads is None else None
+        for head, model, seconds in fitting:
+            fitted[head], fit_seconds[head] = model, seconds
+            finish(head)
+        if family == HYBRID and trained:
+            from urgency.hybrid import fit_hybrid_family
+
+            baseline = {head: params.heads.get(head).baseline for head in trained}
+            fitted = fit_hybrid_family(trained, baseline, params.training)
+        elif family not in ("baseline", LABEL_FREE) and trained:
+            from urgency.transformer import fit_family
+
+            fitted = fit_family(family, trained, params.training, priors=priors(params, trained))
+        if label_free:
+            fitted |= _fit_label_free(params, {head: datasets[head] for head in label_free})
+        for head in datasets:
+            if head not in results:
+                finish(head)
+        results = {head: results[head] for head in datasets}  # the heads' order, not the fits'
         table = quality_table({head: r.test_report for head, r in results.items() if r.test_report})
         with tempfile.TemporaryDirectory() as folder:
             path = Path(folder) / "quality.md"
