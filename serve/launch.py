@@ -85,9 +85,8 @@ def run(
     import uvicorn
 
     from serve.app import create_app
-    from serve.runtime import load_runtime
-    from urgency.config import HEADS, SIGNALS_MODEL, load_params
-    from urgency.models import resolve
+    from serve.runtime import load_runtime, resolve_served
+    from urgency.config import load_params
     from urgency.store import check_schema, make_engine, redact, upgrade
 
     problems = settings.problems()
@@ -109,14 +108,6 @@ def run(
         return
     # Resolve (not load) the models here, so a missing one is a clear error before the workers
     # start; each worker loads them in its lifespan.
-    params = load_params(settings.params)
-    resolve(
-        None,
-        model_dir=settings.model_dir,
-        tracking_uri=params.mlflow.tracking_uri,
-        model_names={name: params.mlflow.model_name(name) for name in (*HEADS, SIGNALS_MODEL)},
-        alias=settings.model_alias or params.mlflow.champion_alias,
-        signals=True,
-    )
+    resolve_served(load_params(settings.params), model_dir=settings.model_dir, alias=settings.model_alias)
     os.environ.update(worker_environment(settings, workers))
     uvicorn.run("serve.app:create_app", factory=True, host=host, port=port, workers=workers, log_level="info")

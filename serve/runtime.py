@@ -19,7 +19,7 @@ from serve.schemas import ExplanationStep, HeadModelInfo, ModelInfo, ScoreResult
 from urgency.config import HEADS, SIGNALS_MODEL, Params
 from urgency.decision import Decision, iso
 from urgency.errors import ModelNotFoundError
-from urgency.models import HeadModel, load_models, registry_client, resolve
+from urgency.models import HeadModel, ModelSource, load_models, registry_client, resolve
 from urgency.predict import output_columns
 from urgency.rules import RuleSet, load_rules
 from urgency.scoring import frame_records, score_frame
@@ -52,6 +52,19 @@ class Runtime:
         return allowed
 
 
+def resolve_served(params: Params, *, model_dir: Path | None, alias: str | None) -> ModelSource:
+    """The models the service serves, pinned but not loaded: every head with a model and the
+    text signals' model, from `model_dir` or the registry `alias` (default: the champion)."""
+    return resolve(
+        None,
+        model_dir=model_dir,
+        tracking_uri=params.mlflow.tracking_uri,
+        model_names={name: params.mlflow.model_name(name) for name in (*HEADS, SIGNALS_MODEL)},
+        alias=alias or params.mlflow.champion_alias,
+        signals=True,
+    )
+
+
 def load_runtime(
     params: Params, *, model_dir: Path | None, alias: str | None, keep_heads: Sequence[str] = ()
 ) -> Runtime:
@@ -61,14 +74,7 @@ def load_runtime(
     reload: the heads served now) must all still have one: a reload never silently drops a head
     whose champion alias was removed (ModelNotFoundError; the old models keep serving)."""
     alias = alias or params.mlflow.champion_alias
-    source = resolve(
-        None,
-        model_dir=model_dir,
-        tracking_uri=params.mlflow.tracking_uri,
-        model_names={name: params.mlflow.model_name(name) for name in (*HEADS, SIGNALS_MODEL)},
-        alias=alias,
-        signals=True,
-    )
+    source = resolve_served(params, model_dir=model_dir, alias=alias)
     gone = [head for head in keep_heads if head not in source.describe()]
     if gone:
         raise ModelNotFoundError(
