@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from urgency.cleaning import NOTHING, Cleaning, TextCleaner, clean_text, clean_texts, looks_like_html
+from urgency.cleaning import CLEANED, NOTHING, Cleaning, TextCleaner, clean_text, clean_texts, looks_like_html
 from urgency.config import ParamsError, load_params
 from urgency.predict import models_cleaning, predict_frame
 from urgency.text import ticket_text
@@ -134,6 +134,23 @@ def test_text_cleaner_step_is_stateless_and_keeps_settings() -> None:
     assert out["text"].tolist() == ["<b>x</b>"] and out["other"].tolist() == [1]
     assert frame["text"].tolist() == ["<b>x</b>\n> q"]  # the input is not changed
     assert step.get_params() == {"html": False, "quoted_replies": True, "signatures": True}
+
+
+def test_heads_cleaning_the_same_batch_clean_it_once() -> None:
+    """Three heads of a model set read one batch: it is cleaned once, and each head gets its own
+    copy (a head changing its frame cannot change what the next head reads)."""
+    frame = pd.DataFrame({"text": ["<p>Printer &amp; scanner down</p>", "> quoted\nreal text"]})
+    before = CLEANED.computed
+    outputs = [TextCleaner().transform(frame) for _ in range(3)]
+    assert CLEANED.computed == before + 1
+    assert all(out["text"].tolist() == ["Printer & scanner down", "real text"] for out in outputs)
+    outputs[0].loc[0, "text"] = "changed"
+    assert TextCleaner().transform(frame)["text"].tolist()[0] == "Printer & scanner down"
+    # Other settings clean for themselves; a missing text is cleaned without the memo.
+    TextCleaner(html=False).transform(frame)
+    assert CLEANED.computed == before + 2
+    missing = TextCleaner().transform(pd.DataFrame({"text": [None, "<b>x</b>"]}))
+    assert missing["text"].tolist() == ["", "x"] and CLEANED.computed == before + 2
 
 
 # ---------------------------------------------------------------------------------------------

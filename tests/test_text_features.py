@@ -6,6 +6,7 @@ import pickle
 
 import numpy as np
 import pandas as pd
+import pytest
 from sklearn.feature_extraction.text import HashingVectorizer, TfidfVectorizer
 
 from urgency.config import BaselineParams
@@ -102,3 +103,16 @@ def test_character_counts_equal_scikit_learns_char_wb() -> None:
     counted = _char_wb_counts(options, texts)
     assert counted.shape == expected.shape and counted.nnz == expected.nnz
     assert (counted != expected).nnz == 0
+
+
+@pytest.mark.parametrize("limit", [5, 1000])
+def test_character_counts_stay_exact_across_batches(limit: int) -> None:
+    # Words cut in an earlier batch are reused, new ones added, and the table restarts past its
+    # limit (5 words: nearly every batch): every batch still gets exactly scikit-learn's counts.
+    options = {"n_features": HASH_SPACE, "alternate_sign": False, "norm": None, "dtype": np.float32}
+    options |= {"analyzer": "char_wb", "ngram_range": (3, 5)}
+    batches = [TEXTS[:2], TEXTS[1:4], ["brand new words here"], TEXTS, [""], TEXTS[::-1]]
+    for batch in batches:
+        expected = HashingVectorizer(**options).transform(batch)
+        counted = _char_wb_counts(options, batch, limit=limit)
+        assert counted.shape == expected.shape and (counted != expected).nnz == 0

@@ -4,8 +4,9 @@ normalised.
 Cleaning is part of every saved model (the baseline pipeline's first step, and inside the
 transformer pyfunc's predict), so training, batch scoring, the service and a model served on its
 own (`mlflow models serve`) all clean alike. This module is therefore copied into every logged
-model (`code_paths`, beside `transformer_model`): it imports nothing from urgency, and only the
-standard library, numpy, pandas and (when a text holds HTML) selectolax.
+model (`code_paths`, beside `transformer_model`): it imports nothing from urgency but `urgency.memo`
+(copied beside it), and only the standard library, numpy, pandas and (when a text holds HTML)
+selectolax.
 
 Cleaning is idempotent: cleaned text passes through unchanged, so the text a source reader has
 already cleaned is not changed again by the model. For that, a tag that decoding brings out of
@@ -18,11 +19,14 @@ from __future__ import annotations
 import html
 import re
 import shutil
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
+
+from urgency.memo import BatchMemo
 
 
 @dataclass(frozen=True)
@@ -226,6 +230,10 @@ except ImportError:  # pragma: no cover
     BaseEstimator = TransformerMixin = object  # type: ignore[assignment,misc]
 
 
+# The last few batches' cleaned texts: every head of a model set cleans the same batch.
+CLEANED = BatchMemo()
+
+
 class TextCleaner(TransformerMixin, BaseEstimator):
     """Pipeline step: a DataFrame's `text` column cleaned; other columns pass through. Stateless:
     `fit` learns nothing. Its settings are saved with the pipeline."""
@@ -244,8 +252,16 @@ class TextCleaner(TransformerMixin, BaseEstimator):
 
     def transform(self, frame: pd.DataFrame) -> pd.DataFrame:
         cleaned = frame.copy()
-        cleaned["text"] = clean_texts(frame["text"], self.cleaning).to_numpy()
+        texts = frame["text"].tolist()
+        if all(isinstance(text, str) for text in texts):  # what the memo's digest can key
+            values = CLEANED.get(self.cleaning, texts, self._clean)
+        else:
+            values = self._clean(texts)
+        cleaned["text"] = values.copy()  # the memo's array is shared, never handed out
         return cleaned
+
+    def _clean(self, texts: Sequence[Any]) -> Any:
+        return clean_texts(list(texts), self.cleaning).to_numpy()
 
 
 def write_model_code(folder: Path, *modules: str) -> Path:
@@ -257,6 +273,6 @@ def write_model_code(folder: Path, *modules: str) -> Path:
     code = folder / "code" / "urgency"
     code.mkdir(parents=True)
     shutil.copy(package / "__init__.py", code / "__init__.py")
-    for name in ("cleaning", "text_features", *modules):
+    for name in ("cleaning", "memo", "text_features", *modules):
         shutil.copy(package / f"{name}.py", code / f"{name}.py")
     return code

@@ -8,15 +8,14 @@ service request, a Dask partition) is tokenised once. What a head learns is only
 columns it keeps (`min_df`, `max_features`) and their IDF weights.
 
 This module is copied into every logged baseline model (`cleaning.write_model_code`), so it
-imports nothing from urgency: only the standard library, numpy, scipy and scikit-learn.
+imports nothing from urgency but `urgency.memo` (copied beside it): only the standard library,
+numpy, scipy and scikit-learn.
 """
 
 from __future__ import annotations
 
-import hashlib
 import threading
-from collections import OrderedDict
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Sequence
 from functools import partial
 from typing import Any
 
@@ -27,48 +26,11 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.feature_extraction.text import HashingVectorizer
 from sklearn.preprocessing import normalize
 
+from urgency.memo import BatchMemo
+
 # Hashed columns per analyzer. With the demo's 20k-120k kept n-grams per head, 2^20 buckets make
 # collisions rare; changing it changes every model's columns, so it is not a setting.
 HASH_SPACE = 2**20
-
-
-class BatchMemo:
-    """The results of a pure function of a batch of texts for the last `size` batches, keyed by
-    the function's settings and the texts' digest. Thread-safe; a result is shared, never copied,
-    so callers must not change it."""
-
-    def __init__(self, size: int = 4) -> None:
-        self.size = size
-        self._items: OrderedDict[tuple[Hashable, str], Any] = OrderedDict()
-        self._lock = threading.Lock()
-        self.computed = 0  # how many times `compute` ran (what tests count)
-
-    @staticmethod
-    def digest(texts: Sequence[str]) -> str:
-        hasher = hashlib.sha256()
-        for text in texts:
-            encoded = text.encode("utf-8", "surrogatepass")
-            hasher.update(len(encoded).to_bytes(8, "little"))
-            hasher.update(encoded)
-        return hasher.hexdigest()
-
-    def get(self, settings: Hashable, texts: Sequence[str], compute: Callable[[Sequence[str]], Any]) -> Any:
-        key = (settings, self.digest(texts))
-        with self._lock:
-            if key in self._items:
-                self._items.move_to_end(key)
-                return self._items[key]
-        result = compute(texts)  # outside the lock: other threads' batches go on meanwhile
-        with self._lock:
-            self.computed += 1
-            self._items[key] = result
-            while len(self._items) > self.size:
-                self._items.popitem(last=False)
-        return result
-
-    def clear(self) -> None:
-        with self._lock:
-            self._items.clear()
 
 
 COUNTS = BatchMemo()
@@ -82,27 +44,78 @@ def _hashed_counts(options: dict[str, Any], texts: Sequence[str]) -> sp.csr_matr
     return counts
 
 
-def _char_wb_counts(options: dict[str, Any], texts: Sequence[str]) -> sp.csr_matrix:
+# Distinct words whose character n-grams are kept between batches (about 40 MB): a file's
+# chunks and a service's requests mostly repeat words already cut. Past it, the table restarts,
+# so memory stays flat however many rows pass.
+WORD_TABLE_LIMIT = 150_000
+
+
+class _WordNgrams:
+    """Each distinct word's `char_wb` n-gram counts (one row per word, in the order first seen),
+    for one n-gram setting, kept across batches up to `limit` words. Thread-safe."""
+
+    def __init__(self, options: dict[str, Any], limit: int) -> None:
+        self.vectorizer = HashingVectorizer(**options)
+        self.limit = limit
+        self.width = options["n_features"]
+        self._lock = threading.Lock()
+        self._restart()
+
+    def _restart(self) -> None:
+        self.ids: dict[str, int] = {}
+        self.rows = sp.csr_matrix((0, self.width), dtype=np.float32)
+
+    def counts(self, texts: Sequence[str]) -> sp.csr_matrix:
+        words: list[str] = []
+        ends = [0]
+        for text in texts:
+            words.extend(text.lower().split())
+            ends.append(len(words))
+        # Each distinct word of the batch looked up once (pandas hashes the repeats in C).
+        codes, distinct = pd.factorize(np.asarray(words, dtype=object), use_na_sentinel=False)
+        with self._lock:
+            if len(self.ids) > self.limit:
+                self._restart()
+            ids, new = self.ids, []
+            distinct_ids = np.empty(len(distinct), dtype=np.int64)
+            for position, word in enumerate(distinct):
+                word_id = ids.get(word)
+                if word_id is None:
+                    word_id = ids[word] = len(ids)
+                    new.append(word)
+                distinct_ids[position] = word_id
+            if new:
+                self.rows = sp.vstack([self.rows, self.vectorizer.transform(new)], format="csr")
+            rows = self.rows  # replaced, never changed: safe to use outside the lock
+        word_ids = distinct_ids[codes]
+        words_per_text = sp.csr_matrix(
+            (np.ones(len(word_ids), dtype=np.float32), word_ids, ends), shape=(len(texts), rows.shape[0])
+        )
+        counts = (words_per_text @ rows).tocsr()  # a repeated word's entries add up here
+        counts.sort_indices()
+        return counts
+
+
+_WORD_TABLES: dict[tuple[Any, ...], _WordNgrams] = {}
+_WORD_TABLES_LOCK = threading.Lock()
+
+
+def _char_wb_counts(
+    options: dict[str, Any], texts: Sequence[str], limit: int = WORD_TABLE_LIMIT
+) -> sp.csr_matrix:
     """`HashingVectorizer(analyzer="char_wb")` counts, the same numbers, several times faster.
 
     `char_wb` cuts n-grams inside each whitespace-separated word of the lowercased text, so a
     text's counts are the sum of its words' counts. Words repeat (4,000 support tickets have
-    about 320,000 words, 23,000 of them distinct), so each distinct word is cut once and
-    a text's counts are a (text x word) count matrix times the (word x n-gram) one."""
-    distinct: dict[str, int] = {}
-    word_ids: list[int] = []
-    ends = [0]
-    for text in texts:
-        word_ids.extend(distinct.setdefault(word, len(distinct)) for word in text.lower().split())
-        ends.append(len(word_ids))
-    words_per_text = sp.csr_matrix(
-        (np.ones(len(word_ids), dtype=np.float32), word_ids, ends), shape=(len(texts), len(distinct))
-    )
-    words_per_text.sum_duplicates()
-    ngrams_per_word = HashingVectorizer(**options).transform(list(distinct))
-    counts = (words_per_text @ ngrams_per_word).tocsr()
-    counts.sort_indices()
-    return counts
+    about 320,000 words, 23,000 of them distinct; the next 4,000 bring far fewer new ones), so
+    each distinct word is cut once (`_WordNgrams`, kept across batches) and a text's counts are a
+    (text x word) count matrix times the (word x n-gram) one."""
+    key = (tuple(sorted((name, repr(value)) for name, value in options.items())), limit)
+    with _WORD_TABLES_LOCK:
+        table = _WORD_TABLES.get(key)
+        if table is None:
+            table = _WORD_TABLES[key] = _WordNgrams(options, limit)
+    return table.counts(texts)
 
 
 def texts_of(data: Any) -> list[str]:
