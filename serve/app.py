@@ -14,6 +14,7 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.concurrency import run_in_threadpool
+from fastapi_offline import FastAPIOffline
 
 from serve.errors import add_error_handlers
 from serve.middleware import BodyLimit, FunctionMiddleware
@@ -29,7 +30,11 @@ from urgency.store import Store, check_schema, make_engine
 def create_app(settings: ServiceSettings | None = None, runtime: Runtime | None = None) -> FastAPI:
     """The service. `runtime`: models already loaded (else the lifespan loads them)."""
     state = ServiceState(settings or ServiceSettings())
-    app = FastAPI(
+    # /docs with its Swagger UI files served by the service itself (under /static-offline-docs):
+    # FastAPI's default page loads them from a CDN, blank without internet. No /redoc: its page
+    # still fetches a logo from redoc.ly.
+    app = FastAPIOffline(
+        redoc_url=None,
         title="urgency",
         version="1",
         summary="Ticket priority, deadlines and team: learned urgency, category and sentiment plus rules.",
