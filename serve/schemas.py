@@ -289,3 +289,31 @@ class Problem(BaseModel):
     """Every error response: a message, never a stack trace."""
 
     detail: str
+
+
+class HelpdeskValues(BaseModel):
+    """The decision in the helpdesk's own terms (params `helpdesks.<name>`): what a helpdesk
+    that uses the webhook's answer writes onto the ticket."""
+
+    priority: str | None = Field(description="The helpdesk's priority for ours (none: not mapped).")
+    group: str | None = Field(description="The helpdesk's group for our team (none: not mapped).")
+    tags: list[str] = Field(description="Tags to add: the priority, the team, `urgency-triage` if unsure.")
+    note: str = Field(description="An internal note: the decision, its deadlines and why.")
+
+
+class WebhookResult(BaseModel):
+    """What a helpdesk delivery caused. A retried delivery gets the first answer again, with
+    `duplicate: true`, and nothing is stored twice."""
+
+    helpdesk: str
+    delivery_id: str
+    ticket_id: str
+    kind: str = Field(description="created, updated or solved (the helpdesk's event)")
+    action: str = Field(description="scored (created), feedback (updated/solved), or ignored")
+    duplicate: bool = False
+    reason: str | None = Field(default=None, description="Why nothing was scored or recorded.")
+    result: ScoreResult | None = None
+    helpdesk_values: HelpdeskValues | None = None
+    feedback: dict[str, str | None] | None = Field(
+        default=None, description="The agents' decision recorded as feedback (our terms)."
+    )

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from urgency.keys import SCOPES, hash_key
@@ -50,6 +50,9 @@ class ServiceSettings(BaseSettings):
     # Seconds a client has to send the whole request body (then 408).
     body_timeout_seconds: float = Field(default=15.0, gt=0)
     max_batch: int = Field(default=100, gt=0)
+    # Helpdesk webhooks: JSON {"zendesk": "<signing secret>", "zammad": ..., "jira": ...,
+    # "freshdesk": ...}. A helpdesk without a secret has no webhook (404).
+    webhook_secrets: dict[Literal["zendesk", "freshdesk", "zammad", "jira"], SecretStr] = {}
 
     @field_validator("api_keys")
     @classmethod

@@ -22,6 +22,7 @@ from urgency.store import (
     predictions,
     upgrade,
     upgrade_database,
+    webhook_deliveries,
 )
 from urgency.store import database_url as resolve_database_url
 
@@ -74,6 +75,31 @@ def test_feedback_is_stored_once_per_event(database_url: str) -> None:
         {"ticket_id": "T-1", "event_id": "e-1", "urgency": "high"},
         {"ticket_id": "T-1", "event_id": "e-2", "urgency": "low"},
     ]
+
+
+def test_a_delivery_is_stored_once_with_what_it_caused(database_url: str) -> None:
+    """A helpdesk delivery, its prediction and its feedback: all in one transaction, and the same
+    delivery again (a retry, or the same one twice at once) writes nothing."""
+    engine = make_engine(database_url)
+    upgrade(engine)
+    store = Store(engine)
+    received = datetime(2026, 3, 2, 9, 1, tzinfo=UTC)
+    delivery = {"helpdesk": "zammad", "delivery_id": "d-1", "ticket_id": "T-1", "kind": "created"}
+    delivery |= {"received_at": received, "outcome": {"action": "scored"}}
+    assert store.delivery("zammad", "d-1") is None
+    assert store.record_delivery(delivery, predicted=[_prediction("T-1")])
+    assert not store.record_delivery(delivery, predicted=[_prediction("T-1")])
+    assert store.delivery("zammad", "d-1") == {"action": "scored"}
+    assert store.count(predictions) == 1 and store.count(webhook_deliveries) == 1
+    # Another helpdesk's delivery with the same id is another delivery; its feedback is stored.
+    event = {"ticket_id": "T-1", "event_id": "jira:d-1", "priority": "P2"}
+    assert store.record_delivery({**delivery, "helpdesk": "jira", "kind": "updated"}, decided=event)
+    assert store.rows(feedback, ["event_id", "priority"]) == [{"event_id": "jira:d-1", "priority": "P2"}]
+    # A delivery whose prediction cannot be stored leaves no delivery behind: the retry scores it.
+    broken = {**_prediction("T-2"), "priority": None}
+    with pytest.raises(sa.exc.IntegrityError):
+        store.record_delivery({**delivery, "delivery_id": "d-2"}, predicted=[broken])
+    assert store.delivery("zammad", "d-2") is None and store.count(predictions) == 1
 
 
 def test_a_failed_batch_stores_nothing(database_url: str) -> None:

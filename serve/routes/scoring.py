@@ -6,6 +6,7 @@ Plain `def` endpoints: inference runs in FastAPI's thread pool, never on the eve
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 from fastapi import APIRouter
 
@@ -49,14 +50,21 @@ def score_and_store(
     service: ServiceState, runtime_now: Runtime, store: Store, tickets: list[Ticket]
 ) -> list[ScoreResult]:
     """Score the tickets, store a prediction row for each, count them in the metrics."""
+    results, rows = score_only(service, runtime_now, store, tickets)
+    store.record_predictions(rows)
+    service.metrics.observe_results(results)
+    return results
+
+
+def score_only(
+    service: ServiceState, runtime_now: Runtime, store: Store, tickets: list[Ticket]
+) -> tuple[list[ScoreResult], list[dict[str, Any]]]:
+    """The tickets' results and their prediction rows, not yet stored."""
     check_reserved(runtime_now, tickets)
     now = datetime.now(UTC)
     surge = service.surge(runtime_now, store, now, tickets)
     scored = score_tickets(runtime_now, tickets, now=now, surge=surge)
-    store.record_predictions([prediction_row(one, now) for one in scored])
-    results = [one.result for one in scored]
-    service.metrics.observe_results(results)
-    return results
+    return [one.result for one in scored], [prediction_row(one, now) for one in scored]
 
 
 def check_reserved(runtime_now: Runtime, tickets: list[Ticket]) -> None:

@@ -537,6 +537,29 @@ MOVED_KEYS = {
 
 
 # Keys that are gone, and what replaced them.
+class HelpdeskParams(Strict):
+    """One helpdesk's webhooks (`urgency.helpdesks`): how its values map onto ours. Its secret
+    is a service setting (`URGENCY_WEBHOOK_SECRETS`), never in the params."""
+
+    # Our priority -> the helpdesk's priority name (Zendesk `urgent`, Freshdesk `urgent` (4),
+    # Zammad `3 high`, Jira `Highest`); read back inverted, an agent's change is feedback.
+    priorities: dict[str, str] = {}
+    # Our team -> the helpdesk's group (name or id, as its payload sends it).
+    teams: dict[str, str] = {}
+    # The helpdesk's ticket type -> our category (the agents' category, as feedback).
+    categories: dict[str, str] = {}
+    # Rule field -> dotted path in the helpdesk's ticket object (`organization.plan`,
+    # `custom_fields.360001`, `customfield_10050.value`).
+    fields: dict[str, str] = {}
+    # The path of the group in the ticket when the helpdesk has no group of its own (Jira).
+    group_field: str | None = None
+    # The group a ticket goes to when a person must triage it (the model was unsure); none: the
+    # team's group as for any other ticket.
+    triage_group: str | None = None
+    # The user our write-back acts as: changes it makes are not agents' decisions (no loops).
+    bot_user: str | None = None
+
+
 REMOVED_KEYS = {
     ("predict", "subject_column"): "the source's columns.subject in data.sources (`--source NAME`)",
     ("predict", "body_column"): "the source's columns.body in data.sources (`--source NAME`)",
@@ -560,6 +583,8 @@ class Params(Strict):
     # Optional: text signals for the rules (none: no signals model, rules reading them see none).
     signals: SignalsParams | None = None
     distill: DistillParams = DistillParams()
+    # Helpdesk webhooks by helpdesk (zendesk, freshdesk, zammad, jira): mappings of their values.
+    helpdesks: dict[Literal["zendesk", "freshdesk", "zammad", "jira"], HelpdeskParams] = {}
 
     @model_validator(mode="after")
     def _labels_map_onto_heads(self) -> Params:

@@ -92,6 +92,20 @@ feedback = sa.Table(
 )
 
 
+# Helpdesk webhook deliveries (`urgency.helpdesks`), one row each: a retried delivery (the same
+# helpdesk and delivery id) answers what the first one did and stores nothing again.
+webhook_deliveries = sa.Table(
+    "webhook_deliveries",
+    metadata,
+    sa.Column("helpdesk", sa.String(20), primary_key=True),
+    sa.Column("delivery_id", sa.String(200), primary_key=True),
+    sa.Column("ticket_id", sa.String(200), nullable=False, index=True),
+    sa.Column("kind", sa.String(20), nullable=False),
+    sa.Column("received_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("outcome", sa.JSON, nullable=False),  # the answer given (returned again on a retry)
+)
+
+
 class FeedbackConflict(UrgencyError):
     """The same (ticket id, event id) was already stored with different content."""
 
@@ -252,6 +266,17 @@ def _content_digest(content: Mapping[str, Any]) -> str:
     return hashlib.sha256(json.dumps(normal, sort_keys=True, default=str).encode()).hexdigest()
 
 
+def _feedback_row(event: Mapping[str, Any], received_at: datetime) -> dict[str, Any]:
+    content = {key: event.get(key) for key in ("decided_at", "agent", *FEEDBACK_FIELDS, *FEEDBACK_TIMES)}
+    return {
+        "ticket_id": event["ticket_id"],
+        "event_id": event["event_id"],
+        "received_at": received_at,
+        **content,
+        "content_digest": _content_digest(content),
+    }
+
+
 class Store:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
@@ -275,15 +300,8 @@ class Store:
     ) -> FeedbackResult:
         """Store an agent's decision once per (ticket id, event id): a retry of the same event
         stores nothing; the same ids with different content raise FeedbackConflict."""
-        content = {key: event.get(key) for key in ("decided_at", "agent", *FEEDBACK_FIELDS, *FEEDBACK_TIMES)}
-        digest = _content_digest(content)
-        row = {
-            "ticket_id": event["ticket_id"],
-            "event_id": event["event_id"],
-            "received_at": received_at or datetime.now(UTC),
-            **content,
-            "content_digest": digest,
-        }
+        row = _feedback_row(event, received_at or datetime.now(UTC))
+        digest = row["content_digest"]
         try:
             with self.engine.begin() as connection:
                 connection.execute(feedback.insert(), [row])
@@ -304,6 +322,39 @@ class Store:
                     "with different content; send a new event_id for a new decision"
                 ) from None
             return FeedbackResult(stored=False)
+
+    def delivery(self, helpdesk: str, delivery_id: str) -> dict[str, Any] | None:
+        """The answer given to a helpdesk delivery already stored, else None."""
+        with self.engine.connect() as connection:
+            return connection.execute(
+                sa.select(webhook_deliveries.c.outcome).where(
+                    webhook_deliveries.c.helpdesk == helpdesk, webhook_deliveries.c.delivery_id == delivery_id
+                )
+            ).scalar_one_or_none()
+
+    def record_delivery(
+        self,
+        delivery: Mapping[str, Any],
+        *,
+        predicted: Sequence[Mapping[str, Any]] = (),
+        decided: Mapping[str, Any] | None = None,
+    ) -> bool:
+        """Store a helpdesk delivery (`webhook_deliveries` columns) with what it caused: the
+        prediction rows and the agent's decision (a `record_feedback` event), all or none. False:
+        the same delivery was stored first (a retry, or the same delivery arriving twice at once):
+        nothing is written."""
+        try:
+            with self.engine.begin() as connection:
+                connection.execute(webhook_deliveries.insert(), [dict(delivery)])
+                if predicted:
+                    connection.execute(predictions.insert(), [dict(row) for row in predicted])
+                if decided is not None:
+                    connection.execute(feedback.insert(), [_feedback_row(decided, delivery["received_at"])])
+            return True
+        except IntegrityError:
+            if self.delivery(delivery["helpdesk"], delivery["delivery_id"]) is None:
+                raise
+            return False
 
     def count_created_between(self, start: datetime, end: datetime) -> int:
         """Scored tickets created in [start, end] (surge mode `auto` counts these, see
@@ -344,8 +395,8 @@ class Store:
             return int(connection.execute(sa.select(sa.func.count()).select_from(table)).scalar_one())
 
     def rows(self, table: sa.Table, columns: Iterable[str] | None = None) -> list[dict[str, Any]]:
+        """Every row, in the order stored (by primary key)."""
         selected = [table.c[name] for name in columns] if columns else [table]
+        query = sa.select(*selected).order_by(*table.primary_key.columns)
         with self.engine.connect() as connection:
-            return [
-                dict(row._mapping) for row in connection.execute(sa.select(*selected).order_by(table.c.id))
-            ]
+            return [dict(row._mapping) for row in connection.execute(query)]

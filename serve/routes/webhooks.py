@@ -1,0 +1,189 @@
+"""POST /v1/webhooks/{helpdesk}: a helpdesk's own webhook, signed as that helpdesk signs.
+
+Zendesk, Freshdesk, Zammad and Jira Service Management send their native payloads here
+(`urgency.helpdesks` reads them). A created ticket is scored (models, then rules) and the answer
+carries the decision in the helpdesk's own terms; an updated or solved ticket becomes feedback
+(what the agents set), so the agreement report and retraining see real decisions. Each delivery
+is stored once with what it caused, in one transaction: a retry gets the first answer again.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from fastapi import APIRouter, HTTPException, Request, status
+from fastapi.concurrency import run_in_threadpool
+from pydantic import ValidationError
+
+from serve.deps import RuntimeDep, ServiceDep, StoreDep
+from serve.errors import invalid
+from serve.routes.scoring import score_only
+from serve.runtime import Runtime
+from serve.schemas import Feedback, HelpdeskValues, Problem, Ticket, WebhookResult
+from serve.state import ServiceState
+from urgency.config import HelpdeskParams
+from urgency.helpdesks import (
+    HelpdeskEvent,
+    PayloadError,
+    SignatureError,
+    decided,
+    helpdesk_values,
+    read_event,
+    rule_fields,
+    verify,
+)
+from urgency.store import Store
+
+router = APIRouter(tags=["webhooks"])
+
+# The longest text a Ticket takes: a longer helpdesk description is cut, not refused (the
+# helpdesk cannot send it shorter, and the models read far less).
+MAX_BODY_CHARS = 20_000
+MAX_SUBJECT_CHARS = 1_000
+
+HelpdeskName = Literal["zendesk", "freshdesk", "zammad", "jira"]
+
+
+@router.post(
+    "/v1/webhooks/{helpdesk}",
+    response_model=WebhookResult,
+    responses={
+        400: {"model": Problem, "description": "The body is not JSON"},
+        401: {"model": Problem, "description": "Missing or wrong signature, or a replayed delivery"},
+        404: {"model": Problem, "description": "No webhook secret is set for this helpdesk"},
+        413: {"model": Problem, "description": "Request body too large"},
+        503: {"model": Problem, "description": "Models not loaded"},
+    },
+)
+async def webhook(
+    helpdesk: HelpdeskName, request: Request, runtime_now: RuntimeDep, store: StoreDep, service: ServiceDep
+) -> WebhookResult:
+    """A helpdesk's delivery, authenticated by its signature (Zendesk, Zammad, Jira) or shared
+    secret (Freshdesk), never by an API key. See docs/helpdesks.md for each helpdesk's set-up."""
+    secret = service.settings.webhook_secrets.get(helpdesk)
+    if secret is None:
+        raise HTTPException(
+            status.HTTP_404_NOT_FOUND, f"no webhook for {helpdesk}: set its secret in URGENCY_WEBHOOK_SECRETS"
+        )
+    body = await request.body()
+    headers = {name.lower(): value for name, value in request.headers.items()}
+    try:
+        verify(helpdesk, headers, body, secret.get_secret_value())
+    except SignatureError as error:
+        raise HTTPException(status.HTTP_401_UNAUTHORIZED, str(error)) from None
+    try:
+        payload = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, "the body is not JSON") from None
+    mapping = runtime_now.params.helpdesks.get(helpdesk, HelpdeskParams())
+    try:
+        event = read_event(helpdesk, payload, headers, body, mapping)
+    except PayloadError as error:
+        raise invalid(error.loc, error.message) from None
+    return await run_in_threadpool(handle, event, mapping, service, runtime_now, store)
+
+
+def handle(
+    event: HelpdeskEvent, mapping: HelpdeskParams, service: ServiceState, runtime_now: Runtime, store: Store
+) -> WebhookResult:
+    """Answer a delivery: the stored answer for a retry, else score or record it, and store it."""
+    stored = store.delivery(event.helpdesk, event.delivery_id)
+    if stored is not None:
+        return WebhookResult.model_validate({**stored, "duplicate": True})
+    answer: dict[str, Any] = {
+        "helpdesk": event.helpdesk,
+        "delivery_id": event.delivery_id,
+        "ticket_id": event.ticket_id,
+        "kind": event.kind,
+    }
+    predicted: list[dict[str, Any]] = []
+    decision: dict[str, Any] | None = None
+    if mapping.bot_user is not None and event.actor == mapping.bot_user:
+        answer |= {"action": "ignored", "reason": f"a change by {mapping.bot_user} (our own write-back)"}
+    elif event.kind == "created":
+        result, predicted = scored(event, mapping, service, runtime_now, store)
+        answer |= {"action": "scored", "result": result, "helpdesk_values": values_for(result, mapping)}
+    else:
+        decision = feedback_event(event, mapping, runtime_now)
+        if decision is None:
+            answer |= {"action": "ignored", "reason": "no priority, group or type the mapping knows"}
+        else:
+            answer |= {"action": "feedback", "feedback": _stored_form(decision)}
+    outcome = WebhookResult.model_validate(answer)
+    delivery = {
+        "helpdesk": event.helpdesk,
+        "delivery_id": event.delivery_id,
+        "ticket_id": event.ticket_id,
+        "kind": event.kind,
+        "received_at": datetime.now(UTC),
+        "outcome": outcome.model_dump(mode="json"),
+    }
+    if not store.record_delivery(delivery, predicted=predicted, decided=decision):
+        # The same delivery arrived twice at once and the other one was stored first.
+        return WebhookResult.model_validate(
+            {**store.delivery(event.helpdesk, event.delivery_id), "duplicate": True}
+        )
+    if outcome.result is not None:
+        service.metrics.observe_results([outcome.result])
+    return outcome
+
+
+def scored(
+    event: HelpdeskEvent, mapping: HelpdeskParams, service: ServiceState, runtime_now: Runtime, store: Store
+) -> tuple[Any, list[dict[str, Any]]]:
+    try:
+        ticket = Ticket(
+            ticket_id=event.ticket_id,
+            subject=(event.subject or "")[:MAX_SUBJECT_CHARS] or None,
+            body=event.body[:MAX_BODY_CHARS],
+            created_at=event.created_at,
+            fields=rule_fields(event, mapping),
+        )
+    except ValidationError as error:
+        first = error.errors()[0]
+        raise invalid(["body", "ticket", *map(str, first["loc"])], first["msg"]) from None
+    results, rows = score_only(service, runtime_now, store, [ticket])
+    return results[0], rows
+
+
+def values_for(result: Any, mapping: HelpdeskParams) -> HelpdeskValues:
+    return HelpdeskValues.model_validate(
+        helpdesk_values(
+            priority=result.priority,
+            priority_title=result.priority_title,
+            team=result.team,
+            needs_human_triage=result.needs_human_triage,
+            first_response_due=result.first_response_due,
+            resolution_due=result.resolution_due,
+            explanation=result.explanation_text,
+            mapping=mapping,
+        )
+    )
+
+
+def feedback_event(
+    event: HelpdeskEvent, mapping: HelpdeskParams, runtime_now: Runtime
+) -> dict[str, Any] | None:
+    """The agents' decision as a feedback event (the delivery id is its event id), or None when
+    the mapping knows none of its values (or they are not ones this deployment serves)."""
+    found = decided(event, mapping)
+    allowed = runtime_now.allowed_values()
+    found = {name: value for name, value in found.items() if value in allowed.get(name, {value})}
+    if not found:
+        return None
+    now = datetime.now(UTC)
+    checked = Feedback(
+        ticket_id=event.ticket_id,
+        event_id=f"{event.helpdesk}:{event.delivery_id}"[:200],
+        decided_at=now,
+        agent=event.actor,
+        resolved_at=now if event.kind == "solved" else None,
+        **found,
+    )
+    return checked.model_dump()
+
+
+def _stored_form(decision: dict[str, Any]) -> dict[str, str | None]:
+    return {name: None if value is None else str(value) for name, value in decision.items()}

@@ -1,0 +1,212 @@
+"""Helpdesk webhooks (`urgency.helpdesks`): each helpdesk's payload read, its signature checked,
+its values mapped onto ours."""
+
+from __future__ import annotations
+
+import base64
+import json
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from tests.helpdesk_payloads import (
+    OUTAGE,
+    SECRETS,
+    freshdesk_webhook,
+    jira_webhook,
+    signed,
+    zammad_webhook,
+    zendesk_event,
+    zendesk_headers,
+)
+from urgency.config import HelpdeskParams
+from urgency.helpdesks import (
+    HELPDESKS,
+    PayloadError,
+    SignatureError,
+    decided,
+    helpdesk_values,
+    read_event,
+    rule_fields,
+    verify,
+)
+
+MAPPING = HelpdeskParams(
+    priorities={"P1": "urgent", "P2": "high", "P3": "normal", "P4": "low"},
+    teams={"billing": "Billing", "desk": "8447320466430"},
+    categories={"Incident": "Outage"},
+    fields={"plan": "organization.plan", "vip": "customer.vip", "contract": "customfield_10050"},
+)
+
+
+def lower(headers: dict[str, str]) -> dict[str, str]:
+    return {name.lower(): value for name, value in headers.items()}
+
+
+@pytest.mark.parametrize("helpdesk", HELPDESKS)
+def test_a_signed_delivery_passes_and_a_changed_body_does_not(helpdesk: str) -> None:
+    body, headers = signed(helpdesk, {"any": "payload"})
+    verify(helpdesk, lower(headers), body, SECRETS[helpdesk])
+    with pytest.raises(SignatureError):
+        verify(helpdesk, lower(headers), body, "another-secret")
+    if helpdesk != "freshdesk":  # Freshdesk signs nothing: its shared secret does not cover the body
+        with pytest.raises(SignatureError, match="does not match"):
+            verify(helpdesk, lower(headers), body.replace(b"payload", b"Payload"), SECRETS[helpdesk])
+    with pytest.raises(SignatureError, match="missing"):
+        verify(helpdesk, {}, body, SECRETS[helpdesk])
+
+
+def test_zendesk_refuses_a_replayed_delivery() -> None:
+    body = b'{"type": "zen:event-type:ticket.created"}'
+    old = datetime.now(UTC) - timedelta(minutes=6)
+    with pytest.raises(SignatureError, match="more than 5 minutes"):
+        verify("zendesk", lower(zendesk_headers(body, at=old)), body, SECRETS["zendesk"])
+    verify(
+        "zendesk",
+        lower(zendesk_headers(body, at=old)),
+        body,
+        SECRETS["zendesk"],
+        now=old + timedelta(minutes=4),
+    )
+
+
+def test_jira_and_freshdesk_take_their_other_documented_auth() -> None:
+    verify("jira", {"authorization": f"Bearer {SECRETS['jira']}"}, b"{}", SECRETS["jira"])
+    basic = base64.b64encode(f"urgency:{SECRETS['freshdesk']}".encode()).decode()
+    verify("freshdesk", {"authorization": f"Basic {basic}"}, b"{}", SECRETS["freshdesk"])
+    with pytest.raises(SignatureError):
+        verify("jira", {"authorization": "Bearer wrong"}, b"{}", SECRETS["jira"])
+
+
+@pytest.mark.parametrize("helpdesk", HELPDESKS)
+def test_each_helpdesks_created_ticket_reads_alike(helpdesk: str) -> None:
+    payload = {
+        "zendesk": zendesk_event,
+        "freshdesk": freshdesk_webhook,
+        "zammad": zammad_webhook,
+        "jira": jira_webhook,
+    }[helpdesk]()
+    body, headers = signed(helpdesk, payload)
+    event = read_event(helpdesk, json.loads(body), lower(headers), body, MAPPING)
+    assert event.kind == "created" and event.helpdesk == helpdesk
+    assert OUTAGE in event.body  # HTML kept as sent: the models clean it
+    assert event.subject == "Payments down"
+    assert event.created_at == datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+    assert event.delivery_id  # the helpdesk's delivery id, or the body's digest (Freshdesk)
+
+
+def test_each_helpdesks_own_values_are_read() -> None:
+    fresh = read_event("freshdesk", freshdesk_webhook(ticket_priority=4, ticket_status=4), {}, b"{}", MAPPING)
+    assert (fresh.priority, fresh.status, fresh.kind, fresh.tags) == (
+        "urgent",
+        "resolved",
+        "solved",
+        ("checkout", "payments"),
+    )
+    zammad = zammad_webhook(article_count=3, updated_at="2026-03-02T10:00:00Z", priority={"name": "3 high"})
+    event = read_event("zammad", zammad, {"x-zammad-delivery": "d-1"}, b"{}", MAPPING)
+    assert (event.kind, event.priority, event.group, event.actor) == (
+        "updated",
+        "3 high",
+        "Users",
+        "ops@acme.example",
+    )
+    jira = read_event(
+        "jira", jira_webhook(status={"name": "Done", "statusCategory": {"key": "done"}}), {}, b"{}", MAPPING
+    )
+    assert (jira.kind, jira.ticket_id, jira.priority, jira.category) == (
+        "solved",
+        "SUP-12",
+        "medium",
+        "Incident",
+    )
+    zendesk = read_event(
+        "zendesk", zendesk_event(event="ticket.priority_changed", priority="URGENT"), {}, b"{}", MAPPING
+    )
+    assert (zendesk.kind, zendesk.priority, zendesk.group) == ("updated", "urgent", "8447320466430")
+
+
+def test_a_zendesk_trigger_payload_needs_its_invocation_id() -> None:
+    trigger = {
+        "ticket": {"id": "5", "subject": "s", "description": "d", "priority": "high"},
+        "event": "created",
+    }
+    event = read_event("zendesk", trigger, {"x-zendesk-webhook-invocation-id": "inv-1"}, b"{}", MAPPING)
+    assert (event.ticket_id, event.delivery_id, event.priority) == ("5", "inv-1", "high")
+    with pytest.raises(PayloadError) as missing:
+        read_event("zendesk", trigger, {}, b"{}", MAPPING)
+    assert missing.value.loc == ["header", "X-Zendesk-Webhook-Invocation-Id"]
+
+
+@pytest.mark.parametrize(
+    ("helpdesk", "payload", "loc"),
+    [
+        (
+            "zendesk",
+            {"type": "zen:event-type:ticket.created", "id": "e", "detail": {"id": "1"}},
+            ["body", "detail", "description"],
+        ),
+        ("zendesk", {"ticket": "not an object"}, ["body", "ticket"]),
+        (
+            "freshdesk",
+            {"freshdesk_webhook": {"ticket_description": "x"}},
+            ["body", "freshdesk_webhook", "ticket_id"],
+        ),
+        ("freshdesk", [], ["body"]),
+        ("zammad", {"ticket": {"id": 1}}, ["body", "article"]),
+        ("jira", {"webhookEvent": "jira:issue_created", "issue": {"fields": {}}}, ["body", "issue", "key"]),
+        ("jira", {"webhookEvent": "comment_created"}, ["body", "webhookEvent"]),
+    ],
+)
+def test_a_malformed_payload_names_the_field(helpdesk: str, payload: object, loc: list[str]) -> None:
+    with pytest.raises(PayloadError) as error:
+        read_event(helpdesk, payload, {"x-zammad-delivery": "d"}, b"{}", MAPPING)
+    assert error.value.loc == loc
+
+
+def test_rule_fields_follow_the_mapping_paths() -> None:
+    zammad = read_event("zammad", zammad_webhook(), {"x-zammad-delivery": "d"}, b"{}", MAPPING)
+    assert rule_fields(zammad, MAPPING) == {"plan": "enterprise", "vip": True}
+    jira = read_event("jira", jira_webhook(), {}, b"{}", MAPPING)
+    assert rule_fields(jira, MAPPING) == {"contract": "enterprise"}  # {"value": ...} custom field
+
+
+def test_agents_values_map_back_onto_ours() -> None:
+    update = read_event(
+        "freshdesk", freshdesk_webhook(ticket_priority=3, event="ticket_updated"), {}, b"{}", MAPPING
+    )
+    assert decided(update, MAPPING) == {"priority": "P2", "team": "billing", "category": "Outage"}
+    unknown = read_event(
+        "freshdesk",
+        freshdesk_webhook(ticket_priority=9, ticket_group_name="?", ticket_type="?"),
+        {},
+        b"{}",
+        MAPPING,
+    )
+    assert decided(unknown, MAPPING) == {}
+
+
+def test_a_decision_in_the_helpdesks_terms() -> None:
+    common = {
+        "priority_title": "Critical",
+        "first_response_due": "2026-03-02T09:15:00+00:00",
+        "resolution_due": None,
+        "explanation": "text: service down (0.99)",
+    }
+    values = helpdesk_values(
+        priority="P1", team="billing", needs_human_triage=False, mapping=MAPPING, **common
+    )
+    assert values["priority"] == "urgent" and values["group"] == "Billing"
+    assert values["tags"] == ["urgency-p1", "urgency-team-billing"]
+    assert (
+        "first response by 2026-03-02T09:15:00+00:00" in values["note"]
+        and "service down (0.99)" in values["note"]
+    )
+    unsure = helpdesk_values(
+        priority="P3",
+        team="billing",
+        needs_human_triage=True,
+        mapping=MAPPING.model_copy(update={"triage_group": "Triage"}),
+        **common,
+    )
+    assert unsure["group"] == "Triage" and "urgency-triage" in unsure["tags"]
