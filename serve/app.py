@@ -63,7 +63,8 @@ def create_app(settings: ServiceSettings | None = None, runtime: Runtime | None 
 @asynccontextmanager
 async def serving(state: ServiceState, preloaded: Runtime | None) -> AsyncIterator[None]:
     """The lifespan: refuse bad settings, open the store, load the models (unless `preloaded`),
-    watch the registry alias (unless turned off or serving a folder); close the store at the end."""
+    watch the registry alias (unless turned off or serving a folder), send the outbox's
+    write-backs (when a helpdesk credential is set); close the store at the end."""
     settings = state.settings
     problems = settings.problems()
     if problems:
@@ -73,12 +74,16 @@ async def serving(state: ServiceState, preloaded: Runtime | None) -> AsyncIterat
     state.store = Store(engine)
     state.api_keys = settings.effective_keys()
     state.swap(preloaded or await run_in_threadpool(state.load))
-    watcher = asyncio.create_task(state.watch_alias()) if settings.check_seconds() > 0 else None
+    tasks = []
+    if settings.check_seconds() > 0:
+        tasks.append(asyncio.create_task(state.watch_alias()))
+    if settings.outbox_seconds > 0 and settings.helpdesk_credentials:
+        tasks.append(asyncio.create_task(state.send_write_backs()))
     try:
         yield
     finally:
-        if watcher:
-            watcher.cancel()
+        for task in tasks:
+            task.cancel()
             with suppress(asyncio.CancelledError):
-                await watcher
+                await task
         engine.dispose()

@@ -317,3 +317,6 @@ class WebhookResult(BaseModel):
     feedback: dict[str, str | None] | None = Field(
         default=None, description="The agents' decision recorded as feedback (our terms)."
     )
+    write_back: bool = Field(
+        default=False, description="true: the decision is queued to be written onto the ticket."
+    )

@@ -53,6 +53,11 @@ class ServiceSettings(BaseSettings):
     # Helpdesk webhooks: JSON {"zendesk": "<signing secret>", "zammad": ..., "jira": ...,
     # "freshdesk": ...}. A helpdesk without a secret has no webhook (404).
     webhook_secrets: dict[Literal["zendesk", "freshdesk", "zammad", "jira"], SecretStr] = {}
+    # Write-back: JSON {"zendesk": "agent@acme.example/token:API_TOKEN", "freshdesk": "API_KEY",
+    # "zammad": "TOKEN", "jira": "bot@acme.example:API_TOKEN"}, with params helpdesks.<name>.api_url.
+    helpdesk_credentials: dict[Literal["zendesk", "freshdesk", "zammad", "jira"], SecretStr] = {}
+    # Seconds between two looks at the outbox of write-backs (0: this process sends none).
+    outbox_seconds: float = Field(default=1.0, ge=0)
 
     @field_validator("api_keys")
     @classmethod

@@ -13,8 +13,9 @@ import os
 import threading
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
+import httpx
 from fastapi.concurrency import run_in_threadpool
 
 from serve.middleware import Metrics
@@ -24,12 +25,15 @@ from serve.settings import ApiKey, ServiceSettings
 from urgency.config import load_params
 from urgency.rules.engine import surge_active
 from urgency.store import Store
+from urgency.writeback import drain
 
 log = logging.getLogger("urgency.serve")
 
 # How long the store's count of tickets in the surge window is reused: counting on every request
 # would be a query per request, and a surge is a matter of hours.
 SURGE_COUNT_SECONDS = 30
+# Seconds a helpdesk's API has to answer one write-back call.
+WRITE_BACK_TIMEOUT = 10.0
 
 
 @dataclass
@@ -108,6 +112,32 @@ class ServiceState:
                     await run_in_threadpool(self.reload)
             except Exception:
                 log.exception("model check failed; serving on with %s", runtime_now.versions)
+
+    # -----------------------------------------------------------------------------------------
+    # Write-back
+
+    async def send_write_backs(self) -> None:
+        """Send the outbox's due write-backs every `outbox_seconds` (`urgency.writeback.drain`);
+        runs until cancelled. Every worker process runs one: the store's claims keep them from
+        sending the same write twice, and a failed round leaves the writes for the next."""
+        credentials = {
+            name: secret.get_secret_value() for name, secret in self.settings.helpdesk_credentials.items()
+        }
+        with httpx.Client(timeout=WRITE_BACK_TIMEOUT) as client:
+            while True:
+                await asyncio.sleep(self.settings.outbox_seconds)
+                runtime_now, store = self.runtime, self.store
+                if runtime_now is None or store is None:
+                    continue
+                api_urls = {
+                    name: helpdesk.api_url
+                    for name, helpdesk in runtime_now.params.helpdesks.items()
+                    if helpdesk.api_url
+                }
+                try:
+                    await run_in_threadpool(drain, store, client, api_urls, credentials, datetime.now(UTC))
+                except Exception:
+                    log.exception("write-back round failed; the writes stay in the outbox")
 
     # -----------------------------------------------------------------------------------------
     # Surge

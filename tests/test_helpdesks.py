@@ -210,3 +210,25 @@ def test_a_decision_in_the_helpdesks_terms() -> None:
         **common,
     )
     assert unsure["group"] == "Triage" and "urgency-triage" in unsure["tags"]
+
+
+def test_several_of_ours_on_one_of_theirs_read_back_as_the_first() -> None:
+    zammad = HelpdeskParams(priorities={"P1": "3 high", "P2": "3 high", "P3": "2 normal"})
+    event = read_event(
+        "zammad", zammad_webhook(priority={"name": "3 high"}), {"x-zammad-delivery": "d"}, b"{}", zammad
+    )
+    assert decided(event, zammad) == {"priority": "P1"}
+
+
+def test_response_and_resolution_times_are_read_where_sent() -> None:
+    closed = zammad_webhook(
+        state={"name": "closed"}, first_response_at="2026-03-02T09:20:00Z", close_at="2026-03-02T15:00:00Z"
+    )
+    event = read_event("zammad", closed, {"x-zammad-delivery": "d"}, b"{}", MAPPING)
+    assert event.kind == "solved"
+    assert (event.first_response_at, event.resolved_at) == (
+        datetime(2026, 3, 2, 9, 20, tzinfo=UTC),
+        datetime(2026, 3, 2, 15, 0, tzinfo=UTC),
+    )
+    jira = read_event("jira", jira_webhook(resolutiondate="2026-03-03T10:00:00.000+0100"), {}, b"{}", MAPPING)
+    assert jira.resolved_at == datetime(2026, 3, 3, 9, 0, tzinfo=UTC)

@@ -11,6 +11,7 @@ import pytest
 from tests.conftest import copy_version
 from urgency.errors import ModelNotFoundError
 from urgency.models import (
+    PickledSklearnModel,
     artifact_digests,
     load_model_dir,
     load_models,
@@ -44,6 +45,36 @@ def test_registry_and_model_dir_give_the_same_predictions(
         list(models), model_dir=tmp_path / "models", tracking_uri="unused", model_names=names, alias="x"
     )
     assert source.versions() == {head: str((tmp_path / "models" / head).resolve()) for head in models}
+
+
+def test_a_baseline_folder_loads_without_mlflow_as_mlflow_loads_it(
+    trained: dict[str, Any], models: dict[str, Any], tmp_path: Path
+) -> None:
+    """The pickled scikit-learn folder read directly (`PickledSklearnModel`, no MLflow import)
+    predicts exactly what MLflow's pyfunc of the same folder predicts, and carries the same
+    metadata; the process never imports MLflow for it."""
+    import subprocess
+    import sys
+
+    import mlflow.pyfunc
+
+    params = trained["params"]
+    names = {head: params.mlflow.model_name(head) for head in models}
+    export_models(registry_client(params.mlflow.tracking_uri), names, "champion", tmp_path / "models")
+    ours = load_model_dir(tmp_path / "models", list(models))
+    frame = pd.DataFrame({"text": ["server down", "<p>thanks &amp; bye</p>", ""]})
+    for head, model in ours.items():
+        assert isinstance(model.model, PickledSklearnModel)
+        theirs = mlflow.pyfunc.load_model(str(tmp_path / "models" / head))
+        assert (model.model.predict(frame) == theirs.predict(frame)).all()
+        assert model.model.metadata.metadata == theirs.metadata.metadata
+        assert model.run_id == theirs.metadata.run_id
+    script = (
+        "import sys; from pathlib import Path; from urgency.models import load_model_dir;"
+        f"load_model_dir(Path({str(tmp_path / 'models')!r})); print('mlflow' in sys.modules)"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "False"
 
 
 def test_missing_models_are_clear_errors(trained: dict[str, Any], tmp_path: Path) -> None:

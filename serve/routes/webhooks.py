@@ -100,11 +100,20 @@ def handle(
     }
     predicted: list[dict[str, Any]] = []
     decision: dict[str, Any] | None = None
+    write_back: dict[str, Any] | None = None
     if mapping.bot_user is not None and event.actor == mapping.bot_user:
         answer |= {"action": "ignored", "reason": f"a change by {mapping.bot_user} (our own write-back)"}
     elif event.kind == "created":
         result, predicted = scored(event, mapping, service, runtime_now, store)
-        answer |= {"action": "scored", "result": result, "helpdesk_values": values_for(result, mapping)}
+        values = values_for(result, mapping)
+        if mapping.api_url and event.helpdesk in service.settings.helpdesk_credentials:
+            write_back = values.model_dump()
+        answer |= {
+            "action": "scored",
+            "result": result,
+            "helpdesk_values": values,
+            "write_back": bool(write_back),
+        }
     else:
         decision = feedback_event(event, mapping, runtime_now)
         if decision is None:
@@ -120,7 +129,7 @@ def handle(
         "received_at": datetime.now(UTC),
         "outcome": outcome.model_dump(mode="json"),
     }
-    if not store.record_delivery(delivery, predicted=predicted, decided=decision):
+    if not store.record_delivery(delivery, predicted=predicted, decided=decision, write_back=write_back):
         # The same delivery arrived twice at once and the other one was stored first.
         return WebhookResult.model_validate(
             {**store.delivery(event.helpdesk, event.delivery_id), "duplicate": True}
@@ -179,7 +188,8 @@ def feedback_event(
         event_id=f"{event.helpdesk}:{event.delivery_id}"[:200],
         decided_at=now,
         agent=event.actor,
-        resolved_at=now if event.kind == "solved" else None,
+        first_response_at=event.first_response_at,
+        resolved_at=event.resolved_at or (now if event.kind == "solved" else None),
         **found,
     )
     return checked.model_dump()

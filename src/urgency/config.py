@@ -558,6 +558,10 @@ class HelpdeskParams(Strict):
     triage_group: str | None = None
     # The user our write-back acts as: changes it makes are not agents' decisions (no loops).
     bot_user: str | None = None
+    # The helpdesk's API (`https://acme.zendesk.com`): decisions are written back there
+    # (`urgency.writeback`) when the service also has its credential
+    # (`URGENCY_HELPDESK_CREDENTIALS`); none: the webhook's answer is the only output.
+    api_url: str | None = None
 
 
 REMOVED_KEYS = {

@@ -70,6 +70,10 @@ class HelpdeskEvent:
     status: str | None = None
     actor: str | None = None  # who made the change (user id, login or account id)
     tags: tuple[str, ...] = field(default_factory=tuple)
+    # When the customer was first answered and when the ticket was resolved, where the payload
+    # says (Zammad `first_response_at` / `close_at`, Jira `resolutiondate`, Freshdesk template).
+    first_response_at: datetime | None = None
+    resolved_at: datetime | None = None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -263,6 +267,7 @@ def read_zendesk(payload: Any, delivery_id: str | None) -> HelpdeskEvent:
         status=_lower(status),
         actor=_name(actor),
         tags=_tags(_optional(ticket, "tags")),
+        resolved_at=_moment(_optional(ticket, "solved_at")),
     )
 
 
@@ -289,6 +294,8 @@ def read_freshdesk(payload: Any, body_digest: str) -> HelpdeskEvent:
         status=status,
         actor=_name(_optional(ticket, "triggered_by") or _optional(ticket, "updated_by")),
         tags=_tags(_optional(ticket, "ticket_tags")),
+        first_response_at=_moment(_optional(ticket, "ticket_first_responded_at")),
+        resolved_at=_moment(_optional(ticket, "ticket_resolved_at")),
     )
 
 
@@ -333,6 +340,8 @@ def read_zammad(payload: Any, delivery_id: str | None) -> HelpdeskEvent:
         status=status,
         actor=_name(_optional(ticket, "updated_by", "login") or _optional(ticket, "updated_by")),
         tags=_tags(_optional(ticket, "tags")),
+        first_response_at=_moment(_optional(ticket, "first_response_at")),
+        resolved_at=_moment(_optional(ticket, "close_at")),
     )
 
 
@@ -365,6 +374,7 @@ def read_jira(payload: Any, delivery_id: str | None, body_digest: str, group_fie
         status=status,
         actor=_name(_optional(payload, "user", "accountId") or _optional(payload, "user", "name")),
         tags=_tags(_optional(fields, "labels")),
+        resolved_at=_moment(_optional(fields, "resolutiondate")),
     )
 
 
@@ -430,7 +440,11 @@ def decided(event: HelpdeskEvent, mapping: HelpdeskParams) -> dict[str, str]:
 
 
 def _inverse(ours_to_theirs: Mapping[str, str]) -> dict[str, str]:
-    return {theirs.lower(): ours for ours, theirs in ours_to_theirs.items()}
+    """Theirs -> ours; where several of ours map to one of theirs, the first in the mapping."""
+    inverse: dict[str, str] = {}
+    for ours, theirs in ours_to_theirs.items():
+        inverse.setdefault(theirs.lower(), ours)
+    return inverse
 
 
 TRIAGE_TAG = "urgency-triage"

@@ -12,7 +12,7 @@ import json
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -103,6 +103,29 @@ webhook_deliveries = sa.Table(
     sa.Column("kind", sa.String(20), nullable=False),
     sa.Column("received_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("outcome", sa.JSON, nullable=False),  # the answer given (returned again on a retry)
+)
+
+
+# Decisions to write back to a helpdesk (`urgency.writeback`), one per delivery: written in the
+# delivery's transaction, sent later with retries, so a helpdesk that is down loses nothing and a
+# restarted service resumes. `claimed_until`: a worker process is sending it until then.
+outbox = sa.Table(
+    "outbox",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("helpdesk", sa.String(20), nullable=False),
+    sa.Column("delivery_id", sa.String(200), nullable=False),
+    sa.Column("ticket_id", sa.String(200), nullable=False),
+    sa.Column("values", sa.JSON, nullable=False),  # helpdesks.helpdesk_values
+    sa.Column("status", sa.String(20), nullable=False),  # pending, done, failed
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("next_attempt_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("claimed_until", sa.DateTime(timezone=True)),
+    sa.Column("done_at", sa.DateTime(timezone=True)),
+    sa.Column("last_error", sa.Text),
+    sa.UniqueConstraint("helpdesk", "delivery_id", name="uq_outbox_delivery"),
+    sa.Index("ix_outbox_status", "status", "next_attempt_at"),
 )
 
 
@@ -338,9 +361,11 @@ class Store:
         *,
         predicted: Sequence[Mapping[str, Any]] = (),
         decided: Mapping[str, Any] | None = None,
+        write_back: Mapping[str, Any] | None = None,
     ) -> bool:
         """Store a helpdesk delivery (`webhook_deliveries` columns) with what it caused: the
-        prediction rows and the agent's decision (a `record_feedback` event), all or none. False:
+        prediction rows, the agent's decision (a `record_feedback` event) and the values to write
+        back to the helpdesk (an `outbox` row, pending), all or none. False:
         the same delivery was stored first (a retry, or the same delivery arriving twice at once):
         nothing is written."""
         try:
@@ -350,11 +375,74 @@ class Store:
                     connection.execute(predictions.insert(), [dict(row) for row in predicted])
                 if decided is not None:
                     connection.execute(feedback.insert(), [_feedback_row(decided, delivery["received_at"])])
+                if write_back is not None:
+                    connection.execute(
+                        outbox.insert(),
+                        [
+                            {
+                                "helpdesk": delivery["helpdesk"],
+                                "delivery_id": delivery["delivery_id"],
+                                "ticket_id": delivery["ticket_id"],
+                                "values": dict(write_back),
+                                "status": "pending",
+                                "attempts": 0,
+                                "created_at": delivery["received_at"],
+                                "next_attempt_at": delivery["received_at"],
+                            }
+                        ],
+                    )
             return True
         except IntegrityError:
             if self.delivery(delivery["helpdesk"], delivery["delivery_id"]) is None:
                 raise
             return False
+
+    def claim_writes(self, now: datetime, lease: timedelta, limit: int = 20) -> list[dict[str, Any]]:
+        """Pending writes due by `now`, claimed for `lease` (no other process sends them until
+        then; a process killed mid-send leaves them to be claimed again when the lease ends)."""
+        due = (
+            sa.select(outbox.c.id)
+            .where(outbox.c.status == "pending", outbox.c.next_attempt_at <= now)
+            .where(sa.or_(outbox.c.claimed_until.is_(None), outbox.c.claimed_until <= now))
+            .order_by(outbox.c.next_attempt_at, outbox.c.id)
+            .limit(limit)
+        )
+        claimed = []
+        with self.engine.begin() as connection:
+            for write_id in connection.execute(due).scalars().all():
+                # Claimed only if nobody claimed it since the select: safe with several workers.
+                taken = connection.execute(
+                    outbox.update()
+                    .where(outbox.c.id == write_id, outbox.c.status == "pending")
+                    .where(sa.or_(outbox.c.claimed_until.is_(None), outbox.c.claimed_until <= now))
+                    .values(claimed_until=now + lease)
+                )
+                if taken.rowcount == 1:
+                    claimed.append(write_id)
+            if not claimed:
+                return []
+            rows = connection.execute(sa.select(outbox).where(outbox.c.id.in_(claimed)).order_by(outbox.c.id))
+            return [dict(row._mapping) for row in rows]
+
+    def finish_write(
+        self, write_id: int, now: datetime, *, error: str | None = None, retry_at: datetime | None = None
+    ) -> None:
+        """A claimed write's outcome: done (no error), pending again at `retry_at`, or failed for
+        good (an error and no `retry_at`)."""
+        status = "done" if error is None else "pending" if retry_at is not None else "failed"
+        with self.engine.begin() as connection:
+            connection.execute(
+                outbox.update()
+                .where(outbox.c.id == write_id)
+                .values(
+                    status=status,
+                    attempts=outbox.c.attempts + 1,
+                    claimed_until=None,
+                    last_error=error,
+                    next_attempt_at=retry_at or now,
+                    done_at=now if status == "done" else None,
+                )
+            )
 
     def count_created_between(self, start: datetime, end: datetime) -> int:
         """Scored tickets created in [start, end] (surge mode `auto` counts these, see

@@ -1,0 +1,97 @@
+"""Write-back (`urgency.writeback`): the calls per helpdesk, the back-off, and `drain` against a
+fake helpdesk server (a real process on loopback) with a store in SQLite."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.serve.test_helpdesk_live import CREDENTIALS, fake_helpdesk
+from urgency.store import Store, make_engine, outbox, upgrade
+from urgency.writeback import FIRST_RETRY, LONGEST_RETRY, MAX_ATTEMPTS, calls_for, drain, retry_delay
+
+VALUES = {
+    "priority": "urgent",
+    "group": "12",
+    "tags": ["urgency-p1", "urgency-team-desk"],
+    "note": "urgency: P1",
+}
+NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+
+
+def test_each_helpdesk_gets_its_own_calls() -> None:
+    zendesk = calls_for("zendesk", "5", VALUES)
+    assert [(call.method, call.path) for call in zendesk] == [("PUT", "/api/v2/tickets/5.json")]
+    assert (
+        zendesk[0].json["ticket"]["group_id"] == 12
+        and zendesk[0].json["ticket"]["additional_tags"] == VALUES["tags"]
+    )
+    freshdesk = calls_for("freshdesk", "5", VALUES)
+    assert freshdesk[0].json["priority"] == 4 and freshdesk[1].json == {
+        "body": "urgency: P1",
+        "private": True,
+    }
+    assert len(calls_for("zammad", "5", VALUES)) == 1 + len(VALUES["tags"])
+    unmapped = calls_for("jira", "SUP-1", {**VALUES, "priority": None})
+    assert unmapped[0].json["fields"] == {}  # a priority the mapping lacks is not written
+
+
+def test_back_off_doubles_and_honours_retry_after() -> None:
+    assert retry_delay(0, None, NOW) == FIRST_RETRY
+    assert retry_delay(3, None, NOW) == FIRST_RETRY * 8
+    assert retry_delay(40, None, NOW) == LONGEST_RETRY
+    assert retry_delay(0, "120", NOW) == timedelta(seconds=120)
+    assert retry_delay(0, "Mon, 02 Mar 2026 09:05:00 GMT", NOW) == timedelta(minutes=5)
+    assert retry_delay(5, "1", NOW) == FIRST_RETRY * 32  # never sooner than the back-off
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Store:
+    engine = make_engine(f"sqlite:///{tmp_path / 'store.db'}")
+    upgrade(engine)
+    return Store(engine)
+
+
+def queue(store: Store, helpdesk: str, ticket_id: str) -> None:
+    delivery = {
+        "helpdesk": helpdesk,
+        "delivery_id": f"d-{ticket_id}",
+        "ticket_id": ticket_id,
+        "kind": "created",
+    }
+    assert store.record_delivery({**delivery, "received_at": NOW, "outcome": {}}, write_back=VALUES)
+
+
+def test_drain_sends_retries_and_gives_up_on_a_refusal(store: Store) -> None:
+    with fake_helpdesk() as fake, httpx.Client() as client:
+        urls = dict.fromkeys(CREDENTIALS, fake)
+        queue(store, "zendesk", "1")
+        queue(store, "freshdesk", "2")
+        wrong = {**CREDENTIALS, "freshdesk": "not-the-key"}
+        assert drain(store, client, urls, wrong, NOW) == {"done": 1, "retry": 0, "failed": 1}
+        by_ticket = {row["ticket_id"]: row for row in store.rows(outbox)}
+        assert by_ticket["1"]["status"] == "done"
+        assert by_ticket["2"]["status"] == "failed" and "HTTP 401" in by_ticket["2"]["last_error"]
+        # Down: retried later, not sooner; up again: sent.
+        queue(store, "zammad", "3")
+        httpx.post(f"{fake}/_down", json={"down": True})
+        assert drain(store, client, urls, CREDENTIALS, NOW)["retry"] == 1
+        assert drain(store, client, urls, CREDENTIALS, NOW) == {"done": 0, "retry": 0, "failed": 0}
+        httpx.post(f"{fake}/_down", json={"down": False})
+        assert drain(store, client, urls, CREDENTIALS, NOW + FIRST_RETRY)["done"] == 1
+        assert [row["attempts"] for row in store.rows(outbox)] == [1, 1, 2]
+
+
+def test_a_write_is_given_up_after_its_last_attempt(store: Store) -> None:
+    with fake_helpdesk() as fake, httpx.Client() as client:
+        httpx.post(f"{fake}/_down", json={"down": True})
+        queue(store, "jira", "SUP-9")
+        moment = NOW
+        for _ in range(MAX_ATTEMPTS):
+            drain(store, client, {"jira": fake}, CREDENTIALS, moment)
+            moment += LONGEST_RETRY
+        (row,) = store.rows(outbox)
+        assert (row["status"], row["attempts"]) == ("failed", MAX_ATTEMPTS)
