@@ -30,6 +30,7 @@ from urgency.helpdesks import (
     SignatureError,
     decided,
     helpdesk_values,
+    is_our_write,
     read_event,
     rule_fields,
     verify,
@@ -101,8 +102,8 @@ def handle(
     predicted: list[dict[str, Any]] = []
     decision: dict[str, Any] | None = None
     write_back: dict[str, Any] | None = None
-    if mapping.bot_user is not None and event.actor == mapping.bot_user:
-        answer |= {"action": "ignored", "reason": f"a change by {mapping.bot_user} (our own write-back)"}
+    if is_our_write(event, store.last_write_back(event.helpdesk, event.ticket_id), mapping):
+        answer |= {"action": "ignored", "reason": "the change our own write-back made"}
     elif event.kind == "created":
         result, predicted = scored(event, mapping, service, runtime_now, store)
         values = values_for(result, mapping)

@@ -481,3 +481,18 @@ def helpdesk_values(
         "tags": tags,
         "note": "\n".join(lines),
     }
+
+
+def is_our_write(event: HelpdeskEvent, written: Mapping[str, Any] | None, mapping: HelpdeskParams) -> bool:
+    """Whether an update is the echo of our own write-back: made by `bot_user`, or carrying
+    exactly the priority and group we last wrote (`written`, the outbox's values) with our tags.
+    A helpdesk whose payload does not say who changed the ticket (Freshdesk) is recognised by
+    the values."""
+    if mapping.bot_user is not None and event.actor == mapping.bot_user:
+        return True
+    if not written or event.kind == "created":
+        return False
+    ours_tags = set(written.get("tags") or ())
+    same_priority = (written.get("priority") or "").lower() == (event.priority or "").lower()
+    same_group = written.get("group") is None or str(written["group"]).lower() == (event.group or "").lower()
+    return same_priority and same_group and (not event.tags or ours_tags <= set(event.tags))

@@ -397,6 +397,20 @@ class Store:
                 raise
             return False
 
+    def last_write_back(self, helpdesk: str, ticket_id: str) -> dict[str, Any] | None:
+        """The values last queued to be written onto a ticket (sent or not), else None."""
+        with self.engine.connect() as connection:
+            return connection.execute(
+                sa.select(outbox.c["values"])
+                .where(
+                    outbox.c.helpdesk == helpdesk,
+                    outbox.c.ticket_id == ticket_id,
+                    outbox.c.status != "failed",
+                )
+                .order_by(outbox.c.id.desc())
+                .limit(1)
+            ).scalar_one_or_none()
+
     def claim_writes(self, now: datetime, lease: timedelta, limit: int = 20) -> list[dict[str, Any]]:
         """Pending writes due by `now`, claimed for `lease` (no other process sends them until
         then; a process killed mid-send leaves them to be claimed again when the lease ends)."""

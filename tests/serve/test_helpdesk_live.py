@@ -18,11 +18,18 @@ import pytest
 import yaml
 
 from tests.conftest import write_params
-from tests.helpdesk_payloads import SECRETS, created, signed, zammad_webhook
+from tests.helpdesk_payloads import (
+    SECRETS,
+    freshdesk_webhook,
+    jira_webhook,
+    signed,
+    zammad_webhook,
+    zendesk_event,
+)
 from tests.postgres import free_port
 from tests.serve_helpers import migrated, rows, running_server
 from urgency.helpdesks import HELPDESKS
-from urgency.store import feedback, outbox, predictions
+from urgency.store import feedback, outbox, predictions, webhook_deliveries
 
 CREDENTIALS = {
     "zendesk": "bot@acme.example/token:zd-api",
@@ -92,20 +99,36 @@ def calls_for(fake: str, ticket_id: str) -> list[dict[str, Any]]:
     ]
 
 
+def live_params(service_params: Path, folder: Path, fake: str) -> Path:
+    data = yaml.safe_load(service_params.read_text())
+    data["helpdesks"] = {
+        helpdesk: {
+            "priorities": PRIORITIES[helpdesk],
+            "teams": {"desk": "12"},
+            "api_url": fake,
+            "bot_user": "urgency-bot",
+        }
+        for helpdesk in HELPDESKS
+    }
+    return write_params(folder, data)
+
+
 @pytest.fixture
 def params(service_params: Path, tmp_path: Path) -> Iterator[tuple[Path, str]]:
     with fake_helpdesk() as fake:
-        data = yaml.safe_load(service_params.read_text())
-        data["helpdesks"] = {
-            helpdesk: {
-                "priorities": PRIORITIES[helpdesk],
-                "teams": {"desk": "12"},
-                "api_url": fake,
-                "bot_user": "urgency-bot",
-            }
-            for helpdesk in HELPDESKS
-        }
-        yield write_params(tmp_path, data), fake
+        yield live_params(service_params, tmp_path, fake), fake
+
+
+@pytest.fixture(scope="module")
+def live(service_params: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """One fake helpdesk and one `urgency serve` (SQLite) for the per-helpdesk flows."""
+    folder = tmp_path_factory.mktemp("helpdesk-live")
+    database = migrated(f"sqlite:///{folder / 'service.db'}")
+    with (
+        fake_helpdesk() as fake,
+        running_server(live_params(service_params, folder, fake), database, env=ENV) as base,
+    ):
+        yield {"base": base, "fake": fake, "database": database}
 
 
 ENV = {
@@ -122,41 +145,100 @@ def deliver(base: str, helpdesk: str, payload: dict[str, Any]) -> dict[str, Any]
     return response.json()
 
 
-def test_each_helpdesk_gets_its_decision_written_back(params: tuple[Path, str], tmp_path: Path) -> None:
-    params_path, fake = params
-    database = migrated(f"sqlite:///{tmp_path / 'service.db'}")
-    with running_server(params_path, database, env=ENV) as base:
-        for helpdesk in HELPDESKS:
-            answer = deliver(base, helpdesk, created(helpdesk))
-            assert answer["write_back"] is True
-            theirs = PRIORITIES[helpdesk][answer["result"]["priority"]]
-            calls = wait_calls(fake, answer["ticket_id"], 1)
-            first = calls[0]["json"]
-            if helpdesk == "zendesk":
-                assert first["ticket"]["priority"] == theirs and first["ticket"]["group_id"] == 12
-                assert first["ticket"]["comment"]["public"] is False
-                assert answer["result"]["explanation_text"] in first["ticket"]["comment"]["body"]
-            elif helpdesk == "freshdesk":
-                assert first == {
-                    "tags": answer["helpdesk_values"]["tags"],
-                    "priority": {"urgent": 4, "high": 3, "medium": 2, "low": 1}[theirs],
-                    "group_id": 12,
-                }
-                wait_calls(fake, answer["ticket_id"], 2)
-            elif helpdesk == "zammad":
-                assert first["priority"] == theirs and first["article"]["internal"] is True
-                tags = answer["helpdesk_values"]["tags"]
-                wait_calls(fake, answer["ticket_id"], 1 + len(tags))
-            else:
-                assert first["fields"] == {"priority": {"name": theirs}}
-                wait_calls(fake, answer["ticket_id"], 2)
-        wait_for(lambda: all(row["status"] == "done" for row in rows(database, outbox)), "every write done")
-        # The helpdesk's webhook caused by our own write comes back: recognised, not feedback.
-        echo = zammad_webhook(
-            article_count=2, updated_at="2026-03-02T11:00:00Z", updated_by={"login": "urgency-bot"}
+def updated(helpdesk: str, ticket_id: str, theirs: str, group: str | None, tags: list[str]) -> dict[str, Any]:
+    """The helpdesk's ticket-updated delivery with its priority, group and tags as given."""
+    if helpdesk == "zendesk":
+        detail = {"priority": theirs.upper(), "group_id": group, "tags": tags}
+        return zendesk_event(ticket_id, event="ticket.priority_changed", **detail)
+    if helpdesk == "freshdesk":
+        code = FRESHDESK_CODES[theirs]
+        return freshdesk_webhook(
+            int(ticket_id),
+            event="ticket_updated",
+            ticket_priority=code,
+            ticket_group_name=group,
+            ticket_tags=", ".join(tags),
         )
-        assert deliver(base, "zammad", echo)["action"] == "ignored"
-    assert len(rows(database, predictions)) == 4 and rows(database, feedback) == []
+    if helpdesk == "zammad":
+        return zammad_webhook(
+            int(ticket_id),
+            article_count=2,
+            updated_at="2026-03-02T11:00:00Z",
+            priority={"name": theirs},
+            group={"name": group},
+            updated_by={"login": "maria"},
+        )
+    return jira_webhook(
+        ticket_id, event="jira:issue_updated", priority={"name": theirs}, labels=tags, customfield_10001=group
+    )
+
+
+FRESHDESK_CODES = {"urgent": 4, "high": 3, "medium": 2, "low": 1}
+TICKETS = {"zendesk": "5001", "freshdesk": "5002", "zammad": "5003", "jira": "SUP-5004"}
+
+
+def created_ticket(helpdesk: str) -> dict[str, Any]:
+    ticket_id = TICKETS[helpdesk]
+    return {
+        "zendesk": lambda: zendesk_event(ticket_id),
+        "freshdesk": lambda: freshdesk_webhook(int(ticket_id)),
+        "zammad": lambda: zammad_webhook(int(ticket_id)),
+        "jira": lambda: jira_webhook(ticket_id),
+    }[helpdesk]()
+
+
+@pytest.mark.parametrize("helpdesk", HELPDESKS)
+def test_a_helpdesk_end_to_end(live: dict[str, str], helpdesk: str) -> None:
+    """Signed webhook in, decision out, written back; the retry stored once; the echo of our own
+    write ignored; an agent's change stored as feedback; a forged or malformed delivery refused."""
+    base, fake, database = live["base"], live["fake"], live["database"]
+    ticket_id = TICKETS[helpdesk]
+    body, headers = signed(helpdesk, created_ticket(helpdesk))
+    first = httpx.post(f"{base}/v1/webhooks/{helpdesk}", content=body, headers=headers, timeout=30)
+    assert first.status_code == 200, first.text
+    answer = first.json()
+    assert (answer["action"], answer["ticket_id"], answer["write_back"]) == ("scored", ticket_id, True)
+    values = answer["helpdesk_values"]
+    written = PRIORITIES[helpdesk][answer["result"]["priority"]]
+    assert values["priority"] == written
+    calls = wait_calls(fake, ticket_id, {"zendesk": 1, "zammad": 1 + len(values["tags"])}.get(helpdesk, 2))
+    sent = json.dumps(calls)
+    as_sent = f'"priority": {FRESHDESK_CODES[written]}' if helpdesk == "freshdesk" else json.dumps(written)
+    assert as_sent in sent and values["tags"][0] in sent and answer["result"]["explanation_text"][:40] in sent
+
+    # The helpdesk retries the delivery: the first answer again, one prediction.
+    again = httpx.post(f"{base}/v1/webhooks/{helpdesk}", content=body, headers=headers, timeout=30).json()
+    assert again["duplicate"] is True and again["result"] == answer["result"]
+    assert [row["ticket_id"] for row in rows(database, predictions)].count(ticket_id) == 1
+
+    # Our own write comes back as an update: recognised, not an agent's decision.
+    echo = deliver(base, helpdesk, updated(helpdesk, ticket_id, written, values["group"], values["tags"]))
+    assert echo["action"] == "ignored", echo
+    # An agent moves the ticket to another priority: stored as feedback, in our terms.
+    theirs_now = next(theirs for theirs in PRIORITIES[helpdesk].values() if theirs != written)
+    ours_now = next(ours for ours, theirs in PRIORITIES[helpdesk].items() if theirs == theirs_now)
+    change = deliver(
+        base, helpdesk, updated(helpdesk, ticket_id, theirs_now, values["group"], values["tags"])
+    )
+    assert change["action"] == "feedback" and change["feedback"]["priority"] == ours_now
+    stored = [row for row in rows(database, feedback) if row["ticket_id"] == ticket_id]
+    assert [row["priority"] for row in stored] == [ours_now]
+
+    # Forged: 401, nothing stored; malformed: 422 naming the field.
+    deliveries = len(rows(database, webhook_deliveries))
+    forged = {
+        name: value
+        for name, value in headers.items()
+        if "signature" not in name.lower() and "secret" not in name.lower()
+    }
+    refused = httpx.post(f"{base}/v1/webhooks/{helpdesk}", content=body, headers=forged, timeout=30)
+    assert refused.status_code == 401
+    broken_body, broken_headers = signed(helpdesk, {"unexpected": True})
+    broken = httpx.post(
+        f"{base}/v1/webhooks/{helpdesk}", content=broken_body, headers=broken_headers, timeout=30
+    )
+    assert broken.status_code == 422 and broken.json()["detail"][0]["loc"][0] == "body"
+    assert len(rows(database, webhook_deliveries)) == deliveries
 
 
 def test_a_helpdesk_that_is_down_loses_nothing_across_a_restart(
@@ -166,7 +248,7 @@ def test_a_helpdesk_that_is_down_loses_nothing_across_a_restart(
     database = migrated(f"sqlite:///{tmp_path / 'service.db'}")
     httpx.post(f"{fake}/_down", json={"down": True})
     with running_server(params_path, database, env=ENV) as base:
-        answer = deliver(base, "jira", created("jira"))
+        answer = deliver(base, "jira", jira_webhook())
         wait_for(lambda: (rows(database, outbox)[0]["attempts"] >= 1) or None, "a failed attempt")
         write = rows(database, outbox)[0]
         assert write["status"] == "pending" and "HTTP 503" in write["last_error"]
