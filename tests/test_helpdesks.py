@@ -232,3 +232,21 @@ def test_response_and_resolution_times_are_read_where_sent() -> None:
     )
     jira = read_event("jira", jira_webhook(resolutiondate="2026-03-03T10:00:00.000+0100"), {}, b"{}", MAPPING)
     assert jira.resolved_at == datetime(2026, 3, 3, 9, 0, tzinfo=UTC)
+
+
+def test_a_jira_description_is_read_as_text_however_it_nests() -> None:
+    adf = {
+        "type": "doc",
+        "content": [{"type": "paragraph", "content": [{"type": "text", "text": "printer on fire"}]}],
+    }
+    deep: dict[str, object] = {"type": "text", "text": "lost"}
+    for _ in range(1000):
+        deep = {"type": "paragraph", "content": [deep]}
+    for description, expected in (
+        (adf, "printer on fire"),
+        ("plain text", "plain text"),
+        ({"content": "x"}, ""),
+    ):
+        event = read_event("jira", jira_webhook(description=description), {}, b"{}", MAPPING)
+        assert event.body == expected
+    assert read_event("jira", jira_webhook(description=deep), {}, b"{}", MAPPING).body == ""

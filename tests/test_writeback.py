@@ -3,6 +3,7 @@ fake helpdesk server (a real process on loopback) with a store in SQLite."""
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -48,9 +49,14 @@ def test_back_off_doubles_and_honours_retry_after() -> None:
     assert retry_delay(5, "1", NOW) == FIRST_RETRY * 32  # never sooner than the back-off
 
 
-@pytest.fixture
-def store(tmp_path: Path) -> Store:
-    engine = make_engine(f"sqlite:///{tmp_path / 'store.db'}")
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Store:
+    """Each store in turn: the outbox's claims must hold on both."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'store.db'}"
+    else:
+        url = request.getfixturevalue("postgres").create_database(f"outbox_{uuid.uuid4().hex[:12]}")
+    engine = make_engine(url)
     upgrade(engine)
     return Store(engine)
 
@@ -95,3 +101,18 @@ def test_a_write_is_given_up_after_its_last_attempt(store: Store) -> None:
             moment += LONGEST_RETRY
         (row,) = store.rows(outbox)
         assert (row["status"], row["attempts"]) == ("failed", MAX_ATTEMPTS)
+
+
+def test_a_claimed_write_is_not_sent_twice_until_its_lease_ends(store: Store) -> None:
+    """Two worker processes look at the outbox at once: each write goes to one of them; a write
+    whose sender died is taken again once its claim has run out."""
+    for ticket in ("1", "2", "3"):
+        queue(store, "zendesk", ticket)
+    first = store.claim_writes(NOW, timedelta(seconds=60), limit=2)
+    second = store.claim_writes(NOW, timedelta(seconds=60), limit=5)
+    assert [row["ticket_id"] for row in first] == ["1", "2"]
+    assert [row["ticket_id"] for row in second] == ["3"]
+    assert store.claim_writes(NOW + timedelta(seconds=59), timedelta(seconds=60)) == []
+    # The first claimant died without finishing: after the lease, its writes are due again.
+    again = store.claim_writes(NOW + timedelta(seconds=61), timedelta(seconds=60))
+    assert sorted(row["ticket_id"] for row in again) == ["1", "2", "3"]

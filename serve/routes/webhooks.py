@@ -78,6 +78,8 @@ async def webhook(
         payload = json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError):
         raise HTTPException(status.HTTP_400_BAD_REQUEST, "the body is not JSON") from None
+    except RecursionError:  # nested deeper than Python's parser goes: no helpdesk sends that
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, "the body is nested too deeply") from None
     mapping = runtime_now.params.helpdesks.get(helpdesk, HelpdeskParams())
     try:
         event = read_event(helpdesk, payload, headers, body, mapping)

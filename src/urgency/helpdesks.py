@@ -203,15 +203,21 @@ def _moment(value: Any) -> datetime | None:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
-def _adf_text(node: Any) -> str:
+# Atlassian Document Format nests a few levels (doc > list > item > paragraph > text); deeper
+# is not a document Jira writes, and is read no further.
+ADF_DEPTH = 20
+
+
+def _adf_text(node: Any, depth: int = 0) -> str:
     """Plain text of an Atlassian Document Format node (Jira Cloud's description)."""
     if isinstance(node, str):
         return node
-    if not isinstance(node, Mapping):
+    if not isinstance(node, Mapping) or depth > ADF_DEPTH:
         return ""
     if node.get("type") == "text":
         return str(node.get("text", ""))
-    parts = [_adf_text(child) for child in node.get("content") or []]
+    content = node.get("content")
+    parts = [_adf_text(child, depth + 1) for child in content if child] if isinstance(content, list) else []
     separator = "\n" if node.get("type") in ("doc", "bulletList", "orderedList") else ""
     return separator.join(part for part in parts if part)
 

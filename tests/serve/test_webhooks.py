@@ -176,6 +176,10 @@ def test_malformed_payloads_name_the_field(hooks: tuple[TestClient, str]) -> Non
     headers = {"X-Hub-Signature": signed_raw(broken), "X-Zammad-Delivery": "d-broken"}
     not_json = client.post("/v1/webhooks/zammad", content=broken, headers=headers)
     assert not_json.status_code == 400 and not_json.json()["detail"] == "the body is not JSON"
+    nested = b"[" * 100_000 + b"]" * 100_000
+    headers = {"X-Hub-Signature": signed_raw(nested), "X-Zammad-Delivery": "d-nested"}
+    deep = client.post("/v1/webhooks/zammad", content=nested, headers=headers)
+    assert deep.status_code == 400 and deep.json()["detail"] == "the body is nested too deeply"
     assert rows(database, webhook_deliveries) == []
 
 
