@@ -73,6 +73,7 @@ def calls_for(helpdesk: str, ticket_id: str, values: Mapping[str, Any]) -> list[
         ]
     if helpdesk == "zammad":
         article = {"body": note, "type": "note", "internal": True, "content_type": "text/plain"}
+        o_id: int | str = int(ticket_id) if ticket_id.isdigit() else ticket_id  # Zammad's ids are numbers
         change: dict[str, Any] = {"article": article}
         if priority:
             change["priority"] = priority
@@ -81,7 +82,7 @@ def calls_for(helpdesk: str, ticket_id: str, values: Mapping[str, Any]) -> list[
         return [
             Call("PUT", f"/api/v1/tickets/{ticket_id}", change),
             *(
-                Call("POST", "/api/v1/tags/add", {"object": "Ticket", "o_id": ticket_id, "item": tag})
+                Call("POST", "/api/v1/tags/add", {"object": "Ticket", "o_id": o_id, "item": tag})
                 for tag in tags
             ),
         ]

@@ -95,7 +95,7 @@ def calls_for(fake: str, ticket_id: str) -> list[dict[str, Any]]:
     return [
         call
         for call in httpx.get(f"{fake}/_calls").json()
-        if f"/{ticket_id}" in call["path"] or call["json"].get("o_id") == ticket_id
+        if f"/{ticket_id}" in call["path"] or str(call["json"].get("o_id")) == ticket_id
     ]
 
 
