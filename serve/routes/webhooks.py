@@ -10,18 +10,19 @@ is stored once with what it caused, in one transaction: a retry gets the first a
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any, Literal
 
 from fastapi import APIRouter, HTTPException, Request, status
 from fastapi.concurrency import run_in_threadpool
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from serve.deps import RuntimeDep, ServiceDep, StoreDep
 from serve.errors import invalid
 from serve.routes.scoring import score_only
 from serve.runtime import Runtime
-from serve.schemas import Feedback, HelpdeskValues, Problem, Ticket, WebhookResult
+from serve.schemas import Feedback, HelpdeskValues, Id, Problem, Short, Ticket, WebhookResult
 from serve.state import ServiceState
 from urgency.config import HelpdeskParams
 from urgency.helpdesks import (
@@ -85,7 +86,26 @@ async def webhook(
         event = read_event(helpdesk, payload, headers, body, mapping)
     except PayloadError as error:
         raise invalid(error.loc, error.message) from None
-    return await run_in_threadpool(handle, event, mapping, service, runtime_now, store)
+    return await run_in_threadpool(handle, checked_ids(event), mapping, service, runtime_now, store)
+
+
+class DeliveryIds(BaseModel):
+    """What a delivery's ids must be to be stored: as `/v1/score` and `/v1/feedback` require."""
+
+    delivery_id: Id
+    ticket_id: Id
+    actor: Short | None = None
+
+
+def checked_ids(event: HelpdeskEvent) -> HelpdeskEvent:
+    """The event with its ids checked (a 422 naming the one that is not storable: too long,
+    empty, a NUL character), before anything is scored or stored."""
+    try:
+        ids = DeliveryIds(delivery_id=event.delivery_id, ticket_id=event.ticket_id, actor=event.actor)
+    except ValidationError as error:
+        first = error.errors()[0]
+        raise invalid(["body", *map(str, first["loc"])], first["msg"]) from None
+    return replace(event, delivery_id=ids.delivery_id, ticket_id=ids.ticket_id, actor=ids.actor)
 
 
 def handle(
@@ -186,15 +206,19 @@ def feedback_event(
     if not found:
         return None
     now = datetime.now(UTC)
-    checked = Feedback(
-        ticket_id=event.ticket_id,
-        event_id=f"{event.helpdesk}:{event.delivery_id}"[:200],
-        decided_at=now,
-        agent=event.actor,
-        first_response_at=event.first_response_at,
-        resolved_at=event.resolved_at or (now if event.kind == "solved" else None),
-        **found,
-    )
+    try:
+        checked = Feedback(
+            ticket_id=event.ticket_id,
+            event_id=f"{event.helpdesk}:{event.delivery_id}"[:200],
+            decided_at=now,
+            agent=event.actor,
+            first_response_at=event.first_response_at,
+            resolved_at=event.resolved_at or (now if event.kind == "solved" else None),
+            **found,
+        )
+    except ValidationError as error:  # e.g. a resolution time out of the years a ticket can have
+        first = error.errors()[0]
+        raise invalid(["body", *map(str, first["loc"])], first["msg"]) from None
     return checked.model_dump()
 
 

@@ -195,3 +195,28 @@ def test_a_helpdesk_without_a_secret_has_no_webhook(webhook_params: Path, databa
         response = deliver(client, "zendesk", created("zendesk"))
         assert response.status_code == 404 and "URGENCY_WEBHOOK_SECRETS" in response.json()["detail"]
         assert client.post("/v1/webhooks/otrs", content=b"{}").status_code == 422
+
+
+@pytest.mark.parametrize(
+    ("payload", "loc"),
+    [
+        (jira_webhook("S-" + "1" * 300), ["body", "ticket_id"]),
+        (zendesk_event("12\u0000", event="ticket.priority_changed"), ["body", "ticket_id"]),
+        (
+            zammad_webhook(
+                updated_by={"login": "x" * 300}, article_count=2, updated_at="2026-03-02T11:00:00Z"
+            ),
+            ["body", "actor"],
+        ),
+    ],
+)
+def test_ids_that_cannot_be_stored_are_refused_before_anything_is(
+    hooks: tuple[TestClient, str], payload: dict[str, Any], loc: list[str]
+) -> None:
+    """Too long, or with a NUL character: a 422 naming the id, on both stores, nothing stored."""
+    client, database = hooks
+    helpdesk = "jira" if "webhookEvent" in payload else "zendesk" if "detail" in payload else "zammad"
+    response = deliver(client, helpdesk, payload)
+    assert response.status_code == 422, response.text
+    assert response.json()["detail"][0]["loc"] == loc
+    assert rows(database, webhook_deliveries) == [] and rows(database, predictions) == []
