@@ -46,7 +46,8 @@ class Runtime:
 
     def allowed_values(self) -> dict[str, set[str]]:
         """What a feedback event may say per field: the labels, levels and teams served."""
-        allowed = {head: set(model.labels) for head, model in self.models.items()}
+        # The heads only: the text signals' model is no decision an agent reports.
+        allowed = {head: set(model.labels) for head, model in self.models.items() if head != SIGNALS_MODEL}
         allowed["priority"] = set(self.rules.levels)
         allowed["team"] = {team.name for team in self.rules.spec.teams}
         return allowed

@@ -26,6 +26,7 @@ from urgency.helpdesks import (
     SignatureError,
     decided,
     helpdesk_values,
+    is_our_write,
     read_event,
     rule_fields,
     verify,
@@ -250,3 +251,54 @@ def test_a_jira_description_is_read_as_text_however_it_nests() -> None:
         event = read_event("jira", jira_webhook(description=description), {}, b"{}", MAPPING)
         assert event.body == expected
     assert read_event("jira", jira_webhook(description=deep), {}, b"{}", MAPPING).body == ""
+
+
+def test_our_own_echo_is_told_from_an_agents_decision() -> None:
+    bot = MAPPING.model_copy(update={"bot_user": "urgency-bot"})
+    written = {"priority": "high", "group": "Billing", "tags": ["urgency-p2", "urgency-team-billing"]}
+    tags = "urgency-p2, urgency-team-billing"
+    anonymous = read_event(
+        "freshdesk",
+        freshdesk_webhook(ticket_priority=3, event="ticket_updated", ticket_tags=tags),
+        {},
+        b"{}",
+        bot,
+    )
+    assert is_our_write(anonymous, written, bot)  # no author in the payload: by the values
+    named = read_event(
+        "zammad",
+        zammad_webhook(
+            priority={"name": "high"},
+            group={"name": "Billing"},
+            article_count=2,
+            updated_at="2026-03-02T11:00:00Z",
+        ),
+        {"x-zammad-delivery": "d"},
+        b"{}",
+        bot,
+    )
+    assert not is_our_write(named, {**written, "tags": []}, bot)  # a named agent kept our values
+    solved = read_event(
+        "freshdesk", freshdesk_webhook(ticket_priority=3, ticket_status=4, ticket_tags=tags), {}, b"{}", bot
+    )
+    assert not is_our_write(solved, written, bot)  # we never solve a ticket
+    by_bot = read_event(
+        "zammad",
+        zammad_webhook(
+            updated_by={"login": "urgency-bot"}, article_count=2, updated_at="2026-03-02T11:00:00Z"
+        ),
+        {"x-zammad-delivery": "d"},
+        b"{}",
+        bot,
+    )
+    assert is_our_write(by_bot, None, bot)
+
+
+@pytest.mark.parametrize(
+    ("sent", "read"),
+    [(4, "urgent"), ("2", "medium"), ("Urgent", "urgent"), ("²", "²"), ("9" * 5000, "9" * 5000)],
+)
+def test_freshdesk_codes_and_names(sent: object, read: str) -> None:
+    assert (
+        read_event("freshdesk", freshdesk_webhook(ticket_priority=sent), {}, b"{}", MAPPING).priority == read
+    )

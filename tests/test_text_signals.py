@@ -202,6 +202,14 @@ def test_the_service_serves_the_signals_and_stores_what_fired(
         info = client.get("/v1/model", headers=ALL).json()
         assert SIGNALS_MODEL in {head["head"] for head in info["heads"]}
         result = client.post("/v1/score", json=TICKET, headers=ALL).json()
+        # The signals model is no decision an agent reports: feedback and the schema leave it out.
+        event = {"ticket_id": TICKET["ticket_id"], "event_id": "e-1", "priority": "P1"}
+        assert client.post("/v1/feedback", json=event, headers=ALL).status_code == 200
+        schema = client.get("/openapi.json")
+        assert (
+            schema.status_code == 200
+            and SIGNALS_MODEL not in schema.json()["components"]["schemas"]["Feedback"]["properties"]
+        )
     assert result["model_versions"][SIGNALS_MODEL] == "1"
     assert SIGNALS_MODEL not in result["probabilities"]
     fired = result["text_signals"]

@@ -41,6 +41,14 @@ def test_each_helpdesk_gets_its_own_calls() -> None:
     assert unmapped[0].json["fields"] == {}  # a priority the mapping lacks is not written
 
 
+def test_a_ticket_id_is_one_path_segment() -> None:
+    assert calls_for("zammad", "7?x=1#y", VALUES)[0].path == "/api/v1/tickets/7%3Fx%3D1%23y"
+    assert (
+        calls_for("zendesk", "1/../../users/5", VALUES)[0].path
+        == "/api/v2/tickets/1%2F..%2F..%2Fusers%2F5.json"
+    )
+
+
 def test_back_off_doubles_and_honours_retry_after() -> None:
     assert retry_delay(0, None, NOW) == FIRST_RETRY
     assert retry_delay(3, None, NOW) == FIRST_RETRY * 8
@@ -48,6 +56,7 @@ def test_back_off_doubles_and_honours_retry_after() -> None:
     assert retry_delay(0, "120", NOW) == timedelta(seconds=120)
     assert retry_delay(0, "Mon, 02 Mar 2026 09:05:00 GMT", NOW) == timedelta(minutes=5)
     assert retry_delay(5, "1", NOW) == FIRST_RETRY * 32  # never sooner than the back-off
+    assert retry_delay(0, "9" * 40, NOW) == LONGEST_RETRY  # an absurd ask is capped, not an overflow
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

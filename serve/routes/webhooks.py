@@ -79,6 +79,8 @@ async def webhook(
         payload = json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError):
         raise HTTPException(status.HTTP_400_BAD_REQUEST, "the body is not JSON") from None
+    except ValueError:  # e.g. an integer longer than Python converts (4,300 digits)
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, "the body has a number too long to read") from None
     except RecursionError:  # nested deeper than Python's parser goes: no helpdesk sends that
         raise HTTPException(status.HTTP_400_BAD_REQUEST, "the body is nested too deeply") from None
     mapping = runtime_now.params.helpdesks.get(helpdesk, HelpdeskParams())

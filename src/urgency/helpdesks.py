@@ -310,7 +310,9 @@ def _code(value: Any, codes: Mapping[int, str]) -> str | None:
     if value is None:
         return None
     text = str(value).strip()
-    return codes.get(int(text), text) if text.isdigit() else text.lower()
+    if text.isascii() and text.isdecimal() and len(text) < 4:
+        return codes.get(int(text), text)
+    return text.lower()
 
 
 def _lower(value: str | None) -> str | None:
@@ -490,13 +492,14 @@ def helpdesk_values(
 
 
 def is_our_write(event: HelpdeskEvent, written: Mapping[str, Any] | None, mapping: HelpdeskParams) -> bool:
-    """Whether an update is the echo of our own write-back: made by `bot_user`, or carrying
-    exactly the priority and group we last wrote (`written`, the outbox's values) with our tags.
-    A helpdesk whose payload does not say who changed the ticket (Freshdesk) is recognised by
-    the values."""
+    """Whether an update is the echo of our own write-back: made by `bot_user`, or - when the
+    payload does not say who changed the ticket (Freshdesk) - carrying exactly the priority and
+    group we last wrote (`written`, the outbox's values) with our tags."""
     if mapping.bot_user is not None and event.actor == mapping.bot_user:
         return True
-    if not written or event.kind == "created":
+    # By values only where the payload names no author, and never a solved ticket (we never
+    # change a ticket's status): a named agent who keeps our values is an agent's decision.
+    if not written or event.kind != "updated" or event.actor is not None:
         return False
     ours_tags = set(written.get("tags") or ())
     same_priority = (written.get("priority") or "").lower() == (event.priority or "").lower()

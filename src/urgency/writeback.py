@@ -24,11 +24,13 @@ from __future__ import annotations
 
 import base64
 import logging
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from email.utils import parsedate_to_datetime
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
@@ -53,6 +55,8 @@ class Call:
 def calls_for(helpdesk: str, ticket_id: str, values: Mapping[str, Any]) -> list[Call]:
     """The REST calls that write `values` (`helpdesks.helpdesk_values`) onto the ticket."""
     priority, group, tags, note = values.get("priority"), values.get("group"), values["tags"], values["note"]
+    # The id goes into the URL path as one segment: `7?x=1` or `1/../users/5` cannot reach another resource.
+    raw_id, ticket_id = ticket_id, quote(ticket_id, safe="")
     if helpdesk == "zendesk":
         ticket: dict[str, Any] = {"additional_tags": tags, "comment": {"body": note, "public": False}}
         if priority:
@@ -73,7 +77,7 @@ def calls_for(helpdesk: str, ticket_id: str, values: Mapping[str, Any]) -> list[
         ]
     if helpdesk == "zammad":
         article = {"body": note, "type": "note", "internal": True, "content_type": "text/plain"}
-        o_id: int | str = int(ticket_id) if ticket_id.isdigit() else ticket_id  # Zammad's ids are numbers
+        o_id: int | str = int(raw_id) if raw_id.isdecimal() else raw_id  # Zammad's ids are numbers
         change: dict[str, Any] = {"article": article}
         if priority:
             change["priority"] = priority
@@ -116,12 +120,12 @@ def retry_delay(attempts: int, retry_after: str | None, now: datetime) -> timede
     delay = min(FIRST_RETRY * (2**attempts), LONGEST_RETRY)
     if retry_after:
         asked: timedelta | None = None
-        if retry_after.strip().isdigit():
-            asked = timedelta(seconds=int(retry_after))
+        if retry_after.strip().isdecimal():  # capped before it becomes a timedelta: no overflow
+            asked = timedelta(seconds=min(int(retry_after), int(LONGEST_RETRY.total_seconds())))
         else:
             try:
                 asked = parsedate_to_datetime(retry_after) - now
-            except (TypeError, ValueError):
+            except (TypeError, ValueError, OverflowError):
                 asked = None
         if asked is not None:
             delay = max(delay, min(asked, LONGEST_RETRY))
@@ -168,12 +172,23 @@ def drain(
     """Send the outbox's due writes (up to `limit`), each to its helpdesk's `api_urls` with its
     `credentials`; returns how many were done, retried later and failed for good."""
     counts = {"done": 0, "retry": 0, "failed": 0}
-    for write in store.claim_writes(now, LEASE, limit):
+    started = time.monotonic()
+    for _ in range(limit):
+        # One write claimed at a time, just before it is sent: a claim never outlives its lease
+        # while earlier writes of the round are still being sent (another worker would send it too).
+        clock = now + timedelta(seconds=time.monotonic() - started)
+        claimed = store.claim_writes(clock, LEASE, 1)
+        if not claimed:
+            break
+        write = claimed[0]
         helpdesk = write["helpdesk"]
         if helpdesk not in api_urls or helpdesk not in credentials:
             # Write-back switched off since the write was queued: it stays, not sent, not lost.
             store.finish_write(
-                write["id"], now, error="write-back is off for this helpdesk", retry_at=now + LONGEST_RETRY
+                write["id"],
+                clock,
+                error="write-back is off for this helpdesk",
+                retry_at=clock + LONGEST_RETRY,
             )
             counts["retry"] += 1
             continue
@@ -182,14 +197,19 @@ def drain(
         except WriteFailed as failure:
             attempts = write["attempts"] + 1
             if failure.retry and attempts < MAX_ATTEMPTS:
-                retry_at = now + retry_delay(write["attempts"], failure.retry_after, now)
-                store.finish_write(write["id"], now, error=str(failure), retry_at=retry_at)
+                retry_at = clock + retry_delay(write["attempts"], failure.retry_after, clock)
+                store.finish_write(write["id"], clock, error=str(failure), retry_at=retry_at)
                 counts["retry"] += 1
             else:
-                store.finish_write(write["id"], now, error=str(failure))
+                store.finish_write(write["id"], clock, error=str(failure))
                 counts["failed"] += 1
             log.warning("write-back to %s for ticket %s: %s", helpdesk, write["ticket_id"], failure)
             continue
-        store.finish_write(write["id"], now)
+        except Exception as error:  # a write that cannot even be built: given up, the round goes on
+            store.finish_write(write["id"], clock, error=f"cannot be sent: {type(error).__name__}")
+            counts["failed"] += 1
+            log.exception("write-back to %s for ticket %s", helpdesk, write["ticket_id"])
+            continue
+        store.finish_write(write["id"], clock)
         counts["done"] += 1
     return counts

@@ -176,6 +176,9 @@ def test_malformed_payloads_name_the_field(hooks: tuple[TestClient, str]) -> Non
     headers = {"X-Hub-Signature": signed_raw(broken), "X-Zammad-Delivery": "d-broken"}
     not_json = client.post("/v1/webhooks/zammad", content=broken, headers=headers)
     assert not_json.status_code == 400 and not_json.json()["detail"] == "the body is not JSON"
+    huge = b'{"ticket": ' + b"9" * 5000 + b"}"
+    headers = {"X-Hub-Signature": signed_raw(huge), "X-Zammad-Delivery": "d-huge"}
+    assert client.post("/v1/webhooks/zammad", content=huge, headers=headers).status_code == 400
     nested = b"[" * 100_000 + b"]" * 100_000
     headers = {"X-Hub-Signature": signed_raw(nested), "X-Zammad-Delivery": "d-nested"}
     deep = client.post("/v1/webhooks/zammad", content=nested, headers=headers)
