@@ -97,7 +97,8 @@ def test_drain_sends_retries_and_gives_up_on_a_refusal(store: Store) -> None:
         assert drain(store, client, urls, CREDENTIALS, NOW)["retry"] == 1
         assert drain(store, client, urls, CREDENTIALS, NOW) == {"done": 0, "retry": 0, "failed": 0}
         httpx.post(f"{fake}/_down", json={"down": False})
-        assert drain(store, client, urls, CREDENTIALS, NOW + FIRST_RETRY)["done"] == 1
+        # A minute on: well past the back-off, which counts from when the round sent the write.
+        assert drain(store, client, urls, CREDENTIALS, NOW + timedelta(minutes=1))["done"] == 1
         assert [row["attempts"] for row in store.rows(outbox)] == [1, 1, 2]
 
 
@@ -108,7 +109,7 @@ def test_a_write_is_given_up_after_its_last_attempt(store: Store) -> None:
         moment = NOW
         for _ in range(MAX_ATTEMPTS):
             drain(store, client, {"jira": fake}, CREDENTIALS, moment)
-            moment += LONGEST_RETRY
+            moment += LONGEST_RETRY + timedelta(minutes=1)  # past the longest back-off
         (row,) = store.rows(outbox)
         assert (row["status"], row["attempts"]) == ("failed", MAX_ATTEMPTS)
 
