@@ -564,6 +564,16 @@ class HelpdeskParams(Strict):
     api_url: str | None = None
 
 
+class OperationsParams(Strict):
+    """The support lead's operations (docs/operations.md): agents and assignment, the open
+    backlog and its breach risk, the operations report. Relative paths: from the params file."""
+
+    # The agents file (`urgency.agents`): teams, skills, languages, calendars, capacity.
+    agents: Path | None = None
+    # How an agent is chosen among the team's available agents (`urgency.assignment`).
+    assignment_strategy: Literal["round-robin", "least-loaded", "capacity-aware"] = "least-loaded"
+
+
 REMOVED_KEYS = {
     ("predict", "subject_column"): "the source's columns.subject in data.sources (`--source NAME`)",
     ("predict", "body_column"): "the source's columns.body in data.sources (`--source NAME`)",
@@ -589,6 +599,7 @@ class Params(Strict):
     distill: DistillParams = DistillParams()
     # Helpdesk webhooks by helpdesk (zendesk, freshdesk, zammad, jira): mappings of their values.
     helpdesks: dict[Literal["zendesk", "freshdesk", "zammad", "jira"], HelpdeskParams] = {}
+    operations: OperationsParams = OperationsParams()
 
     @model_validator(mode="after")
     def _labels_map_onto_heads(self) -> Params:
@@ -634,9 +645,13 @@ def resolve_paths(params: Params, base: Path) -> Params:
     if training.embedding_cache is not None:
         training = training.model_copy(update={"embedding_cache": _resolve(base, training.embedding_cache)})
     scoring = params.scoring.model_copy(update={"rules": _resolve(base, params.scoring.rules)})
+    operations = params.operations
+    if operations.agents is not None:
+        operations = operations.model_copy(update={"agents": _resolve(base, operations.agents)})
     return params.model_copy(
         update={
             "scoring": scoring,
+            "operations": operations,
             "training": training,
             "data": params.data.model_copy(update={"sources": sources}),
             "mlflow": params.mlflow.model_copy(

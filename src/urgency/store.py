@@ -86,6 +86,11 @@ feedback = sa.Table(
     *(sa.Column(name, sa.String(200)) for name in FEEDBACK_FIELDS),
     sa.Column("first_response_at", sa.DateTime(timezone=True)),
     sa.Column("resolved_at", sa.DateTime(timezone=True)),
+    # The ticket's status after this event (TICKET_STATUSES), its assignee, and the customer's
+    # satisfaction (CSAT, 0..1: a 1-5 score s is (s - 1) / 4, good/bad is 1/0).
+    sa.Column("status", sa.String(20)),
+    sa.Column("assignee", sa.String(200)),
+    sa.Column("csat", sa.Float),
     # Tells a retried event (same content: stored once) from a conflicting one (refused).
     sa.Column("content_digest", sa.String(64), nullable=False),
     sa.UniqueConstraint("ticket_id", "event_id", name="uq_feedback_ticket_event"),
@@ -126,6 +131,52 @@ outbox = sa.Table(
     sa.Column("last_error", sa.Text),
     sa.UniqueConstraint("helpdesk", "delivery_id", name="uq_outbox_delivery"),
     sa.Index("ix_outbox_status", "status", "next_attempt_at"),
+)
+
+
+# Operations (docs/operations.md). Each ticket's latest known state: open tickets make the
+# backlog. Written from feedback status events and the helpdesks' webhooks.
+TICKET_STATUSES = ("new", "open", "pending", "on_hold", "solved", "closed")
+OPEN_STATUSES = ("new", "open", "pending", "on_hold")
+ticket_states = sa.Table(
+    "ticket_states",
+    metadata,
+    sa.Column("ticket_id", sa.String(200), primary_key=True),
+    sa.Column("status", sa.String(20), nullable=False, index=True),
+    sa.Column("opened_at", sa.DateTime(timezone=True)),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("team", sa.String(200)),
+    sa.Column("assignee", sa.String(200)),
+    sa.Column("source", sa.String(40), nullable=False),  # "feedback", "zendesk", ...
+)
+
+# Every assignment of a ticket to an agent (`urgency.assignment`), and every later move to
+# another agent or team (`reassignment`: true, with where it came from).
+assignments = sa.Table(
+    "assignments",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("ticket_id", sa.String(200), nullable=False, index=True),
+    sa.Column("assigned_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("agent", sa.String(200)),  # null: no agent was available (the team's queue)
+    sa.Column("team", sa.String(200), nullable=False),
+    sa.Column("priority", sa.String(50)),
+    sa.Column("strategy", sa.String(40), nullable=False),  # or "helpdesk" / "agent" for a move
+    sa.Column("reassignment", sa.Boolean, nullable=False),
+    sa.Column("previous_agent", sa.String(200)),
+    sa.Column("previous_team", sa.String(200)),
+    sa.Column("source", sa.String(40), nullable=False),
+    sa.Column("explanation", sa.Text, nullable=False),
+)
+
+# Availability set by an API call or a helpdesk, over the agents file's working calendar.
+agent_availability = sa.Table(
+    "agent_availability",
+    metadata,
+    sa.Column("agent", sa.String(200), primary_key=True),
+    sa.Column("available", sa.Boolean, nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("source", sa.String(40), nullable=False),
 )
 
 
