@@ -9,6 +9,7 @@ commands live in one module per group:
 - `registry`: promote, rollback, record-digests, retrain
 - `service`: serve, db upgrade, api-key
 - `reports`: report agreement, demo-agents
+- `breach`: breach-risk
 
 `common` holds what they share: the consoles, the error-to-exit-code mapping, the options.
 
@@ -27,7 +28,7 @@ import os
 
 import typer
 
-from urgency.cli import data, models, registry, reports, scoring, service
+from urgency.cli import breach, data, models, registry, reports, scoring, service
 
 app = typer.Typer(
     help="Learn how urgent, what kind and how upset a support ticket is.",
@@ -68,6 +69,7 @@ report_app.command("agreement")(reports.report_agreement)
 app.add_typer(report_app, name="report")
 
 app.command("demo-agents")(reports.demo_agents)
+app.command("breach-risk")(breach.breach_risk)
 
 
 def main() -> None:
