@@ -369,7 +369,8 @@ def build_pipeline(family: str, seed: int = 0) -> Any:
                 ),
             ]
         )
-        classifier = LogisticRegression(C=1.0, max_iter=2000)
+        # C and the boosting's settings below: the best validation AUC of a few tried on the log.
+        classifier = LogisticRegression(C=0.1, max_iter=2000)
     elif family == "boosting":
         columns = ColumnTransformer(
             [
@@ -389,10 +390,10 @@ def build_pipeline(family: str, seed: int = 0) -> Any:
         )
         classifier = HistGradientBoostingClassifier(
             categorical_features=[True] * len(categorical) + [False] * len(NUMERIC_FEATURES),
-            learning_rate=0.05,
-            max_iter=300,
-            max_leaf_nodes=31,
-            min_samples_leaf=40,
+            learning_rate=0.03,
+            max_iter=200,
+            max_leaf_nodes=15,
+            min_samples_leaf=60,
             l2_regularization=1.0,
             early_stopping=False,
             random_state=seed,
@@ -618,6 +619,29 @@ def _figures(labels: np.ndarray, risks: np.ndarray) -> dict[str, Any]:
     }
 
 
+def auc_gain(
+    labels: np.ndarray, model: np.ndarray, rules: np.ndarray, *, draws: int = 200, seed: int = 0
+) -> dict[str, float | None]:
+    """The model's AUC minus the rules' on the same tickets, with a 95% interval from a paired
+    bootstrap (each draw resamples the tickets once and scores both)."""
+    from sklearn.metrics import roc_auc_score
+
+    labels, model, rules = np.asarray(labels), np.asarray(model), np.asarray(rules)
+    rng = np.random.default_rng(seed)
+    gains = []
+    for _ in range(draws):
+        pick = rng.integers(0, len(labels), len(labels))
+        if labels[pick].min() == labels[pick].max():
+            continue
+        gains.append(roc_auc_score(labels[pick], model[pick]) - roc_auc_score(labels[pick], rules[pick]))
+    point = _auc(labels, model), _auc(labels, rules)
+    return {
+        "gain": None if None in point else point[0] - point[1],  # type: ignore[operator]
+        "low": float(np.quantile(gains, 0.025)) if gains else None,
+        "high": float(np.quantile(gains, 0.975)) if gains else None,
+    }
+
+
 def evaluate_breach(
     history: pd.DataFrame, *, test_share: float = 0.2, seed: int = 0
 ) -> tuple[BreachModel, dict[str, Any]]:
@@ -640,7 +664,9 @@ def evaluate_breach(
         "agents_team": _figures(labels, rules.risks(test, team_agents=True)),
     }
     best_rules = max(rules_figures, key=lambda name: rules_figures[name]["auc"] or 0.0)
-    model_figures = _figures(labels, model.predict_risk(test))
+    model_risk = model.predict_risk(test)
+    model_figures = _figures(labels, model_risk)
+    rules_risk_best = rules.risks(test, team_agents=best_rules == "agents_team")
     base_rate = float(missed(train).mean())
     report = {
         "tickets": len(history),
@@ -667,6 +693,8 @@ def evaluate_breach(
             "median_hours": rules.default_median,
         },
         "beats_rules": (model_figures["auc"] or 0.0) > (rules_figures[best_rules]["auc"] or 0.0),
+        # How sure the difference is: the test tickets resampled (the same draw for both).
+        "auc_gain": auc_gain(labels, model_risk, rules_risk_best, seed=seed),
     }
     return model, report
 
@@ -727,6 +755,9 @@ def log_breach_model(
             "test_calibration_error": report["model"]["calibration_error"],
             "test_brier_base_rate": report["brier_base_rate"],
             "test_breach_rate": report["breach_rate_test"],
+            "test_auc_gain": report["auc_gain"]["gain"],
+            "test_auc_gain_low": report["auc_gain"]["low"],
+            "test_auc_gain_high": report["auc_gain"]["high"],
         }
         for variant in ("agents_one", "agents_team"):
             metrics[f"rules_{variant}_test_auc"] = report["rules"][variant]["auc"]

@@ -81,6 +81,13 @@ def breach_risk(
             table.add_row(label, auc, f"{figures['brier']:.3f}", f"{figures['calibration_error']:.3f}")
         table.add_row("always the train breach rate", "0.500", f"{report['brier_base_rate']:.3f}", "")
         out.print(table)
+        gain = report["auc_gain"]
+        if gain["gain"] is not None and gain["low"] is not None:
+            out.print(
+                f"model AUC - best rules AUC: {gain['gain']:+.3f} (95% interval {gain['low']:+.3f} to "
+                f"{gain['high']:+.3f}, paired bootstrap over the judged tickets)",
+                highlight=False,
+            )
     registry = result[result["registered"]]["mlflow"]
     console.print(
         f"[green]ok[/green]: {registry['registered_name']} v{registry['version']} registered "
