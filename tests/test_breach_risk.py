@@ -406,3 +406,42 @@ def test_the_model_beats_the_rules_on_the_real_incident_log() -> None:
     best_rules = report["rules"][report["rules"]["best"]]["auc"]
     assert report["model"]["auc"] > 0.6 and report["model"]["auc"] > best_rules
     assert report["model"]["brier"] < report["brier_base_rate"]
+
+
+def test_breach_risk_command_on_closed_tickets(tmp_path: Path) -> None:
+    data = params_dict(write_sources(tmp_path / "data"), tmp_path / "mlruns")
+    params = str(write_params(tmp_path, data))
+    history = synthetic_history(1000).reset_index(drop=True)
+    # Each ticket's deadline: 10 hours; it is met exactly when the synthetic SLA was.
+    due = history["opened_at"] + pd.Timedelta(hours=10)
+    resolved = due + np.where(history["made_sla"], -1, 1) * pd.Timedelta(minutes=30)
+    closed = pd.DataFrame(
+        {
+            "ticket_id": [f"T{i}" for i in range(len(history))],
+            "created_at": history["opened_at"].dt.strftime("%Y-%m-%dT%H:%M:%S"),
+            "priority": history["priority"],
+            "team": history["team"],
+            "needs_human_triage": "false",
+            "agent_priority": "",
+            "agent_team": "",
+            "plan": history["plan"],
+            "resolution_due": due.dt.strftime("%Y-%m-%dT%H:%M:%S"),
+            "resolved_at": resolved.dt.strftime("%Y-%m-%dT%H:%M:%S"),
+        }
+    )
+    path = tmp_path / "closed.csv"
+    closed.to_csv(path, index=False)
+    runner = CliRunner()
+    output = tmp_path / "breach.json"
+    done = runner.invoke(
+        app, ["breach-risk", "--params", params, "--history", str(path), "--output", str(output)]
+    )
+    assert done.exit_code == 0, done.output
+    report = json.loads(output.read_text())
+    assert report["registered"] == "history" and report["history"]["test"] == 200
+    assert report["history"]["rules"]["hours_left"] == "each ticket's resolution deadline"
+    assert "champion: no - not asked" in done.output
+
+    closed.drop(columns=["resolution_due"]).to_csv(path, index=False)
+    failed = runner.invoke(app, ["breach-risk", "--params", params, "--history", str(path)])
+    assert failed.exit_code == 4 and "closed.csv: no ticket has a deadline" in failed.output
