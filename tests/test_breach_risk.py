@@ -24,6 +24,7 @@ from urgency.breach_risk import (
     calibration_table,
     closed_history,
     evaluate_breach,
+    features_at_opening,
     fit_breach_model,
     fit_rules_estimate,
     incident_history,
@@ -171,6 +172,15 @@ def test_model_beats_random_on_a_synthetic_signal() -> None:
     assert model.predict_risk(unseen).shape == (2,)
     with pytest.raises(DataValidationError, match="queue_length"):
         model.predict_risk(test.drop(columns=["queue_length"]))
+    # Open tickets as the backlog has them: created_at, no category or plan.
+    open_tickets = pd.DataFrame(
+        {"created_at": ["2026-03-02T03:00:00Z"], "priority": ["P1"], "team": ["A"], "queue_length": [4]}
+    )
+    features = features_at_opening(open_tickets)
+    assert features.iloc[0].tolist() == ["P1", "A", 4, 3, 0, UNKNOWN, UNKNOWN]
+    assert model.predict_risk(features).shape == (1,)
+    with pytest.raises(DataValidationError, match="row 1, column created_at: 'soon'"):
+        features_at_opening(open_tickets.assign(created_at="soon"))
 
 
 def test_evaluation_reports_model_and_rules_on_the_same_tickets() -> None:
@@ -333,6 +343,7 @@ def mlflow_params(tmp_path: Path) -> MlflowParams:
 def test_the_champion_loads_from_a_real_registry(tmp_path: Path) -> None:
     params = mlflow_params(tmp_path)
     assert load_breach_model(params) is None  # no registry yet
+    assert not (tmp_path / "mlflow.db").exists()  # and asking made none
     history = synthetic_history()
     model, report = evaluate_breach(history)
     logged = log_breach_model(model, report, params, example=history, source="synthetic")

@@ -302,6 +302,35 @@ def closed_history(frame: pd.DataFrame, *, what: str = "closed tickets") -> pd.D
     return _ordered(history[labelled.to_numpy()])
 
 
+def features_at_opening(tickets: pd.DataFrame, *, opened: str = "created_at") -> pd.DataFrame:
+    """What `BreachModel.predict_risk` reads of tickets (open ones, say: the backlog) that have
+    `opened` (a time), priority, team, queue_length and optionally category and plan: the hour
+    and weekday of the opening added, a missing category or plan "unknown". The risk is the
+    model's as of the opening: it does not know how much of the deadline has passed."""
+    missing = [c for c in (opened, "priority", "team", "queue_length") if c not in tickets.columns]
+    if missing:
+        raise DataValidationError(f"tickets: no column(s) {missing} for the breach risk model")
+    moments = pd.to_datetime(tickets[opened], utc=True, errors="coerce", format="ISO8601")
+    if moments.isna().any():
+        row = int(np.flatnonzero(moments.isna().to_numpy())[0])
+        raise DataValidationError(
+            f"tickets: row {row + 1}, column {opened}: {tickets[opened].iloc[row]!r} is not a time"
+        )
+    features = pd.DataFrame(
+        {
+            "priority": tickets["priority"],
+            "team": tickets["team"],
+            "queue_length": tickets["queue_length"],
+            "hour_of_day": moments.dt.hour,
+            "weekday": moments.dt.day_of_week,
+            "category": tickets["category"] if "category" in tickets.columns else UNKNOWN,
+            "plan": tickets["plan"] if "plan" in tickets.columns else UNKNOWN,
+        },
+        index=tickets.index,
+    )
+    return features[list(BREACH_FEATURES)]
+
+
 def check_history(history: pd.DataFrame, what: str = "history") -> None:
     missing = [column for column in HISTORY_COLUMNS if column not in history.columns]
     if missing:
@@ -832,6 +861,9 @@ def load_breach_model(params: MlflowParams) -> BreachModel | None:
     from urgency.models import download_verified, registry_client
     from urgency.tracking import alias_version
 
+    database = params.tracking_uri.removeprefix("sqlite:///")
+    if params.tracking_uri.startswith("sqlite:///") and not Path(database).exists():
+        return None  # no registry at all (and asking would create an empty one)
     client = registry_client(params.tracking_uri)
     name = params.model_name(BREACH_MODEL)
     version = alias_version(client, name, params.champion_alias)
