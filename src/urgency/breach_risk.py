@@ -7,6 +7,14 @@ Two estimates, one meaning (a probability, 0..1):
   time left;
 - a model fitted on closed history (features `BREACH_FEATURES`, label: the SLA was missed),
   evaluated against `rules_risk` on the ServiceNow incident log.
+
+The model's path: a history (`incident_history` from the ServiceNow log, `closed_history` from a
+helpdesk's closed tickets: one row per ticket, what was known at its opening, `made_sla`) ->
+`evaluate_breach` (`fit_breach_model` on the earlier 80% by opening, the model and the rules
+estimate judged on the latest 20%: AUC, Brier, calibration tables) -> `log_breach_model` (an
+MLflow run, the model registered as `<model_prefix>-breach-risk`, champion only when it beats
+the rules) -> `load_breach_model` (the champion, digest-checked, or None). docs/operations.md,
+"Breach risk model", has the measured figures.
 """
 
 from __future__ import annotations
@@ -83,6 +91,8 @@ INCIDENT_COLUMNS = (
 # What the model requires of its own packages when loaded (pinned at logging time).
 BREACH_REQUIREMENTS = ("scikit-learn", "scipy", "numpy", "pandas")
 CALIBRATION_BINS = 10
+TRUE_WORDS = frozenset({"true", "1", "yes"})
+FALSE_WORDS = frozenset({"false", "0", "no"})
 FAMILIES = ("logistic", "boosting")
 
 
@@ -197,7 +207,11 @@ def incident_history(events: pd.DataFrame, *, what: str = "incident log") -> pd.
             f"{what}: column made_sla of incident {last.index[row]!r}: {last['made_sla'].iloc[row]!r} "
             "is not true/false"
         )
-    priority = first["priority"].astype(str).map(_priority_code)
+    from urgency.incidents import PRIORITY_CODES
+
+    # "3" or the export's long form "3 - Moderate" -> P3.
+    digits = first["priority"].astype(str).str.strip().str.split(" ", n=1).str[0]
+    priority = digits.map(PRIORITY_CODES).fillna(UNKNOWN)
     frame = pd.DataFrame(
         {
             "priority": priority.to_numpy(),
@@ -215,18 +229,6 @@ def incident_history(events: pd.DataFrame, *, what: str = "incident log") -> pd.
     frame["resolved_at"] = pd.to_datetime(frame["resolved_at"], utc=True)
     frame = _with_time_features(frame, pd.Series(ended.to_numpy(), index=frame.index))
     return _ordered(frame)
-
-
-TRUE_WORDS = frozenset({"true", "1", "yes"})
-FALSE_WORDS = frozenset({"false", "0", "no"})
-
-
-def _priority_code(value: str) -> str:
-    # "3" or the export's long form "3 - Moderate" -> P3 (incidents.PRIORITY_CODES).
-    from urgency.incidents import PRIORITY_CODES
-
-    digits = value.strip().split(" ", 1)[0]
-    return PRIORITY_CODES.get(digits, UNKNOWN)
 
 
 def _ordered(frame: pd.DataFrame) -> pd.DataFrame:
