@@ -20,9 +20,20 @@ from pydantic import BaseModel, ValidationError
 
 from serve.deps import RuntimeDep, ServiceDep, StoreDep
 from serve.errors import invalid
+from serve.routes.assign import assign_and_store, language_column, result_of, ticket_from_score
+from serve.routes.feedback import record_move
 from serve.routes.scoring import score_only
 from serve.runtime import Runtime
-from serve.schemas import Feedback, HelpdeskValues, Id, Problem, Short, Ticket, WebhookResult
+from serve.schemas import (
+    AssignmentResult,
+    Feedback,
+    HelpdeskValues,
+    Id,
+    Problem,
+    Short,
+    Ticket,
+    WebhookResult,
+)
 from serve.state import ServiceState
 from urgency.config import HelpdeskParams
 from urgency.helpdesks import (
@@ -124,22 +135,28 @@ def handle(
         "kind": event.kind,
     }
     predicted: list[dict[str, Any]] = []
+    moved: tuple[str | None, str | None] | None = None  # (assignee, team) an update carries
     decision: dict[str, Any] | None = None
     write_back: dict[str, Any] | None = None
     if is_our_write(event, store.last_write_back(event.helpdesk, event.ticket_id), mapping):
         answer |= {"action": "ignored", "reason": "the change our own write-back made"}
     elif event.kind == "created":
         result, predicted = scored(event, mapping, service, runtime_now, store)
-        values = values_for(result, mapping)
+        assignment = assigned(event, mapping, result, service, runtime_now, store)
+        values = values_for(result, mapping, assignment, event.helpdesk)
         if mapping.api_url and event.helpdesk in service.settings.helpdesk_credentials:
             write_back = values.model_dump()
+            if write_back["assignee"] is None:  # as queued before assignment existed
+                del write_back["assignee"]
         answer |= {
             "action": "scored",
             "result": result,
             "helpdesk_values": values,
             "write_back": bool(write_back),
+            "assignment": assignment,
         }
     else:
+        moved = (event.assignee, decided(event, mapping).get("team"))
         decision = feedback_event(event, mapping, runtime_now)
         if decision is None:
             answer |= {"action": "ignored", "reason": "no priority, group or type the mapping knows"}
@@ -161,6 +178,9 @@ def handle(
         )
     if outcome.result is not None:
         service.metrics.observe_results([outcome.result])
+    if moved is not None and (moved[0] is not None or moved[1] is not None):
+        # An agent moved the ticket to another agent or team after it was assigned.
+        record_move(service, runtime_now, store, event.ticket_id, *moved, event.helpdesk, event.helpdesk)
     return outcome
 
 
@@ -182,7 +202,33 @@ def scored(
     return results[0], rows
 
 
-def values_for(result: Any, mapping: HelpdeskParams) -> HelpdeskValues:
+def assigned(
+    event: HelpdeskEvent,
+    mapping: HelpdeskParams,
+    result: Any,
+    service: ServiceState,
+    runtime_now: Runtime,
+    store: Store,
+) -> AssignmentResult | None:
+    """The agent for a created ticket (stored as its assignment), when agents are configured."""
+    agents, _ = service.agents(runtime_now)
+    if agents is None:
+        return None
+    language = rule_fields(event, mapping).get(language_column(runtime_now))
+    ticket = ticket_from_score(event.ticket_id, result.model_dump(mode="json"), language)
+    done = assign_and_store(
+        service, runtime_now, store, agents, [ticket], datetime.now(UTC), source=event.helpdesk
+    )
+    return result_of(done[0], agents)
+
+
+def values_for(
+    result: Any,
+    mapping: HelpdeskParams,
+    assignment: AssignmentResult | None = None,
+    helpdesk: str | None = None,
+) -> HelpdeskValues:
+    assignee = assignment.helpdesk_ids.get(helpdesk) if assignment is not None and helpdesk else None
     return HelpdeskValues.model_validate(
         helpdesk_values(
             priority=result.priority,
@@ -193,6 +239,8 @@ def values_for(result: Any, mapping: HelpdeskParams) -> HelpdeskValues:
             resolution_due=result.resolution_due,
             explanation=result.explanation_text,
             mapping=mapping,
+            assignee=assignee,
+            assignment=assignment.explanation if assignment is not None else None,
         )
     )
 

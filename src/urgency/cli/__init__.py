@@ -9,6 +9,7 @@ commands live in one module per group:
 - `registry`: promote, rollback, record-digests, retrain
 - `service`: serve, db upgrade, api-key
 - `reports`: report agreement, demo-agents
+- `assignment`: assign (a scored queue's tickets to agents)
 
 `common` holds what they share: the consoles, the error-to-exit-code mapping, the options.
 
@@ -27,7 +28,7 @@ import os
 
 import typer
 
-from urgency.cli import data, models, registry, reports, scoring, service
+from urgency.cli import assignment, data, models, registry, reports, scoring, service
 
 app = typer.Typer(
     help="Learn how urgent, what kind and how upset a support ticket is.",
@@ -47,6 +48,7 @@ app.command("validate-rules")(scoring.validate_rules)
 app.command()(scoring.score)
 app.command()(models.thresholds)
 app.command("check-incidents")(scoring.check_incidents)
+app.command()(assignment.assign)
 app.command()(registry.promote)
 app.command()(registry.rollback)
 app.command("record-digests")(registry.record_digests)
