@@ -97,7 +97,7 @@ def test_nested_aliases_are_refused_before_they_expand() -> None:
 
 
 def test_a_missing_file_is_named(tmp_path: Path) -> None:
-    with pytest.raises(ParamsError, match="agents file not found: .*nope.yaml"):
+    with pytest.raises(ParamsError, match=r"agents file not found: .*nope\.yaml"):
         read_agents(tmp_path / "nope.yaml", RULES)
 
 

@@ -193,7 +193,7 @@ def test_a_scored_queue_gets_an_assignee_and_why() -> None:
             "subject": ["a", "b", "c"],
         }
     )
-    assigned, run_ = assign_frame(
+    assigned, _ = assign_frame(
         queue, agents, {}, now=MONDAY_10_BERLIN, strategy="least-loaded", levels=LEVELS
     )
     assert list(assigned.columns) == [*queue.columns, "assignee", "assignment_explanation"]
