@@ -253,6 +253,7 @@ def assign_frame(
     levels: Sequence[str],
     availability: Mapping[str, Availability] | None = None,
     language_column: str = "language",
+    source: str = "the queue",
 ) -> tuple[pd.DataFrame, AssignmentRun]:
     """A scored queue (what `urgency score` writes: `id` or `ticket_id`, `priority`,
     `order_key`, `team`, `skills`, the language column) with `assignee` and
@@ -262,7 +263,7 @@ def assign_frame(
     missing = [name for name in needed if name not in frame.columns]
     if missing:
         raise InputError(
-            f"the queue lacks the column(s) {', '.join(missing)}: give the file `urgency score` wrote"
+            f"{source} lacks the column(s) {', '.join(missing)}: give the file `urgency score` wrote"
         )
 
     def text(value: object) -> str | None:

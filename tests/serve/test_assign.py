@@ -89,7 +89,9 @@ def agents_now(client: TestClient) -> dict[str, Any]:
     return response.json()
 
 
-def test_decided_tickets_are_assigned_most_urgent_first_stored_and_explained(app: tuple[TestClient, str]) -> None:
+def test_decided_tickets_are_assigned_most_urgent_first_stored_and_explained(
+    app: tuple[TestClient, str],
+) -> None:
     client, database = app
     tickets = [decided(f"T-{n}", "P3", order_key=f"02|{n}") for n in range(6)]
     tickets.append(decided("T-urgent", "P1", order_key="00|x", language="de-DE"))
@@ -176,7 +178,9 @@ def test_a_ticket_moved_by_feedback_is_a_reassignment(app: tuple[TestClient, str
     other = "ben" if first == "ana" else "ana"
 
     def feedback(event_id: str, **event: Any) -> None:
-        response = client.post("/v1/feedback", json={"ticket_id": "T-1", "event_id": event_id, **event}, headers=ALL)
+        response = client.post(
+            "/v1/feedback", json={"ticket_id": "T-1", "event_id": event_id, **event}, headers=ALL
+        )
         assert response.status_code == 200, response.text
 
     feedback("e-1", assignee=first, agent="lead")  # where it already is: no move
@@ -192,7 +196,9 @@ def test_a_ticket_moved_by_feedback_is_a_reassignment(app: tuple[TestClient, str
     assert state[first] == 0 and state[other] == 0  # now waiting in triage's queue
 
 
-def test_a_created_helpdesk_ticket_is_assigned_and_the_assignee_written_back(app: tuple[TestClient, str]) -> None:
+def test_a_created_helpdesk_ticket_is_assigned_and_the_assignee_written_back(
+    app: tuple[TestClient, str],
+) -> None:
     client, database = app
     body, headers = signed("zendesk", zendesk_event("555"))
     answer = client.post("/v1/webhooks/zendesk", content=body, headers=headers)
@@ -229,9 +235,13 @@ def test_the_agents_file_is_read_again_when_it_changes_and_a_broken_one_keeps_th
 ) -> None:
     client, _ = app
     before = agents_now(client)
-    assert [agent["id"] for agent in before["agents"]] == ["ana", "ben", "tia", "tom"] and before["error"] is None
+    assert [agent["id"] for agent in before["agents"]] == ["ana", "ben", "tia", "tom"] and before[
+        "error"
+    ] is None
 
-    write_agents(agents_file, [*AGENTS, {"id": "cem", "team": "desk", "calendar": "always", "max_open": 9}], 1)
+    write_agents(
+        agents_file, [*AGENTS, {"id": "cem", "team": "desk", "calendar": "always", "max_open": 9}], 1
+    )
     after = agents_now(client)
     assert [agent["id"] for agent in after["agents"]] == ["ana", "ben", "tia", "tom", "cem"]
     assert after["digest"] != before["digest"] and after["error"] is None

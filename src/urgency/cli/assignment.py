@@ -84,6 +84,7 @@ def assign(
         levels=rules.levels,
         availability=availability,
         language_column=language.column if language is not None and language.column else "language",
+        source=str(input),
     )
     write_table_atomic(assigned, output)
     waiting = sum(1 for one in run.assignments if one.agent is None)
