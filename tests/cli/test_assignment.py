@@ -39,7 +39,7 @@ def project(service_params: Path, tmp_path: Path) -> dict[str, Any]:
                 "reset please",
                 "printer jammed",
                 "laptop slow",
-            ],  # fmt: skip
+            ],
             "opened": ["2026-03-02T09:00:00Z"] * 5,
         }
     ).to_csv(tickets, index=False)

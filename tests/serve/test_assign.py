@@ -123,7 +123,7 @@ def test_decided_tickets_are_assigned_most_urgent_first_stored_and_explained(
 
 
 def test_scored_tickets_are_assigned_by_id(app: tuple[TestClient, str]) -> None:
-    client, database = app
+    client, _ = app
     scored = client.post("/v1/score", json=TICKET, headers=ALL)
     assert scored.status_code == 200, scored.text
     team = scored.json()["team"]
