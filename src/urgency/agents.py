@@ -20,6 +20,7 @@ import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
@@ -110,7 +111,7 @@ class Agent:
     email: str | None = None
     helpdesk_ids: Mapping[str, str] = field(default_factory=dict)
 
-    def working(self, moment: Any) -> bool:
+    def working(self, moment: datetime) -> bool:
         """Inside working hours on the agent's calendar at `moment` (aware)."""
         return self.calendar.is_open(moment)
 

@@ -605,46 +605,50 @@ class Store:
         id: `urgency.agents.Agents.agent_id` tells which agent). `exclude`: tickets not counted
         (about to be assigned again)."""
         excluded = set(exclude)
-        with self.engine.connect() as connection:
-            states = {
-                row.ticket_id: row
-                for row in connection.execute(
-                    sa.select(ticket_states.c.ticket_id, ticket_states.c.status, ticket_states.c.assignee)
+        newest_assignment = (
+            sa.select(sa.func.max(assignments.c.id).label("id")).group_by(assignments.c.ticket_id).subquery()
+        )
+        last = (
+            sa.select(assignments.c.ticket_id, assignments.c.agent, assignments.c.priority)
+            .join(newest_assignment, assignments.c.id == newest_assignment.c.id)
+            .subquery("last_assignment")
+        )
+        newest_prediction = (
+            sa.select(sa.func.max(predictions.c.id).label("id")).group_by(predictions.c.ticket_id).subquery()
+        )
+        scored = (
+            sa.select(predictions.c.ticket_id, predictions.c.priority)
+            .join(newest_prediction, predictions.c.id == newest_prediction.c.id)
+            .subquery("last_prediction")
+        )
+        # One query per kind of open ticket, counted in SQL's joins rather than in Python's memory.
+        open_states = (
+            sa.select(
+                ticket_states.c.ticket_id,
+                sa.func.coalesce(ticket_states.c.assignee, last.c.agent).label("agent"),
+                sa.func.coalesce(last.c.priority, scored.c.priority).label("priority"),
+            )
+            .select_from(
+                ticket_states.outerjoin(last, last.c.ticket_id == ticket_states.c.ticket_id).outerjoin(
+                    scored, scored.c.ticket_id == ticket_states.c.ticket_id
                 )
-            }
-        last = self.last_assignments()
-        needs_priority = [
-            ticket
-            for ticket, state in states.items()
-            if state.status in OPEN_STATUSES and ticket not in last and state.assignee
-        ]
-        priorities = self._latest_priorities(needs_priority)
+            )
+            .where(ticket_states.c.status.in_(OPEN_STATUSES))
+        )
+        assigned_without_state = (
+            sa.select(last.c.ticket_id, last.c.agent, last.c.priority)
+            .select_from(last.outerjoin(ticket_states, ticket_states.c.ticket_id == last.c.ticket_id))
+            .where(ticket_states.c.ticket_id.is_(None), last.c.agent.is_not(None))
+        )
         load: dict[str, dict[str, int]] = {}
-        for ticket in {*states, *last} - excluded:
-            state, assigned = states.get(ticket), last.get(ticket)
-            if state is not None and state.status not in OPEN_STATUSES:
-                continue
-            agent = (state.assignee if state is not None else None) or (assigned or {}).get("agent")
-            if not agent:
-                continue
-            priority = (assigned or {}).get("priority") or priorities.get(ticket) or "unknown"
-            counts = load.setdefault(agent, {})
-            counts[priority] = counts.get(priority, 0) + 1
-        return load
-
-    def _latest_priorities(self, ticket_ids: Sequence[str]) -> dict[str, str]:
-        if not ticket_ids:
-            return {}
-        newest = (
-            sa.select(sa.func.max(predictions.c.id))
-            .where(predictions.c.ticket_id.in_(list(ticket_ids)))
-            .group_by(predictions.c.ticket_id)
-        )
-        query = sa.select(predictions.c.ticket_id, predictions.c.priority).where(
-            predictions.c.id.in_(newest.scalar_subquery())
-        )
         with self.engine.connect() as connection:
-            return {row.ticket_id: row.priority for row in connection.execute(query)}
+            for query in (open_states, assigned_without_state):
+                for ticket_id, agent, priority in connection.execute(query):
+                    if not agent or ticket_id in excluded:
+                        continue
+                    counts = load.setdefault(agent, {})
+                    counts[priority or "unknown"] = counts.get(priority or "unknown", 0) + 1
+        return load
 
     def latest_predictions(self, ticket_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
         """Each ticket's latest prediction row (its `decision` and `fields`), by ticket id."""
