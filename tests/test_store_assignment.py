@@ -161,3 +161,18 @@ def test_feedback_keeps_the_assignee_and_an_older_event_keeps_its_digest(store: 
     assert not store.record_feedback({**event, "assignee": None}).stored  # no assignee: the same event
     assert store.record_feedback({**event, "event_id": "e-2", "assignee": "ana"}).stored
     assert [row["assignee"] for row in store.rows(feedback, ["assignee"])] == [None, "ana"]
+
+
+def test_a_created_tickets_assignment_is_stored_with_its_delivery_once(store: Store) -> None:
+    delivery = {
+        "helpdesk": "zendesk",
+        "delivery_id": "d-1",
+        "ticket_id": "555",
+        "kind": "created",
+        "received_at": T0,
+        "outcome": {},
+    }
+    assert store.record_delivery(delivery, assigned=[assigned("555", "ana", source="zendesk")])
+    # The same delivery arriving twice at once: the second stores nothing, its assignment neither.
+    assert not store.record_delivery(dict(delivery), assigned=[assigned("555", "ben", source="zendesk")])
+    assert [(row["agent"], row["source"]) for row in store.rows(assignments)] == [("ana", "zendesk")]

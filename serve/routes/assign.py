@@ -155,20 +155,28 @@ def assign_and_store(
 ) -> tuple[Assignment, ...]:
     """Assign the tickets from the store's load and availability, and store the assignments.
     One round at a time in this process, so a round sees the load the last one wrote."""
-    strategy = runtime_now.params.operations.assignment_strategy
     with service.assign_lock:
-        run = assign(
-            tickets,
-            agents,
-            # A ticket assigned again does not count against the agent who had it.
-            agent_load(agents, store, exclude=[ticket.ticket_id for ticket in tickets]),
-            now=now,
-            strategy=strategy,
-            levels=runtime_now.rules.levels,
-            availability=availability_of(store),
-            last_by_team=store.last_agents_by_team(),
-        )
-        store.record_assignments([assignment_row(one, now, source) for one in run.assignments])
+        chosen = choose(runtime_now, store, agents, tickets, now)
+        store.record_assignments([assignment_row(one, now, source) for one in chosen])
+    return chosen
+
+
+def choose(
+    runtime_now: Runtime, store: Store, agents: Agents, tickets: Sequence[TicketToAssign], now: datetime
+) -> tuple[Assignment, ...]:
+    """The agents for the tickets, from the store's load, availability and round-robin turns
+    (not stored: the caller stores them, holding `ServiceState.assign_lock` until it has)."""
+    run = assign(
+        tickets,
+        agents,
+        # A ticket assigned again does not count against the agent who had it.
+        agent_load(agents, store, exclude=[ticket.ticket_id for ticket in tickets]),
+        now=now,
+        strategy=runtime_now.params.operations.assignment_strategy,
+        levels=runtime_now.rules.levels,
+        availability=availability_of(store),
+        last_by_team=store.last_agents_by_team(),
+    )
     return run.assignments
 
 

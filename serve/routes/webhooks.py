@@ -10,6 +10,7 @@ is stored once with what it caused, in one transaction: a retry gets the first a
 from __future__ import annotations
 
 import json
+from contextlib import ExitStack
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -20,7 +21,7 @@ from pydantic import BaseModel, ValidationError
 
 from serve.deps import RuntimeDep, ServiceDep, StoreDep
 from serve.errors import invalid
-from serve.routes.assign import assign_and_store, language_column, result_of, ticket_from_score
+from serve.routes.assign import assignment_row, choose, language_column, result_of, ticket_from_score
 from serve.routes.feedback import record_move
 from serve.routes.scoring import score_only
 from serve.runtime import Runtime
@@ -128,6 +129,18 @@ def handle(
     stored = store.delivery(event.helpdesk, event.delivery_id)
     if stored is not None:
         return WebhookResult.model_validate({**stored, "duplicate": True})
+    with ExitStack() as held:
+        return _handle(event, mapping, service, runtime_now, store, held)
+
+
+def _handle(
+    event: HelpdeskEvent,
+    mapping: HelpdeskParams,
+    service: ServiceState,
+    runtime_now: Runtime,
+    store: Store,
+    held: ExitStack,
+) -> WebhookResult:
     answer: dict[str, Any] = {
         "helpdesk": event.helpdesk,
         "delivery_id": event.delivery_id,
@@ -135,6 +148,7 @@ def handle(
         "kind": event.kind,
     }
     predicted: list[dict[str, Any]] = []
+    chosen: list[dict[str, Any]] = []  # the assignment of a created ticket, stored with the delivery
     moved: tuple[str | None, str | None] | None = None  # (assignee, team) an update carries
     decision: dict[str, Any] | None = None
     write_back: dict[str, Any] | None = None
@@ -142,7 +156,7 @@ def handle(
         answer |= {"action": "ignored", "reason": "the change our own write-back made"}
     elif event.kind == "created":
         result, predicted = scored(event, mapping, service, runtime_now, store)
-        assignment = assigned(event, mapping, result, service, runtime_now, store)
+        assignment, chosen = assigned(event, mapping, result, service, runtime_now, store, held)
         values = values_for(result, mapping, assignment, event.helpdesk)
         if mapping.api_url and event.helpdesk in service.settings.helpdesk_credentials:
             write_back = values.model_dump()
@@ -171,7 +185,9 @@ def handle(
         "received_at": datetime.now(UTC),
         "outcome": outcome.model_dump(mode="json"),
     }
-    if not store.record_delivery(delivery, predicted=predicted, decided=decision, write_back=write_back):
+    if not store.record_delivery(
+        delivery, predicted=predicted, decided=decision, write_back=write_back, assigned=chosen
+    ):
         # The same delivery arrived twice at once and the other one was stored first.
         return WebhookResult.model_validate(
             {**store.delivery(event.helpdesk, event.delivery_id), "duplicate": True}
@@ -209,17 +225,20 @@ def assigned(
     service: ServiceState,
     runtime_now: Runtime,
     store: Store,
-) -> AssignmentResult | None:
-    """The agent for a created ticket (stored as its assignment), when agents are configured."""
+    held: ExitStack,
+) -> tuple[AssignmentResult | None, list[dict[str, Any]]]:
+    """The agent for a created ticket and its assignment row, when agents are configured. The
+    assignment lock is taken into `held`: it is released once the delivery (with the row) is
+    stored, so the next round sees this ticket in the agent's load."""
     agents, _ = service.agents(runtime_now)
     if agents is None:
-        return None
+        return None, []
     language = rule_fields(event, mapping).get(language_column(runtime_now))
     ticket = ticket_from_score(event.ticket_id, result.model_dump(mode="json"), language)
-    done = assign_and_store(
-        service, runtime_now, store, agents, [ticket], datetime.now(UTC), source=event.helpdesk
-    )
-    return result_of(done[0], agents)
+    now = datetime.now(UTC)
+    held.enter_context(service.assign_lock)
+    one = choose(runtime_now, store, agents, [ticket], now)[0]
+    return result_of(one, agents), [assignment_row(one, now, event.helpdesk)]
 
 
 def values_for(

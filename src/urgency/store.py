@@ -417,10 +417,12 @@ class Store:
         predicted: Sequence[Mapping[str, Any]] = (),
         decided: Mapping[str, Any] | None = None,
         write_back: Mapping[str, Any] | None = None,
+        assigned: Sequence[Mapping[str, Any]] = (),
     ) -> bool:
         """Store a helpdesk delivery (`webhook_deliveries` columns) with what it caused: the
-        prediction rows, the agent's decision (a `record_feedback` event) and the values to write
-        back to the helpdesk (an `outbox` row, pending), all or none. False:
+        prediction rows, the agent's decision (a `record_feedback` event), the values to write
+        back to the helpdesk (an `outbox` row, pending) and the ticket's assignment (`assignments`
+        rows), all or none. False:
         the same delivery was stored first (a retry, or the same delivery arriving twice at once):
         nothing is written."""
         try:
@@ -430,6 +432,8 @@ class Store:
                     connection.execute(predictions.insert(), [dict(row) for row in predicted])
                 if decided is not None:
                     connection.execute(feedback.insert(), [_feedback_row(decided, delivery["received_at"])])
+                if assigned:
+                    connection.execute(assignments.insert(), [dict(row) for row in assigned])
                 if write_back is not None:
                     connection.execute(
                         outbox.insert(),
