@@ -265,3 +265,11 @@ def test_without_agents_assignment_is_a_409_and_scoring_goes_on(client: TestClie
     listed = agents_now(client)
     assert listed["agents"] == [] and listed["source"] is None
     assert client.post("/v1/score", json=TICKET, headers=ALL).status_code == 200
+
+
+def test_the_schema_states_the_levels_and_teams_a_decided_ticket_may_name(client: TestClient) -> None:
+    components = client.get("/openapi.json").json()["components"]["schemas"]
+    decided_ticket = components["DecidedTicket"]["properties"]
+    assert decided_ticket["priority"]["enum"] == ["P1", "P2", "P3", "P4"]
+    assert decided_ticket["team"]["enum"] == ["desk", "hardware-de", "hardware-en", "triage"]
+    assert "assignee" in components["Feedback"]["properties"]
