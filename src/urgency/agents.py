@@ -39,7 +39,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("urgency.agents")
 
 NAME = r"^[A-Za-z0-9_.@-]+$"
-HELPDESK_NAMES = ("zendesk", "freshdesk", "zammad", "jira")
 
 
 class HelpdeskIds(Strict):
