@@ -273,3 +273,22 @@ def test_the_schema_states_the_levels_and_teams_a_decided_ticket_may_name(client
     assert decided_ticket["priority"]["enum"] == ["P1", "P2", "P3", "P4"]
     assert decided_ticket["team"]["enum"] == ["desk", "hardware-de", "hardware-en", "triage"]
     assert "assignee" in components["Feedback"]["properties"]
+
+
+def test_an_agents_file_broken_from_the_start_is_a_409_that_says_why(
+    app: tuple[TestClient, str], agents_file: Path
+) -> None:
+    client, _ = app
+    agents_file.write_text("agents: [")
+    response = client.post("/v1/assign", json={"tickets": [decided("T-1")]}, headers=ALL)
+    assert response.status_code == 409
+    assert (
+        "no agents file could be read" in response.json()["detail"]
+        and "not valid YAML" in response.json()["detail"]
+    )
+    listed = agents_now(client)
+    assert listed["agents"] == [] and "not valid YAML" in listed["error"]
+    # Scoring a helpdesk's ticket goes on without an assignment.
+    body, headers = signed("zendesk", zendesk_event("556"))
+    created = client.post("/v1/webhooks/zendesk", content=body, headers=headers)
+    assert created.status_code == 200 and created.json()["assignment"] is None
