@@ -158,7 +158,13 @@ def assign_and_store(
     with service.assign_lock:
         chosen = choose(runtime_now, store, agents, tickets, now)
         store.record_assignments([assignment_row(one, now, source) for one in chosen])
+    count_assignments(service, chosen)
     return chosen
+
+
+def count_assignments(service: ServiceState, chosen: Sequence[Assignment]) -> None:
+    for one in chosen:
+        service.metrics.assignments.labels(one.strategy, str(one.agent is not None).lower()).inc()
 
 
 def choose(

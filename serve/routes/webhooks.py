@@ -194,6 +194,10 @@ def _handle(
         )
     if outcome.result is not None:
         service.metrics.observe_results([outcome.result])
+    if outcome.assignment is not None:
+        service.metrics.assignments.labels(
+            outcome.assignment.strategy, str(outcome.assignment.agent is not None).lower()
+        ).inc()
     if moved is not None and (moved[0] is not None or moved[1] is not None):
         # An agent moved the ticket to another agent or team after it was assigned.
         record_move(service, runtime_now, store, event.ticket_id, *moved, event.helpdesk, event.helpdesk)

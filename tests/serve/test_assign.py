@@ -110,6 +110,9 @@ def test_decided_tickets_are_assigned_most_urgent_first_stored_and_explained(
 
     stored = rows(database, assignments)
     assert len(stored) == 7 and {row["source"] for row in stored} == {"api"}
+    metrics = client.get("/metrics").text
+    assert 'urgency_assignments_total{assigned="true",strategy="least-loaded"} 6.0' in metrics
+    assert 'urgency_assignments_total{assigned="false",strategy="least-loaded"} 1.0' in metrics
     assert all(not row["reassignment"] and row["strategy"] == "least-loaded" for row in stored)
 
     state = {agent["id"]: agent for agent in agents_now(client)["agents"]}
