@@ -10,6 +10,7 @@ commands live in one module per group:
 - `service`: serve, db upgrade, api-key
 - `reports`: report agreement, demo-agents
 - `breach`: breach-risk
+- `assignment`: assign (a scored queue's tickets to agents)
 
 `common` holds what they share: the consoles, the error-to-exit-code mapping, the options.
 
@@ -28,7 +29,7 @@ import os
 
 import typer
 
-from urgency.cli import breach, data, models, registry, reports, scoring, service
+from urgency.cli import assignment, breach, data, models, registry, reports, scoring, service
 
 app = typer.Typer(
     help="Learn how urgent, what kind and how upset a support ticket is.",
@@ -48,6 +49,7 @@ app.command("validate-rules")(scoring.validate_rules)
 app.command()(scoring.score)
 app.command()(models.thresholds)
 app.command("check-incidents")(scoring.check_incidents)
+app.command()(assignment.assign)
 app.command()(registry.promote)
 app.command()(registry.rollback)
 app.command("record-digests")(registry.record_digests)
