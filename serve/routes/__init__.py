@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from serve.routes import admin, feedback, health, models, reports, scoring, webhooks
+from serve.routes import admin, backlog, feedback, health, models, reports, scoring, webhooks
 
 # The order of the OpenAPI schema's paths and of the docs page.
 ROUTERS: tuple[APIRouter, ...] = (
@@ -14,5 +14,6 @@ ROUTERS: tuple[APIRouter, ...] = (
     models.router,
     admin.router,
     reports.router,
+    backlog.router,
     health.router,
 )

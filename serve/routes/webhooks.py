@@ -34,6 +34,7 @@ from urgency.helpdesks import (
     is_our_write,
     read_event,
     rule_fields,
+    ticket_status,
     verify,
 )
 from urgency.store import Store
@@ -126,6 +127,7 @@ def handle(
     predicted: list[dict[str, Any]] = []
     decision: dict[str, Any] | None = None
     write_back: dict[str, Any] | None = None
+    state: dict[str, Any] | None = None
     if is_our_write(event, store.last_write_back(event.helpdesk, event.ticket_id), mapping):
         answer |= {"action": "ignored", "reason": "the change our own write-back made"}
     elif event.kind == "created":
@@ -140,11 +142,17 @@ def handle(
             "write_back": bool(write_back),
         }
     else:
-        decision = feedback_event(event, mapping, runtime_now)
+        status = ticket_status(event)
+        decision = feedback_event(event, mapping, runtime_now, status)
         if decision is None:
             answer |= {"action": "ignored", "reason": "no priority, group or type the mapping knows"}
         else:
             answer |= {"action": "feedback", "feedback": _stored_form(decision)}
+        if status is not None:
+            # The backlog's state follows the helpdesk's status, whatever else the mapping knows.
+            team = decision.get("team") if decision is not None else None
+            state = {"at": datetime.now(UTC), "source": event.helpdesk, "status": status, "team": team}
+            answer |= {"ticket_status": status}
     outcome = WebhookResult.model_validate(answer)
     delivery = {
         "helpdesk": event.helpdesk,
@@ -154,7 +162,9 @@ def handle(
         "received_at": datetime.now(UTC),
         "outcome": outcome.model_dump(mode="json"),
     }
-    if not store.record_delivery(delivery, predicted=predicted, decided=decision, write_back=write_back):
+    if not store.record_delivery(
+        delivery, predicted=predicted, decided=decision, write_back=write_back, state=state
+    ):
         # The same delivery arrived twice at once and the other one was stored first.
         return WebhookResult.model_validate(
             {**store.delivery(event.helpdesk, event.delivery_id), "duplicate": True}
@@ -193,12 +203,14 @@ def values_for(result: Any, mapping: HelpdeskParams) -> HelpdeskValues:
             resolution_due=result.resolution_due,
             explanation=result.explanation_text,
             mapping=mapping,
+            expected_first_response=result.expected_first_response,
+            expected_first_response_at=result.expected_first_response_at,
         )
     )
 
 
 def feedback_event(
-    event: HelpdeskEvent, mapping: HelpdeskParams, runtime_now: Runtime
+    event: HelpdeskEvent, mapping: HelpdeskParams, runtime_now: Runtime, status: str | None = None
 ) -> dict[str, Any] | None:
     """The agents' decision as a feedback event (the delivery id is its event id), or None when
     the mapping knows none of its values (or they are not ones this deployment serves)."""
@@ -216,6 +228,7 @@ def feedback_event(
             agent=event.actor,
             first_response_at=event.first_response_at,
             resolved_at=event.resolved_at or (now if event.kind == "solved" else None),
+            status=status,
             **found,
         )
     except ValidationError as error:  # e.g. a resolution time out of the years a ticket can have

@@ -55,6 +55,9 @@ class Call:
 def calls_for(helpdesk: str, ticket_id: str, values: Mapping[str, Any]) -> list[Call]:
     """The REST calls that write `values` (`helpdesks.helpdesk_values`) onto the ticket."""
     priority, group, tags, note = values.get("priority"), values.get("group"), values["tags"], values["note"]
+    # Ticket fields to set (the customer's expected first response, params
+    # `expected_reply_field`); absent from writes queued before there were any.
+    fields_to_set: Mapping[str, Any] = values.get("fields") or {}
     # The id goes into the URL path as one segment: `7?x=1` or `1/../users/5` cannot reach another resource.
     raw_id, ticket_id = ticket_id, quote(ticket_id, safe="")
     if helpdesk == "zendesk":
@@ -63,6 +66,11 @@ def calls_for(helpdesk: str, ticket_id: str, values: Mapping[str, Any]) -> list[
             ticket["priority"] = priority
         if group and str(group).isdigit():
             ticket["group_id"] = int(group)
+        if fields_to_set:
+            ticket["custom_fields"] = [
+                {"id": int(name) if str(name).isdigit() else name, "value": value}
+                for name, value in fields_to_set.items()
+            ]
         return [Call("PUT", f"/api/v2/tickets/{ticket_id}.json", {"ticket": ticket})]
     if helpdesk == "freshdesk":
         update: dict[str, Any] = {"tags": tags}
@@ -71,6 +79,8 @@ def calls_for(helpdesk: str, ticket_id: str, values: Mapping[str, Any]) -> list[
             update["priority"] = codes[str(priority).lower()]
         if group and str(group).isdigit():
             update["group_id"] = int(group)
+        if fields_to_set:
+            update["custom_fields"] = dict(fields_to_set)
         return [
             Call("PUT", f"/api/v2/tickets/{ticket_id}", update),
             Call("POST", f"/api/v2/tickets/{ticket_id}/notes", {"body": note, "private": True}),
@@ -83,6 +93,7 @@ def calls_for(helpdesk: str, ticket_id: str, values: Mapping[str, Any]) -> list[
             change["priority"] = priority
         if group:
             change["group"] = group
+        change |= {name: value for name, value in fields_to_set.items() if name not in change}
         return [
             Call("PUT", f"/api/v1/tickets/{ticket_id}", change),
             *(
@@ -91,7 +102,8 @@ def calls_for(helpdesk: str, ticket_id: str, values: Mapping[str, Any]) -> list[
             ),
         ]
     if helpdesk == "jira":
-        fields = {"priority": {"name": priority}} if priority else {}
+        fields: dict[str, Any] = {"priority": {"name": priority}} if priority else {}
+        fields |= {name: value for name, value in fields_to_set.items() if name not in fields}
         return [
             Call(
                 "PUT",

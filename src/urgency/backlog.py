@@ -1,0 +1,493 @@
+"""The open backlog and what the customer is told (docs/operations.md).
+
+Pure functions over the store's frames (`Store.open_tickets`, `Store.recent_times`):
+
+- `build_backlog`: each open ticket by priority, then its nearest unmet deadline, then when it
+  was created (the queue's order), with the hours left to each deadline (negative: breached), the
+  queue ahead of it in its team, the team's median handling time and agents, and the breach
+  risk of its nearest unmet deadline (`breach_risk.rules_risk`; the breach model's beside it
+  when one is fitted); `summarise`: counts by priority and team;
+- `expected_first_response`: when a newly scored ticket can expect its first answer, from the
+  queue ahead of it and the team's recent first-response times, and the sentence a customer
+  reads. The truth, even when it is later than the deadline (then `at_risk`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from statistics import median
+from typing import TYPE_CHECKING, Any
+
+from urgency.breach_risk import expected_wait_hours, rules_risk
+from urgency.decision import iso
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
+
+    from urgency.config import OperationsParams
+    from urgency.store import Store
+
+# A risk at or above this counts the ticket as at risk in the summary (breached ones included).
+AT_RISK = 0.5
+# The backlog's columns, in order (`build_backlog`); `breach_risk_model` is null without a model.
+BACKLOG_COLUMNS = (
+    "ticket_id",
+    "status",
+    "priority",
+    "team",
+    "assignee",
+    "created_at",
+    "first_response_due",
+    "resolution_due",
+    "first_response_hours_left",
+    "resolution_hours_left",
+    "next_deadline",
+    "hours_left",
+    "queue_ahead",
+    "agents",
+    "median_handling_hours",
+    "handling_from",
+    "expected_done_hours",
+    "breach_risk",
+    "breach_risk_model",
+)
+_NEVER = math.inf  # a missing deadline or created time sorts after every real one
+
+
+def _moment(value: Any) -> datetime | None:
+    """A store time as an aware UTC datetime (SQLite gives naive UTC times; pandas NaT/None)."""
+    import pandas as pd
+
+    if value is None or pd.isna(value):  # NaT is a datetime too
+        return None
+    if not isinstance(value, datetime) or isinstance(value, pd.Timestamp):
+        value = pd.Timestamp(value).to_pydatetime()
+    return value.replace(tzinfo=UTC) if value.utcoffset() is None else value.astimezone(UTC)
+
+
+def _value(value: Any) -> Any:
+    """A frame's cell with pandas' missing values (NaN, NaT) as None."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    return value
+
+
+def _hours(later: datetime | None, earlier: datetime) -> float | None:
+    return None if later is None else (later - earlier).total_seconds() / 3600
+
+
+def order_key(rank: int, due: datetime | None, created: datetime | None) -> tuple[int, float, float]:
+    """The queue's order: the priority's rank (the rules' levels, most urgent first), the nearest
+    unmet deadline, then first come - as the rules' `order_key` sorts a scored file."""
+    return (
+        rank,
+        due.timestamp() if due is not None else _NEVER,
+        created.timestamp() if created is not None else _NEVER,
+    )
+
+
+def rank_of(levels: Sequence[str], priority: Any) -> int:
+    """The priority's place among the rules' levels (most urgent first)."""
+    # A level the rules no longer have (the rules changed since it was scored) sorts last.
+    return levels.index(priority) if priority in levels else len(levels)
+
+
+# ---------------------------------------------------------------------------------------------
+# Team figures
+
+
+def team_medians(
+    recent: pd.DataFrame, *, now: datetime, window_days: int
+) -> tuple[dict[str, float], dict[str, float]]:
+    """The teams' median handling hours (resolved - created) and median first-response hours
+    (first answered - created) over the tickets resolved / first answered in the `window_days`
+    before `now` (`Store.recent_times`); a team without such tickets is absent."""
+    start = now - timedelta(days=window_days)
+    handling: dict[str, list[float]] = {}
+    response: dict[str, list[float]] = {}
+    for raw in recent.to_dict("records") if len(recent) else []:
+        row = {name: _value(value) for name, value in raw.items()}
+        team, created = row.get("team"), _moment(row.get("created_at"))
+        if team is None or created is None:
+            continue
+        for end_name, into in (("resolved_at", handling), ("first_response_at", response)):
+            end = _moment(row.get(end_name))
+            if end is not None and start <= end <= now and end >= created:
+                into.setdefault(team, []).append((end - created).total_seconds() / 3600)
+    return (
+        {team: median(hours) for team, hours in handling.items()},
+        {team: median(hours) for team, hours in response.items()},
+    )
+
+
+def team_agents(path: Path | None) -> dict[str, int]:
+    """Agents per team from the agents file (params `operations.agents`); {} without one (every
+    team then counts one agent). Reads it through `urgency.agents` when that module offers
+    `load_agents` (the assignment part); a team of no agent counts one."""
+    if path is None:
+        return {}
+    try:
+        from urgency import agents as agents_module  # type: ignore[attr-defined]
+    except ImportError:
+        return {}
+    load = getattr(agents_module, "load_agents", None)
+    if load is None:
+        return {}
+    loaded = load(path)
+    roster = getattr(loaded, "agents", loaded)
+    if isinstance(roster, Mapping):
+        roster = roster.values()
+    counts: dict[str, int] = {}
+    for agent in roster:
+        teams = getattr(agent, "teams", None) or [getattr(agent, "team", None)]
+        for team in teams:
+            if team is not None:
+                counts[str(team)] = counts.get(str(team), 0) + 1
+    return counts
+
+
+def agents_of(agents: Mapping[str, int], team: str | None) -> int:
+    return max(int(agents.get(team or "", 1)), 1)
+
+
+# ---------------------------------------------------------------------------------------------
+# The open backlog
+
+
+def _nearest_unmet(
+    first_response_due: datetime | None, resolution_due: datetime | None, answered: bool
+) -> tuple[str | None, datetime | None]:
+    """The deadline the ticket must meet next: the first response until it was answered (met
+    or not, it can no longer be met later), then the resolution."""
+    if first_response_due is not None and not answered:
+        return "first_response", first_response_due
+    if resolution_due is not None:
+        return "resolution", resolution_due
+    return None, None
+
+
+def build_backlog(
+    open_tickets: pd.DataFrame,
+    recent: pd.DataFrame,
+    *,
+    levels: Sequence[str],
+    now: datetime,
+    agents: Mapping[str, int],
+    window_days: int,
+    default_handling_hours: float,
+    breach_model: Any = None,
+) -> pd.DataFrame:
+    """The open backlog (`BACKLOG_COLUMNS`), in the queue's order: priority, nearest unmet
+    deadline, created. `open_tickets`: `Store.open_tickets()`; `recent`: `Store.recent_times`;
+    `breach_model`: a fitted `breach_risk.BreachModel` (its `predict_risk` fills
+    `breach_risk_model`) or None."""
+    import pandas as pd
+
+    handling, _response = team_medians(recent, now=now, window_days=window_days)
+    rows = []
+    for raw in open_tickets.to_dict("records") if len(open_tickets) else []:
+        ticket = {name: _value(value) for name, value in raw.items()}
+        team = ticket.get("state_team") or ticket.get("team")
+        first_due, resolution_due = (
+            _moment(ticket.get("first_response_due")),
+            _moment(ticket.get("resolution_due")),
+        )
+        created = _moment(ticket.get("created_at")) or _moment(ticket.get("opened_at"))
+        answered = _moment(ticket.get("first_response_at")) is not None
+        next_deadline, due = _nearest_unmet(first_due, resolution_due, answered)
+        fields = ticket.get("fields") if isinstance(ticket.get("fields"), Mapping) else {}
+        rows.append(
+            {
+                "ticket_id": ticket["ticket_id"],
+                "status": ticket.get("status"),
+                "priority": ticket.get("priority"),
+                "team": team,
+                "assignee": ticket.get("assignee"),
+                "created_at": created,
+                "first_response_due": first_due,
+                "resolution_due": resolution_due,
+                "first_response_hours_left": None if answered else _hours(first_due, now),
+                "resolution_hours_left": _hours(resolution_due, now),
+                "next_deadline": next_deadline,
+                "hours_left": _hours(due, now),
+                "category": ticket.get("category"),
+                "plan": fields.get("plan"),
+                "_key": order_key(rank_of(levels, ticket.get("priority")), due, created),
+            }
+        )
+    if not rows:
+        return pd.DataFrame(columns=list(BACKLOG_COLUMNS))
+    frame = pd.DataFrame(rows).sort_values("_key", kind="stable").reset_index(drop=True)
+    # The queue ahead: the team's open tickets earlier in the queue's order.
+    frame["queue_ahead"] = frame.groupby("team", dropna=False).cumcount()
+    frame["agents"] = [agents_of(agents, team) for team in frame["team"]]
+    known = [team in handling for team in frame["team"]]
+    frame["median_handling_hours"] = [
+        handling[team] if found else default_handling_hours
+        for team, found in zip(frame["team"], known, strict=True)
+    ]
+    frame["handling_from"] = ["history" if found else "default" for found in known]
+    frame["expected_done_hours"] = [
+        expected_wait_hours(int(queue), float(hours), int(count))
+        for queue, hours, count in zip(
+            frame["queue_ahead"], frame["median_handling_hours"], frame["agents"], strict=True
+        )
+    ]
+    frame["breach_risk"] = [
+        None
+        if left is None or pd.isna(left)
+        else rules_risk(float(left), int(queue), float(hours), int(count))
+        for left, queue, hours, count in zip(
+            frame["hours_left"],
+            frame["queue_ahead"],
+            frame["median_handling_hours"],
+            frame["agents"],
+            strict=True,
+        )
+    ]
+    frame["breach_risk_model"] = model_risks(breach_model, frame) if breach_model is not None else None
+    return frame[list(BACKLOG_COLUMNS)]
+
+
+def breach_features(backlog: pd.DataFrame) -> pd.DataFrame:
+    """The breach model's features (`breach_risk.BREACH_FEATURES`) of backlog rows: the queue
+    ahead as the queue length, the hour and weekday the ticket was created (UTC)."""
+    import pandas as pd
+
+    created = pd.to_datetime(backlog["created_at"], utc=True)
+    return pd.DataFrame(
+        {
+            "priority": backlog["priority"],
+            "team": backlog["team"],
+            "queue_length": backlog["queue_ahead"],
+            "hour_of_day": created.dt.hour,
+            "weekday": created.dt.weekday,
+            "category": backlog.get("category", None),
+            "plan": backlog.get("plan", None),
+        }
+    )
+
+
+def model_risks(breach_model: Any, backlog: pd.DataFrame) -> np.ndarray:
+    return breach_model.predict_risk(breach_features(backlog))
+
+
+def load_breach_model(params: Any) -> Any:
+    """The fitted breach model (`breach_risk.load_breach_model`, the breach-model part) or None:
+    None as long as that function does not exist or finds no model."""
+    from urgency import breach_risk
+
+    load = getattr(breach_risk, "load_breach_model", None)
+    return None if load is None else load(params)
+
+
+def summarise(backlog: pd.DataFrame) -> list[dict[str, Any]]:
+    """Counts by priority and team: open tickets, breached (the nearest deadline passed), at
+    risk (rules-based risk >= `AT_RISK`, breached included), and the largest queue."""
+    summary = []
+    if not len(backlog):
+        return summary
+    for (priority, team), group in backlog.groupby(["priority", "team"], sort=False, dropna=False):
+        left = group["hours_left"].astype(float)
+        risk = group["breach_risk"].astype(float)
+        summary.append(
+            {
+                "priority": priority,
+                "team": team,
+                "tickets": len(group),
+                "breached": int((left <= 0).sum()),
+                "at_risk": int((risk >= AT_RISK).sum()),
+            }
+        )
+    return summary
+
+
+def backlog_records(backlog: pd.DataFrame) -> list[dict[str, Any]]:
+    """The backlog as JSON-ready records: times as ISO UTC text, hours rounded, nulls as None."""
+    import pandas as pd
+
+    records = []
+    for row in backlog.to_dict("records"):
+        record: dict[str, Any] = {}
+        for name, value in row.items():
+            if isinstance(value, datetime | pd.Timestamp):
+                value = iso(_moment(value))
+            elif value is None or (isinstance(value, float) and math.isnan(value)):
+                value = None
+            elif isinstance(value, float):
+                value = round(value, 4)
+            elif hasattr(value, "item"):  # numpy scalars
+                value = value.item()
+            record[name] = value
+        records.append(record)
+    return records
+
+
+# ---------------------------------------------------------------------------------------------
+# What the customer is told
+
+
+@dataclass(frozen=True)
+class Queues:
+    """The open tickets' places, per team, and the teams' recent first-response times: what a
+    newly scored ticket's expected first response is computed from (`expected_first_response`)."""
+
+    levels: tuple[str, ...]
+    # team -> {ticket id: order_key} of its open tickets
+    keys: Mapping[str, Mapping[str, tuple[int, float, float]]]
+    response_hours: Mapping[str, float]
+    default_response_hours: float
+    agents: Mapping[str, int]
+
+    def ahead(self, team: str, ticket_id: str, key: tuple[int, float, float]) -> int:
+        """The team's open tickets before `key` in the queue (the ticket itself not counted)."""
+        return sum(
+            1
+            for other, other_key in self.keys.get(team, {}).items()
+            if other != ticket_id and other_key < key
+        )
+
+    def response(self, team: str) -> tuple[float, str]:
+        """The team's median first-response hours and where it came from (history / default)."""
+        if team in self.response_hours:
+            return self.response_hours[team], "history"
+        return self.default_response_hours, "default"
+
+
+def queues(
+    open_tickets: pd.DataFrame,
+    recent: pd.DataFrame,
+    *,
+    levels: Sequence[str],
+    now: datetime,
+    agents: Mapping[str, int],
+    window_days: int,
+    default_response_hours: float,
+) -> Queues:
+    keys: dict[str, dict[str, tuple[int, float, float]]] = {}
+    for raw in open_tickets.to_dict("records") if len(open_tickets) else []:
+        ticket = {name: _value(value) for name, value in raw.items()}
+        team = ticket.get("state_team") or ticket.get("team")
+        answered = _moment(ticket.get("first_response_at")) is not None
+        _, due = _nearest_unmet(
+            _moment(ticket.get("first_response_due")), _moment(ticket.get("resolution_due")), answered
+        )
+        created = _moment(ticket.get("created_at")) or _moment(ticket.get("opened_at"))
+        keys.setdefault(team, {})[ticket["ticket_id"]] = order_key(
+            rank_of(levels, ticket.get("priority")), due, created
+        )
+    _handling, response = team_medians(recent, now=now, window_days=window_days)
+    return Queues(tuple(levels), keys, response, default_response_hours, dict(agents))
+
+
+@dataclass(frozen=True)
+class ExpectedResponse:
+    at: datetime  # when the first answer is expected (UTC)
+    hours: float  # from now
+    queue_ahead: int
+    median_response_hours: float
+    response_from: str  # "history" (the team's recent tickets) or "default" (params)
+    agents: int
+    at_risk: bool  # expected after the first-response deadline
+    sentence: str  # what the customer reads
+
+
+def expected_first_response(
+    *,
+    now: datetime,
+    first_response_due: datetime | None,
+    queue_ahead: int,
+    median_response_hours: float,
+    agents: int,
+    response_from: str = "history",
+) -> ExpectedResponse:
+    """now + `breach_risk.expected_wait_hours`(queue ahead, median first response, agents): the
+    time the queue says, also when it is later than the deadline (then `at_risk`) - never a
+    promise the queue cannot keep."""
+    hours = expected_wait_hours(queue_ahead, median_response_hours, agents)
+    at = (now + timedelta(hours=hours)).astimezone(UTC).replace(microsecond=0)
+    due = _moment(first_response_due)
+    return ExpectedResponse(
+        at=at,
+        hours=hours,
+        queue_ahead=queue_ahead,
+        median_response_hours=median_response_hours,
+        response_from=response_from,
+        agents=agents,
+        at_risk=due is not None and at > due,
+        sentence=customer_sentence(at, now),
+    )
+
+
+def _rounded_hours(hours: float) -> str:
+    if hours < 1:
+        minutes = max(5, math.ceil(hours * 60 / 5) * 5)
+        return "1 hour" if minutes >= 60 else f"{minutes} minutes"
+    if hours < 48:
+        whole = math.ceil(hours)
+        return "1 hour" if whole == 1 else f"{whole} hours"
+    return f"{math.ceil(hours / 24)} days"
+
+
+def customer_sentence(at: datetime, now: datetime) -> str:
+    """The expected first response for a customer: how long, and the time in UTC (the service
+    does not know the customer's time zone; a helpdesk template can show its own)."""
+    hours = max((at - now).total_seconds() / 3600, 0.0)
+    when = at.astimezone(UTC)
+    return (
+        f"We expect to reply within about {_rounded_hours(hours)} "
+        f"(by {when:%H:%M} UTC on {when.day} {when:%B %Y})."
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# From the store (the service's route and `urgency report backlog`)
+
+
+def read_backlog(
+    store: Store,
+    *,
+    levels: Sequence[str],
+    operations: OperationsParams,
+    now: datetime,
+    breach_model: Any = None,
+) -> pd.DataFrame:
+    """`build_backlog` over the store's open tickets and its recent closed ones, with the
+    params' window, defaults and agents file."""
+    return build_backlog(
+        store.open_tickets(),
+        store.recent_times(now - timedelta(days=operations.recent_days)),
+        levels=levels,
+        now=now,
+        agents=team_agents(operations.agents),
+        window_days=operations.recent_days,
+        default_handling_hours=operations.default_handling_hours,
+        breach_model=breach_model,
+    )
+
+
+def filtered(backlog: pd.DataFrame, *, team: str | None = None, priority: str | None = None) -> pd.DataFrame:
+    keep = [True] * len(backlog)
+    if team is not None:
+        keep = [k and t == team for k, t in zip(keep, backlog["team"], strict=True)]
+    if priority is not None:
+        keep = [k and p == priority for k, p in zip(keep, backlog["priority"], strict=True)]
+    return backlog[keep].reset_index(drop=True)
+
+
+def backlog_json(backlog: pd.DataFrame, *, now: datetime, limit: int | None = None) -> dict[str, Any]:
+    """The backlog as the service answers it and `urgency report backlog` writes it: when, the
+    summary, the open tickets (the first `limit`), whether a breach model gave its risk."""
+    records = backlog_records(backlog)
+    return {
+        "generated_at": iso(now),
+        "open_tickets": len(records),
+        "breach_model": bool(len(backlog) and backlog["breach_risk_model"].notna().any()),
+        "summary": summarise(backlog),
+        "tickets": records if limit is None else records[:limit],
+    }
