@@ -91,11 +91,12 @@ def told_expected(scored: list[ScoredTicket], queues: Queues, now: datetime) -> 
         for one in scored
     ]
     told = []
-    for one, (team, ticket_id, key) in zip(scored, placed, strict=True):
+    for position, (one, (team, ticket_id, key)) in enumerate(zip(scored, placed, strict=True)):
+        # The batch's tickets before it in the queue's order (a tie: the one sent first).
         in_batch = sum(
             1
-            for other_team, other_id, other_key in placed
-            if other_team == team and other_id != ticket_id and other_key < key
+            for other_position, (other_team, other_id, other_key) in enumerate(placed)
+            if other_team == team and other_id != ticket_id and (other_key, other_position) < (key, position)
         )
         response_hours, response_from = queues.response(team)
         expected = expected_first_response(

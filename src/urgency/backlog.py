@@ -345,11 +345,12 @@ class Queues:
     agents: Mapping[str, int]
 
     def ahead(self, team: str, ticket_id: str, key: tuple[int, float, float]) -> int:
-        """The team's open tickets before `key` in the queue (the ticket itself not counted)."""
+        """The team's open tickets before `key` in the queue (the ticket itself not counted);
+        one with the same key was there first, so it is ahead too."""
         return sum(
             1
             for other, other_key in self.keys.get(team, {}).items()
-            if other != ticket_id and other_key < key
+            if other != ticket_id and other_key <= key
         )
 
     def response(self, team: str) -> tuple[float, str]:
