@@ -256,6 +256,10 @@ def test_queues_count_the_teams_open_tickets_before_a_new_one() -> None:
     new_key = (1, (NOW + timedelta(hours=1)).timestamp(), NOW.timestamp())  # a P2
     assert snapshot.ahead("desk", "new", new_key) == 1  # the P1, not the P3
     assert snapshot.ahead("desk", "a", (0, 0.0, 0.0)) == 0  # a ticket never waits behind itself
+    key_of_a = snapshot.keys["desk"]["a"]
+    assert snapshot.ahead("desk", "a", key_of_a) == 0  # scored again: not behind itself
+    assert snapshot.ahead("desk", "twin", key_of_a) == 1  # the same key: "a" was there first
+    assert snapshot.ahead("nobody", "x", key_of_a) == 0
     assert snapshot.response("desk") == (pytest.approx(0.5), "history")
     assert snapshot.response("billing") == (3.0, "default")
 

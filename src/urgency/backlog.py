@@ -15,8 +15,9 @@ Pure functions over the store's frames (`Store.open_tickets`, `Store.recent_time
 from __future__ import annotations
 
 import math
+from bisect import bisect_right
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from statistics import median
@@ -343,15 +344,21 @@ class Queues:
     response_hours: Mapping[str, float]
     default_response_hours: float
     agents: Mapping[str, int]
+    # team -> its open tickets' keys, sorted (a bisection per scored ticket, not a scan)
+    ordered: Mapping[str, list[tuple[int, float, float]]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.ordered:
+            object.__setattr__(
+                self, "ordered", {team: sorted(keys.values()) for team, keys in self.keys.items()}
+            )
 
     def ahead(self, team: str, ticket_id: str, key: tuple[int, float, float]) -> int:
         """The team's open tickets before `key` in the queue (the ticket itself not counted);
         one with the same key was there first, so it is ahead too."""
-        return sum(
-            1
-            for other, other_key in self.keys.get(team, {}).items()
-            if other != ticket_id and other_key <= key
-        )
+        count = bisect_right(self.ordered.get(team, []), key)
+        own = self.keys.get(team, {}).get(ticket_id)
+        return count - (1 if own is not None and own <= key else 0)
 
     def response(self, team: str) -> tuple[float, str]:
         """The team's median first-response hours and where it came from (history / default)."""
