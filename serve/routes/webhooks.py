@@ -148,10 +148,12 @@ def handle(
             answer |= {"action": "ignored", "reason": "no priority, group or type the mapping knows"}
         else:
             answer |= {"action": "feedback", "feedback": _stored_form(decision)}
-        if status is not None:
-            # The backlog's state follows the helpdesk's status, whatever else the mapping knows.
-            team = decision.get("team") if decision is not None else None
+        # The backlog's state follows the helpdesk's status, whatever else the mapping knows, and
+        # the group the agents moved it to (a team alone moves an existing state, opens none).
+        team = decision.get("team") if decision is not None else None
+        if status is not None or team is not None:
             state = {"at": datetime.now(UTC), "source": event.helpdesk, "status": status, "team": team}
+        if status is not None:
             answer |= {"ticket_status": status}
     outcome = WebhookResult.model_validate(answer)
     delivery = {

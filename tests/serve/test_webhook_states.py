@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 
 from tests.helpdesk_payloads import created, freshdesk_webhook, jira_webhook, zammad_webhook, zendesk_event
 from tests.serve import test_webhooks
-from tests.serve_helpers import rows
+from tests.serve_helpers import ALL, rows
 from urgency.helpdesks import HELPDESKS
 from urgency.store import ticket_states
 
@@ -75,3 +75,18 @@ def test_an_update_sets_the_state_from_the_helpdesks_status(
     # Recorded as feedback too, when the mapping knows a value of the update.
     if answer["action"] == "feedback":
         assert answer["feedback"]["status"] == status
+
+
+def test_an_agents_group_change_moves_the_tickets_state(hooks: tuple[TestClient, str]) -> None:
+    client, database = hooks
+    ticket_id = deliver(client, "freshdesk", created("freshdesk")).json()["ticket_id"]
+    moved = client.post(
+        "/v1/feedback", json={"ticket_id": ticket_id, "event_id": "to-triage", "team": "triage"}, headers=ALL
+    )
+    assert moved.status_code == 200, moved.text
+    assert [row["team"] for row in rows(database, ticket_states)] == ["triage"]
+    # An update without a status, whose group maps onto our team desk: the state follows it.
+    update = freshdesk_webhook(ticket_status=None, ticket_priority=4, event="ticket_updated")
+    answer = deliver(client, "freshdesk", update).json()
+    assert answer["action"] == "feedback" and answer["ticket_status"] is None, answer
+    assert [(row["status"], row["team"]) for row in rows(database, ticket_states)] == [("new", "desk")]
