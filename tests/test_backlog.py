@@ -127,7 +127,7 @@ def test_an_answered_ticket_races_its_resolution_deadline() -> None:
     frame = backlog(open_frame(ticket("a", first_response_at=NOW - timedelta(minutes=5))))
     row = frame.iloc[0]
     assert row["next_deadline"] == "resolution" and row["hours_left"] == pytest.approx(24)
-    assert row["first_response_hours_left"] is None
+    assert pd.isna(row["first_response_hours_left"])  # answered: no first response to meet
     # No deadline at all: no risk to state.
     none = backlog(open_frame(ticket("b", first_response_due=None, resolution_due=None))).iloc[0]
     assert none["next_deadline"] is None and none["breach_risk"] is None

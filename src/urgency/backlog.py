@@ -20,7 +20,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from statistics import median
 from typing import TYPE_CHECKING, Any
 
 from urgency.breach_risk import expected_wait_hours, rules_risk
@@ -108,22 +107,33 @@ def team_medians(
     """The teams' median handling hours (resolved - created) and median first-response hours
     (first answered - created) over the tickets resolved / first answered in the `window_days`
     before `now` (`Store.recent_times`); a team without such tickets is absent."""
-    start = now - timedelta(days=window_days)
-    handling: dict[str, list[float]] = {}
-    response: dict[str, list[float]] = {}
-    for raw in recent.to_dict("records") if len(recent) else []:
-        row = {name: _value(value) for name, value in raw.items()}
-        team, created = row.get("team"), _moment(row.get("created_at"))
-        if team is None or created is None:
-            continue
-        for end_name, into in (("resolved_at", handling), ("first_response_at", response)):
-            end = _moment(row.get(end_name))
-            if end is not None and start <= end <= now and end >= created:
-                into.setdefault(team, []).append((end - created).total_seconds() / 3600)
-    return (
-        {team: median(hours) for team, hours in handling.items()},
-        {team: median(hours) for team, hours in response.items()},
-    )
+    if not len(recent):
+        return {}, {}
+    start, end_of_window = _timestamp(now - timedelta(days=window_days)), _timestamp(now)
+    team = recent["team"]
+    created = _times(recent, "created_at")
+    medians = []
+    for name in ("resolved_at", "first_response_at"):
+        end = _times(recent, name)
+        kept = team.notna() & created.notna() & end.between(start, end_of_window) & (end >= created)
+        hours = (end[kept] - created[kept]).dt.total_seconds() / 3600
+        medians.append({str(t): float(h) for t, h in hours.groupby(team[kept]).median().items()})
+    return medians[0], medians[1]
+
+
+def _timestamp(moment: datetime) -> pd.Timestamp:
+    import pandas as pd
+
+    return pd.Timestamp(moment).tz_convert("UTC") if moment.tzinfo else pd.Timestamp(moment, tz="UTC")
+
+
+def _times(frame: pd.DataFrame, column: str) -> pd.Series:
+    """A column of store times as UTC timestamps (naive ones - SQLite's - are UTC; missing: NaT)."""
+    import pandas as pd
+
+    if column not in frame:
+        return pd.Series(pd.NaT, index=frame.index, dtype="datetime64[ns, UTC]")
+    return pd.to_datetime(frame[column], utc=True, errors="coerce")
 
 
 def team_agents(path: Path | None) -> dict[str, int]:
@@ -187,52 +197,60 @@ def build_backlog(
     deadline, created. `open_tickets`: `Store.open_tickets()`; `recent`: `Store.recent_times`;
     `breach_model`: a fitted `breach_risk.BreachModel` (its `predict_risk` fills
     `breach_risk_model`) or None."""
+    import numpy as np
     import pandas as pd
 
-    handling, _response = team_medians(recent, now=now, window_days=window_days)
-    rows = []
-    for raw in open_tickets.to_dict("records") if len(open_tickets) else []:
-        ticket = {name: _value(value) for name, value in raw.items()}
-        team = ticket.get("state_team") or ticket.get("team")
-        first_due, resolution_due = (
-            _moment(ticket.get("first_response_due")),
-            _moment(ticket.get("resolution_due")),
-        )
-        created = _moment(ticket.get("created_at")) or _moment(ticket.get("opened_at"))
-        answered = _moment(ticket.get("first_response_at")) is not None
-        next_deadline, due = _nearest_unmet(first_due, resolution_due, answered)
-        fields = ticket.get("fields") if isinstance(ticket.get("fields"), Mapping) else {}
-        rows.append(
-            {
-                "ticket_id": ticket["ticket_id"],
-                "status": ticket.get("status"),
-                "priority": ticket.get("priority"),
-                "team": team,
-                "assignee": ticket.get("assignee"),
-                "created_at": created,
-                "first_response_due": first_due,
-                "resolution_due": resolution_due,
-                "first_response_hours_left": None if answered else _hours(first_due, now),
-                "resolution_hours_left": _hours(resolution_due, now),
-                "next_deadline": next_deadline,
-                "hours_left": _hours(due, now),
-                "category": ticket.get("category"),
-                "plan": fields.get("plan"),
-                "_key": order_key(rank_of(levels, ticket.get("priority")), due, created),
-            }
-        )
-    if not rows:
+    if not len(open_tickets):
         return pd.DataFrame(columns=list(BACKLOG_COLUMNS))
-    frame = pd.DataFrame(rows).sort_values("_key", kind="stable").reset_index(drop=True)
+    handling, _response = team_medians(recent, now=now, window_days=window_days)
+    source = open_tickets.reset_index(drop=True)
+    at = _timestamp(now)
+    first_due, resolution_due = _times(source, "first_response_due"), _times(source, "resolution_due")
+    created = _times(source, "created_at").fillna(_times(source, "opened_at"))
+    answered = _times(source, "first_response_at").notna()
+    # The deadline to meet next: the first response until it was answered (met or not, it can
+    # no longer be met later), then the resolution.
+    first_next = first_due.notna() & ~answered
+    due = first_due.where(first_next, resolution_due)
+    state_team = source["state_team"] if "state_team" in source else pd.Series(None, index=source.index)
+    fields = source["fields"] if "fields" in source else pd.Series(None, index=source.index)
+
+    def hours_to(moments: pd.Series) -> pd.Series:
+        return (moments - at).dt.total_seconds() / 3600
+
+    frame = pd.DataFrame(
+        {
+            "ticket_id": source["ticket_id"],
+            "status": source.get("status"),
+            "priority": source["priority"],
+            "team": state_team.where(state_team.notna(), source["team"]),
+            "assignee": source.get("assignee"),
+            "created_at": created,
+            "first_response_due": first_due,
+            "resolution_due": resolution_due,
+            "first_response_hours_left": hours_to(first_due).where(~answered),
+            "resolution_hours_left": hours_to(resolution_due),
+            "next_deadline": np.where(
+                first_next, "first_response", np.where(resolution_due.notna(), "resolution", None)
+            ),
+            "hours_left": hours_to(due),
+            "category": source.get("category"),
+            "plan": fields.map(lambda value: value.get("plan") if isinstance(value, Mapping) else None),
+            "_rank": source["priority"].map(lambda priority: rank_of(levels, priority)),
+            "_due": due,
+            "_created": created,
+        }
+    )
+    frame = frame.sort_values(["_rank", "_due", "_created"], kind="stable", na_position="last")
+    frame = frame.reset_index(drop=True)
     # The queue ahead: the team's open tickets earlier in the queue's order.
     frame["queue_ahead"] = frame.groupby("team", dropna=False).cumcount()
     frame["agents"] = [agents_of(agents, team) for team in frame["team"]]
-    known = [team in handling for team in frame["team"]]
-    frame["median_handling_hours"] = [
-        handling[team] if found else default_handling_hours
-        for team, found in zip(frame["team"], known, strict=True)
-    ]
-    frame["handling_from"] = ["history" if found else "default" for found in known]
+    known = frame["team"].isin(list(handling))
+    frame["median_handling_hours"] = (
+        frame["team"].map(handling).where(known, default_handling_hours).astype(float)
+    )
+    frame["handling_from"] = np.where(known, "history", "default")
     frame["expected_done_hours"] = [
         expected_wait_hours(int(queue), float(hours), int(count))
         for queue, hours, count in zip(
@@ -240,9 +258,7 @@ def build_backlog(
         )
     ]
     frame["breach_risk"] = [
-        None
-        if left is None or pd.isna(left)
-        else rules_risk(float(left), int(queue), float(hours), int(count))
+        None if pd.isna(left) else rules_risk(float(left), int(queue), float(hours), int(count))
         for left, queue, hours, count in zip(
             frame["hours_left"],
             frame["queue_ahead"],
