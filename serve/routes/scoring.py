@@ -90,19 +90,21 @@ def told_expected(scored: list[ScoredTicket], queues: Queues, now: datetime) -> 
         )
         for one in scored
     ]
+    # The batch's tickets before each in the queue's order, per team (a tie: the one sent first).
+    in_batch = [0] * len(placed)
+    by_team: dict[str, list[tuple[tuple[int, float, float], int]]] = {}
+    for position, (team, _ticket_id, key) in enumerate(placed):
+        by_team.setdefault(team, []).append((key, position))
+    for members in by_team.values():
+        for place, (_key, position) in enumerate(sorted(members)):
+            in_batch[position] = place
     told = []
-    for position, (one, (team, ticket_id, key)) in enumerate(zip(scored, placed, strict=True)):
-        # The batch's tickets before it in the queue's order (a tie: the one sent first).
-        in_batch = sum(
-            1
-            for other_position, (other_team, other_id, other_key) in enumerate(placed)
-            if other_team == team and other_id != ticket_id and (other_key, other_position) < (key, position)
-        )
+    for one, (team, ticket_id, key), before in zip(scored, placed, in_batch, strict=True):
         response_hours, response_from = queues.response(team)
         expected = expected_first_response(
             now=now,
             first_response_due=one.decision.first_response_due,
-            queue_ahead=queues.ahead(team, ticket_id, key) + in_batch,
+            queue_ahead=queues.ahead(team, ticket_id, key) + before,
             median_response_hours=response_hours,
             agents=agents_of(queues.agents, team),
             response_from=response_from,
