@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
@@ -25,6 +25,7 @@ from pydantic import (
 )
 
 from urgency.decision import AGENT_FIELDS, RECORD_FIELDS
+from urgency.store import TICKET_STATUSES, normalise_csat
 
 
 # Every text is stored: no NUL character (PostgreSQL cannot keep one, in text or in JSON), and no
@@ -80,8 +81,21 @@ def moment_field(description: str) -> Any:
     )
 
 
-# What a feedback event can tell (at least one of them).
-DECIDED = (*AGENT_FIELDS, "first_response_at", "resolved_at", "assignee")
+# What a feedback event can tell (at least one of them): decisions, times, and the ticket's
+# operations values (status, assignee, the customer's satisfaction).
+DECIDED = (*AGENT_FIELDS, "first_response_at", "resolved_at")
+OPERATIONS = ("status", "assignee", "csat")
+
+
+def _csat(value: object) -> object:
+    """A CSAT as 0..1 (`urgency.store.normalise_csat`); None stays None."""
+    if value is None:
+        return None
+    if not isinstance(value, int | float | str):
+        raise ValueError('give a number 0..1, a 1-5 score as text ("4/5"), or "good" / "bad"')
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError("give a finite number (NaN and infinities are not allowed)")
+    return normalise_csat(value)
 
 
 def _plausible(moment: datetime | None, name: str) -> datetime | None:
@@ -184,6 +198,24 @@ class ScoreResult(BaseModel):
     notes: list[str] = Field(description=_doc("notes"))
     error: str | None = Field(description="Why the models gave no prediction (e.g. empty text).")
     model_versions: dict[str, str] = Field(description="head -> the model version that answered")
+    # What the customer is told (`urgency.backlog.expected_first_response`): from the store's
+    # queue, so not part of the decided-ticket record (a scored file has no queue).
+    expected_first_response_at: str | None = Field(
+        default=None,
+        description="When the customer can expect the first answer (ISO 8601 UTC): now plus the "
+        "team's median first-response time for each ticket ahead of it in the team's open queue "
+        "(shared among the team's agents) and for itself. The queue's estimate, also when it is "
+        "later than the first-response deadline (then at_risk is true).",
+    )
+    expected_first_response: str | None = Field(
+        default=None,
+        description="The same as a sentence for the customer (an auto-reply can quote it), e.g. "
+        '"We expect to reply within about 3 hours (by 14:30 UTC on 1 December 2026)."',
+    )
+    at_risk: bool | None = Field(
+        default=None,
+        description="true: the expected first response is later than first_response_due.",
+    )
 
 
 class ScoreBatchResult(BaseModel):
@@ -197,7 +229,10 @@ class Feedback(StrictBody):
         extra="forbid",
         json_schema_extra={
             # At least one decision (the validator below says the same in words).
-            "anyOf": [{"required": [name], "properties": {name: {"type": "string"}}} for name in DECIDED],
+            "anyOf": [
+                *({"required": [name], "properties": {name: {"type": "string"}}} for name in DECIDED),
+                *({"required": [name]} for name in OPERATIONS),
+            ],
             "examples": [
                 {
                     "ticket_id": "T-1001",
@@ -230,6 +265,19 @@ class Feedback(StrictBody):
     team: Short | None = None
     first_response_at: Moment | None = moment_field("When the customer was first answered.")
     resolved_at: Moment | None = moment_field("When the ticket was resolved.")
+    status: Literal[TICKET_STATUSES] | None = Field(  # type: ignore[valid-type]
+        default=None,
+        description="The ticket's status after this event: new, open, pending and on_hold are open "
+        "(the backlog lists them), solved and closed are not.",
+    )
+    csat: Annotated[float | None, BeforeValidator(_csat)] = Field(
+        default=None,
+        description='The customer\'s satisfaction: a number 0..1, a 1-5 score as text ("4/5" is '
+        '0.75: (score - 1) / 4), or "good" (1) / "bad" (0). Stored as 0..1.',
+        json_schema_extra={
+            "anyOf": [{"type": "number", "minimum": 0, "maximum": 1}, {"type": "string"}, {"type": "null"}]
+        },
+    )
 
     @field_validator("decided_at", "first_response_at", "resolved_at")
     @classmethod
@@ -238,8 +286,8 @@ class Feedback(StrictBody):
 
     @model_validator(mode="after")
     def _decides_something(self) -> Feedback:
-        if all(getattr(self, name) is None for name in DECIDED):
-            raise ValueError(f"give at least one of {', '.join(DECIDED)}")
+        if all(getattr(self, name) is None for name in (*DECIDED, *OPERATIONS)):
+            raise ValueError(f"give at least one of {', '.join((*DECIDED, *OPERATIONS))}")
         return self
 
 
@@ -309,6 +357,17 @@ class HelpdeskValues(BaseModel):
         description="The helpdesk's user id of the agent assigned (agents file `helpdesk_ids`; none: "
         "no agent, or no id for this helpdesk).",
     )
+    fields: dict[str, str] = Field(
+        default_factory=dict,
+        description="Ticket fields to set: the expected first response in the field params "
+        "`helpdesks.<name>.expected_reply_field` names (docs/helpdesks.md).",
+    )
+    expected_first_response: str | None = Field(
+        default=None,
+        description="The customer's expected first response, as a sentence (docs/helpdesks.md: "
+        "the ticket field an auto-reply quotes).",
+    )
+    expected_first_response_at: str | None = Field(default=None, description="The same time, ISO 8601 UTC.")
 
 
 class WebhookResult(BaseModel):
@@ -326,6 +385,11 @@ class WebhookResult(BaseModel):
     helpdesk_values: HelpdeskValues | None = None
     feedback: dict[str, str | None] | None = Field(
         default=None, description="The agents' decision recorded as feedback (our terms)."
+    )
+    ticket_status: str | None = Field(
+        default=None,
+        description="The ticket's state recorded from the helpdesk's status (new, open, pending, "
+        "on_hold, solved, closed; docs/operations.md), for an update or a solved ticket.",
     )
     write_back: bool = Field(
         default=False, description="true: the decision is queued to be written onto the ticket."
@@ -430,3 +494,52 @@ class AvailabilityAck(BaseModel):
 
 
 WebhookResult.model_rebuild()
+
+
+class BacklogTicket(BaseModel):
+    """One open ticket of the backlog (`urgency.backlog.BACKLOG_COLUMNS`); times ISO 8601 UTC."""
+
+    ticket_id: str
+    status: str = Field(description="new, open, pending or on_hold")
+    priority: str | None
+    team: str | None = Field(description="The team it is with (agents' or helpdesk's, else ours).")
+    assignee: str | None
+    created_at: str | None
+    first_response_due: str | None
+    resolution_due: str | None
+    first_response_hours_left: float | None = Field(
+        description="Hours to the first-response deadline (negative: breached; null: none, or answered)."
+    )
+    resolution_hours_left: float | None = Field(description="Hours to the resolution deadline.")
+    next_deadline: str | None = Field(description="first_response, resolution, or null (none unmet).")
+    hours_left: float | None = Field(description="Hours to the nearest unmet deadline.")
+    queue_ahead: int = Field(description="The team's open tickets before it in the queue's order.")
+    agents: int = Field(description="The team's agents (the agents file; 1 without one).")
+    median_handling_hours: float = Field(description="The team's median created -> resolved hours.")
+    handling_from: str = Field(description="history (recent closed tickets) or default (params).")
+    expected_done_hours: float = Field(
+        description="median handling x (queue ahead / agents + 1): the median time until done."
+    )
+    breach_risk: float | None = Field(
+        description="Rules-based: P(log-normal wait around expected_done_hours > hours_left); "
+        "1 once breached, null without an unmet deadline."
+    )
+    breach_risk_model: float | None = Field(description="The breach model's risk (null: no model fitted).")
+
+
+class BacklogSummary(BaseModel):
+    priority: str | None
+    team: str | None
+    tickets: int
+    breached: int = Field(description="Tickets past their nearest unmet deadline.")
+    at_risk: int = Field(description="Tickets with breach_risk >= 0.5 (breached ones included).")
+
+
+class Backlog(BaseModel):
+    """The open backlog (docs/operations.md)."""
+
+    generated_at: str
+    open_tickets: int = Field(description="Open tickets the filters keep (all listed in summary).")
+    breach_model: bool = Field(description="true: breach_risk_model is the breach model's risk.")
+    summary: list[BacklogSummary]
+    tickets: list[BacklogTicket]

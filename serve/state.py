@@ -23,6 +23,7 @@ from serve.runtime import Runtime, load_runtime, registry_versions
 from serve.schemas import ReloadResult, Ticket
 from serve.settings import ApiKey, ServiceSettings
 from urgency.agents import Agents, AgentsWatch
+from urgency.backlog import Queues, load_breach_model, queues, team_agents
 from urgency.config import load_params
 from urgency.rules.engine import surge_active
 from urgency.store import Store
@@ -49,6 +50,12 @@ class ServiceState:
     # (when counted, by time.monotonic(); the count): one tuple replaced in one assignment, so a
     # concurrent request never reads one count's time with another's number.
     surge_count: tuple[float, int] = (0.0, 0)
+    # (when read, by time.monotonic(); the open queues): the store's open tickets and recent
+    # first-response times, re-read every `queue_seconds` (what the customer is told).
+    queue_snapshot: tuple[float, Queues | None] = (0.0, None)
+    queue_seconds: float = 30.0
+    # (the runtime it was loaded for, the fitted breach model or None): loaded once per runtime.
+    breach_snapshot: tuple[Runtime | None, object] = (None, None)
     _reload_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     # The agents file (params `operations.agents`), read again when it changes on disk.
     agents_watch: AgentsWatch | None = None
@@ -174,3 +181,34 @@ class ServiceState:
             self.surge_count = (time.monotonic(), count)
         created = [ticket.created_at for ticket in tickets]
         return surge_active(runtime.rules, created, now, counted_before=count)
+
+    # -----------------------------------------------------------------------------------------
+    # What the customer is told (the backlog part)
+
+    def queues(self, runtime: Runtime, store: Store, now: datetime) -> Queues:
+        """The teams' open queues and recent first-response times (`urgency.backlog.queues`),
+        read from the store at most every `queue_seconds` (a query per request would be two
+        scans of the store per scored ticket)."""
+        read, snapshot = self.queue_snapshot
+        if snapshot is None or time.monotonic() - read > self.queue_seconds:
+            operations = runtime.params.operations
+            snapshot = queues(
+                store.open_tickets(),
+                store.recent_times(now - timedelta(days=operations.recent_days)),
+                levels=runtime.rules.levels,
+                now=now,
+                agents=team_agents(self.agents(runtime)[0]),
+                window_days=operations.recent_days,
+                default_response_hours=operations.default_response_hours,
+            )
+            self.queue_snapshot = (time.monotonic(), snapshot)
+        return snapshot
+
+    def breach_model(self, runtime: Runtime) -> object:
+        """The champion breach model for this runtime's params (`urgency.backlog.load_breach_model`;
+        None: none registered), loaded once per runtime."""
+        loaded_for, model = self.breach_snapshot
+        if loaded_for is not runtime:
+            model = load_breach_model(runtime.params)
+            self.breach_snapshot = (runtime, model)
+        return model

@@ -21,7 +21,17 @@ from urgency.predict import output_columns
 from urgency.store import STORED_DECISION_FIELDS, predictions
 
 # The service answers with lists where a file has text, and adds what only a request has.
-SERVICE_ONLY = {"ticket_id", "probabilities", "explanation_text", "error", "model_versions"}
+SERVICE_ONLY = {
+    "ticket_id",
+    "probabilities",
+    "explanation_text",
+    "error",
+    "model_versions",
+    # What the customer is told: from the store's queue (urgency.backlog), not the record.
+    "expected_first_response_at",
+    "expected_first_response",
+    "at_risk",
+}
 FILE_ONLY = {"order_key", "explanation_json"}
 
 

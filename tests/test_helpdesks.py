@@ -29,8 +29,10 @@ from urgency.helpdesks import (
     is_our_write,
     read_event,
     rule_fields,
+    ticket_status,
     verify,
 )
+from urgency.store import TICKET_STATUSES
 
 MAPPING = HelpdeskParams(
     priorities={"P1": "urgent", "P2": "high", "P3": "normal", "P4": "low"},
@@ -349,3 +351,76 @@ def test_the_note_says_who_was_assigned_and_why() -> None:
         mapping=MAPPING,
     )
     assert "assignee" not in unassigned and "assigned:" not in unassigned["note"]
+
+
+# ---------------------------------------------------------------------------------------------
+# The backlog part: each helpdesk's status as our ticket state, what the customer is told
+
+
+@pytest.mark.parametrize(
+    ("helpdesk", "payload", "expected"),
+    [
+        ("zendesk", zendesk_event(event="ticket.status_changed", status="HOLD"), "on_hold"),
+        ("zendesk", zendesk_event(event="ticket.status_changed", status="pending"), "pending"),
+        ("zendesk", zendesk_event(event="ticket.status_changed", status="solved"), "solved"),
+        ("freshdesk", freshdesk_webhook(ticket_status=3, event="ticket_updated"), "pending"),
+        ("freshdesk", freshdesk_webhook(ticket_status=5, event="ticket_updated"), "closed"),
+        (
+            "freshdesk",
+            freshdesk_webhook(ticket_status="Waiting on Customer", event="ticket_updated"),
+            "pending",
+        ),
+        ("freshdesk", freshdesk_webhook(ticket_status=7, event="ticket_updated"), "open"),  # a custom one
+        ("zammad", zammad_webhook(state={"name": "pending reminder"}, article_count=2), "pending"),
+        ("zammad", zammad_webhook(state={"name": "merged"}, article_count=2), "closed"),
+        (
+            "jira",
+            jira_webhook(
+                event="jira:issue_updated",
+                status={"name": "Waiting for customer", "statusCategory": {"key": "indeterminate"}},
+            ),
+            "pending",
+        ),
+        (
+            "jira",
+            jira_webhook(
+                event="jira:issue_updated", status={"name": "Triaging", "statusCategory": {"key": "new"}}
+            ),
+            "open",
+        ),
+        (
+            "jira",
+            jira_webhook(
+                event="jira:issue_updated", status={"name": "Shipped", "statusCategory": {"key": "done"}}
+            ),
+            "solved",
+        ),
+    ],
+)
+def test_a_helpdesk_status_becomes_our_ticket_state(helpdesk: str, payload: dict, expected: str) -> None:
+    body, headers = signed(helpdesk, payload)
+    lower = {name.lower(): value for name, value in headers.items()}
+    event = read_event(helpdesk, json.loads(body), lower, body, MAPPING)
+    assert ticket_status(event) == expected
+    assert expected in TICKET_STATUSES
+
+
+def test_the_expected_first_response_goes_into_the_note_and_the_configured_field() -> None:
+    common = {
+        "priority": "P1",
+        "priority_title": "Critical",
+        "team": "billing",
+        "needs_human_triage": False,
+        "first_response_due": "2026-03-02T09:15:00+00:00",
+        "resolution_due": None,
+        "explanation": "text: service down (0.99)",
+        "expected_first_response": "We expect to reply within about 2 hours (by 11:00 UTC on 2 March 2026).",
+        "expected_first_response_at": "2026-03-02T11:00:00Z",
+    }
+    plain = helpdesk_values(mapping=MAPPING, **common)
+    assert plain["fields"] == {} and "customer told: We expect to reply" in plain["note"]
+    assert plain["expected_first_response_at"] == "2026-03-02T11:00:00Z"
+    field = helpdesk_values(mapping=MAPPING.model_copy(update={"expected_reply_field": "360001"}), **common)
+    assert field["fields"] == {"360001": common["expected_first_response"]}
+    silent = helpdesk_values(mapping=MAPPING, **{**common, "expected_first_response": None})
+    assert "customer told" not in silent["note"] and silent["fields"] == {}

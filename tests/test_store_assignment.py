@@ -78,7 +78,6 @@ def test_open_load_counts_open_states_by_assignee_and_assigned_tickets_without_a
             assigned("T-1", "ana", priority="P2", at=T0 + timedelta(minutes=5)),  # the newest counts
         ]
     )
-    store.record_predictions([prediction("T-9", "P4")])
     with store.engine.begin() as connection:
         connection.execute(
             ticket_states.insert(),
@@ -90,6 +89,7 @@ def test_open_load_counts_open_states_by_assignee_and_assigned_tickets_without_a
                 state("T-7", "new", "dan"),  # no prediction, no assignment: priority unknown
             ],
         )
+    store.record_predictions([prediction("T-9", "P4")])  # after: scoring keeps a state it finds
     assert store.open_load() == {
         "ana": {"P2": 1},
         "cem": {"P3": 1},

@@ -41,6 +41,20 @@ def test_each_helpdesk_gets_its_own_calls() -> None:
     assert unmapped[0].json["fields"] == {}  # a priority the mapping lacks is not written
 
 
+def test_the_expected_reply_field_is_set_as_each_helpdesk_sets_a_field() -> None:
+    told = "We expect to reply within about 2 hours (by 11:00 UTC on 2 March 2026)."
+    zendesk = calls_for("zendesk", "5", {**VALUES, "fields": {"360001": told}})
+    assert zendesk[0].json["ticket"]["custom_fields"] == [{"id": 360001, "value": told}]
+    freshdesk = calls_for("freshdesk", "5", {**VALUES, "fields": {"cf_expected_reply": told}})
+    assert freshdesk[0].json["custom_fields"] == {"cf_expected_reply": told}
+    zammad = calls_for("zammad", "5", {**VALUES, "fields": {"expected_reply": told}})
+    assert zammad[0].json["expected_reply"] == told
+    jira = calls_for("jira", "SUP-1", {**VALUES, "fields": {"customfield_10060": told}})
+    assert jira[0].json["fields"]["customfield_10060"] == told
+    # A write queued before there were fields (no key) writes none.
+    assert "custom_fields" not in calls_for("zendesk", "5", VALUES)[0].json["ticket"]
+
+
 def test_a_ticket_id_is_one_path_segment() -> None:
     assert calls_for("zammad", "7?x=1#y", VALUES)[0].path == "/api/v1/tickets/7%3Fx%3D1%23y"
     assert (

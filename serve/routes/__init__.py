@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from serve.routes import admin, assign, feedback, health, models, reports, scoring, webhooks
+from serve.routes import admin, assign, backlog, feedback, health, models, reports, scoring, webhooks
 
 # The order of the OpenAPI schema's paths and of the docs page.
 ROUTERS: tuple[APIRouter, ...] = (
@@ -15,5 +15,6 @@ ROUTERS: tuple[APIRouter, ...] = (
     models.router,
     admin.router,
     reports.router,
+    backlog.router,
     health.router,
 )

@@ -5,6 +5,7 @@ Plain `def` endpoints: inference runs in FastAPI's thread pool, never on the eve
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -12,9 +13,11 @@ from fastapi import APIRouter
 
 from serve.deps import RuntimeDep, ScoreKey, ServiceDep, StoreDep
 from serve.errors import ERRORS, invalid
-from serve.runtime import Runtime, prediction_row, score_tickets
+from serve.runtime import Runtime, ScoredTicket, prediction_row, score_tickets
 from serve.schemas import ScoreBatchResult, ScoreResult, Ticket, TicketBatch
 from serve.state import ServiceState
+from urgency.backlog import Queues, agents_of, expected_first_response, order_key, rank_of
+from urgency.decision import iso
 from urgency.store import Store
 
 router = APIRouter(tags=["scoring"])
@@ -63,8 +66,58 @@ def score_only(
     check_reserved(runtime_now, tickets)
     now = datetime.now(UTC)
     surge = service.surge(runtime_now, store, now, tickets)
-    scored = score_tickets(runtime_now, tickets, now=now, surge=surge)
+    scored = told_expected(
+        score_tickets(runtime_now, tickets, now=now, surge=surge),
+        service.queues(runtime_now, store, now),
+        now,
+    )
     return [one.result for one in scored], [prediction_row(one, now) for one in scored]
+
+
+def told_expected(scored: list[ScoredTicket], queues: Queues, now: datetime) -> list[ScoredTicket]:
+    """Each result with its expected first response (`urgency.backlog.expected_first_response`):
+    the queue ahead is the team's open tickets before it in the queue's order, and the tickets
+    of this batch before it."""
+    placed = [
+        (
+            one.decision.team,
+            one.ticket.ticket_id,
+            order_key(
+                rank_of(queues.levels, one.decision.priority),
+                one.decision.first_response_due or one.decision.resolution_due,
+                one.decision.created_at,
+            ),
+        )
+        for one in scored
+    ]
+    # The batch's tickets before each in the queue's order, per team (a tie: the one sent first).
+    in_batch = [0] * len(placed)
+    by_team: dict[str, list[tuple[tuple[int, float, float], int]]] = {}
+    for position, (team, _ticket_id, key) in enumerate(placed):
+        by_team.setdefault(team, []).append((key, position))
+    for members in by_team.values():
+        for place, (_key, position) in enumerate(sorted(members)):
+            in_batch[position] = place
+    told = []
+    for one, (team, ticket_id, key), before in zip(scored, placed, in_batch, strict=True):
+        response_hours, response_from = queues.response(team)
+        expected = expected_first_response(
+            now=now,
+            first_response_due=one.decision.first_response_due,
+            queue_ahead=queues.ahead(team, ticket_id, key) + before,
+            median_response_hours=response_hours,
+            agents=agents_of(queues.agents, team),
+            response_from=response_from,
+        )
+        result = one.result.model_copy(
+            update={
+                "expected_first_response_at": iso(expected.at),
+                "expected_first_response": expected.sentence,
+                "at_risk": expected.at_risk,
+            }
+        )
+        told.append(replace(one, result=result))
+    return told
 
 
 def check_reserved(runtime_now: Runtime, tickets: list[Ticket]) -> None:

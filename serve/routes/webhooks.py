@@ -46,6 +46,7 @@ from urgency.helpdesks import (
     is_our_write,
     read_event,
     rule_fields,
+    ticket_status,
     verify,
 )
 from urgency.store import Store
@@ -152,6 +153,7 @@ def _handle(
     moved: tuple[str | None, str | None] | None = None  # (assignee, team) an update carries
     decision: dict[str, Any] | None = None
     write_back: dict[str, Any] | None = None
+    state: dict[str, Any] | None = None
     if is_our_write(event, store.last_write_back(event.helpdesk, event.ticket_id), mapping):
         answer |= {"action": "ignored", "reason": "the change our own write-back made"}
     elif event.kind == "created":
@@ -171,11 +173,25 @@ def _handle(
         }
     else:
         moved = (event.assignee, decided(event, mapping).get("team"))
-        decision = feedback_event(event, mapping, runtime_now)
+        status = ticket_status(event)
+        decision = feedback_event(event, mapping, runtime_now, status)
         if decision is None:
             answer |= {"action": "ignored", "reason": "no priority, group or type the mapping knows"}
         else:
             answer |= {"action": "feedback", "feedback": _stored_form(decision)}
+        # The backlog's state follows the helpdesk's status, whatever else the mapping knows, and
+        # the group and assignee the agents moved it to (these alone move an existing state, open none).
+        team = decision.get("team") if decision is not None else None
+        if status is not None or team is not None or event.assignee is not None:
+            state = {
+                "at": datetime.now(UTC),
+                "source": event.helpdesk,
+                "status": status,
+                "team": team,
+                "assignee": event.assignee,
+            }
+        if status is not None:
+            answer |= {"ticket_status": status}
     outcome = WebhookResult.model_validate(answer)
     delivery = {
         "helpdesk": event.helpdesk,
@@ -186,7 +202,12 @@ def _handle(
         "outcome": outcome.model_dump(mode="json"),
     }
     if not store.record_delivery(
-        delivery, predicted=predicted, decided=decision, write_back=write_back, assigned=chosen
+        delivery,
+        predicted=predicted,
+        decided=decision,
+        write_back=write_back,
+        assigned=chosen,
+        state=state,
     ):
         # The same delivery arrived twice at once and the other one was stored first.
         return WebhookResult.model_validate(
@@ -264,12 +285,14 @@ def values_for(
             mapping=mapping,
             assignee=assignee,
             assignment=assignment.explanation if assignment is not None else None,
+            expected_first_response=result.expected_first_response,
+            expected_first_response_at=result.expected_first_response_at,
         )
     )
 
 
 def feedback_event(
-    event: HelpdeskEvent, mapping: HelpdeskParams, runtime_now: Runtime
+    event: HelpdeskEvent, mapping: HelpdeskParams, runtime_now: Runtime, status: str | None = None
 ) -> dict[str, Any] | None:
     """The agents' decision as a feedback event (the delivery id is its event id), or None when
     the mapping knows none of its values (or they are not ones this deployment serves)."""
@@ -287,6 +310,7 @@ def feedback_event(
             agent=event.actor,
             first_response_at=event.first_response_at,
             resolved_at=event.resolved_at or (now if event.kind == "solved" else None),
+            status=status,
             **found,
         )
     except ValidationError as error:  # e.g. a resolution time out of the years a ticket can have

@@ -562,6 +562,11 @@ class HelpdeskParams(Strict):
     # (`urgency.writeback`) when the service also has its credential
     # (`URGENCY_HELPDESK_CREDENTIALS`); none: the webhook's answer is the only output.
     api_url: str | None = None
+    # The backlog part: the ticket field the write-back sets to the customer's expected first
+    # response (a sentence an auto-reply quotes; docs/helpdesks.md): a Zendesk custom field id,
+    # a Freshdesk custom field name (`cf_expected_reply`), a Zammad ticket attribute name, a
+    # Jira custom field id (`customfield_10060`). None: only the internal note says it.
+    expected_reply_field: str | None = None
 
 
 class OperationsParams(Strict):
@@ -572,6 +577,15 @@ class OperationsParams(Strict):
     agents: Path | None = None
     # How an agent is chosen among the team's available agents (`urgency.assignment`).
     assignment_strategy: Literal["round-robin", "least-loaded", "capacity-aware"] = "least-loaded"
+
+    # -- The open backlog and what the customer is told (backlog part, `urgency.backlog`) --
+    # Days of recently closed tickets the teams' median handling and first-response times use.
+    recent_days: int = Field(default=30, ge=1)
+    # A team's median handling time (hours, created -> resolved) while the store has no
+    # resolved ticket of it in those days.
+    default_handling_hours: float = Field(default=8.0, gt=0)
+    # A team's median first-response time (hours) while the store has none of it in those days.
+    default_response_hours: float = Field(default=2.0, gt=0)
 
 
 REMOVED_KEYS = {

@@ -472,6 +472,70 @@ def _inverse(ours_to_theirs: Mapping[str, str]) -> dict[str, str]:
     return inverse
 
 
+# Each helpdesk's status names (lower case, as `HelpdeskEvent.status` has them) -> ours
+# (`urgency.store.TICKET_STATUSES`): the ticket's state in the open backlog. Zendesk's six,
+# Freshdesk's four plus its usual custom ones, Zammad's states, Jira Service Management's
+# default workflows' statuses (any other Jira status counts as open until its category is done).
+TICKET_STATUS_MAPS: dict[str, dict[str, str]] = {
+    "zendesk": {
+        "new": "new",
+        "open": "open",
+        "pending": "pending",
+        "hold": "on_hold",
+        "on-hold": "on_hold",
+        "solved": "solved",
+        "closed": "closed",
+    },
+    "freshdesk": {
+        "open": "open",
+        "pending": "pending",
+        "resolved": "solved",
+        "closed": "closed",
+        "waiting on customer": "pending",
+        "waiting on third party": "on_hold",
+    },
+    "zammad": {
+        "new": "new",
+        "open": "open",
+        "pending reminder": "pending",
+        "pending close": "pending",
+        "closed": "closed",
+        "merged": "closed",
+        "removed": "closed",
+    },
+    "jira": {
+        "to do": "new",
+        "open": "open",
+        "new": "new",
+        "waiting for support": "open",
+        "in progress": "open",
+        "work in progress": "open",
+        "escalated": "open",
+        "waiting for customer": "pending",
+        "pending": "pending",
+        "on hold": "on_hold",
+        "resolved": "solved",
+        "done": "solved",
+        "closed": "closed",
+        "canceled": "closed",
+        "cancelled": "closed",
+        "declined": "closed",
+    },
+}
+
+
+def ticket_status(event: HelpdeskEvent) -> str | None:
+    """The ticket's state in our terms (`TICKET_STATUS_MAPS`): a status the map does not know is
+    `solved` for a solved event and `open` otherwise (a custom status of a ticket not solved);
+    None when the payload says no status."""
+    if event.status is None:
+        return None
+    known = TICKET_STATUS_MAPS.get(event.helpdesk, {}).get(event.status.strip().lower())
+    if known is not None:
+        return known
+    return "solved" if event.kind == "solved" else "open"
+
+
 TRIAGE_TAG = "urgency-triage"
 
 
@@ -487,9 +551,13 @@ def helpdesk_values(
     mapping: HelpdeskParams,
     assignee: str | None = None,
     assignment: str | None = None,
+    expected_first_response: str | None = None,
+    expected_first_response_at: str | None = None,
 ) -> dict[str, Any]:
     """A decision in the helpdesk's terms: its priority and group (`mapping`; the triage group
-    when a person must decide), tags to add, and an internal note saying what was decided and why."""
+    when a person must decide), tags to add, an internal note saying what was decided and why,
+    and what the customer is told (`expected_first_response`, a sentence): in the note, and in
+    the ticket field `mapping.expected_reply_field` (`fields`) an auto-reply can quote."""
     group = mapping.triage_group if needs_human_triage and mapping.triage_group else mapping.teams.get(team)
     tags = [f"urgency-{priority.lower()}", f"urgency-team-{team}"]
     if needs_human_triage:
@@ -504,11 +572,21 @@ def helpdesk_values(
     ]
     if assignment:
         lines.append(f"assigned: {assignment}")
+    if expected_first_response:
+        lines.append(f"customer told: {expected_first_response}")
+    fields = (
+        {mapping.expected_reply_field: expected_first_response}
+        if mapping.expected_reply_field and expected_first_response
+        else {}
+    )
     values = {
         "priority": mapping.priorities.get(priority),
         "group": group,
         "tags": tags,
         "note": "\n".join(lines),
+        "fields": fields,
+        "expected_first_response": expected_first_response,
+        "expected_first_response_at": expected_first_response_at,
     }
     # Only when assigned: the values queued before assignment existed keep their shape.
     if assignee is not None:

@@ -45,6 +45,8 @@ STORED_DECISION_FIELDS = (
     "text_signals",  # the record's text form (`Decision.text_signals_text`), null: none fired
 )
 FEEDBACK_TIMES = ("first_response_at", "resolved_at")
+# What a feedback event can also say about the ticket (operations: docs/operations.md).
+FEEDBACK_STATE_KEYS = ("status", "assignee", "csat")
 
 metadata = sa.MetaData()
 
@@ -342,17 +344,153 @@ def _content_digest(content: Mapping[str, Any]) -> str:
 
 def _feedback_row(event: Mapping[str, Any], received_at: datetime) -> dict[str, Any]:
     content = {key: event.get(key) for key in ("decided_at", "agent", *FEEDBACK_FIELDS, *FEEDBACK_TIMES)}
-    # Operations' fields only when given: an event stored before they existed keeps its digest.
-    for key in ("assignee",):
-        if event.get(key) is not None:
-            content[key] = event[key]
+    # The operations keys join the digest only when set: an event stored before they existed
+    # (or one that does not use them) keeps its digest, so its retry is still a retry.
+    content |= {key: event[key] for key in FEEDBACK_STATE_KEYS if event.get(key) is not None}
     return {
         "ticket_id": event["ticket_id"],
         "event_id": event["event_id"],
         "received_at": received_at,
+        **{key: None for key in FEEDBACK_STATE_KEYS},
         **content,
         "content_digest": _content_digest(content),
     }
+
+
+# ---------------------------------------------------------------------------------------------
+# Operations, backlog part: feedback status / assignee / CSAT, each ticket's state (docs/operations.md)
+
+# The CSAT texts a feedback event may give for a good or bad rating (Zendesk's satisfaction
+# rating says `good` / `bad`).
+CSAT_WORDS = {"good": 1.0, "bad": 0.0}
+
+
+def normalise_csat(value: float | int | str) -> float:
+    """A customer's satisfaction as 0..1: a number 0..1 as is, a 1-5 score written `"4/5"` as
+    (s - 1) / 4, `"good"` / `"bad"` as 1 / 0. ValueError says what is accepted."""
+    if isinstance(value, bool):
+        raise ValueError('give a number 0..1, a 1-5 score as text ("4/5"), or "good" / "bad"')
+    if isinstance(value, int | float):
+        if not 0 <= value <= 1:
+            raise ValueError('a number must be 0..1; give a 1-5 score as text, e.g. "4/5"')
+        return float(value)
+    text = value.strip().lower()
+    if text in CSAT_WORDS:
+        return CSAT_WORDS[text]
+    score, slash, scale = text.partition("/")
+    if slash and scale.strip() == "5" and score.strip() in ("1", "2", "3", "4", "5"):
+        return (int(score) - 1) / 4
+    raise ValueError('give a number 0..1, a 1-5 score as text ("4/5"), or "good" / "bad"')
+
+
+def _utc(moment: datetime | None) -> datetime | None:
+    """An instant in UTC (a naive time is UTC): SQLite keeps the wall time only, so every state
+    time is written in UTC and compares as an instant on both stores."""
+    if moment is None:
+        return None
+    return moment.replace(tzinfo=UTC) if moment.utcoffset() is None else moment.astimezone(UTC)
+
+
+def _insert(connection: sa.Connection, table: sa.Table) -> Any:
+    """The dialect's INSERT, which has ON CONFLICT (SQLite and PostgreSQL alike)."""
+    if connection.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    return insert(table)
+
+
+def set_state(
+    connection: sa.Connection,
+    ticket_id: str,
+    *,
+    at: datetime,
+    source: str,
+    status: str | None = None,
+    team: str | None = None,
+    assignee: str | None = None,
+) -> None:
+    """The ticket's state as of `at`: an insert or an update in one statement (ON CONFLICT, so
+    two writers never both insert). A state newer than `at` is kept (an event that arrives late
+    changes nothing); a team or assignee not given keeps the stored one. Without a status, only
+    a stored state's team / assignee change (a decision alone opens no ticket)."""
+    at = _utc(at)
+    assert at is not None
+    if status is None:
+        if team is None and assignee is None:
+            return
+        changes = {
+            name: value for name, value in (("team", team), ("assignee", assignee)) if value is not None
+        }
+        connection.execute(
+            ticket_states.update()
+            .where(ticket_states.c.ticket_id == ticket_id, ticket_states.c.updated_at <= at)
+            .values(**changes, updated_at=at, source=source)
+        )
+        return
+    if status not in TICKET_STATUSES:
+        raise ValueError(f"status {status!r} is not one of {', '.join(TICKET_STATUSES)}")
+    insert = _insert(connection, ticket_states).values(
+        ticket_id=ticket_id,
+        status=status,
+        opened_at=at,
+        updated_at=at,
+        team=team,
+        assignee=assignee,
+        source=source,
+    )
+    new = insert.excluded
+    reopened = sa.and_(ticket_states.c.status.not_in(OPEN_STATUSES), new.status.in_(OPEN_STATUSES))
+    connection.execute(
+        insert.on_conflict_do_update(
+            index_elements=[ticket_states.c.ticket_id],
+            set_={
+                "status": new.status,
+                "updated_at": new.updated_at,
+                "source": new.source,
+                "team": sa.func.coalesce(new.team, ticket_states.c.team),
+                "assignee": sa.func.coalesce(new.assignee, ticket_states.c.assignee),
+                # A solved ticket that opens again waits from now, not from its first opening.
+                "opened_at": sa.case((reopened, new.opened_at), else_=ticket_states.c.opened_at),
+            },
+            where=ticket_states.c.updated_at <= new.updated_at,
+        )
+    )
+
+
+def apply_feedback_state(connection: sa.Connection, row: Mapping[str, Any]) -> None:
+    """A stored feedback row's status, team and assignee onto the ticket's state."""
+    set_state(
+        connection,
+        row["ticket_id"],
+        at=row.get("decided_at") or row["received_at"],
+        source="feedback",
+        status=row.get("status"),
+        team=row.get("team"),
+        assignee=row.get("assignee"),
+    )
+
+
+def open_states(connection: sa.Connection, rows: Sequence[Mapping[str, Any]], source: str = "score") -> None:
+    """A `new` state for each scored ticket (`predictions` rows) that has none; a ticket with a
+    state keeps it (scoring it again reopens nothing)."""
+    states = {
+        row["ticket_id"]: {
+            "ticket_id": row["ticket_id"],
+            "status": "new",
+            "opened_at": _utc(row.get("created_at")) or _utc(row["scored_at"]),
+            "updated_at": _utc(row["scored_at"]),
+            "team": row.get("team"),
+            "assignee": None,
+            "source": source,
+        }
+        for row in rows
+    }
+    if states:
+        insert = _insert(connection, ticket_states)
+        connection.execute(
+            insert.on_conflict_do_nothing(index_elements=[ticket_states.c.ticket_id]), list(states.values())
+        )
 
 
 class Store:
@@ -372,6 +510,7 @@ class Store:
         if rows:
             with self.engine.begin() as connection:
                 connection.execute(predictions.insert(), [dict(row) for row in rows])
+                open_states(connection, rows)
 
     def record_feedback(
         self, event: Mapping[str, Any], *, received_at: datetime | None = None
@@ -383,6 +522,7 @@ class Store:
         try:
             with self.engine.begin() as connection:
                 connection.execute(feedback.insert(), [row])
+                apply_feedback_state(connection, row)
             return FeedbackResult(stored=True)
         except IntegrityError:
             # The unique constraint, not a read-then-write, decides: safe under concurrency.
@@ -418,11 +558,13 @@ class Store:
         decided: Mapping[str, Any] | None = None,
         write_back: Mapping[str, Any] | None = None,
         assigned: Sequence[Mapping[str, Any]] = (),
+        state: Mapping[str, Any] | None = None,
     ) -> bool:
         """Store a helpdesk delivery (`webhook_deliveries` columns) with what it caused: the
-        prediction rows, the agent's decision (a `record_feedback` event), the values to write
-        back to the helpdesk (an `outbox` row, pending) and the ticket's assignment (`assignments`
-        rows), all or none. False:
+        prediction rows (opening the ticket's state when it has none), the agent's decision (a
+        `record_feedback` event), the ticket's state from the helpdesk (`state`: `set_state`'s
+        keyword arguments), the values to write back to the helpdesk (an `outbox` row, pending)
+        and the ticket's assignment (`assignments` rows), all or none. False:
         the same delivery was stored first (a retry, or the same delivery arriving twice at once):
         nothing is written."""
         try:
@@ -430,10 +572,13 @@ class Store:
                 connection.execute(webhook_deliveries.insert(), [dict(delivery)])
                 if predicted:
                     connection.execute(predictions.insert(), [dict(row) for row in predicted])
+                    open_states(connection, predicted, source=delivery["helpdesk"])
                 if decided is not None:
                     connection.execute(feedback.insert(), [_feedback_row(decided, delivery["received_at"])])
                 if assigned:
                     connection.execute(assignments.insert(), [dict(row) for row in assigned])
+                if state is not None:
+                    set_state(connection, delivery["ticket_id"], **state)
                 if write_back is not None:
                     connection.execute(
                         outbox.insert(),
@@ -737,3 +882,112 @@ class Store:
         }
         self.record_assignments([row])
         return row
+
+    # Operations, backlog part: ticket states, the open backlog, recent response and handling times
+
+    def ticket_state(self, ticket_id: str) -> dict[str, Any] | None:
+        with self.engine.connect() as connection:
+            row = connection.execute(
+                sa.select(ticket_states).where(ticket_states.c.ticket_id == ticket_id)
+            ).first()
+        return None if row is None else dict(row._mapping)
+
+    def set_state(self, ticket_id: str, **state: Any) -> None:
+        """`set_state` in its own transaction (`at`, `source`, `status`, `team`, `assignee`)."""
+        with self.engine.begin() as connection:
+            set_state(connection, ticket_id, **state)
+
+    def open_tickets(self) -> pd.DataFrame:
+        """Each open ticket (state in OPEN_STATUSES) that was scored: its state (`status`,
+        `opened_at`, `updated_at`, `state_team`, `assignee`), its latest prediction (`priority`,
+        `team`, `created_at`, `scored_at`, the deadlines, `category`, `fields`) and when it was
+        first answered (`first_response_at`, from feedback; none: not yet)."""
+        import pandas as pd
+
+        latest = (
+            sa.select(predictions.c.ticket_id, sa.func.max(predictions.c.id).label("id"))
+            .group_by(predictions.c.ticket_id)
+            .subquery()
+        )
+        answered = (
+            sa.select(
+                feedback.c.ticket_id, sa.func.min(feedback.c.first_response_at).label("first_response_at")
+            )
+            .group_by(feedback.c.ticket_id)
+            .subquery()
+        )
+        query = (
+            sa.select(
+                ticket_states.c.ticket_id,
+                ticket_states.c.status,
+                ticket_states.c.opened_at,
+                ticket_states.c.updated_at,
+                ticket_states.c.team.label("state_team"),
+                ticket_states.c.assignee,
+                predictions.c.priority,
+                predictions.c.team,
+                predictions.c.created_at,
+                predictions.c.scored_at,
+                predictions.c.first_response_due,
+                predictions.c.resolution_due,
+                predictions.c.category,
+                predictions.c.fields,
+                answered.c.first_response_at,
+            )
+            .select_from(
+                ticket_states.join(latest, latest.c.ticket_id == ticket_states.c.ticket_id)
+                .join(predictions, predictions.c.id == latest.c.id)
+                .outerjoin(answered, answered.c.ticket_id == ticket_states.c.ticket_id)
+            )
+            .where(ticket_states.c.status.in_(OPEN_STATUSES))
+            .order_by(ticket_states.c.ticket_id)
+        )
+        with self.engine.connect() as connection:
+            found = connection.execute(query).mappings().all()
+        return pd.DataFrame(found, columns=list(query.selected_columns.keys()))
+
+    def recent_times(self, since: datetime) -> pd.DataFrame:
+        """Tickets first answered or resolved since `since` (by feedback): `ticket_id`, `team`
+        (the state's, else the latest prediction's), `created_at` (the prediction's, else when
+        the state opened), `first_response_at` (the earliest), `resolved_at` (the latest)."""
+        import pandas as pd
+
+        since = _utc(since)
+        times = (
+            sa.select(
+                feedback.c.ticket_id,
+                sa.func.min(feedback.c.first_response_at).label("first_response_at"),
+                sa.func.max(feedback.c.resolved_at).label("resolved_at"),
+            )
+            .group_by(feedback.c.ticket_id)
+            .having(
+                sa.or_(
+                    sa.func.min(feedback.c.first_response_at) >= since,
+                    sa.func.max(feedback.c.resolved_at) >= since,
+                )
+            )
+            .subquery()
+        )
+        latest = (
+            sa.select(predictions.c.ticket_id, sa.func.max(predictions.c.id).label("id"))
+            .group_by(predictions.c.ticket_id)
+            .subquery()
+        )
+        query = (
+            sa.select(
+                times.c.ticket_id,
+                sa.func.coalesce(ticket_states.c.team, predictions.c.team).label("team"),
+                sa.func.coalesce(predictions.c.created_at, ticket_states.c.opened_at).label("created_at"),
+                times.c.first_response_at,
+                times.c.resolved_at,
+            )
+            .select_from(
+                times.outerjoin(latest, latest.c.ticket_id == times.c.ticket_id)
+                .outerjoin(predictions, predictions.c.id == latest.c.id)
+                .outerjoin(ticket_states, ticket_states.c.ticket_id == times.c.ticket_id)
+            )
+            .order_by(times.c.ticket_id)
+        )
+        with self.engine.connect() as connection:
+            found = connection.execute(query).mappings().all()
+        return pd.DataFrame(found, columns=list(query.selected_columns.keys()))

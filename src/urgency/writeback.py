@@ -58,6 +58,9 @@ def calls_for(helpdesk: str, ticket_id: str, values: Mapping[str, Any]) -> list[
     priority, group, tags, note = values.get("priority"), values.get("group"), values["tags"], values["note"]
     # The agent chosen (`urgency.assignment`), as the helpdesk's user id (agents file `helpdesk_ids`).
     assignee = values.get("assignee")
+    # Ticket fields to set (the customer's expected first response, params
+    # `expected_reply_field`); absent from writes queued before there were any.
+    fields_to_set: Mapping[str, Any] = values.get("fields") or {}
     # The id goes into the URL path as one segment: `7?x=1` or `1/../users/5` cannot reach another resource.
     raw_id, ticket_id = ticket_id, quote(ticket_id, safe="")
     if helpdesk == "zendesk":
@@ -68,6 +71,11 @@ def calls_for(helpdesk: str, ticket_id: str, values: Mapping[str, Any]) -> list[
             ticket["group_id"] = int(group)
         if assignee and str(assignee).isdigit():
             ticket["assignee_id"] = int(assignee)
+        if fields_to_set:
+            ticket["custom_fields"] = [
+                {"id": int(name) if str(name).isdigit() else name, "value": value}
+                for name, value in fields_to_set.items()
+            ]
         return [Call("PUT", f"/api/v2/tickets/{ticket_id}.json", {"ticket": ticket})]
     if helpdesk == "freshdesk":
         update: dict[str, Any] = {"tags": tags}
@@ -78,6 +86,8 @@ def calls_for(helpdesk: str, ticket_id: str, values: Mapping[str, Any]) -> list[
             update["group_id"] = int(group)
         if assignee and str(assignee).isdigit():
             update["responder_id"] = int(assignee)
+        if fields_to_set:
+            update["custom_fields"] = dict(fields_to_set)
         return [
             Call("PUT", f"/api/v2/tickets/{ticket_id}", update),
             Call("POST", f"/api/v2/tickets/{ticket_id}/notes", {"body": note, "private": True}),
@@ -92,6 +102,7 @@ def calls_for(helpdesk: str, ticket_id: str, values: Mapping[str, Any]) -> list[
             change["group"] = group
         if assignee:
             change["owner_id"] = int(assignee) if str(assignee).isdecimal() else assignee
+        change |= {name: value for name, value in fields_to_set.items() if name not in change}
         return [
             Call("PUT", f"/api/v1/tickets/{ticket_id}", change),
             *(
@@ -103,6 +114,7 @@ def calls_for(helpdesk: str, ticket_id: str, values: Mapping[str, Any]) -> list[
         fields: dict[str, Any] = {"priority": {"name": priority}} if priority else {}
         if assignee:
             fields["assignee"] = {"accountId": assignee}
+        fields |= {name: value for name, value in fields_to_set.items() if name not in fields}
         return [
             Call(
                 "PUT",

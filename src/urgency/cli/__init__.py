@@ -8,7 +8,7 @@ commands live in one module per group:
 - `scoring`: predict, score, validate-rules, check-incidents
 - `registry`: promote, rollback, record-digests, retrain
 - `service`: serve, db upgrade, api-key
-- `reports`: report agreement, demo-agents
+- `reports`: report agreement, report backlog, demo-agents
 - `breach`: breach-risk
 - `assignment`: assign (a scored queue's tickets to agents)
 
@@ -68,6 +68,7 @@ app.command()(models.tune)
 
 report_app = typer.Typer(help="Reports for managers (HTML page plus a JSON file of the figures).")
 report_app.command("agreement")(reports.report_agreement)
+report_app.command("backlog")(reports.report_backlog)
 app.add_typer(report_app, name="report")
 
 app.command("demo-agents")(reports.demo_agents)

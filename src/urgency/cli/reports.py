@@ -1,11 +1,13 @@
-"""Report commands: report agreement, and demo-agents (the demo's simulated agents)."""
+"""Report commands: report agreement, report backlog, and demo-agents (the demo's simulated agents)."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.table import Table
 
 from urgency.cli.common import (
     DatabaseOption,
@@ -140,5 +142,89 @@ def demo_agents(
     known = ", ".join(f"{head} {int(closed[f'agent_{head}'].notna().sum())}" for head in heads)
     console.print(
         f"[green]ok[/green]: {len(closed)} closed tickets written to {output} (agents' values: {known})",
+        highlight=False,
+    )
+
+
+@user_errors
+def report_backlog(
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "--output", "-o", help="Write the backlog: .json (summary and tickets) or .csv (tickets)."
+        ),
+    ] = None,
+    database_url: DatabaseOption = None,
+    now: Annotated[
+        str | None, typer.Option(help="The moment the hours left count from (default: now).")
+    ] = None,
+    top: Annotated[int, typer.Option(min=0, help="Most urgent tickets to print.")] = 10,
+    params_path: ParamsOption = Path("params.yaml"),
+    rules_path: RulesOption = None,
+) -> None:
+    """The open backlog from the service's store: time left to each deadline, queue, breach risk."""
+    from urgency.agents import read_agents
+    from urgency.backlog import BACKLOG_COLUMNS, backlog_json, load_breach_model, read_backlog
+    from urgency.files import write_table_atomic, write_text_atomic
+    from urgency.store import Store, StoreError, check_schema, make_engine, sqlite_path
+    from urgency.store import database_url as store_url
+
+    if output is not None and output.suffix.lower() not in (".json", ".csv"):
+        raise typer.BadParameter("write a .json or a .csv file", param_hint="--output")
+    moment = parse_now(now)
+    params = load_params(params_path)
+    rules = load_rules(params, rules_path)
+    url = store_url(database_url, params_path)
+    path = sqlite_path(url)
+    # make_engine would create an empty SQLite file; a missing one means nothing was scored.
+    if path is not None and not path.exists():
+        raise StoreError(f"no store at {path}: the service has not run yet")
+    engine = make_engine(url)
+    try:
+        check_schema(engine)
+        frame = read_backlog(
+            Store(engine),
+            levels=rules.levels,
+            operations=params.operations,
+            now=moment,
+            breach_model=load_breach_model(params),
+            agents=None if params.operations.agents is None else read_agents(params.operations.agents, rules),
+        )
+    finally:
+        engine.dispose()
+    figures = backlog_json(frame, now=moment)
+    if output is not None and output.suffix.lower() == ".json":
+        write_text_atomic(json.dumps(figures, indent=2) + "\n", output)
+    elif output is not None:
+        write_table_atomic(frame[list(BACKLOG_COLUMNS)], output)
+    table = Table("priority", "team", "open", "breached", "at risk", title="Open backlog")
+    for row in figures["summary"]:
+        table.add_row(
+            str(row["priority"]),
+            str(row["team"]),
+            str(row["tickets"]),
+            str(row["breached"]),
+            str(row["at_risk"]),
+        )
+    console.print(table)
+    tickets = Table(
+        "ticket", "priority", "team", "next deadline", "hours left", "queue", "risk", title="Most urgent"
+    )
+    for ticket in figures["tickets"][:top]:
+        left, risk = ticket["hours_left"], ticket["breach_risk"]
+        tickets.add_row(
+            str(ticket["ticket_id"]),
+            str(ticket["priority"]),
+            str(ticket["team"]),
+            ticket["next_deadline"] or "-",
+            "-" if left is None else f"{left:.1f}",
+            str(ticket["queue_ahead"]),
+            "-" if risk is None else f"{risk:.0%}",
+        )
+    if top and figures["tickets"]:
+        console.print(tickets)
+    written = f"; written to {output}" if output is not None else ""
+    console.print(
+        f"[green]ok[/green]: {figures['open_tickets']} open tickets as of {figures['generated_at']}{written}",
         highlight=False,
     )
