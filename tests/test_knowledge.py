@@ -329,7 +329,7 @@ def test_the_demo_knowledge_base_with_the_real_minilm() -> None:
     kb = KnowledgeBase.load(PROJECT / "data/knowledge_base")
     answers = kb.top(
         [
-            "I forgot my password and cannot log in",
+            "My password has expired and I need to reset it",
             "Nobody in the office can connect to the VPN since 9am",
             "please approve my vacation days in the HR portal",
         ],
