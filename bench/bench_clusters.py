@@ -15,7 +15,10 @@ burst ticket to the alert, the burst tickets seen by then, the false alarms on t
 beside a periodic agglomerative clustering of the window (average linkage, cosine) at the end
 of the burst.
 
-    HF_HUB_OFFLINE=1 python bench/bench_clusters.py [--data ../shared/data] [--part a|b|both]
+(c) The cost of an add with a full 7-day window (random vectors, each its own cluster: the
+worst case for the nearest-centroid search).
+
+    HF_HUB_OFFLINE=1 python bench/bench_clusters.py [--data ../shared/data] [--part a|b|c|both]
 """
 
 from __future__ import annotations
@@ -287,10 +290,35 @@ def part_b(data: Path, background: int, rate: float) -> None:
         )
 
 
+def part_scale(per_day: int, days: int) -> None:
+    """The cost of an add with a full window: random 384-wide vectors (each its own cluster, the
+    worst case for the nearest-centroid search) at `per_day` tickets a day for `days` days."""
+    rng = np.random.default_rng(19)
+    tracker = ClusterTracker()
+    start = datetime(2026, 11, 2)
+    n = per_day * days
+    vectors = rng.normal(size=(n, 384)).astype(np.float32)
+    offsets = np.sort(rng.uniform(0, days * 86400, n))
+    last_day = []
+    started = time.perf_counter()
+    for i in range(n):
+        began = time.perf_counter()
+        tracker.add(i, vectors[i], start + timedelta(seconds=float(offsets[i])), "")
+        if offsets[i] > (days - 1) * 86400:
+            last_day.append(time.perf_counter() - began)
+    print(
+        f"(c) scale: {n} tickets over {days} days ({per_day} a day, random vectors: {len(tracker)} "
+        f"clusters in the window at the end) in {time.perf_counter() - started:.0f} s; "
+        f"an add on the last day: median {np.median(last_day) * 1000:.2f} ms, "
+        f"p99 {np.percentile(last_day, 99) * 1000:.2f} ms"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
-    parser.add_argument("--part", choices=["a", "b", "both"], default="both")
+    parser.add_argument("--part", choices=["a", "b", "c", "both"], default="both")
+    parser.add_argument("--per-day", type=int, default=2000, help="(c) tickets a day")
     parser.add_argument("--background", type=int, default=1500)
     parser.add_argument("--rate", type=float, default=6.0, help="background tickets per hour")
     args = parser.parse_args()
@@ -300,6 +328,8 @@ def main() -> None:
         part_a(args.data)
     if args.part in ("b", "both"):
         part_b(args.data, args.background, args.rate)
+    if args.part in ("c", "both"):
+        part_scale(args.per_day, 8)
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ the cluster, rare in the window) and the member tickets' ids, explained in one s
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections import Counter, deque
 from collections.abc import Sequence
@@ -66,6 +67,42 @@ class Burst:
         )
 
 
+class _Series:
+    """One key's events in time order (times and ids side by side): counts in a span by bisection,
+    so a key with thousands of events in the window costs a few comparisons per check."""
+
+    __slots__ = ("ids", "times")
+
+    def __init__(self) -> None:
+        self.times: list[datetime] = []
+        self.ids: list[Any] = []
+
+    def add(self, at: datetime, id: Any) -> None:
+        if not self.times or at >= self.times[-1]:
+            self.times.append(at)
+            self.ids.append(id)
+        else:  # a late event goes where it belongs
+            position = bisect.bisect_right(self.times, at)
+            self.times.insert(position, at)
+            self.ids.insert(position, id)
+
+    def count(self, after: datetime, until: datetime) -> int:
+        """Events in (after, until]."""
+        return bisect.bisect_right(self.times, until) - bisect.bisect_right(self.times, after)
+
+    def ids_in(self, after: datetime, until: datetime) -> list[Any]:
+        return self.ids[bisect.bisect_right(self.times, after) : bisect.bisect_right(self.times, until)]
+
+    def drop_before(self, start: datetime) -> None:
+        cut = bisect.bisect_left(self.times, start)
+        if cut:
+            del self.times[:cut]
+            del self.ids[:cut]
+
+    def __len__(self) -> int:
+        return len(self.times)
+
+
 class BurstDetector:
     """Per key, the events of the last `window`, and whether the last `burst` span is a burst.
 
@@ -99,7 +136,7 @@ class BurstDetector:
         self.min_rate = min_rate
         self.warmup = warmup
         self.daily = daily
-        self._events: dict[Any, deque[tuple[datetime, Any]]] = {}
+        self._events: dict[Any, _Series] = {}
         self._bursting: dict[Any, datetime] = {}
         self._started: datetime | None = None
         self._latest: datetime | None = None
@@ -114,8 +151,7 @@ class BurstDetector:
         start = now - self.window
         for key in list(self._events):
             events = self._events[key]
-            while events and events[0][0] < start:
-                events.popleft()
+            events.drop_before(start)
             if not events:
                 del self._events[key]
                 self._bursting.pop(key, None)
@@ -123,14 +159,7 @@ class BurstDetector:
     def add(self, key: Any, at: datetime, id: Any = None) -> Burst | None:
         if self._started is None or at < self._started:
             self._started = at
-        events = self._events.setdefault(key, deque())
-        if events and at < events[-1][0]:
-            # A late event: keep the deque in time order.
-            items = sorted([*events, (at, id)], key=lambda item: item[0])
-            events.clear()
-            events.extend(items)
-        else:
-            events.append((at, id))
+        self._events.setdefault(key, _Series()).add(at, id)
         now = max(at, self._latest or at)
         self._latest = now
         self._forget(now)
@@ -151,10 +180,11 @@ class BurstDetector:
         if not events:
             return None
         span_start = now - self.burst
-        recent = [(at, id) for at, id in events if span_start < at <= now]
-        if len(recent) < self.min_count:
+        count = events.count(span_start, now)
+        if count < self.min_count:
             return None
-        before = sum(1 for at, _ in events if now - self.window <= at <= span_start)
+        # [now - window, span_start]: the instant (now - window) is just inside the window.
+        before = events.count(now - self.window - timedelta(microseconds=1), span_start)
         # The baseline covers what was observed before the span: a tracker started yesterday
         # has one day of history, not a window's.
         started = self._started or span_start
@@ -170,26 +200,24 @@ class BurstDetector:
             # beat the busiest of them and be unlikely under their mean.
             same_time = self._same_time_counts(events, now, started)
             if same_time:
-                if len(recent) <= max(same_time):
+                if count <= max(same_time):
                     return None
                 expected = max(expected, sum(same_time) / len(same_time))
-        p_value = poisson_tail(len(recent), expected)
+        p_value = poisson_tail(count, expected)
         if p_value >= self.alpha:
             return None
         return Burst(
             key=key,
             at=now,
-            count=len(recent),
+            count=count,
             burst_hours=burst_hours,
             baseline_per_hour=rate,
             expected=expected,
             p_value=p_value,
-            ids=tuple(id for _, id in recent),
+            ids=tuple(events.ids_in(span_start, now)),
         )
 
-    def _same_time_counts(
-        self, events: deque[tuple[datetime, Any]], now: datetime, started: datetime
-    ) -> list[int]:
+    def _same_time_counts(self, events: _Series, now: datetime, started: datetime) -> list[int]:
         """The key's counts in the burst span's hours of each earlier day the window (and the
         tracker's history) covers."""
         counts = []
@@ -197,7 +225,7 @@ class BurstDetector:
         end = now - day
         # A span that began before the first event still counts: what it saw is the history.
         while end > max(now - self.window, started):
-            counts.append(sum(1 for at, _ in events if end - self.burst < at <= end))
+            counts.append(events.count(end - self.burst, end))
             end -= day
         return counts
 
@@ -257,6 +285,49 @@ class _Cluster:
         return self.total / norm if norm > 0 else self.total
 
 
+class _Centroids:
+    """The clusters' centroids as rows of one matrix (a free row reused, the matrix doubled when
+    full): finding a ticket's nearest cluster is one matrix-vector product, not a stack of every
+    centroid per ticket."""
+
+    def __init__(self, dim: int) -> None:
+        self.dim = dim
+        self.matrix = np.zeros((64, dim), dtype=np.float32)
+        self.alive = np.zeros(64, dtype=bool)
+        self.cluster_of = np.zeros(64, dtype=np.int64)
+        self.row_of: dict[int, int] = {}
+        self.free: list[int] = list(range(63, -1, -1))
+
+    def set(self, cluster_id: int, centroid: np.ndarray) -> None:
+        row = self.row_of.get(cluster_id)
+        if row is None:
+            if not self.free:
+                size = len(self.alive)
+                self.matrix = np.vstack([self.matrix, np.zeros_like(self.matrix)])
+                self.alive = np.concatenate([self.alive, np.zeros(size, dtype=bool)])
+                self.cluster_of = np.concatenate([self.cluster_of, np.zeros(size, dtype=np.int64)])
+                self.free = list(range(2 * size - 1, size - 1, -1))
+            row = self.free.pop()
+            self.row_of[cluster_id] = row
+            self.alive[row] = True
+            self.cluster_of[row] = cluster_id
+        self.matrix[row] = centroid
+
+    def remove(self, cluster_id: int) -> None:
+        row = self.row_of.pop(cluster_id)
+        self.alive[row] = False
+        self.matrix[row] = 0
+        self.free.append(row)
+
+    def nearest(self, unit: np.ndarray) -> tuple[int, float] | None:
+        if not self.row_of:
+            return None
+        cosines = self.matrix @ unit
+        cosines[~self.alive] = -np.inf
+        row = int(np.argmax(cosines))
+        return int(self.cluster_of[row]), float(cosines[row])
+
+
 def _unit(vector: Sequence[float] | np.ndarray) -> np.ndarray:
     vector = np.asarray(vector, dtype=np.float32).ravel()
     norm = float(np.linalg.norm(vector))
@@ -299,6 +370,7 @@ class ClusterTracker:
             daily=daily,
         )
         self._clusters: dict[int, _Cluster] = {}
+        self._centroids: _Centroids | None = None
         self._next_id = 1
         self._words: Counter[str] = Counter()  # in how many window tickets each word occurs
         self._tickets = 0
@@ -318,14 +390,19 @@ class ClusterTracker:
         start = now - self.window
         for cluster_id in list(self._clusters):
             cluster = self._clusters[cluster_id]
+            left = False
             while cluster.members and cluster.members[0][0] < start:
                 _, _, vector, words = cluster.members.popleft()
                 cluster.total -= vector
                 cluster.words.subtract(words)
                 self._words.subtract(words)
                 self._tickets -= 1
+                left = True
             if not cluster.members:
                 del self._clusters[cluster_id]
+                self._centroids.remove(cluster_id)
+            elif left:
+                self._centroids.set(cluster_id, cluster.centroid)
 
     def add(
         self, ticket_id: Any, vector: Sequence[float] | np.ndarray, created_at: datetime, text: str = ""
@@ -338,18 +415,16 @@ class ClusterTracker:
         now = max(created_at, self._latest or created_at)
         self._latest = now
         self._forget(now)
+        if self._centroids is None:
+            self._centroids = _Centroids(unit.shape[0])
+        if self._centroids.dim != unit.shape[0]:
+            raise ValueError(
+                f"a ticket's vector has {unit.shape[0]} values, the clusters' {self._centroids.dim}"
+            )
         best, similarity = None, None
-        if self._clusters:
-            ids = list(self._clusters)
-            centroids = np.vstack([self._clusters[i].centroid for i in ids])
-            if centroids.shape[1] != unit.shape[0]:
-                raise ValueError(
-                    f"a ticket's vector has {unit.shape[0]} values, the clusters' {centroids.shape[1]}"
-                )
-            cosines = centroids @ unit
-            position = int(np.argmax(cosines))
-            if cosines[position] >= self.threshold:
-                best, similarity = self._clusters[ids[position]], float(cosines[position])
+        nearest = self._centroids.nearest(unit)
+        if nearest is not None and nearest[1] >= self.threshold:
+            best, similarity = self._clusters[nearest[0]], nearest[1]
         if best is None:
             best = _Cluster(self._next_id, np.zeros_like(unit))
             self._clusters[best.id] = best
@@ -363,6 +438,7 @@ class ClusterTracker:
         else:
             members.append((created_at, ticket_id, unit, words))
         best.total += unit
+        self._centroids.set(best.id, best.centroid)
         best.words.update(words)
         self._words.update(words)
         self._tickets += 1
