@@ -251,9 +251,7 @@ def part_b(data: Path, background: int, rate: float) -> None:
                 else:
                     false_alarms += 1
             if row.at == end_of_burst:
-                clusters: dict[int, list] = {}
-                for cluster_id in list(tracker._clusters):
-                    clusters[cluster_id] = tracker.members(cluster_id)
+                clusters = tracker.clusters()
                 best = max(clusters.values(), key=lambda members: len(burst_ids & set(members)))
                 recall = len(burst_ids & set(best)) / len(burst_ids)
                 purity = len(burst_ids & set(best)) / len(best)

@@ -188,3 +188,17 @@ def test_a_burst_of_near_duplicates_always_alerts_on_their_cluster(seed: int, si
     _, alerts, burst_ids, _ = _burst_scenario(seed, background_rate=3.0, burst_size=size)
     assert alerts
     assert all(len(burst_ids & set(alert.ticket_ids)) > len(alert.ticket_ids) / 2 for alert in alerts)
+
+
+def test_threads_adding_at_once_lose_no_ticket() -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    rng = np.random.default_rng(9)
+    centres = [unit(rng) for _ in range(4)]
+    tickets = [(f"t{n}", unit(rng, centres[n % 4], 0.05), T0 + timedelta(seconds=n)) for n in range(400)]
+    tracker = ClusterTracker(threshold=0.8)
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(lambda t: tracker.add(*t), tickets))
+    clusters = tracker.clusters()
+    assert sorted(t for ids in clusters.values() for t in ids) == sorted(t[0] for t in tickets)
+    assert len(clusters) == 4

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import bisect
 import math
+import threading
 from collections import Counter, deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -376,6 +377,7 @@ class ClusterTracker:
         self._tickets = 0
         self._latest: datetime | None = None
         self._forgotten: datetime | None = None
+        self._lock = threading.RLock()
 
     def __len__(self) -> int:
         """Clusters with a ticket in the window."""
@@ -408,7 +410,14 @@ class ClusterTracker:
         self, ticket_id: Any, vector: Sequence[float] | np.ndarray, created_at: datetime, text: str = ""
     ) -> ClusterUpdate:
         """Put a ticket into its cluster. `vector`: its sentence vector (any scale: it is
-        normalised); `text` (optional): its words name the cluster."""
+        normalised); `text` (optional): its words name the cluster. Thread-safe (the service
+        scores in a thread pool)."""
+        with self._lock:
+            return self._add(ticket_id, vector, created_at, text)
+
+    def _add(
+        self, ticket_id: Any, vector: Sequence[float] | np.ndarray, created_at: datetime, text: str
+    ) -> ClusterUpdate:
         from urgency.knowledge import tokens
 
         unit = _unit(vector)
@@ -449,6 +458,10 @@ class ClusterTracker:
     def title(self, cluster_id: int) -> str:
         """The cluster's most telling words: frequent in it, rare in the window (a TF-IDF); its id
         when its tickets came without text."""
+        with self._lock:
+            return self._title(cluster_id)
+
+    def _title(self, cluster_id: int) -> str:
         cluster = self._clusters.get(cluster_id)
         if cluster is None or not +cluster.words:
             return f"cluster {cluster_id}"
@@ -476,15 +489,22 @@ class ClusterTracker:
     def alerts(self, now: datetime) -> list[ClusterAlert]:
         """The clusters bursting at `now`, the most surprising first (tickets older than the
         window leave first)."""
-        self._forget(now, force=True)
-        self._latest = max(now, self._latest or now)
-        return [
-            self._alert(self._clusters[burst.key], burst)
-            for burst in self.detector.bursts(now)
-            if burst.key in self._clusters
-        ]
+        with self._lock:
+            self._forget(now, force=True)
+            self._latest = max(now, self._latest or now)
+            return [
+                self._alert(self._clusters[burst.key], burst)
+                for burst in self.detector.bursts(now)
+                if burst.key in self._clusters
+            ]
 
     def members(self, cluster_id: int) -> list[Any]:
         """The ids of a cluster's tickets in the window, oldest first."""
-        cluster = self._clusters.get(cluster_id)
-        return [member[1] for member in cluster.members] if cluster else []
+        with self._lock:
+            cluster = self._clusters.get(cluster_id)
+            return [member[1] for member in cluster.members] if cluster else []
+
+    def clusters(self) -> dict[int, list[Any]]:
+        """Every cluster in the window: its id -> its tickets' ids, oldest first."""
+        with self._lock:
+            return {cluster_id: [m[1] for m in c.members] for cluster_id, c in self._clusters.items()}
