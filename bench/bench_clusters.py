@@ -32,6 +32,7 @@ import numpy as np
 import pandas as pd
 
 from urgency.clusters import BurstDetector, ClusterTracker
+from urgency.incidents import read_incident_log
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -74,7 +75,7 @@ VPN_OUTAGE = [
 
 
 def incident_openings(data: Path) -> pd.DataFrame:
-    events = pd.read_csv(data / "incident_event_log.csv.gz", dtype=str, keep_default_na=False)
+    events = read_incident_log(data / "incident_event_log.csv.gz")
     first = events.groupby("number", sort=False).head(1)
     opened = pd.to_datetime(first["opened_at"], format="%d/%m/%Y %H:%M", errors="coerce")
     frame = pd.DataFrame(

@@ -202,3 +202,17 @@ def test_threads_adding_at_once_lose_no_ticket() -> None:
     clusters = tracker.clusters()
     assert sorted(t for ids in clusters.values() for t in ids) == sorted(t[0] for t in tickets)
     assert len(clusters) == 4
+
+
+def test_a_late_event_is_counted_where_it_belongs() -> None:
+    detector = BurstDetector(warmup=timedelta(0), min_count=3, daily=False)
+    now = T0 + timedelta(days=2)
+    assert detector.add("k", now, "last") is None
+    assert detector.add("k", now - timedelta(hours=1), "late") is None
+    found = detector.add("k", now - timedelta(minutes=30), "later")
+    assert found is not None and found.ids == ("late", "later", "last") and found.at == now
+    tracker = ClusterTracker(threshold=0.5)
+    vector = np.ones(DIM)
+    tracker.add("b", vector, T0 + timedelta(hours=1))
+    tracker.add("a", vector, T0)
+    assert list(tracker.clusters().values()) == [["a", "b"]]

@@ -177,6 +177,9 @@ def test_bm25_answers_with_the_matching_words_and_never_loads_the_encoder(tmp_pa
     assert refund[0].article_id == "101" and refund[0].url.endswith("101-Refunds")
     with pytest.raises(ValueError, match="k must be at least 1"):
         kb.top(["x"], k=0)
+    assert kb.top([]) == [] and kb.top([None, ""]) == [[], []]  # type: ignore[list-item]
+    with pytest.raises(ValueError, match="method 'fuzzy'"):
+        KnowledgeBase(kb.articles, method="fuzzy")  # type: ignore[arg-type]
 
 
 @pytest.fixture(scope="module")
