@@ -191,6 +191,8 @@ def test_embedding_and_hybrid_answers_on_a_tiny_bert(tmp_path: Path, tiny_checkp
     encoder = EncoderSettings(folder=tiny_checkpoint, max_length=64)
     kb = KnowledgeBase.load(write_kb(tmp_path / "kb"), method="embedding", encoder=encoder).prepare()
     assert kb._article_vectors.shape == (4, 32)  # prepared before the first question
+    vectors = kb.embed(["vpn broken", "printer"])
+    assert vectors.shape == (2, 32) and np.allclose(np.linalg.norm(vectors, axis=1), 1, atol=1e-5)
     [ranked] = kb.top(["vpn broken"], k=4)
     assert len(ranked) == 4 and sorted(m.article_id for m in ranked) == ["101", "password", "printer", "vpn"]
     scores = [m.score for m in ranked]

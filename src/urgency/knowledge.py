@@ -315,7 +315,9 @@ class KnowledgeBase:
                 scores[row] = self._bm25.get_scores(query)
         return scores, queries
 
-    def _embed(self, texts: Sequence[str]) -> np.ndarray:
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        """Unit sentence vectors (n x width) of `texts` by the knowledge base's encoder, through the
+        shared memo: what `ClusterTracker.add` takes when the service has no vector at hand."""
         from urgency.transformer_model import VECTORS, embed_once, load_encoder, vector_scope
 
         settings = self.encoder_settings
@@ -345,10 +347,10 @@ class KnowledgeBase:
         """texts x articles cosine similarities of the sentence vectors (an article's vector is
         its title and the start of its text)."""
         if self._article_vectors is None:
-            self._article_vectors = self._embed([article.text for article in self.articles])
+            self._article_vectors = self.embed([article.text for article in self.articles])
         if not texts:
             return np.zeros((0, len(self.articles)), dtype=np.float32)
-        return self._embed(texts) @ self._article_vectors.T
+        return self.embed(texts) @ self._article_vectors.T
 
     def scores(self, texts: Sequence[str], method: Method | None = None) -> np.ndarray:
         """texts x articles scores by `method` (default: the knowledge base's)."""
