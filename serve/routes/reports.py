@@ -83,7 +83,7 @@ def operations_report(
         start, end = parse_period(since, until)
     except PeriodError as error:
         raise invalid(["query", error.name], error.reason) from None  # a 422 never echoes the input
-    frames = frames_from_store(store, start, end)
+    frames = frames_from_store(store)
     settings_now = operations_settings(runtime_now.rules)
     try:
         figures = figures_from_frames(

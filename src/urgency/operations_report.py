@@ -82,18 +82,18 @@ def _frame(connection: Any, query: Any) -> pd.DataFrame:
     return pd.DataFrame(connection.execute(query).mappings().all())
 
 
-def frames_from_store(
-    store: Store, since: datetime | None = None, until: datetime | None = None
-) -> dict[str, Any]:
+def frames_from_store(store: Store) -> dict[str, Any]:
     """The report's inputs from the service's store: closed tickets are the decided tickets
     (`Store.decisions`) whose latest status is not open (no status known: closed, as the
     agreement report counts them), with the feedback's latest assignee and CSAT; the backlog is
-    every ticket whose state is open, with its latest decision; the assignments as stored."""
+    every ticket whose state is open, with its latest decision; the assignments as stored.
+    All of them: `figures_from_frames` picks the period by the tickets' created time."""
     import sqlalchemy as sa
 
     from urgency.store import assignments, feedback, predictions, ticket_states
 
-    decided = closed_tickets_from_store(store.decisions(since, until))
+    # Not `Store.decisions(since, until)`: that picks by the time of scoring.
+    decided = closed_tickets_from_store(store.decisions())
     with store.engine.connect() as connection:
         events = _frame(
             connection,
@@ -128,8 +128,11 @@ def frames_from_store(
     if not decided.empty:
         ids = decided["ticket_id"]
         status = column(state, "status", ids).fillna(column(latest, "status", ids))
+        # The team the ticket ended with: the agent's, else the one its state names.
+        agent_team = decided["agent_team"] if "agent_team" in decided.columns else column(state, "team", ids)
         closed = decided.assign(
             status=status,
+            agent_team=agent_team.fillna(column(state, "team", ids)),
             csat=column(latest, "csat", ids),
             agent=column(latest, "assignee", ids)
             .fillna(column(state, "assignee", ids))
@@ -575,7 +578,7 @@ def operations_report(
         engine = make_engine(database_url)
         try:
             check_schema(engine)
-            frames = frames_from_store(Store(engine), since, until)
+            frames = frames_from_store(Store(engine))
         finally:
             engine.dispose()
         if promotions is not None:

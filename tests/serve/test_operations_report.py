@@ -1,0 +1,141 @@
+"""GET /v1/reports/operations: the operations page over the service's own store (admin scope),
+with the real app: tickets scored and decided through the API, their states, assignments and
+CSAT in the store's operations tables (written as the connectors and the assignment step do)."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+import sqlalchemy as sa
+from fastapi.testclient import TestClient
+
+from serve.app import create_app
+from tests.serve.test_reports import ADMIN, KEYS, SCORER
+from tests.serve_helpers import ALL, TICKET, settings
+from urgency.store import assignments, feedback, make_engine, ticket_states
+
+NOW = datetime.now(UTC)
+
+
+def fill(client: TestClient, database: str) -> None:
+    """Four tickets scored; agents decide on three (answered, resolved, one moved to billing and
+    scored 5 by its customer); the fourth is open in the ticket states."""
+    for number, body in enumerate(
+        ["production broken critical outage", "question about invoice", "slow", "help"]
+    ):
+        ticket = {**TICKET, "ticket_id": f"T-{number}", "body": body, "created_at": "2026-03-04T09:00:00Z"}
+        assert client.post("/v1/score", json=ticket, headers=ALL).status_code == 200
+    for number in range(3):
+        event = {
+            "ticket_id": f"T-{number}",
+            "event_id": "e-1",
+            "agent": "ann",
+            "category": "Access",
+            "first_response_at": "2026-03-04T10:00:00Z",
+            "resolved_at": "2026-03-05T09:00:00Z",
+        }
+        assert client.post("/v1/feedback", json=event, headers=ALL).status_code == 200
+    engine = make_engine(database)
+    moment = datetime(2026, 3, 4, 9, 5, tzinfo=UTC)
+    with engine.begin() as connection:
+        connection.execute(
+            feedback.insert(),
+            [
+                {
+                    "ticket_id": "T-0",
+                    "event_id": "solved",
+                    "received_at": moment,
+                    "status": "solved",
+                    "assignee": "bob",
+                    "csat": 5.0,
+                    "content_digest": "0" * 64,
+                }
+            ],
+        )
+        connection.execute(
+            ticket_states.insert(),
+            [
+                {"ticket_id": "T-3", "status": "open", "opened_at": moment, "updated_at": moment,
+                 "team": "desk", "assignee": "cy", "source": "feedback"},
+                {"ticket_id": "T-0", "status": "solved", "opened_at": moment, "updated_at": moment,
+                 "team": "billing", "assignee": "bob", "source": "feedback"},
+            ],
+        )  # fmt: skip
+        move = {
+            "ticket_id": "T-0",
+            "assigned_at": moment,
+            "priority": "P2",
+            "source": "test",
+            "explanation": "-",
+        }
+        first = {"agent": "ann", "team": "desk", "strategy": "least-loaded", "reassignment": False}
+        moved = {"agent": "bob", "team": "billing", "strategy": "agent", "reassignment": True}
+        connection.execute(
+            assignments.insert(),
+            [
+                {**move, **first, "previous_agent": None, "previous_team": None},
+                {**move, **moved, "previous_agent": "ann", "previous_team": "desk"},
+            ],
+        )
+    engine.dispose()
+
+
+def test_the_operations_page_over_the_store(any_client: TestClient, any_database: str) -> None:
+    fill(any_client, any_database)
+    response = any_client.get("/v1/reports/operations", headers=ALL)
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"].startswith("text/html")
+    page = response.text
+    assert "Support operations" in page
+    assert "3 closed ticket(s)" in page and "1 open as of" in page
+    # T-0 moved from desk to billing (the others have no assignment records).
+    assert "<b>100.0%</b> of 1 closed tickets whose assignments are known were" in page
+    assert '<td class="text">desk</td><td class="text">billing</td><td>1</td>' in page
+    # Its customer's score, the one CSAT response.
+    assert "<b>100.0%</b> of 1 responses satisfied" in page
+    # bob had T-0 last (the feedback's assignee), in billing (its state's team).
+    assert '<td class="text">billing</td><td>1</td><td>1</td><td>0</td>' in page
+    assert page.count('<img src="data:image/svg+xml;base64,') >= 8
+    assert "<script" not in page
+
+
+def test_the_operations_page_needs_the_admin_scope_and_good_dates(
+    service_params: Path, tmp_path: Path
+) -> None:
+    database = f"sqlite:///{tmp_path / 'service.db'}"
+    app = create_app(settings(service_params, database, mode="production", api_keys=KEYS))
+    with TestClient(app) as client:
+        # Nothing stored yet: nothing to report.
+        empty = client.get("/v1/reports/operations", headers={"X-API-Key": ADMIN})
+        assert empty.status_code == 404 and "nothing to report" in empty.json()["detail"]
+        for number in range(2):
+            ticket = {**TICKET, "ticket_id": f"T-{number}"}
+            assert client.post("/v1/score", json=ticket, headers={"X-API-Key": SCORER}).status_code == 200
+        event = {"ticket_id": "T-0", "event_id": "e-1", "resolved_at": "2026-03-03T09:00:00Z"}
+        assert client.post("/v1/feedback", json=event, headers={"X-API-Key": SCORER}).status_code == 200
+        assert client.get("/v1/reports/operations").status_code == 401
+        forbidden = client.get("/v1/reports/operations", headers={"X-API-Key": SCORER})
+        assert forbidden.status_code == 403 and "lacks the 'admin' scope" in forbidden.text
+        page = client.get("/v1/reports/operations", headers={"X-API-Key": ADMIN})
+        assert page.status_code == 200
+        # Without CSAT, states or assignments the sections say why.
+        assert "Nothing to show: no CSAT in the input" in page.text
+        assert "Nothing to show: no open tickets in the input" in page.text
+        bad = client.get("/v1/reports/operations?since=secret-token", headers={"X-API-Key": ADMIN})
+        assert bad.status_code == 422 and bad.json()["detail"][0]["loc"] == ["query", "since"]
+        assert "secret" not in bad.text
+        assert json.loads(bad.text)["detail"]
+
+
+def test_a_period_selects_the_closed_tickets(client: TestClient, database: str) -> None:
+    fill(client, database)
+    inside = client.get("/v1/reports/operations?since=2026-03-01&until=2026-03-31", headers=ALL)
+    assert inside.status_code == 200 and "3 closed ticket(s)" in inside.text
+    # Scored today, so outside March: the open T-3 is still reported.
+    outside = client.get("/v1/reports/operations?since=2001-01-01&until=2001-01-31", headers=ALL)
+    assert outside.status_code == 200 and "0 closed ticket(s)" in outside.text
+    assert "Nothing to show: no closed tickets in the period" in outside.text
+    with make_engine(database).connect() as connection:
+        assert connection.execute(sa.select(sa.func.count()).select_from(ticket_states)).scalar_one() == 2
