@@ -490,3 +490,41 @@ def test_simulated_operations_are_seeded_and_consistent(tmp_path: Path) -> None:
     figures = figures_from_frames(frames, SETTINGS, source="demo", now=now)
     assert figures["reassignment"]["source"] == "assignments"
     assert figures["open_tickets"] == len(made["open"])
+
+
+def test_cli_demo_operations_then_the_report(service_params: Path, tmp_path: Path) -> None:
+    from tests.test_notebooks import write_closed_tickets
+
+    closed = write_closed_tickets(tmp_path / "closed.csv", rows=80)
+    log = incident_log().assign(impact="2", urgency="2", priority="3", made_sla="true")
+    log.to_csv(tmp_path / "incidents.csv.gz", index=False)
+    now = ["--now", "2026-03-23T12:00:00Z"]
+    out = tmp_path / "out"
+    made = runner.invoke(
+        app,
+        ["demo-operations", "--params", str(service_params), "--closed", str(closed), "--output-dir",
+         str(out), "--incident-log", str(tmp_path / "incidents.csv.gz"), *now],
+    )  # fmt: skip
+    assert made.exit_code == 0, made.output
+    assert "the incident log moves 66.7% of 3 incidents" in made.output
+    versions = pd.read_csv(out / "demo_operations_closed.csv")["model_versions"]
+    assert versions.str.contains("urgency=").all()  # the champions that scored the demo
+    files = ["--input", str(out / "demo_operations_closed.csv"), "--open", str(out / "demo_open_tickets.csv"),
+             "--assignments", str(out / "demo_assignments.csv")]  # fmt: skip
+    report = runner.invoke(
+        app,
+        [
+            "report",
+            "operations",
+            "--params",
+            str(service_params),
+            *files,
+            *now,
+            "--output",
+            str(tmp_path / "ops.html"),
+        ],
+    )
+    assert report.exit_code == 0, report.output
+    figures = json.loads((tmp_path / "ops.json").read_text())
+    assert figures["reassignment"]["source"] == "assignments"
+    assert figures["csat"]["responses"] > 0

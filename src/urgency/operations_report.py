@@ -187,6 +187,8 @@ def figures_from_frames(
     moment = now or datetime.now(UTC)
     closed = frames["closed"]
     chosen = in_period(closed, since, until, column="created_at") if not closed.empty else closed
+    if "status" in chosen.columns:  # an export's rows still open belong to the backlog
+        chosen = chosen[~chosen["status"].isin(OPEN_STATUSES)].reset_index(drop=True)
     backlog = backlog_stand_in(frames["open"], chosen, moment, settings.levels)
     figures = operations_figures(
         chosen,
