@@ -5,14 +5,17 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from typer.testing import CliRunner
 
+from urgency.agreement import in_period
 from urgency.cli import app
 from urgency.errors import DataValidationError, EmptyReport
 from urgency.operations import (
@@ -37,7 +40,7 @@ SETTINGS = OperationsSettings(levels=LEVELS)
 NOW = datetime(2026, 3, 20, 12, tzinfo=UTC)
 
 
-def closed_frame(created: list[str], **columns: list) -> pd.DataFrame:
+def closed_frame(created: list, **columns: list) -> pd.DataFrame:
     """Typed closed tickets: created at the given times, P3 / desk unless told otherwise."""
     n = len(created)
     frame = pd.DataFrame(
@@ -86,6 +89,40 @@ def test_the_first_and_last_weeks_the_data_covers_in_part_are_flagged() -> None:
         closed, no_backlog(), settings=SETTINGS, since=datetime(2026, 3, 2, tzinfo=UTC), now=NOW
     )
     assert cut["partial_weeks"] == ["2026-03-16"]
+
+
+moments = st.datetimes(
+    min_value=datetime(2026, 1, 1), max_value=datetime(2026, 6, 30), timezones=st.just(UTC)
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    created=st.lists(moments, min_size=1, max_size=30),
+    since=st.none() | moments,
+    days=st.none() | st.integers(1, 90),
+)
+def test_weeks_tile_the_period_and_only_its_ends_are_partial(
+    created: list[datetime], since: datetime | None, days: int | None
+) -> None:
+    """Whatever the tickets and the period: the weeks cover it exactly, Monday to Monday, every
+    closed ticket inside it is in one week, and only the first and the last week can be partial."""
+    until = (since or min(created)) + timedelta(days=days) if days else None
+    closed = closed_frame(created)
+    chosen = in_period(closed, since, until, column="created_at")
+    if chosen.empty:
+        return
+    figures = operations_figures(chosen, no_backlog(), settings=SETTINGS, since=since, until=until)
+    weeks = figures["weeks"]
+    start, end = pd.Timestamp(figures["covered_from"]), pd.Timestamp(figures["covered_to"])
+    assert sum(week["days_covered"] for week in weeks) == pytest.approx(
+        (end - start) / pd.Timedelta(days=1), abs=0.05
+    )
+    assert all(pd.Timestamp(week["week"]).weekday() == 0 for week in weeks)
+    assert sum(week["tickets"] for week in weeks) == len(chosen)
+    assert not any(week["partial"] for week in weeks[1:-1])
+    assert [week["week"] for week in weeks if week["partial"]] == figures["partial_weeks"]
+    assert all(week["days_covered"] <= 7 for week in weeks)
 
 
 def test_bounces_count_the_moves_from_team_to_team() -> None:

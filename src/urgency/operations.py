@@ -336,7 +336,9 @@ def backlog_stand_in(
     first = pd.to_datetime(frame["first_response_due"], utc=True)
     final = pd.to_datetime(frame["resolution_due"], utc=True)
     due = first.where(~answered & first.notna(), final)
-    hours_left = (due - moment).dt.total_seconds() / 3600
+    # Hours left the backlog gave are kept (and its risk computed from them).
+    given = pd.to_numeric(frame["hours_left"], errors="coerce")
+    hours_left = given.fillna((due - moment).dt.total_seconds() / 3600)
     rank = {level: position for position, level in enumerate(levels)}
     order = frame["priority"].map(rank).fillna(len(levels))
     created = pd.to_datetime(frame["created_at"], utc=True)
@@ -354,7 +356,7 @@ def backlog_stand_in(
             else rules_risk(float(left), int(ahead.sum()), median, agents.get(row["team"], 1))
         )
     computed = pd.Series(risks, index=frame.index, dtype=float)
-    frame["hours_left"] = pd.to_numeric(frame["hours_left"], errors="coerce").fillna(hours_left)
+    frame["hours_left"] = hours_left
     frame["breach_risk"] = pd.to_numeric(frame["breach_risk"], errors="coerce").fillna(computed)
     return frame
 
@@ -500,7 +502,8 @@ def weeks_of(
                 "start": max(monday, start).isoformat(),
                 "end": min(monday + WEEK, end).isoformat(),
                 "days_covered": round(float(covered), 2),
-                "partial": bool(covered < 7 - 1e-9),
+                # A period that misses a minute of the week or less still covers it.
+                "partial": bool(covered < 7 - 1 / (24 * 60)),
                 "tickets": len(part),
                 "still_open": int((open_weeks == label).sum()),
                 "model_versions": {str(name): int(count) for name, count in versions.items() if name},
