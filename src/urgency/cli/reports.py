@@ -293,7 +293,7 @@ def demo_operations(
         "closed": output_dir / "demo_operations_closed.csv",
         "open": output_dir / "demo_open_tickets.csv",
         "assignments": output_dir / "demo_assignments.csv",
-        "agents": output_dir / "demo_agents.csv",
+        "agents": output_dir / "demo_operations_agents.csv",
     }
     for name, path in paths.items():
         write_table_atomic(made[name], path, kind="csv")
