@@ -330,6 +330,30 @@ def test_the_backlog_by_priority_and_team_with_breach_risk() -> None:
     assert (teams["desk"]["closed"], teams["desk"]["open"], teams["hardware"]["open"]) == (8, 3, 1)
 
 
+def test_a_backlog_with_missing_cells_gives_plain_json(tmp_path: Path) -> None:
+    """A backlog without a priority, team or deadline (a ticket state with nothing decided yet)
+    and no closed ticket: the figures are still JSON (no NaN) and the page renders."""
+    from urgency.operations_report import render_html, to_json
+
+    open_tickets = pd.DataFrame(
+        {
+            "ticket_id": ["O-1", "O-2"],
+            "priority": [None, "P2"],
+            "team": [None, "desk"],
+            "created_at": pd.to_datetime(["2026-03-19T00:00:00Z", "2026-03-20T09:00:00Z"], utc=True),
+        }
+    )
+    frames = {"closed": pd.DataFrame(), "open": open_tickets, "assignments": None, "promotions": None}
+    figures = figures_from_frames(frames, SETTINGS, source="test", now=NOW)
+    text = to_json(figures)  # refuses NaN
+    listed = {row["ticket_id"]: row for row in json.loads(text)["backlog"]["top_at_risk"]}
+    assert listed["O-1"]["priority"] is None and listed["O-1"]["breach_risk"] is None
+    assert (
+        figures["closed_tickets"] == 0 and figures["sla"]["empty_reason"] == "no closed tickets in the period"
+    )
+    assert "Nothing to show: no closed tickets in the period." in render_html(figures)
+
+
 def test_nothing_at_all_is_an_empty_report() -> None:
     with pytest.raises(EmptyReport):
         operations_figures(closed_frame([]), no_backlog(), settings=SETTINGS)

@@ -810,6 +810,24 @@ def csat_figures(
     }
 
 
+def json_ready(value: Any) -> Any:
+    """Figures as plain JSON values: NaN and missing values None, numpy numbers Python's, times
+    ISO 8601 (the JSON file is written with NaN refused, and a backlog's cells can be missing)."""
+    if isinstance(value, Mapping):
+        return {str(key): json_ready(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_ready(item) for item in value]
+    if isinstance(value, pd.Timestamp | datetime):
+        return None if pd.isna(value) else value.isoformat()
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if value is pd.NA or value is pd.NaT:
+        return None
+    return value
+
+
 def operations_figures(
     closed: pd.DataFrame,
     backlog: pd.DataFrame,
@@ -842,7 +860,7 @@ def operations_figures(
         weeks = weeks_of(closed, start, end, marks, opened)
     in_weeks = {week["week"] for week in weeks}
     no_closed = {"empty_reason": "no closed tickets in the period"}
-    return {
+    figures = {
         "closed_tickets": len(closed),
         "open_tickets": len(backlog),
         "covered_from": _iso(start),
@@ -866,3 +884,4 @@ def operations_figures(
         "requests": request_figures(closed, weeks, settings.top_categories) if len(closed) else no_closed,
         "csat": csat_figures(closed, weeks, settings.satisfied) if len(closed) else no_closed,
     }
+    return json_ready(figures)
