@@ -589,3 +589,18 @@ def test_cli_demo_operations_then_the_report(service_params: Path, tmp_path: Pat
     figures = json.loads((tmp_path / "ops.json").read_text())
     assert figures["reassignment"]["source"] == "assignments"
     assert figures["csat"]["responses"] > 0
+
+
+def test_a_period_without_tickets_says_so(tmp_path: Path) -> None:
+    paths = write_files(tmp_path)
+    frames = frames_from_files(paths["closed"], SETTINGS)
+    with pytest.raises(
+        EmptyReport, match=r"no closed ticket created from 2001-01-01 to 2001-01-31 and no open"
+    ):
+        figures_from_frames(
+            frames,
+            SETTINGS,
+            source="closed.csv",
+            since=datetime(2001, 1, 1, tzinfo=UTC),
+            until=datetime(2001, 2, 1, tzinfo=UTC),
+        )

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from urgency.agreement import closed_tickets_from_store, in_period
+from urgency.errors import EmptyReport
 from urgency.operations import (
     BACKLOG_COLUMNS,
     HOUR_BINS,
@@ -190,6 +191,11 @@ def figures_from_frames(
     if "status" in chosen.columns:  # an export's rows still open belong to the backlog
         chosen = chosen[~chosen["status"].isin(OPEN_STATUSES)].reset_index(drop=True)
     backlog = backlog_stand_in(frames["open"], chosen, moment, settings.levels)
+    if chosen.empty and backlog.empty:
+        raise EmptyReport(
+            f"no closed ticket created from {describe_period(since, until)} and no open ticket in {source}: "
+            f"nothing to report ({len(closed)} closed ticket(s) outside the period)"
+        )
     figures = operations_figures(
         chosen,
         backlog,
