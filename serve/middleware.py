@@ -116,6 +116,10 @@ class Metrics:
         self.feedback = Counter(
             "urgency_feedback_events", "Feedback events", ["stored"], registry=self.registry
         )
+        # Tickets given an agent (`assigned`: true) or left in the team's queue, per strategy.
+        self.assignments = Counter(
+            "urgency_assignments", "Tickets assigned", ["strategy", "assigned"], registry=self.registry
+        )
         self.model_version = Gauge(
             "urgency_model_version_info",
             "Model version in use (1)",

@@ -24,6 +24,10 @@ def deployment_schema(generated: dict[str, Any], state: ServiceState) -> dict[st
     if runtime is not None:
         for name, values in runtime.allowed_values().items():
             components["Feedback"]["properties"][name]["anyOf"][0]["enum"] = sorted(values)
+        # A decided ticket to assign names one of the rules' levels and teams.
+        decided = components["DecidedTicket"]["properties"]
+        decided["priority"]["enum"] = list(runtime.rules.levels)
+        decided["team"]["enum"] = sorted(team.name for team in runtime.rules.spec.teams)
         names = components["Ticket"]["properties"]["fields"]["propertyNames"]
         names["not"] = {"enum": sorted(runtime.reserved_fields())}
     return schema

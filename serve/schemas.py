@@ -81,7 +81,7 @@ def moment_field(description: str) -> Any:
 
 
 # What a feedback event can tell (at least one of them).
-DECIDED = (*AGENT_FIELDS, "first_response_at", "resolved_at")
+DECIDED = (*AGENT_FIELDS, "first_response_at", "resolved_at", "assignee")
 
 
 def _plausible(moment: datetime | None, name: str) -> datetime | None:
@@ -218,6 +218,11 @@ class Feedback(StrictBody):
     )
     decided_at: Moment | None = moment_field("When the agent decided.")
     agent: Short | None = None
+    assignee: Short | None = Field(
+        default=None,
+        description="Who the ticket is assigned to now (an agent id, email or helpdesk user id): "
+        "a change from its assignment is recorded as a reassignment.",
+    )
     urgency: Short | None = None
     category: Short | None = None
     sentiment: Short | None = None
@@ -299,6 +304,11 @@ class HelpdeskValues(BaseModel):
     group: str | None = Field(description="The helpdesk's group for our team (none: not mapped).")
     tags: list[str] = Field(description="Tags to add: the priority, the team, `urgency-triage` if unsure.")
     note: str = Field(description="An internal note: the decision, its deadlines and why.")
+    assignee: str | None = Field(
+        default=None,
+        description="The helpdesk's user id of the agent assigned (agents file `helpdesk_ids`; none: "
+        "no agent, or no id for this helpdesk).",
+    )
 
 
 class WebhookResult(BaseModel):
@@ -320,3 +330,103 @@ class WebhookResult(BaseModel):
     write_back: bool = Field(
         default=False, description="true: the decision is queued to be written onto the ticket."
     )
+    assignment: AssignmentResult | None = Field(
+        default=None, description="The agent chosen for a created ticket (when agents are configured)."
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Operations: agents and assignment (docs/operations.md)
+
+
+class DecidedTicket(StrictBody):
+    """A decided ticket to assign, as `/v1/score` answered it (the fields assignment reads)."""
+
+    ticket_id: Id
+    priority: Short = Field(description="The ticket's priority level (one of the rules' levels).")
+    team: Short = Field(description="The ticket's team (one of the rules' teams).")
+    order_key: Short | None = Field(
+        default=None, description="The queue's sort key from the score (none: by priority only)."
+    )
+    skills: list[Short] = Field(default_factory=list, max_length=50, description=_doc("skills"))
+    language: Short | None = Field(default=None, description="The ticket's language (e.g. de), if known.")
+
+
+class AssignRequest(StrictBody):
+    """Tickets to assign: ids of tickets already scored (their latest score in the store), or
+    decided tickets in full. Most urgent first; each assignment is stored."""
+
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"ticket_ids": ["T-1001", "T-1002"]}]}
+    )
+
+    ticket_ids: list[Id] | None = Field(default=None, min_length=1, max_length=1_000)
+    tickets: list[DecidedTicket] | None = Field(default=None, min_length=1, max_length=1_000)
+    now: Moment | None = moment_field("Assign as of this moment (default: now).")
+
+    @model_validator(mode="after")
+    def _one_way(self) -> AssignRequest:
+        if (self.ticket_ids is None) == (self.tickets is None):
+            raise ValueError("give ticket_ids or tickets (one of them)")
+        return self
+
+
+class AssignmentResult(BaseModel):
+    ticket_id: str
+    team: str
+    priority: str
+    agent: str | None = Field(description="The agent chosen; null: no agent can take it now (team queue).")
+    strategy: str
+    explanation: str = Field(
+        description="The strategy, the agent chosen and their load, who was skipped and why."
+    )
+    reason: str | None = Field(default=None, description="Why no agent was chosen.")
+    helpdesk_ids: dict[str, str] = Field(
+        default_factory=dict, description="The agent's user id per helpdesk (for writing the assignee)."
+    )
+
+
+class AssignResult(BaseModel):
+    assignments: list[AssignmentResult]
+
+
+class AgentState(BaseModel):
+    id: str
+    name: str
+    teams: list[str]
+    skills: list[str]
+    languages: list[str]
+    calendar: str
+    max_open: int
+    weight: float
+    open: int = Field(description="Open tickets assigned to the agent now.")
+    open_by_priority: dict[str, int]
+    load: float = Field(description="Open tickets weighted by priority, divided by the weight.")
+    available: bool = Field(description="false: switched off by an API call or a helpdesk.")
+    availability_source: str | None = Field(description="Who set the availability (api, a helpdesk).")
+    working_now: bool = Field(description="Inside working hours on the agent's calendar now.")
+    can_take: bool = Field(description="Available, working now and below max_open.")
+
+
+class AgentsResult(BaseModel):
+    strategy: str
+    source: str | None = Field(description="The agents file in use (none: no agents configured).")
+    digest: str | None = Field(description="The SHA-256 of the agents file in use.")
+    error: str | None = Field(
+        description="Why the agents file on disk is not the one in use (the one read before stays)."
+    )
+    agents: list[AgentState]
+
+
+class AvailabilityChange(StrictBody):
+    available: StrictBool
+
+
+class AvailabilityAck(BaseModel):
+    agent: str
+    available: bool
+    source: str
+    updated_at: datetime
+
+
+WebhookResult.model_rebuild()

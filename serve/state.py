@@ -22,6 +22,7 @@ from serve.middleware import Metrics
 from serve.runtime import Runtime, load_runtime, registry_versions
 from serve.schemas import ReloadResult, Ticket
 from serve.settings import ApiKey, ServiceSettings
+from urgency.agents import Agents, AgentsWatch
 from urgency.config import load_params
 from urgency.rules.engine import surge_active
 from urgency.store import Store
@@ -49,6 +50,10 @@ class ServiceState:
     # concurrent request never reads one count's time with another's number.
     surge_count: tuple[float, int] = (0.0, 0)
     _reload_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    # The agents file (params `operations.agents`), read again when it changes on disk.
+    agents_watch: AgentsWatch | None = None
+    # One assignment round at a time in this process: each round reads the load the last wrote.
+    assign_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     # -----------------------------------------------------------------------------------------
     # Models
@@ -112,6 +117,21 @@ class ServiceState:
                     await run_in_threadpool(self.reload)
             except Exception:
                 log.exception("model check failed; serving on with %s", runtime_now.versions)
+
+    # -----------------------------------------------------------------------------------------
+    # Agents
+
+    def agents(self, runtime: Runtime) -> tuple[Agents | None, AgentsWatch | None]:
+        """The agents in use (None: no agents file configured, or none readable yet) and the
+        watch that says whether the file on disk is broken. Cheap: a stat per call."""
+        path = runtime.params.operations.agents
+        if path is None:
+            return None, None
+        watch = self.agents_watch
+        if watch is None or watch.path != path:
+            watch = AgentsWatch(path)
+            self.agents_watch = watch
+        return watch.current(runtime.rules), watch
 
     # -----------------------------------------------------------------------------------------
     # Write-back

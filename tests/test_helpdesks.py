@@ -302,3 +302,50 @@ def test_freshdesk_codes_and_names(sent: object, read: str) -> None:
     assert (
         read_event("freshdesk", freshdesk_webhook(ticket_priority=sent), {}, b"{}", MAPPING).priority == read
     )
+
+
+def test_each_helpdesks_assignee_is_read() -> None:
+    zendesk = read_event("zendesk", zendesk_event(assignee_id=9001), {}, b"{}", MAPPING)
+    fresh = read_event(
+        "freshdesk", freshdesk_webhook(ticket_agent_email="maria@example.com"), {}, b"{}", MAPPING
+    )
+    owned = zammad_webhook(owner_id=3)
+    zammad = read_event("zammad", owned, {"x-zammad-delivery": "d-1"}, b"{}", MAPPING)
+    nobody = read_event("zammad", zammad_webhook(owner_id=1), {"x-zammad-delivery": "d-2"}, b"{}", MAPPING)
+    jira = read_event("jira", jira_webhook(assignee={"accountId": "5b10a2"}), {}, b"{}", MAPPING)
+    unassigned = read_event("jira", jira_webhook(assignee=None), {}, b"{}", MAPPING)
+    assert (zendesk.assignee, fresh.assignee, zammad.assignee, nobody.assignee) == (
+        "9001",
+        "maria@example.com",
+        "3",
+        None,  # Zammad's user 1 is "nobody"
+    )
+    assert (jira.assignee, unassigned.assignee) == ("5b10a2", None)
+
+
+def test_the_note_says_who_was_assigned_and_why() -> None:
+    values = helpdesk_values(
+        priority="P1",
+        priority_title="Critical",
+        team="desk",
+        needs_human_triage=False,
+        first_response_due=None,
+        resolution_due=None,
+        explanation="x",
+        mapping=MAPPING,
+        assignee="9001",
+        assignment="least-loaded: ana (load 0: 0 open)",
+    )
+    assert values["assignee"] == "9001"
+    assert values["note"].endswith("assigned: least-loaded: ana (load 0: 0 open)")
+    unassigned = helpdesk_values(
+        priority="P1",
+        priority_title="Critical",
+        team="desk",
+        needs_human_triage=False,
+        first_response_due=None,
+        resolution_due=None,
+        explanation="x",
+        mapping=MAPPING,
+    )
+    assert "assignee" not in unassigned and "assigned:" not in unassigned["note"]

@@ -127,3 +127,20 @@ def test_a_claimed_write_is_not_sent_twice_until_its_lease_ends(store: Store) ->
     # The first claimant died without finishing: after the lease, its writes are due again.
     again = store.claim_writes(NOW + timedelta(seconds=61), timedelta(seconds=60))
     assert sorted(row["ticket_id"] for row in again) == ["1", "2", "3"]
+
+
+def test_the_assignee_is_written_in_each_helpdesks_field() -> None:
+    # The agent's user id in that helpdesk (agents file `helpdesk_ids`), from `urgency.assignment`.
+    zendesk = calls_for("zendesk", "5", {**VALUES, "assignee": "9001"})
+    assert zendesk[0].json["ticket"]["assignee_id"] == 9001
+    freshdesk = calls_for("freshdesk", "5", {**VALUES, "assignee": "77"})
+    assert freshdesk[0].json["responder_id"] == 77
+    zammad = calls_for("zammad", "5", {**VALUES, "assignee": "3"})
+    assert zammad[0].json["owner_id"] == 3
+    jira = calls_for("jira", "SUP-1", {**VALUES, "assignee": "5b10a2844c20165700ede21g"})
+    assert jira[0].json["fields"]["assignee"] == {"accountId": "5b10a2844c20165700ede21g"}
+    # No assignee (none chosen, or no id in that helpdesk): the fields are left alone.
+    assert "assignee_id" not in calls_for("zendesk", "5", VALUES)[0].json["ticket"]
+    assert "responder_id" not in calls_for("freshdesk", "5", VALUES)[0].json
+    assert "owner_id" not in calls_for("zammad", "5", VALUES)[0].json
+    assert "assignee" not in calls_for("jira", "SUP-1", VALUES)[0].json["fields"]

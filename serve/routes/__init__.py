@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from serve.routes import admin, feedback, health, models, reports, scoring, webhooks
+from serve.routes import admin, assign, feedback, health, models, reports, scoring, webhooks
 
 # The order of the OpenAPI schema's paths and of the docs page.
 ROUTERS: tuple[APIRouter, ...] = (
     scoring.router,
     feedback.router,
     webhooks.router,
+    assign.router,
     models.router,
     admin.router,
     reports.router,

@@ -10,6 +10,7 @@ is stored once with what it caused, in one transaction: a retry gets the first a
 from __future__ import annotations
 
 import json
+from contextlib import ExitStack
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -20,9 +21,20 @@ from pydantic import BaseModel, ValidationError
 
 from serve.deps import RuntimeDep, ServiceDep, StoreDep
 from serve.errors import invalid
+from serve.routes.assign import assignment_row, choose, language_column, result_of, ticket_from_score
+from serve.routes.feedback import record_move
 from serve.routes.scoring import score_only
 from serve.runtime import Runtime
-from serve.schemas import Feedback, HelpdeskValues, Id, Problem, Short, Ticket, WebhookResult
+from serve.schemas import (
+    AssignmentResult,
+    Feedback,
+    HelpdeskValues,
+    Id,
+    Problem,
+    Short,
+    Ticket,
+    WebhookResult,
+)
 from serve.state import ServiceState
 from urgency.config import HelpdeskParams
 from urgency.helpdesks import (
@@ -117,6 +129,18 @@ def handle(
     stored = store.delivery(event.helpdesk, event.delivery_id)
     if stored is not None:
         return WebhookResult.model_validate({**stored, "duplicate": True})
+    with ExitStack() as held:
+        return _handle(event, mapping, service, runtime_now, store, held)
+
+
+def _handle(
+    event: HelpdeskEvent,
+    mapping: HelpdeskParams,
+    service: ServiceState,
+    runtime_now: Runtime,
+    store: Store,
+    held: ExitStack,
+) -> WebhookResult:
     answer: dict[str, Any] = {
         "helpdesk": event.helpdesk,
         "delivery_id": event.delivery_id,
@@ -124,22 +148,29 @@ def handle(
         "kind": event.kind,
     }
     predicted: list[dict[str, Any]] = []
+    chosen: list[dict[str, Any]] = []  # the assignment of a created ticket, stored with the delivery
+    moved: tuple[str | None, str | None] | None = None  # (assignee, team) an update carries
     decision: dict[str, Any] | None = None
     write_back: dict[str, Any] | None = None
     if is_our_write(event, store.last_write_back(event.helpdesk, event.ticket_id), mapping):
         answer |= {"action": "ignored", "reason": "the change our own write-back made"}
     elif event.kind == "created":
         result, predicted = scored(event, mapping, service, runtime_now, store)
-        values = values_for(result, mapping)
+        assignment, chosen = assigned(event, mapping, result, service, runtime_now, store, held)
+        values = values_for(result, mapping, assignment, event.helpdesk)
         if mapping.api_url and event.helpdesk in service.settings.helpdesk_credentials:
             write_back = values.model_dump()
+            if write_back["assignee"] is None:  # as queued before assignment existed
+                del write_back["assignee"]
         answer |= {
             "action": "scored",
             "result": result,
             "helpdesk_values": values,
             "write_back": bool(write_back),
+            "assignment": assignment,
         }
     else:
+        moved = (event.assignee, decided(event, mapping).get("team"))
         decision = feedback_event(event, mapping, runtime_now)
         if decision is None:
             answer |= {"action": "ignored", "reason": "no priority, group or type the mapping knows"}
@@ -154,13 +185,22 @@ def handle(
         "received_at": datetime.now(UTC),
         "outcome": outcome.model_dump(mode="json"),
     }
-    if not store.record_delivery(delivery, predicted=predicted, decided=decision, write_back=write_back):
+    if not store.record_delivery(
+        delivery, predicted=predicted, decided=decision, write_back=write_back, assigned=chosen
+    ):
         # The same delivery arrived twice at once and the other one was stored first.
         return WebhookResult.model_validate(
             {**store.delivery(event.helpdesk, event.delivery_id), "duplicate": True}
         )
     if outcome.result is not None:
         service.metrics.observe_results([outcome.result])
+    if outcome.assignment is not None:
+        service.metrics.assignments.labels(
+            outcome.assignment.strategy, str(outcome.assignment.agent is not None).lower()
+        ).inc()
+    if moved is not None and (moved[0] is not None or moved[1] is not None):
+        # An agent moved the ticket to another agent or team after it was assigned.
+        record_move(service, runtime_now, store, event.ticket_id, *moved, event.helpdesk, event.helpdesk)
     return outcome
 
 
@@ -182,7 +222,36 @@ def scored(
     return results[0], rows
 
 
-def values_for(result: Any, mapping: HelpdeskParams) -> HelpdeskValues:
+def assigned(
+    event: HelpdeskEvent,
+    mapping: HelpdeskParams,
+    result: Any,
+    service: ServiceState,
+    runtime_now: Runtime,
+    store: Store,
+    held: ExitStack,
+) -> tuple[AssignmentResult | None, list[dict[str, Any]]]:
+    """The agent for a created ticket and its assignment row, when agents are configured. The
+    assignment lock is taken into `held`: it is released once the delivery (with the row) is
+    stored, so the next round sees this ticket in the agent's load."""
+    agents, _ = service.agents(runtime_now)
+    if agents is None:
+        return None, []
+    language = rule_fields(event, mapping).get(language_column(runtime_now))
+    ticket = ticket_from_score(event.ticket_id, result.model_dump(mode="json"), language)
+    now = datetime.now(UTC)
+    held.enter_context(service.assign_lock)
+    one = choose(runtime_now, store, agents, [ticket], now)[0]
+    return result_of(one, agents), [assignment_row(one, now, event.helpdesk)]
+
+
+def values_for(
+    result: Any,
+    mapping: HelpdeskParams,
+    assignment: AssignmentResult | None = None,
+    helpdesk: str | None = None,
+) -> HelpdeskValues:
+    assignee = assignment.helpdesk_ids.get(helpdesk) if assignment is not None and helpdesk else None
     return HelpdeskValues.model_validate(
         helpdesk_values(
             priority=result.priority,
@@ -193,6 +262,8 @@ def values_for(result: Any, mapping: HelpdeskParams) -> HelpdeskValues:
             resolution_due=result.resolution_due,
             explanation=result.explanation_text,
             mapping=mapping,
+            assignee=assignee,
+            assignment=assignment.explanation if assignment is not None else None,
         )
     )
 

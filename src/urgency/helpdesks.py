@@ -69,6 +69,10 @@ class HelpdeskEvent:
     category: str | None = None
     status: str | None = None
     actor: str | None = None  # who made the change (user id, login or account id)
+    # Who the ticket is assigned to (the helpdesk's user id, login or email): Zendesk
+    # `assignee_id`, Freshdesk `responder_id` / the template's agent email, Zammad `owner_id`,
+    # Jira `assignee.accountId`.
+    assignee: str | None = None
     tags: tuple[str, ...] = field(default_factory=tuple)
     # When the customer was first answered and when the ticket was resolved, where the payload
     # says (Zammad `first_response_at` / `close_at`, Jira `resolutiondate`, Freshdesk template).
@@ -272,6 +276,7 @@ def read_zendesk(payload: Any, delivery_id: str | None) -> HelpdeskEvent:
         category=_name(_optional(ticket, "type")),
         status=_lower(status),
         actor=_name(actor),
+        assignee=_name(_optional(ticket, "assignee_id") or _optional(ticket, "assignee", "id")),
         tags=_tags(_optional(ticket, "tags")),
         resolved_at=_moment(_optional(ticket, "solved_at")),
     )
@@ -299,6 +304,7 @@ def read_freshdesk(payload: Any, body_digest: str) -> HelpdeskEvent:
         category=_name(_optional(ticket, "ticket_type")),
         status=status,
         actor=_name(_optional(ticket, "triggered_by") or _optional(ticket, "updated_by")),
+        assignee=_name(_optional(ticket, "responder_id") or _optional(ticket, "ticket_agent_email")),
         tags=_tags(_optional(ticket, "ticket_tags")),
         first_response_at=_moment(_optional(ticket, "ticket_first_responded_at")),
         resolved_at=_moment(_optional(ticket, "ticket_resolved_at")),
@@ -347,10 +353,20 @@ def read_zammad(payload: Any, delivery_id: str | None) -> HelpdeskEvent:
         category=_name(_optional(ticket, "type")),
         status=status,
         actor=_name(_optional(ticket, "updated_by", "login") or _optional(ticket, "updated_by")),
+        assignee=_zammad_owner(ticket),
         tags=_tags(_optional(ticket, "tags")),
         first_response_at=_moment(_optional(ticket, "first_response_at")),
         resolved_at=_moment(_optional(ticket, "close_at")),
     )
+
+
+def _zammad_owner(ticket: Mapping[str, Any]) -> str | None:
+    """Zammad's owner: `owner_id` (1 is Zammad's "nobody"), else the owner object's login."""
+    owner = _optional(ticket, "owner_id")
+    if owner is not None and str(owner) != "1":
+        return _name(owner)
+    login = _optional(ticket, "owner", "login")
+    return None if login in (None, "-") else _name(login)
 
 
 def read_jira(payload: Any, delivery_id: str | None, body_digest: str, group_field: str) -> HelpdeskEvent:
@@ -381,6 +397,7 @@ def read_jira(payload: Any, delivery_id: str | None, body_digest: str, group_fie
         category=_name(_optional(fields, "issuetype")),
         status=status,
         actor=_name(_optional(payload, "user", "accountId") or _optional(payload, "user", "name")),
+        assignee=_name(_optional(fields, "assignee", "accountId")),
         tags=_tags(_optional(fields, "labels")),
         resolved_at=_moment(_optional(fields, "resolutiondate")),
     )
@@ -468,6 +485,8 @@ def helpdesk_values(
     resolution_due: str | None,
     explanation: str,
     mapping: HelpdeskParams,
+    assignee: str | None = None,
+    assignment: str | None = None,
 ) -> dict[str, Any]:
     """A decision in the helpdesk's terms: its priority and group (`mapping`; the triage group
     when a person must decide), tags to add, and an internal note saying what was decided and why."""
@@ -483,12 +502,18 @@ def helpdesk_values(
         "; ".join(part for part in due if part) or "no deadline",
         f"why: {explanation}",
     ]
-    return {
+    if assignment:
+        lines.append(f"assigned: {assignment}")
+    values = {
         "priority": mapping.priorities.get(priority),
         "group": group,
         "tags": tags,
         "note": "\n".join(lines),
     }
+    # Only when assigned: the values queued before assignment existed keep their shape.
+    if assignee is not None:
+        values["assignee"] = assignee
+    return values
 
 
 def is_our_write(event: HelpdeskEvent, written: Mapping[str, Any] | None, mapping: HelpdeskParams) -> bool:

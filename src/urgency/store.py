@@ -342,6 +342,10 @@ def _content_digest(content: Mapping[str, Any]) -> str:
 
 def _feedback_row(event: Mapping[str, Any], received_at: datetime) -> dict[str, Any]:
     content = {key: event.get(key) for key in ("decided_at", "agent", *FEEDBACK_FIELDS, *FEEDBACK_TIMES)}
+    # Operations' fields only when given: an event stored before they existed keeps its digest.
+    for key in ("assignee",):
+        if event.get(key) is not None:
+            content[key] = event[key]
     return {
         "ticket_id": event["ticket_id"],
         "event_id": event["event_id"],
@@ -413,10 +417,12 @@ class Store:
         predicted: Sequence[Mapping[str, Any]] = (),
         decided: Mapping[str, Any] | None = None,
         write_back: Mapping[str, Any] | None = None,
+        assigned: Sequence[Mapping[str, Any]] = (),
     ) -> bool:
         """Store a helpdesk delivery (`webhook_deliveries` columns) with what it caused: the
-        prediction rows, the agent's decision (a `record_feedback` event) and the values to write
-        back to the helpdesk (an `outbox` row, pending), all or none. False:
+        prediction rows, the agent's decision (a `record_feedback` event), the values to write
+        back to the helpdesk (an `outbox` row, pending) and the ticket's assignment (`assignments`
+        rows), all or none. False:
         the same delivery was stored first (a retry, or the same delivery arriving twice at once):
         nothing is written."""
         try:
@@ -426,6 +432,8 @@ class Store:
                     connection.execute(predictions.insert(), [dict(row) for row in predicted])
                 if decided is not None:
                     connection.execute(feedback.insert(), [_feedback_row(decided, delivery["received_at"])])
+                if assigned:
+                    connection.execute(assignments.insert(), [dict(row) for row in assigned])
                 if write_back is not None:
                     connection.execute(
                         outbox.insert(),
@@ -553,3 +561,179 @@ class Store:
         query = sa.select(*selected).order_by(*table.primary_key.columns)
         with self.engine.connect() as connection:
             return [dict(row._mapping) for row in connection.execute(query)]
+
+    # -----------------------------------------------------------------------------------------
+    # Operations: agents and assignment (docs/operations.md "Agents", "Assignment")
+
+    def record_assignments(self, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Store assignments (`assignments` columns), all or none."""
+        if rows:
+            with self.engine.begin() as connection:
+                connection.execute(assignments.insert(), [dict(row) for row in rows])
+
+    def last_assignments(self, ticket_ids: Iterable[str] | None = None) -> dict[str, dict[str, Any]]:
+        """Each ticket's newest assignment row (an assignment or a later move), by ticket id;
+        `ticket_ids`: only those."""
+        newest = sa.select(sa.func.max(assignments.c.id)).group_by(assignments.c.ticket_id)
+        if ticket_ids is not None:
+            wanted = list(dict.fromkeys(ticket_ids))
+            if not wanted:
+                return {}
+            newest = newest.where(assignments.c.ticket_id.in_(wanted))
+        query = sa.select(assignments).where(assignments.c.id.in_(newest.scalar_subquery()))
+        with self.engine.connect() as connection:
+            return {row.ticket_id: dict(row._mapping) for row in connection.execute(query)}
+
+    def last_assignment(self, ticket_id: str) -> dict[str, Any] | None:
+        return self.last_assignments([ticket_id]).get(ticket_id)
+
+    def last_agents_by_team(self) -> dict[str, str]:
+        """Team -> the agent last given one of its tickets by assignment (round-robin goes on
+        after them)."""
+        newest = (
+            sa.select(sa.func.max(assignments.c.id))
+            .where(assignments.c.agent.is_not(None), assignments.c.reassignment.is_(False))
+            .group_by(assignments.c.team)
+        )
+        query = sa.select(assignments.c.team, assignments.c.agent).where(
+            assignments.c.id.in_(newest.scalar_subquery())
+        )
+        with self.engine.connect() as connection:
+            return {row.team: row.agent for row in connection.execute(query)}
+
+    def open_load(self, exclude: Iterable[str] = ()) -> dict[str, dict[str, int]]:
+        """Open tickets per assignee and priority: tickets whose state (`ticket_states`) is open,
+        by the state's assignee (else the last assignment's agent), plus assigned tickets with no
+        state yet (taken as open). The priority is the last assignment's, else the latest
+        prediction's, else "unknown". Assignees are as stored (an agent id or a helpdesk's user
+        id: `urgency.agents.Agents.agent_id` tells which agent). `exclude`: tickets not counted
+        (about to be assigned again)."""
+        excluded = set(exclude)
+        newest_assignment = (
+            sa.select(sa.func.max(assignments.c.id).label("id")).group_by(assignments.c.ticket_id).subquery()
+        )
+        last = (
+            sa.select(assignments.c.ticket_id, assignments.c.agent, assignments.c.priority)
+            .join(newest_assignment, assignments.c.id == newest_assignment.c.id)
+            .subquery("last_assignment")
+        )
+        newest_prediction = (
+            sa.select(sa.func.max(predictions.c.id).label("id")).group_by(predictions.c.ticket_id).subquery()
+        )
+        scored = (
+            sa.select(predictions.c.ticket_id, predictions.c.priority)
+            .join(newest_prediction, predictions.c.id == newest_prediction.c.id)
+            .subquery("last_prediction")
+        )
+        # One query per kind of open ticket, counted in SQL's joins rather than in Python's memory.
+        open_states = (
+            sa.select(
+                ticket_states.c.ticket_id,
+                sa.func.coalesce(ticket_states.c.assignee, last.c.agent).label("agent"),
+                sa.func.coalesce(last.c.priority, scored.c.priority).label("priority"),
+            )
+            .select_from(
+                ticket_states.outerjoin(last, last.c.ticket_id == ticket_states.c.ticket_id).outerjoin(
+                    scored, scored.c.ticket_id == ticket_states.c.ticket_id
+                )
+            )
+            .where(ticket_states.c.status.in_(OPEN_STATUSES))
+        )
+        assigned_without_state = (
+            sa.select(last.c.ticket_id, last.c.agent, last.c.priority)
+            .select_from(last.outerjoin(ticket_states, ticket_states.c.ticket_id == last.c.ticket_id))
+            .where(ticket_states.c.ticket_id.is_(None), last.c.agent.is_not(None))
+        )
+        load: dict[str, dict[str, int]] = {}
+        with self.engine.connect() as connection:
+            for query in (open_states, assigned_without_state):
+                for ticket_id, agent, priority in connection.execute(query):
+                    if not agent or ticket_id in excluded:
+                        continue
+                    counts = load.setdefault(agent, {})
+                    counts[priority or "unknown"] = counts.get(priority or "unknown", 0) + 1
+        return load
+
+    def latest_predictions(self, ticket_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """Each ticket's latest prediction row (its `decision` and `fields`), by ticket id."""
+        if not ticket_ids:
+            return {}
+        newest = (
+            sa.select(sa.func.max(predictions.c.id))
+            .where(predictions.c.ticket_id.in_(list(dict.fromkeys(ticket_ids))))
+            .group_by(predictions.c.ticket_id)
+        )
+        query = sa.select(predictions).where(predictions.c.id.in_(newest.scalar_subquery()))
+        with self.engine.connect() as connection:
+            return {row.ticket_id: dict(row._mapping) for row in connection.execute(query)}
+
+    def set_availability(self, agent: str, available: bool, *, source: str, at: datetime) -> None:
+        """An agent switched on or off (by an API call or a helpdesk: `source`)."""
+        values = {"available": available, "updated_at": at, "source": source}
+        with self.engine.begin() as connection:
+            updated = connection.execute(
+                agent_availability.update().where(agent_availability.c.agent == agent).values(**values)
+            )
+            if updated.rowcount == 0:
+                try:
+                    with connection.begin_nested():
+                        connection.execute(agent_availability.insert(), [{"agent": agent, **values}])
+                except IntegrityError:  # set at the same moment by another request: this one wins
+                    connection.execute(
+                        agent_availability.update()
+                        .where(agent_availability.c.agent == agent)
+                        .values(**values)
+                    )
+
+    def availability(self) -> dict[str, dict[str, Any]]:
+        """Agent -> {available, updated_at, source}, for the agents whose availability was set."""
+        with self.engine.connect() as connection:
+            return {
+                row.agent: {"available": row.available, "updated_at": row.updated_at, "source": row.source}
+                for row in connection.execute(sa.select(agent_availability))
+            }
+
+    def record_move(
+        self,
+        ticket_id: str,
+        *,
+        agent: str | None,
+        team: str | None,
+        at: datetime,
+        source: str,
+        strategy: str = "agent",
+    ) -> dict[str, Any] | None:
+        """A ticket moved by people (feedback, a helpdesk's update) after it was assigned: a
+        reassignment row when the agent or team differs from its last assignment (None, the
+        agent or team not given, keeps that one). Returns the row stored, or None: the ticket
+        was never assigned, or nothing changed."""
+        last = self.last_assignment(ticket_id)
+        if last is None:
+            return None
+        new_agent = agent if agent is not None else last["agent"]
+        new_team = team if team is not None else last["team"]
+        if new_agent == last["agent"] and new_team == last["team"]:
+            return None
+        # A move to another team without naming an agent leaves the ticket in that team's queue.
+        if team is not None and team != last["team"] and agent is None:
+            new_agent = None
+        moved = []
+        if new_team != last["team"]:
+            moved.append(f"team {last['team']} -> {new_team}")
+        if new_agent != last["agent"]:
+            moved.append(f"agent {last['agent'] or 'none'} -> {new_agent or 'none'}")
+        row = {
+            "ticket_id": ticket_id,
+            "assigned_at": at,
+            "agent": new_agent,
+            "team": new_team,
+            "priority": last["priority"],
+            "strategy": strategy,
+            "reassignment": True,
+            "previous_agent": last["agent"],
+            "previous_team": last["team"],
+            "source": source,
+            "explanation": f"reassigned by {source}: " + ", ".join(moved),
+        }
+        self.record_assignments([row])
+        return row

@@ -5,13 +5,14 @@ transaction); `drain` sends the due rows, marks them done, or schedules a retry 
 back-off (honouring `Retry-After`), so a helpdesk that is down loses nothing and a restarted
 service resumes where it stopped. What each helpdesk receives (`calls_for`):
 
-- Zendesk: `PUT /api/v2/tickets/{id}.json` - priority, group, `additional_tags`, and a private
-  comment (the internal note), in one call.
-- Freshdesk: `PUT /api/v2/tickets/{id}` (priority code, group id, tags), then
+- Zendesk: `PUT /api/v2/tickets/{id}.json` - priority, group, `assignee_id`, `additional_tags`,
+  and a private comment (the internal note), in one call.
+- Freshdesk: `PUT /api/v2/tickets/{id}` (priority code, group id, `responder_id`, tags), then
   `POST /api/v2/tickets/{id}/notes` (private).
-- Zammad: `PUT /api/v1/tickets/{id}` (priority, group, an internal note article), then
-  `POST /api/v1/tags/add` per tag.
-- Jira Service Management: `PUT /rest/api/3/issue/{key}` (priority, labels), then
+- Zammad: `PUT /api/v1/tickets/{id}` (priority, group, `owner_id`, an internal note article),
+  then `POST /api/v1/tags/add` per tag.
+- Jira Service Management: `PUT /rest/api/3/issue/{key}` (priority, assignee `accountId`,
+  labels), then
   `POST /rest/servicedeskapi/request/{key}/comment` (internal).
 
 The updates are idempotent (a retry sets the same values); a note is posted last, so a retry
@@ -55,6 +56,8 @@ class Call:
 def calls_for(helpdesk: str, ticket_id: str, values: Mapping[str, Any]) -> list[Call]:
     """The REST calls that write `values` (`helpdesks.helpdesk_values`) onto the ticket."""
     priority, group, tags, note = values.get("priority"), values.get("group"), values["tags"], values["note"]
+    # The agent chosen (`urgency.assignment`), as the helpdesk's user id (agents file `helpdesk_ids`).
+    assignee = values.get("assignee")
     # The id goes into the URL path as one segment: `7?x=1` or `1/../users/5` cannot reach another resource.
     raw_id, ticket_id = ticket_id, quote(ticket_id, safe="")
     if helpdesk == "zendesk":
@@ -63,6 +66,8 @@ def calls_for(helpdesk: str, ticket_id: str, values: Mapping[str, Any]) -> list[
             ticket["priority"] = priority
         if group and str(group).isdigit():
             ticket["group_id"] = int(group)
+        if assignee and str(assignee).isdigit():
+            ticket["assignee_id"] = int(assignee)
         return [Call("PUT", f"/api/v2/tickets/{ticket_id}.json", {"ticket": ticket})]
     if helpdesk == "freshdesk":
         update: dict[str, Any] = {"tags": tags}
@@ -71,6 +76,8 @@ def calls_for(helpdesk: str, ticket_id: str, values: Mapping[str, Any]) -> list[
             update["priority"] = codes[str(priority).lower()]
         if group and str(group).isdigit():
             update["group_id"] = int(group)
+        if assignee and str(assignee).isdigit():
+            update["responder_id"] = int(assignee)
         return [
             Call("PUT", f"/api/v2/tickets/{ticket_id}", update),
             Call("POST", f"/api/v2/tickets/{ticket_id}/notes", {"body": note, "private": True}),
@@ -83,6 +90,8 @@ def calls_for(helpdesk: str, ticket_id: str, values: Mapping[str, Any]) -> list[
             change["priority"] = priority
         if group:
             change["group"] = group
+        if assignee:
+            change["owner_id"] = int(assignee) if str(assignee).isdecimal() else assignee
         return [
             Call("PUT", f"/api/v1/tickets/{ticket_id}", change),
             *(
@@ -91,7 +100,9 @@ def calls_for(helpdesk: str, ticket_id: str, values: Mapping[str, Any]) -> list[
             ),
         ]
     if helpdesk == "jira":
-        fields = {"priority": {"name": priority}} if priority else {}
+        fields: dict[str, Any] = {"priority": {"name": priority}} if priority else {}
+        if assignee:
+            fields["assignee"] = {"accountId": assignee}
         return [
             Call(
                 "PUT",

@@ -9,6 +9,8 @@ commands live in one module per group:
 - `registry`: promote, rollback, record-digests, retrain
 - `service`: serve, db upgrade, api-key
 - `reports`: report agreement, report operations, demo-agents, demo-operations
+- `breach`: breach-risk
+- `assignment`: assign (a scored queue's tickets to agents)
 
 `common` holds what they share: the consoles, the error-to-exit-code mapping, the options.
 
@@ -27,7 +29,7 @@ import os
 
 import typer
 
-from urgency.cli import data, models, registry, reports, scoring, service
+from urgency.cli import assignment, breach, data, models, registry, reports, scoring, service
 
 app = typer.Typer(
     help="Learn how urgent, what kind and how upset a support ticket is.",
@@ -47,6 +49,7 @@ app.command("validate-rules")(scoring.validate_rules)
 app.command()(scoring.score)
 app.command()(models.thresholds)
 app.command("check-incidents")(scoring.check_incidents)
+app.command()(assignment.assign)
 app.command()(registry.promote)
 app.command()(registry.rollback)
 app.command("record-digests")(registry.record_digests)
@@ -70,6 +73,7 @@ app.add_typer(report_app, name="report")
 
 app.command("demo-agents")(reports.demo_agents)
 app.command("demo-operations")(reports.demo_operations)
+app.command("breach-risk")(breach.breach_risk)
 
 
 def main() -> None:
