@@ -539,6 +539,16 @@ def test_simulated_operations_are_seeded_and_consistent(tmp_path: Path) -> None:
     assert (final.loc[misrouted, "reassignments"] >= 1).all()
     assert made["closed"]["csat"].dropna().between(1, 5).all()
     assert set(made["closed"]["model_versions"]) == {"urgency=3"}
+    # The agents file's agents where it names a team's; the others' are made up.
+    roster = {"desk": ["ann", "bob"]}
+    staffed = simulate_operations(closed, pattern, now=now, roster=roster, seed=1)
+    desk = staffed["agents"][staffed["agents"]["team"] == "desk"]["agent"].tolist()
+    assert desk == ["ann", "bob"]
+    assert set(staffed["assignments"].loc[staffed["assignments"]["team"] == "desk", "agent"]) <= {
+        "ann",
+        "bob",
+    }
+    assert staffed["agents"][staffed["agents"]["team"] == "triage"]["agent"].str.startswith("triage-").all()
     # The files read back as the report reads them.
     for name in ("closed", "open", "assignments"):
         made[name].to_csv(tmp_path / f"{name}.csv", index=False)

@@ -3,7 +3,8 @@
 `urgency demo-agents` gives closed tickets whose agents' values are held-back labels; this
 module plays the rest of a support operation on them (seeded, so the same seed gives the same
 files), for `urgency report operations`:
-- agents: a few per team (two, plus up to six more by the team's share of tickets), named
+- agents: those of the agents file (params `operations.agents`, `roster`) for the teams it names;
+  for any other team a few (two, plus up to six more by the team's share of tickets), named
   `<team>-<n>`;
 - open tickets: the tickets created in the last `open_days` days before `now` that were not yet
   resolved by then (their response time dropped too when it lies after `now`); the others are
@@ -140,13 +141,15 @@ def simulate_operations(
     now: datetime,
     teams: Sequence[str] = (),
     model_versions: Mapping[str, str] | None = None,
+    roster: Mapping[str, Sequence[str]] | None = None,
     open_days: float = 3.0,
     csat_share: float = 0.25,
     seed: int = 0,
 ) -> dict[str, pd.DataFrame]:
     """From a closed-tickets CSV as read (text cells, `urgency demo-agents`): the closed tickets
     with `agent`, `csat`, `reassignments`, `status`, `model_versions`; the open tickets (the
-    backlog's columns); the assignments (the store's `assignments` columns); the agents."""
+    backlog's columns); the assignments (the store's `assignments` columns); the agents.
+    `roster`: team -> agent ids (the agents file's); a team it does not name gets `demo_agents`."""
     rng = np.random.default_rng(seed)
     frame = closed.copy().reset_index(drop=True).replace({np.nan: None})
     moment = pd.Timestamp(now)
@@ -161,6 +164,8 @@ def simulate_operations(
         team: float(volume.get(team, 0)) + 1.0 for team in sorted({*teams, *final_team, *rules_team} - {""})
     }
     agents = demo_agents({team: int(volume.get(team, 0)) for team in weights})
+    # The agents file's agents where it names some for a team (an agent of two teams in both).
+    agents.update({team: list(names) for team, names in (roster or {}).items() if names and team in agents})
     priority = frame["agent_priority"].where(frame["agent_priority"].notna(), frame["priority"])
     choices = list(pattern.counts)
     shares = np.array([pattern.counts[n] for n in choices])

@@ -279,12 +279,19 @@ def demo_operations(
         versions = model_source(params, None, model_dir).versions()
     except ModelNotFoundError:
         versions = {}
+    roster = {}
+    if params.operations.agents is not None:  # the demo's agents file, when params names one
+        from urgency.agents import read_agents
+
+        agents = read_agents(params.operations.agents, rules)
+        roster = {team: [agent.id for agent in agents.of_team(team)] for team in rules.team_skills}
     made = simulate_operations(
         frame,
         pattern,
         now=moment,
         teams=list(rules.team_skills),
         model_versions=versions,
+        roster=roster,
         open_days=open_days,
         csat_share=csat_share,
         seed=seed,
