@@ -1,6 +1,6 @@
 """GET /v1/reports/operations: the operations page over the service's own store (admin scope),
-with the real app: tickets scored and decided through the API, their states, assignments and
-CSAT in the store's operations tables (written as the connectors and the assignment step do)."""
+with the real app: tickets scored, decided and moved through the API; the first assignment, the
+states and CSAT written into the store as the assignment step and the connectors do."""
 
 from __future__ import annotations
 
@@ -14,19 +14,30 @@ from fastapi.testclient import TestClient
 from serve.app import create_app
 from tests.serve.test_reports import ADMIN, KEYS, SCORER
 from tests.serve_helpers import ALL, TICKET, settings
-from urgency.store import assignments, feedback, make_engine, ticket_states
+from urgency.store import Store, feedback, make_engine, ticket_states
 
 NOW = datetime.now(UTC)
 
 
 def fill(client: TestClient, database: str) -> None:
-    """Four tickets scored; agents decide on three (answered, resolved, one moved to billing and
-    scored 5 by its customer); the fourth is open in the ticket states."""
+    """Four tickets scored; agents decide on three (answered, resolved); T-0, assigned to ann in
+    desk (as the assignment step stores it), is moved to bob in triage by a feedback event (the
+    service records the reassignment) and solved with a CSAT of 5 (a helpdesk's status event);
+    the fourth is open in the ticket states."""
     for number, body in enumerate(
         ["production broken critical outage", "question about invoice", "slow", "help"]
     ):
         ticket = {**TICKET, "ticket_id": f"T-{number}", "body": body, "created_at": "2026-03-04T09:00:00Z"}
         assert client.post("/v1/score", json=ticket, headers=ALL).status_code == 200
+    engine = make_engine(database)
+    moment = datetime(2026, 3, 4, 9, 5, tzinfo=UTC)
+    Store(engine).record_assignments(
+        [
+            {"ticket_id": "T-0", "assigned_at": moment, "agent": "ann", "team": "desk", "priority": "P2",
+             "strategy": "least-loaded", "reassignment": False, "previous_agent": None,
+             "previous_team": None, "source": "assignment", "explanation": "least-loaded: ann"},
+        ]
+    )  # fmt: skip
     for number in range(3):
         event = {
             "ticket_id": f"T-{number}",
@@ -36,49 +47,26 @@ def fill(client: TestClient, database: str) -> None:
             "first_response_at": "2026-03-04T10:00:00Z",
             "resolved_at": "2026-03-05T09:00:00Z",
         }
+        if number == 0:
+            event.update(assignee="bob", team="triage")
         assert client.post("/v1/feedback", json=event, headers=ALL).status_code == 200
-    engine = make_engine(database)
-    moment = datetime(2026, 3, 4, 9, 5, tzinfo=UTC)
     with engine.begin() as connection:
         connection.execute(
             feedback.insert(),
             [
-                {
-                    "ticket_id": "T-0",
-                    "event_id": "solved",
-                    "received_at": moment,
-                    "status": "solved",
-                    "assignee": "bob",
-                    "csat": 5.0,
-                    "content_digest": "0" * 64,
-                }
+                {"ticket_id": "T-0", "event_id": "solved", "received_at": moment, "status": "solved",
+                 "csat": 5.0, "content_digest": "0" * 64},
             ],
-        )
+        )  # fmt: skip
         connection.execute(
             ticket_states.insert(),
             [
                 {"ticket_id": "T-3", "status": "open", "opened_at": moment, "updated_at": moment,
                  "team": "desk", "assignee": "cy", "source": "feedback"},
                 {"ticket_id": "T-0", "status": "solved", "opened_at": moment, "updated_at": moment,
-                 "team": "billing", "assignee": "bob", "source": "feedback"},
+                 "team": "triage", "assignee": "bob", "source": "feedback"},
             ],
         )  # fmt: skip
-        move = {
-            "ticket_id": "T-0",
-            "assigned_at": moment,
-            "priority": "P2",
-            "source": "test",
-            "explanation": "-",
-        }
-        first = {"agent": "ann", "team": "desk", "strategy": "least-loaded", "reassignment": False}
-        moved = {"agent": "bob", "team": "billing", "strategy": "agent", "reassignment": True}
-        connection.execute(
-            assignments.insert(),
-            [
-                {**move, **first, "previous_agent": None, "previous_team": None},
-                {**move, **moved, "previous_agent": "ann", "previous_team": "desk"},
-            ],
-        )
     engine.dispose()
 
 
@@ -90,13 +78,11 @@ def test_the_operations_page_over_the_store(any_client: TestClient, any_database
     page = response.text
     assert "Support operations" in page
     assert "3 closed ticket(s)" in page and "1 open as of" in page
-    # T-0 moved from desk to billing (the others have no assignment records).
+    # T-0 moved from desk to triage (the others have no assignment records).
     assert "<b>100.0%</b> of 1 closed tickets whose assignments are known were" in page
-    assert '<td class="text">desk</td><td class="text">billing</td><td>1</td>' in page
+    assert '<td class="text">desk</td><td class="text">triage</td><td>1</td>' in page
     # Its customer's score, the one CSAT response.
     assert "<b>100.0%</b> of 1 responses satisfied" in page
-    # bob had T-0 last (the feedback's assignee), in billing (its state's team).
-    assert '<td class="text">billing</td><td>1</td><td>1</td><td>0</td>' in page
     assert page.count('<img src="data:image/svg+xml;base64,') >= 8
     assert "<script" not in page
 
