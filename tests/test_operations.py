@@ -469,7 +469,7 @@ def test_cli_writes_the_page_and_json(service_params: Path, tmp_path: Path) -> N
     output = tmp_path / "ops.html"
     args = ["report", "operations", "--params", str(service_params), "--input", str(paths["closed"])]
     more = ["--open", str(paths["open"]), "--assignments", str(paths["assignments"]), "--output", str(output)]
-    result = runner.invoke(app, [*args, *more, "--now", "2026-03-23T12:00:00Z"])
+    result = runner.invoke(app, [*args, *more, "--now", "2026-03-23T12:00:00Z", "--registry"])
     assert result.exit_code == 0, result.output
     assert "60 closed, 2 open (1 past a deadline" in result.output
     assert output.exists() and output.with_suffix(".json").exists()

@@ -203,12 +203,22 @@ def report_operations(
     rules = load_rules(params, rules_path)
     moves = None
     if registry and promotions is None:
+        from mlflow.exceptions import MlflowException
+
         from urgency.models import registry_client
         from urgency.promote import AliasLog, alias_moves
 
-        found = alias_moves(registry_client(params.mlflow.tracking_uri), AliasLog.of(params.mlflow))
-        if not found.empty and "alias" in found.columns:
-            moves = found[found["alias"] == params.mlflow.champion_alias]
+        try:
+            found = alias_moves(registry_client(params.mlflow.tracking_uri), AliasLog.of(params.mlflow))
+        except MlflowException as error:  # the report without the trail beats no report
+            console.print(
+                f"[yellow]warning:[/yellow] the registry's audit trail could not be read ({error}); "
+                "promotions are the new model versions seen in the tickets",
+                highlight=False,
+            )
+        else:
+            if not found.empty and "alias" in found.columns:
+                moves = found[found["alias"] == params.mlflow.champion_alias]
     figures, json_path = ops.operations_report(
         ops.operations_settings(rules, top=top),
         output,
