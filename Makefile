@@ -40,6 +40,10 @@ demo: $(STAMP)
 	# about 50 ms a ticket on 2 cores.
 	$(BIN)/urgency demo-agents --params $(PARAMS) --rows 1000 --output data/demo_closed_tickets.csv
 	$(BIN)/urgency report agreement --params $(PARAMS) --input data/demo_closed_tickets.csv --output data/agreement_report.html
+	# The operations report (docs/operations.md): agents, reassignments (the incident log's
+	# pattern), CSAT and open tickets simulated on the same closed tickets, nothing scored again.
+	$(BIN)/urgency demo-operations --params $(PARAMS) --closed data/demo_closed_tickets.csv --output-dir data/ --incident-log ../shared/data/incident_event_log.csv.gz
+	$(BIN)/urgency report operations --params $(PARAMS) --input data/demo_operations_closed.csv --open data/demo_open_tickets.csv --assignments data/demo_assignments.csv --registry --output data/operations_report.html
 	# Last: the prediction service on 127.0.0.1:$(PORT) with the demo's champions (Ctrl-C stops
 	# it). `make demo SERVE=0` ends without it.
 	@if [ "$(SERVE)" = 1 ]; then $(BIN)/urgency serve --params $(PARAMS) --host 127.0.0.1 --port $(PORT); fi
@@ -74,4 +78,4 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check src tests bench serve examples
 
 clean:
-	rm -rf mlruns data/service.db data/service.db-wal data/service.db-shm data/model_comparison.md data/demo_scored.csv data/demo_queue.csv data/demo_closed_tickets.csv data/agreement_report.html data/agreement_report.json data/agreement_review.html data/agreement_review.json data/evaluation.json models/ticket-* models/urgency models/category models/sentiment
+	rm -rf mlruns data/service.db data/service.db-wal data/service.db-shm data/model_comparison.md data/demo_scored.csv data/demo_queue.csv data/demo_closed_tickets.csv data/agreement_report.html data/agreement_report.json data/agreement_review.html data/agreement_review.json data/demo_operations_closed.csv data/demo_open_tickets.csv data/demo_assignments.csv data/demo_operations_agents.csv data/operations_report.html data/operations_report.json data/evaluation.json models/ticket-* models/urgency models/category models/sentiment

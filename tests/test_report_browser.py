@@ -68,3 +68,55 @@ def test_the_checks_catch_a_broken_plot(browser: Any, tmp_path: Path) -> None:
     assert widths == [0]
     assert any("undefinedFunction" in problem for problem in problems)
     page.close()
+
+
+def test_the_operations_page_shows_every_section_without_errors(browser: Any, tmp_path: Path) -> None:
+    from datetime import UTC, datetime
+
+    from tests.test_operations import SETTINGS as OPERATIONS
+    from tests.test_operations import write_files
+    from urgency.operations_report import operations_report
+
+    paths = write_files(tmp_path)
+    output = tmp_path / "operations.html"
+    operations_report(
+        OPERATIONS,
+        output,
+        input=paths["closed"],
+        database_url="sqlite:///unused.db",
+        open_tickets=paths["open"],
+        assignments=paths["assignments"],
+        now=datetime(2026, 3, 23, 12, tzinfo=UTC),
+    )
+    page, problems, foreign = open_page(browser, output)
+    images = page.eval_on_selector_all(
+        "img",
+        "images => images.map(i => ({alt: i.alt, complete: i.complete, width: i.naturalWidth,"
+        " shown: i.getBoundingClientRect().width}))",
+    )
+    assert len(images) >= 12
+    broken = [image["alt"] for image in images if not (image["complete"] and image["width"] > 0)]
+    assert not broken, f"plots the browser could not draw: {broken}"
+    assert all(image["shown"] > 100 for image in images)
+    headings = page.eval_on_selector_all("h2", "hs => hs.map(h => h.textContent)")
+    assert headings == [
+        "Open backlog",
+        "Breach risk",
+        "SLA attainment over time",
+        "Response and resolution times",
+        "Workload per team and agent",
+        "Reassignments",
+        "Common requests",
+        "Customer satisfaction",
+        "Model versions and promotions",
+    ]
+    for heading in page.query_selector_all("h2"):
+        assert heading.is_visible()
+    # The partial last week is set apart in every weekly table, and a promotion is listed.
+    partial = page.eval_on_selector_all("tr.partial td:first-child", "cells => cells.map(c => c.textContent)")
+    assert partial and set(partial) == {"2026-03-23 (partial)"}
+    assert page.get_by_text("urgency v2 (first scored)").is_visible()
+    assert page.title().startswith("Support operations")
+    assert problems == []
+    assert foreign == []
+    page.close()

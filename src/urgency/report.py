@@ -119,6 +119,11 @@ def parse_period(since: str | None, until: str | None) -> tuple[datetime | None,
     return start, end
 
 
+def describe_period(since: datetime | None, until: datetime | None) -> str:
+    """The period in words ("2026-01-01 to 2026-01-31", "the beginning to now")."""
+    return _describe(since, until)
+
+
 def _describe(since: datetime | None, until: datetime | None) -> str:
     start = since.date().isoformat() if since else "the beginning"
     end = (until - timedelta(seconds=1)).date().isoformat() if until else "now"
@@ -232,6 +237,16 @@ def _data_uri(figure: Figure) -> str:
     with matplotlib.rc_context({"svg.fonttype": "none", "text.parse_math": False}):
         figure.savefig(buffer, format="svg", metadata={"Date": None})
     return "data:image/svg+xml;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def new_figure(width: float, height: float) -> Figure:
+    """A figure in the reports' look (the operations page draws with it too)."""
+    return _figure(width, height)
+
+
+def data_uri(figure: Figure) -> str:
+    """The figure as an inline SVG data URI, text kept as text (see `_data_uri`)."""
+    return _data_uri(figure)
 
 
 def _pct(value: float | None) -> float:

@@ -459,13 +459,15 @@ def set_state(
 
 
 def apply_feedback_state(connection: sa.Connection, row: Mapping[str, Any]) -> None:
-    """A stored feedback row's status, team and assignee onto the ticket's state."""
+    """A stored feedback row's status, team and assignee onto the ticket's state; an event that
+    says when the ticket was resolved and gives no status solves it (it is no longer open)."""
+    status = row.get("status") or ("solved" if row.get("resolved_at") is not None else None)
     set_state(
         connection,
         row["ticket_id"],
         at=row.get("decided_at") or row["received_at"],
         source="feedback",
-        status=row.get("status"),
+        status=status,
         team=row.get("team"),
         assignee=row.get("assignee"),
     )

@@ -8,7 +8,7 @@ commands live in one module per group:
 - `scoring`: predict, score, validate-rules, check-incidents
 - `registry`: promote, rollback, record-digests, retrain
 - `service`: serve, db upgrade, api-key
-- `reports`: report agreement, report backlog, demo-agents
+- `reports`: report agreement, report backlog, report operations, demo-agents, demo-operations
 - `breach`: breach-risk
 - `assignment`: assign (a scored queue's tickets to agents)
 
@@ -69,9 +69,11 @@ app.command()(models.tune)
 report_app = typer.Typer(help="Reports for managers (HTML page plus a JSON file of the figures).")
 report_app.command("agreement")(reports.report_agreement)
 report_app.command("backlog")(reports.report_backlog)
+report_app.command("operations")(reports.report_operations)
 app.add_typer(report_app, name="report")
 
 app.command("demo-agents")(reports.demo_agents)
+app.command("demo-operations")(reports.demo_operations)
 app.command("breach-risk")(breach.breach_risk)
 
 

@@ -1,4 +1,5 @@
-"""Report commands: report agreement, report backlog, and demo-agents (the demo's simulated agents)."""
+"""Report commands: report agreement, backlog and operations, and demo-agents / demo-operations
+(the demo's simulated agents and operations)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from urgency.cli.common import (
     console,
     load_models,
     load_rules,
+    model_source,
     parse_now,
     progress,
     setup_logging,
@@ -226,5 +228,198 @@ def report_backlog(
     written = f"; written to {output}" if output is not None else ""
     console.print(
         f"[green]ok[/green]: {figures['open_tickets']} open tickets as of {figures['generated_at']}{written}",
+        highlight=False,
+    )
+
+
+@user_errors
+def report_operations(
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="The HTML page; the figures go beside it as .json.")
+    ] = Path("data/operations_report.html"),
+    input: Annotated[
+        Path | None,
+        typer.Option(
+            "--input",
+            "-i",
+            help="Closed-tickets CSV with the operations columns (docs/operations.md); default: the store.",
+        ),
+    ] = None,
+    open_tickets: Annotated[
+        Path | None, typer.Option("--open", help="Open tickets CSV (the backlog; with --input).")
+    ] = None,
+    assignments: Annotated[
+        Path | None, typer.Option("--assignments", help="Assignments CSV (with --input).")
+    ] = None,
+    promotions: Annotated[
+        Path | None, typer.Option("--promotions", help="Alias moves CSV (at, head, alias, from, to, action).")
+    ] = None,
+    registry: Annotated[
+        bool,
+        typer.Option(
+            "--registry/--no-registry",
+            help="Mark the champion alias moves of the params' MLflow registry (its audit trail).",
+        ),
+    ] = False,
+    database_url: DatabaseOption = None,
+    since: Annotated[str | None, typer.Option(help="First day (ISO 8601, e.g. 2026-01-01).")] = None,
+    until: Annotated[str | None, typer.Option(help="Last day, included (a date-time: excluded).")] = None,
+    now: Annotated[
+        str | None, typer.Option(help="The backlog's time left counts from this (default: the clock).")
+    ] = None,
+    top: Annotated[int, typer.Option(min=1, help="At-risk tickets and bounces to list.")] = 20,
+    params_path: ParamsOption = Path("params.yaml"),
+    rules_path: RulesOption = None,
+) -> None:
+    """The support operation: backlog and breach risk, SLA over time, response and resolution
+    times, workload, reassignments, common requests, CSAT; model versions on every trend."""
+    from urgency import operations_report as ops
+    from urgency.agents import read_agents
+    from urgency.backlog import load_breach_model, read_backlog
+    from urgency.report import parse_period, report_settings
+    from urgency.store import database_url as store_url
+
+    moment = parse_now(now)
+
+    if input is not None and database_url is not None:
+        raise typer.BadParameter("give --input or --database-url, not both", param_hint="--input")
+    if input is None and (open_tickets is not None or assignments is not None):
+        raise typer.BadParameter("--open and --assignments go with --input", param_hint="--open")
+    try:
+        since_at, until_at = parse_period(since, until)
+    except ValueError as error:
+        raise typer.BadParameter(str(error), param_hint="--since/--until") from None
+    params = load_params(params_path)
+    rules = load_rules(params, rules_path)
+    moves = None
+    if registry and promotions is None:
+        from mlflow.exceptions import MlflowException
+
+        from urgency.models import registry_client
+        from urgency.promote import AliasLog, alias_moves
+
+        try:
+            found = alias_moves(registry_client(params.mlflow.tracking_uri), AliasLog.of(params.mlflow))
+        except MlflowException as error:  # the report without the trail beats no report
+            console.print(
+                f"[yellow]warning:[/yellow] the registry's audit trail could not be read ({error}); "
+                "promotions are the new model versions seen in the tickets",
+                highlight=False,
+            )
+        else:
+            if not found.empty and "alias" in found.columns:
+                moves = found[found["alias"] == params.mlflow.champion_alias]
+    figures, json_path = ops.operations_report(
+        ops.operations_settings(rules, top=top),
+        output,
+        input=input,
+        database_url=store_url(database_url, params_path),
+        open_tickets=open_tickets,
+        assignments=assignments,
+        promotions=promotions,
+        promotion_moves=moves,
+        labels=report_settings(params, rules).labels,
+        since=since_at,
+        until=until_at,
+        now=moment,
+        backlog_now=lambda store: read_backlog(
+            store,
+            levels=rules.levels,
+            operations=params.operations,
+            now=moment,
+            breach_model=load_breach_model(params),
+            agents=None if params.operations.agents is None else read_agents(params.operations.agents, rules),
+        ),
+    )
+    backlog, sla = figures["backlog"], figures["sla"]
+    attainment = sla.get("all", {}).get("resolution_attainment")
+    resolution = "–" if attainment is None else f"{attainment:.1%}"
+    console.print(
+        f"[green]ok[/green]: {figures['closed_tickets']} closed, {figures['open_tickets']} open "
+        f"({backlog.get('breached', 0)} past a deadline, {backlog.get('at_risk', 0)} at risk); "
+        f"resolution SLA {resolution}; {len(figures['weeks'])} week(s), "
+        f"{len(figures['partial_weeks'])} partial; written to {output} and {json_path}",
+        highlight=False,
+    )
+
+
+@user_errors
+def demo_operations(
+    closed: Annotated[
+        Path, typer.Option("--closed", help="The closed-tickets CSV `urgency demo-agents` wrote.")
+    ] = Path("data/demo_closed_tickets.csv"),
+    output_dir: Annotated[Path, typer.Option("--output-dir", help="Where the four CSV files go.")] = Path(
+        "data"
+    ),
+    incident_log: Annotated[
+        Path, typer.Option("--incident-log", help="The ServiceNow incident event log (reassignment pattern).")
+    ] = Path("../shared/data/incident_event_log.csv.gz"),
+    now: Annotated[
+        str | None, typer.Option(help="Open tickets are those not resolved by this (default: this hour).")
+    ] = None,
+    open_days: Annotated[float, typer.Option(min=0, help="Open tickets: created in these last days.")] = 3.0,
+    csat_share: Annotated[
+        float, typer.Option(min=0, max=1, help="Share of tickets with a CSAT score.")
+    ] = 0.25,
+    seed: Annotated[int, typer.Option(help="Seed of the simulation.")] = 0,
+    params_path: ParamsOption = Path("params.yaml"),
+    model_dir: ModelDirOption = None,
+    rules_path: RulesOption = None,
+) -> None:
+    """Operations for the demo: agents, assignments with reassignments (as often as in the
+    incident log), CSAT and open tickets, simulated on demo-agents' closed tickets."""
+    import pandas as pd
+
+    from urgency.errors import InputError, ModelNotFoundError
+    from urgency.files import write_table_atomic
+    from urgency.incidents import read_incident_log
+    from urgency.simulate import default_now
+    from urgency.simulate_operations import reassignment_pattern, simulate_operations
+
+    moment = parse_now(now) if now else default_now()
+    params = load_params(params_path)
+    rules = load_rules(params, rules_path)
+    if not closed.is_file():
+        raise InputError(f"closed-tickets file {closed} does not exist (run `urgency demo-agents` first)")
+    frame = pd.read_csv(closed, dtype=str, keep_default_na=False).replace({"": None})
+    pattern = reassignment_pattern(read_incident_log(incident_log))
+    try:  # the versions that scored the demo's tickets: the champions (or the folders) now
+        versions = model_source(params, None, model_dir).versions()
+    except ModelNotFoundError:
+        versions = {}
+    roster = {}
+    if params.operations.agents is not None:  # the demo's agents file, when params names one
+        from urgency.agents import read_agents
+
+        agents = read_agents(params.operations.agents, rules)
+        roster = {team: [agent.id for agent in agents.of_team(team)] for team in rules.team_skills}
+    made = simulate_operations(
+        frame,
+        pattern,
+        now=moment,
+        teams=list(rules.team_skills),
+        model_versions=versions,
+        roster=roster,
+        open_days=open_days,
+        csat_share=csat_share,
+        seed=seed,
+    )
+    paths = {
+        "closed": output_dir / "demo_operations_closed.csv",
+        "open": output_dir / "demo_open_tickets.csv",
+        "assignments": output_dir / "demo_assignments.csv",
+        "agents": output_dir / "demo_operations_agents.csv",
+    }
+    for name, path in paths.items():
+        write_table_atomic(made[name], path, kind="csv")
+    moved = int((made["closed"]["reassignments"] > 0).sum())
+    console.print(
+        f"[green]ok[/green]: {len(made['agents'])} agents, {len(made['closed'])} closed tickets "
+        f"({moved} moved; the incident log moves {pattern.rate:.1%} of {pattern.incidents} incidents, "
+        f"{pattern.team_move_share:.1%} of moves change team, "
+        f"{pattern.bounce_back_share:.1%} of those go back), "
+        f"{len(made['open'])} open as of {moment.isoformat()}, "
+        f"{int(made['closed']['csat'].notna().sum())} CSAT scores; written to "
+        + ", ".join(str(path) for path in paths.values()),
         highlight=False,
     )
