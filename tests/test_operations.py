@@ -279,8 +279,10 @@ def test_model_versions_read_from_json_or_text() -> None:
 
 
 def test_the_backlog_by_priority_and_team_with_breach_risk() -> None:
-    # Two desk agents closed 8 tickets in a week: 2 x 40 working hours / 8 = 10 hours each.
-    closed = closed_frame(["2026-03-16T00:00:00Z"] * 8, agent=["ann", "bob"] * 4)
+    # Two desk agents resolved 8 tickets, each 10 hours after it was created (the median).
+    closed = closed_frame(
+        ["2026-03-16T00:00:00Z"] * 8, agent=["ann", "bob"] * 4, resolved_at=["2026-03-16T10:00:00Z"] * 8
+    )
     open_tickets = pd.DataFrame(
         {
             "ticket_id": ["O-1", "O-2", "O-3", "O-4"],
@@ -308,8 +310,10 @@ def test_the_backlog_by_priority_and_team_with_breach_risk() -> None:
     assert left["O-2"] == 24.0 and left["O-3"] == 1.0
     risk = dict(zip(backlog["ticket_id"], backlog["breach_risk"], strict=True))
     assert risk["O-1"] == 1.0
-    # O-2: 24 h left, O-1 ahead: a median wait of 10 x (1/2 + 1) = 15 h; O-3: 1 h left, 20 h.
-    assert risk["O-3"] > 0.99 and risk["O-2"] == pytest.approx(0.3192, abs=1e-3)
+    # The queue's order is priority, then the nearest deadline: O-3 (due 13:00) is before O-2.
+    # O-2: 24 h left, O-1 and O-3 ahead: a median wait of 10 x (2/2 + 1) = 20 h, P(wait > 24 h)
+    # = 1 - Phi(ln(24/20)) (`breach_risk.rules_risk`); O-3: 1 h left, a median 10 x 1.5 = 15 h.
+    assert risk["O-3"] > 0.99 and risk["O-2"] == pytest.approx(0.4277, abs=1e-3)
     assert pd.isna(risk["O-4"])  # no deadline: no risk
     # A risk the backlog module gave is kept.
     given = backlog_stand_in(open_tickets.assign(breach_risk=[0.1, 0.2, 0.3, 0.4]), closed, NOW, LEVELS)

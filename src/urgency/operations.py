@@ -2,11 +2,12 @@
 
 Pure, like `urgency.agreement`: frames in, plain JSON-ready values out. The inputs:
 - closed tickets: the closed-tickets CSV of docs/reports.md (`agreement.check_closed_tickets`),
-  extended with optional columns `agent` (who had it last), `csat` (the customer's score, 1 to
-  5), `reassignments` (how many times it moved), `status` and `model_versions` (head -> version
+  extended with optional columns `agent` (who had it last), `csat` (the customer's satisfaction,
+  0..1 as the store keeps it), `reassignments` (how many times it moved), `status` and `model_versions` (head -> version
   that scored it: a JSON object or `urgency=3;category=2`), or the same frame from the store;
 - the open backlog: one row per open ticket with `BACKLOG_COLUMNS` (what `urgency.backlog`
-  gives; `backlog_stand_in` computes hours left and a rules-based risk when the frame has none);
+  gives; `backlog_stand_in` computes hours left and the rules-based risk through
+  `urgency.backlog.build_backlog` when the frame has none);
 - assignments: the store's `assignments` rows (`ASSIGNMENT_COLUMNS`), reassignments included;
 - promotions: the registry's alias moves (`promote.alias_moves`: at, head, alias, from, to,
   action).
@@ -30,7 +31,7 @@ import numpy as np
 import pandas as pd
 
 from urgency.agreement import MISSING, check_closed_tickets
-from urgency.breach_risk import rules_risk
+from urgency.backlog import build_backlog
 from urgency.errors import DataValidationError, EmptyReport, InputError
 from urgency.rules import FALSE_WORDS, TRUE_WORDS
 from urgency.store import normalise_csat
@@ -65,8 +66,6 @@ OPEN_STATUSES: tuple[str, ...] = ("new", "open", "pending", "on_hold")
 HOUR_BINS: tuple[float, ...] = (0, 1, 2, 4, 8, 16, 24, 48, 72, 120, 168, math.inf)
 PERCENTILES: tuple[int, ...] = (50, 75, 90, 95)
 WEEK = pd.Timedelta(days=7)
-# An agent's working hours in a week (the stand-in breach risk's handling time).
-WORKING_HOURS_PER_WEEK = 40.0
 
 
 @dataclass(frozen=True)
@@ -307,27 +306,7 @@ def read_promotions(path: Path) -> pd.DataFrame:
 
 
 # ---------------------------------------------------------------------------------------------
-# The backlog's stand-in risk (until `urgency.backlog` gives its frame)
-
-
-def handling_hours(closed: pd.DataFrame) -> dict[str, float]:
-    """Per team (the agent's final team, else the rules'), the working hours one closed ticket
-    took: its agents' working hours over the weeks the tickets span (at least one;
-    `WORKING_HOURS_PER_WEEK` each, one agent when none is named) over the tickets it closed;
-    `""`: all teams together. Not the time from creation to resolution: that counts the
-    waiting, which the queue ahead already does."""
-    if closed.empty:
-        return {}
-    span = (closed["created_at"].max() - closed["created_at"].min()) / pd.Timedelta(days=7)
-    weeks = max(float(span), 1.0)
-    teams = _team(closed)
-    agents = _agents_per_team(closed)
-    hours = {
-        str(team): WORKING_HOURS_PER_WEEK * weeks * agents.get(str(team), 1) / count
-        for team, count in teams.value_counts().items()
-    }
-    hours[""] = WORKING_HOURS_PER_WEEK * weeks * max(sum(agents.values()), 1) / len(closed)
-    return hours
+# The backlog of an export (the store's comes from `urgency.backlog.read_backlog`)
 
 
 def backlog_stand_in(
@@ -335,49 +314,48 @@ def backlog_stand_in(
     closed: pd.DataFrame,
     now: datetime,
     levels: Sequence[str],
+    *,
+    window_days: int = 30,
+    default_handling_hours: float = 8.0,
 ) -> pd.DataFrame:
-    """`BACKLOG_COLUMNS` for open tickets that lack hours left or a risk: hours to the next
-    deadline not yet met (the first response until it is answered, then the resolution), the
-    queue ahead (the team's open tickets of a higher priority, or the same and older) and
-    `breach_risk.rules_risk` with the team's handling time (`handling_hours`) and its agents
-    seen in the closed tickets. Columns already there (from `urgency.backlog`) are kept."""
+    """The open tickets with the backlog's hours left and rules-based risk where they have none:
+    `urgency.backlog.build_backlog` (the one definition of both), with the closed tickets as
+    the recent history (each team's median handling time) and the agents named in them per
+    team. A frame that already has both (the store's, from `urgency.backlog`) is kept as is."""
     frame = open_tickets.copy().reset_index(drop=True)
     for column in BACKLOG_COLUMNS:
         if column not in frame.columns:
             frame[column] = None
-    if frame.empty:
+    if frame.empty or (frame["hours_left"].notna().all() and frame["breach_risk"].notna().all()):
         return frame
-    moment = pd.Timestamp(now)
-    answered = (
-        frame["first_response_at"].notna()
-        if "first_response_at" in frame.columns
-        else pd.Series(False, index=frame.index)
+    times = ("ticket_id", "created_at", "first_response_at", "resolved_at")
+    recent = pd.DataFrame(
+        {name: closed[name] if name in closed.columns else None for name in times},
+        index=closed.index,
+        columns=[*times, "team"],
     )
-    first = pd.to_datetime(frame["first_response_due"], utc=True)
-    final = pd.to_datetime(frame["resolution_due"], utc=True)
-    due = first.where(~answered & first.notna(), final)
-    # Hours left the backlog gave are kept (and its risk computed from them).
-    given = pd.to_numeric(frame["hours_left"], errors="coerce")
-    hours_left = given.fillna((due - moment).dt.total_seconds() / 3600)
-    rank = {level: position for position, level in enumerate(levels)}
-    order = frame["priority"].map(rank).fillna(len(levels))
-    created = pd.to_datetime(frame["created_at"], utc=True)
-    medians = handling_hours(closed)
-    agents = _agents_per_team(closed)
-    risks = []
-    for index, row in frame.iterrows():
-        same = frame["team"] == row["team"]
-        ahead = same & ((order < order[index]) | ((order == order[index]) & (created < created[index])))
-        median = medians.get(str(row["team"]), medians.get("", 24.0))
-        left = hours_left[index]
-        risks.append(
-            None
-            if pd.isna(left)
-            else rules_risk(float(left), int(ahead.sum()), median, agents.get(row["team"], 1))
-        )
-    computed = pd.Series(risks, index=frame.index, dtype=float)
-    frame["hours_left"] = hours_left
-    frame["breach_risk"] = pd.to_numeric(frame["breach_risk"], errors="coerce").fillna(computed)
+    if len(closed):
+        recent["team"] = _team(closed)
+    source = frame.drop(columns=["hours_left", "breach_risk"]).assign(
+        status=frame["status"].fillna("open") if "status" in frame.columns else "open"
+    )
+    built = build_backlog(
+        source,
+        recent,
+        levels=levels,
+        now=now,
+        agents=_agents_per_team(closed),
+        window_days=window_days,
+        default_handling_hours=default_handling_hours,
+    )
+    computed = built.set_index("ticket_id")
+    ids = frame["ticket_id"]
+    frame["hours_left"] = pd.to_numeric(frame["hours_left"], errors="coerce").fillna(
+        ids.map(computed["hours_left"]).astype(float)
+    )
+    frame["breach_risk"] = pd.to_numeric(frame["breach_risk"], errors="coerce").fillna(
+        ids.map(computed["breach_risk"]).astype(float)
+    )
     return frame
 
 
