@@ -337,7 +337,8 @@ def test_the_backlog_by_priority_and_team_with_breach_risk() -> None:
 def test_a_backlog_with_missing_cells_gives_plain_json(tmp_path: Path) -> None:
     """A backlog without a priority, team or deadline (a ticket state with nothing decided yet)
     and no closed ticket: the figures are still JSON (no NaN) and the page renders."""
-    from urgency.operations_report import render_html, to_json
+    from urgency.operations_report import render_html
+    from urgency.report import to_json
 
     open_tickets = pd.DataFrame(
         {

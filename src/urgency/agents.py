@@ -23,13 +23,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import yaml
 from pydantic import Field, ValidationError, model_validator
 
 from urgency.calendars import BusinessCalendar
-from urgency.config import MAX_YAML_VALUES, Strict
+from urgency.config import MAX_YAML_VALUES, Strict, located_problems
 from urgency.errors import ParamsError
 from urgency.language import normalise_tag
 
@@ -175,7 +175,7 @@ def parse_agents(content: bytes | str, rules: RuleSet, source: str) -> Agents:
     try:
         spec = AgentsFile.model_validate(raw)
     except ValidationError as error:
-        raise ParamsError(_problems(error, raw, source)) from None
+        raise ParamsError(located_problems(error, raw, source, "id")) from None
     return compile_agents(spec, rules, source, digest)
 
 
@@ -272,26 +272,6 @@ def compile_agents(spec: AgentsFile, rules: RuleSet, source: str, digest: str = 
     if problems:
         raise ParamsError(f"{source}: {len(problems)} problem(s)\n" + "\n".join(f"  - {p}" for p in problems))
     return Agents(agents=tuple(agents), source=source, digest=digest)
-
-
-def _problems(error: ValidationError, raw: Any, source: str) -> str:
-    """Each problem at its place in the file, an agent named by its id:
-    `agents.2 (maria).max_open: Input should be greater than or equal to 1`."""
-    lines = [f"{source}: {error.error_count()} problem(s)"]
-    for item in error.errors():
-        node, parts = raw, []
-        for part in item["loc"]:
-            if isinstance(node, dict):
-                node = node.get(part)
-            elif isinstance(node, list) and isinstance(part, int) and part < len(node):
-                node = node[part]
-            else:
-                node = None
-            named = isinstance(part, int) and isinstance(node, dict) and isinstance(node.get("id"), str)
-            parts.append(f"{part} ({node['id']})" if named else str(part))
-        message = "unknown key" if item["type"] == "extra_forbidden" else item["msg"]
-        lines.append(f"  - {'.'.join(parts) or '(top level)'}: {message}")
-    return "\n".join(lines)
 
 
 class AgentsWatch:

@@ -675,6 +675,26 @@ def resolve_paths(params: Params, base: Path) -> Params:
     )
 
 
+def located_problems(error: ValidationError, raw: object, where: str, name_key: str) -> str:
+    """Like `format_validation_error`, naming a list item by its `name_key` (a rule's name, an
+    agent's id): `priority_rules.3 (vip-raise).rase_by: unknown key`."""
+    lines = [f"{where}: {error.error_count()} problem(s)"]
+    for item in error.errors():
+        node, parts = raw, []
+        for part in item["loc"]:
+            if isinstance(node, dict):
+                node = node.get(part)
+            elif isinstance(node, list) and isinstance(part, int) and part < len(node):
+                node = node[part]
+            else:
+                node = None
+            named = isinstance(part, int) and isinstance(node, dict) and isinstance(node.get(name_key), str)
+            parts.append(f"{part} ({node[name_key]})" if named else str(part))  # type: ignore[index]
+        message = "unknown key" if item["type"] == "extra_forbidden" else item["msg"]
+        lines.append(f"  - {'.'.join(parts) or '(top level)'}: {message}")
+    return "\n".join(lines)
+
+
 def format_validation_error(error: ValidationError, where: str) -> str:
     lines = [f"{where}: {error.error_count()} problem(s)"]
     for item in error.errors():

@@ -3,8 +3,9 @@
 Pure, like `urgency.agreement`: frames in, plain JSON-ready values out. The inputs:
 - closed tickets: the closed-tickets CSV of docs/reports.md (`agreement.check_closed_tickets`),
   extended with optional columns `agent` (who had it last), `csat` (the customer's satisfaction,
-  0..1 as the store keeps it), `reassignments` (how many times it moved), `status` and `model_versions` (head -> version
-  that scored it: a JSON object or `urgency=3;category=2`), or the same frame from the store;
+  0..1 as the store keeps it), `reassignments` (how many times it moved), `status` and
+  `model_versions` (head -> version that scored it: a JSON object or `urgency=3;category=2`), or
+  the same frame from the store;
 - the open backlog: one row per open ticket with `BACKLOG_COLUMNS` (what `urgency.backlog`
   gives; `backlog_stand_in` computes hours left and the rules-based risk through
   `urgency.backlog.build_backlog` when the frame has none);

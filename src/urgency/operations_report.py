@@ -14,7 +14,6 @@ dotted vertical line and its label.
 from __future__ import annotations
 
 import itertools
-import json
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -38,7 +37,7 @@ from urgency.operations import (
     type_extension,
     typed_assignments,
 )
-from urgency.report import data_uri, describe_period, new_figure
+from urgency.report import data_uri, describe_period, new_figure, percent, render_page, write_pages
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -516,43 +515,25 @@ def plots(figures: Mapping[str, Any]) -> dict[str, Any]:
 # The page and the JSON file
 
 
-def _percent(value: float | None) -> str:
-    return "–" if value is None else f"{100 * value:.1f}%"
-
-
 def _hours(value: float | None) -> str:
     return "–" if value is None else f"{value:.1f} h"
 
 
 def render_html(figures: Mapping[str, Any]) -> str:
-    """The report as one HTML page: no external script, style sheet, font or image."""
-    from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
-
-    environment = Environment(
-        loader=PackageLoader("urgency", "templates"),
-        autoescape=select_autoescape(["html"]),
-        undefined=StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
+    """The operations report as one HTML page (`report.render_page`)."""
+    return render_page(
+        "operations_report.html",
+        {"percent": percent, "hours": _hours},
+        figures=figures,
+        plots=plots(figures),
+        bins=bin_labels(),
+        note=PARTIAL_NOTE,
     )
-    environment.filters["percent"] = _percent
-    environment.filters["hours"] = _hours
-    template = environment.get_template("operations_report.html")
-    return template.render(figures=figures, plots=plots(figures), bins=bin_labels(), note=PARTIAL_NOTE)
-
-
-def to_json(figures: Mapping[str, Any]) -> str:
-    return json.dumps(figures, indent=2, ensure_ascii=False, allow_nan=False, default=str)
 
 
 def write_report(figures: Mapping[str, Any], output: Path) -> Path:
     """The page at `output` and the figures beside it (`<name>.json`), each whole or not at all."""
-    from urgency.files import write_text_atomic
-
-    json_path = output.with_suffix(".json")
-    for path, text in ((output, render_html(figures)), (json_path, to_json(figures))):
-        write_text_atomic(text, path)
-    return json_path
+    return write_pages(render_html(figures), figures, output)
 
 
 def operations_report(

@@ -15,7 +15,7 @@ from __future__ import annotations
 import base64
 import io
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -375,7 +375,7 @@ def plots(figures: Mapping[str, Any]) -> dict[str, Any]:
 # The page and the JSON file
 
 
-def _percent(value: float | None) -> str:
+def percent(value: float | None) -> str:
     return "–" if value is None else f"{100 * value:.1f}%"
 
 
@@ -383,8 +383,9 @@ def _decimal(value: float | None) -> str:
     return "–" if value is None else f"{value:.2f}"
 
 
-def render_html(figures: Mapping[str, Any]) -> str:
-    """The report as one HTML page: no external script, style sheet, font or image."""
+def render_page(template_name: str, filters: Mapping[str, Callable[..., str]], **context: Any) -> str:
+    """A report template (`urgency/templates`) rendered to one HTML page: no external script,
+    style sheet, font or image. Shared by the agreement and operations reports."""
     from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
     environment = Environment(
@@ -394,27 +395,42 @@ def render_html(figures: Mapping[str, Any]) -> str:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    environment.filters["percent"] = _percent
-    environment.filters["decimal"] = _decimal
-    template = environment.get_template("agreement_report.html")
+    environment.filters.update(filters)
+    return environment.get_template(template_name).render(**context)
+
+
+def render_html(figures: Mapping[str, Any]) -> str:
+    """The agreement report as one HTML page."""
     # The fields the figures carry: a head with no model is left out of every table.
-    return template.render(figures=figures, plots=plots(figures), fields=list(figures["fields"]), heads=HEADS)
+    return render_page(
+        "agreement_report.html",
+        {"percent": percent, "decimal": _decimal},
+        figures=figures,
+        plots=plots(figures),
+        fields=list(figures["fields"]),
+        heads=HEADS,
+    )
 
 
 def to_json(figures: Mapping[str, Any]) -> str:
     return json.dumps(figures, indent=2, ensure_ascii=False, allow_nan=False, default=str)
 
 
-def write_report(figures: Mapping[str, Any], output: Path) -> Path:
-    """Write the page to `output` and the figures beside it (`<name>.json`); returns the JSON path.
-    Each file appears whole or not at all (`urgency.files.write_text_atomic`): a full disk leaves
-    no partial file and an older report intact, and is an OutputError naming the file."""
+def write_pages(html: str, figures: Mapping[str, Any], output: Path) -> Path:
+    """Write the page `html` to `output` and the figures beside it (`<name>.json`); returns the
+    JSON path. Each file appears whole or not at all (`urgency.files.write_text_atomic`): a full
+    disk leaves no partial file and an older report intact, and is an OutputError naming the file."""
     from urgency.files import write_text_atomic
 
     json_path = output.with_suffix(".json")
-    for path, text in ((output, render_html(figures)), (json_path, to_json(figures))):
+    for path, text in ((output, html), (json_path, to_json(figures))):
         write_text_atomic(text, path)
     return json_path
+
+
+def write_report(figures: Mapping[str, Any], output: Path) -> Path:
+    """The agreement page at `output` and its figures beside it (`write_pages`)."""
+    return write_pages(render_html(figures), figures, output)
 
 
 def agreement_report(

@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 
-from urgency.config import Strict
+from urgency.config import Strict, located_problems
 from urgency.errors import ParamsError
 
 NAME = r"^[A-Za-z0-9_.-]+$"
@@ -249,24 +249,4 @@ def validate_rules_file(raw: Any, source: str) -> RulesFile:
     try:
         return RulesFile.model_validate(raw)
     except ValidationError as error:
-        raise ParamsError(_schema_problems(error, raw, source)) from None
-
-
-def _schema_problems(error: ValidationError, raw: Any, source: str) -> str:
-    """Like config.format_validation_error, naming the rule behind a list index:
-    `priority_rules.3 (vip-raise).rase_by: unknown key`."""
-    lines = [f"{source}: {error.error_count()} problem(s)"]
-    for item in error.errors():
-        node, parts = raw, []
-        for part in item["loc"]:
-            if isinstance(node, dict):
-                node = node.get(part)
-            elif isinstance(node, list) and isinstance(part, int) and part < len(node):
-                node = node[part]
-            else:
-                node = None
-            named = isinstance(part, int) and isinstance(node, dict) and isinstance(node.get("name"), str)
-            parts.append(f"{part} ({node['name']})" if named else str(part))
-        message = "unknown key" if item["type"] == "extra_forbidden" else item["msg"]
-        lines.append(f"  - {'.'.join(parts) or '(top level)'}: {message}")
-    return "\n".join(lines)
+        raise ParamsError(located_problems(error, raw, source, "name")) from None
