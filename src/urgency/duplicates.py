@@ -193,25 +193,28 @@ def choose_threshold(
 
 def load_pairs(path: Path, data_dir: Path) -> pd.DataFrame:
     """The labelled pairs at `path` joined to the shared data in `data_dir`: columns of the file
-    plus `text_a`, `text_b` (subject / summary and body / description on two lines, as the
-    labeller read them). Each side's `sha256_*` (`hand_labelled.text_digest`) is checked: a
-    mismatch or a row past the end is a DataValidationError naming the file, pair and side."""
+    plus `text_a`, `text_b`, the text a model reads (subject / summary and body / description,
+    cleaned and cut as `text.ticket_text` does). Each side's `sha256_*`
+    (`hand_labelled.text_digest`) is checked: a mismatch or a row past the end is a
+    DataValidationError naming the file, line and side."""
+    from urgency.cleaning import Cleaning
     from urgency.hand_labelled import text_digest
+    from urgency.text import ticket_text
 
     if not path.exists():
         raise InputError(f"{path}: file not found")
-    pairs = pd.read_csv(path, dtype={"sha256_a": str, "sha256_b": str}, keep_default_na=False)
+    pairs = pd.read_csv(path, dtype={"sha256_a": str, "sha256_b": str, "note": str}, keep_default_na=False)
     missing = [column for column in PAIR_COLUMNS if column not in pairs.columns]
     if missing:
         raise DataValidationError(f"{path}: missing column(s) {', '.join(missing)}")
-    texts: dict[str, pd.DataFrame] = {}
+    sources: dict[str, pd.DataFrame] = {}
     for side in ("a", "b"):
-        column = []
+        subjects, bodies = [], []
         for line, row in enumerate(pairs.itertuples(index=False), start=2):
             source, position = getattr(row, f"source_{side}"), int(getattr(row, f"row_{side}"))
-            if source not in texts:
-                texts[source] = _source_texts(data_dir, source, path)
-            frame = texts[source]
+            if source not in sources:
+                sources[source] = _source_texts(data_dir, source, path)
+            frame = sources[source]
             if not 0 <= position < len(frame):
                 raise DataValidationError(
                     f"{path} line {line}: row_{side} {position} is past the end of {source}"
@@ -222,10 +225,12 @@ def load_pairs(path: Path, data_dir: Path) -> pd.DataFrame:
                     f"{path} line {line} (pair {row.pair}): side {side} does not match row {position} of "
                     f"{source} (sha256_{side} differs): the shared file changed; re-join the pairs"
                 )
-            column.append(
-                ("" if pd.isna(subject) else str(subject)) + "\n" + ("" if pd.isna(body) else str(body))
-            )
-        pairs[f"text_{side}"] = column
+            subjects.append(subject)
+            bodies.append(body)
+        text = ticket_text(
+            pd.Series(subjects, dtype=object), pd.Series(bodies, dtype=object), 5000, Cleaning()
+        )
+        pairs[f"text_{side}"] = text.to_numpy()
     pairs["duplicate"] = pairs["duplicate"].astype(int).astype(bool)
     return pairs
 
