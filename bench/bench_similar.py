@@ -19,9 +19,12 @@ load average is printed beside them), RSS delta of the build, the saved index's 
 latency p50 / p99 (one thread, one query at a time as the service asks), recall@10.
 
     PYTHONPATH=src python bench/bench_similar.py --sizes 10000,100000 [--real vectors.npy]
-    PYTHONPATH=src python bench/bench_similar.py --sizes 1000000 --libraries numpy,usearch
+    PYTHONPATH=src python bench/bench_similar.py --sizes 1000000 --libraries numpy,usearch-f16 --budget 600
 
-Prints a table (and `--json FILE` writes the rows).
+Prints a table (and `--json FILE` writes the rows). Only usearch is a project dependency; to
+measure the others, install them beside it without touching the venv, e.g.
+`pip install --target /tmp/annlibs hnswlib==0.8.0 faiss-cpu==1.15.1` and `PYTHONPATH=/tmp/annlibs:src`
+(a library that is not installed is reported as failed and left out of the table).
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ EF_SEARCH = 64
 # Each measured process: 2 threads for building; every allocation over 128 kB its own mapping, so
 # memory freed before the build is returned to the system and the RSS delta is the index's.
 ENV = {**os.environ, "OMP_NUM_THREADS": "2", "MALLOC_MMAP_THRESHOLD_": "131072"}
+BLOCK = 50_000
 LIBRARIES = ("numpy", "usearch", "usearch-f16", "hnswlib", "faiss")
 
 
@@ -90,8 +94,15 @@ def exact_top(data: np.ndarray, queries: np.ndarray, k: int) -> np.ndarray:
 
 
 class Numpy:
-    def build(self, data: np.ndarray) -> None:
-        self.data = data
+    def start(self, capacity: int) -> None:
+        self.parts: list[np.ndarray] = []
+
+    def add(self, first: int, block: np.ndarray) -> None:
+        self.parts.append(block)
+
+    def finish(self) -> None:
+        self.data = np.vstack(self.parts) if len(self.parts) > 1 else self.parts[0]
+        self.parts = []
 
     def query(self, vector: np.ndarray, k: int) -> np.ndarray:
         scores = self.data @ vector
@@ -106,7 +117,7 @@ class Usearch:
     def __init__(self, dtype: str = "f32") -> None:
         self.dtype = dtype
 
-    def build(self, data: np.ndarray) -> None:
+    def start(self, capacity: int) -> None:
         from usearch.index import Index
 
         self.index = Index(
@@ -117,7 +128,12 @@ class Usearch:
             expansion_add=EF_ADD,
             expansion_search=EF_SEARCH,
         )
-        self.index.add(np.arange(len(data), dtype=np.uint64), data, threads=2)
+
+    def add(self, first: int, block: np.ndarray) -> None:
+        self.index.add(np.arange(first, first + len(block), dtype=np.uint64), block, threads=2)
+
+    def finish(self) -> None:
+        pass
 
     def query(self, vector: np.ndarray, k: int) -> np.ndarray:
         return np.asarray(self.index.search(vector, k, threads=1).keys)
@@ -127,12 +143,16 @@ class Usearch:
 
 
 class Hnswlib:
-    def build(self, data: np.ndarray) -> None:
+    def start(self, capacity: int) -> None:
         import hnswlib
 
         self.index = hnswlib.Index(space="cosine", dim=DIM)
-        self.index.init_index(max_elements=len(data), M=M, ef_construction=EF_ADD)
-        self.index.add_items(data, np.arange(len(data)), num_threads=2)
+        self.index.init_index(max_elements=capacity, M=M, ef_construction=EF_ADD)
+
+    def add(self, first: int, block: np.ndarray) -> None:
+        self.index.add_items(block, np.arange(first, first + len(block)), num_threads=2)
+
+    def finish(self) -> None:
         self.index.set_ef(EF_SEARCH)
         self.index.set_num_threads(1)
 
@@ -145,13 +165,19 @@ class Hnswlib:
 
 
 class Faiss:
-    def build(self, data: np.ndarray) -> None:
+    def start(self, capacity: int) -> None:
         import faiss
 
         faiss.omp_set_num_threads(2)
         self.index = faiss.IndexHNSWFlat(DIM, M, faiss.METRIC_INNER_PRODUCT)
         self.index.hnsw.efConstruction = EF_ADD
-        self.index.add(data)
+
+    def add(self, first: int, block: np.ndarray) -> None:
+        self.index.add(block)
+
+    def finish(self) -> None:
+        import faiss
+
         self.index.hnsw.efSearch = EF_SEARCH
         faiss.omp_set_num_threads(1)
 
@@ -175,16 +201,27 @@ def make(library: str):
     }[library]()
 
 
-def run_one(library: str, kind: str, size: int, queries: int, real: Path | None) -> dict:
-    """One library on one data set, measured in this process."""
+def run_one(
+    library: str, kind: str, size: int, queries: int, real: Path | None, budget: float | None
+) -> dict:
+    """One library on one data set, measured in this process. With a `budget` (seconds of
+    building), vectors are added in blocks of 50,000 until it is spent: the row then says how
+    many were indexed, and every figure is of that many."""
     from threadpoolctl import threadpool_limits
 
     data, query_vectors = dataset(kind, size, queries, real)
     index = make(library)
     before = rss_bytes()
     started, cpu_started = time.perf_counter(), time.process_time()
-    index.build(data)
+    index.start(len(data))
+    built = 0
+    while built < len(data) and (budget is None or time.perf_counter() - started < budget):
+        block = data[built : built + BLOCK]
+        index.add(built, block)
+        built += len(block)
+    index.finish()
     build_seconds, build_cpu = time.perf_counter() - started, time.process_time() - cpu_started
+    data = data[:built]
     rss_delta = rss_bytes() - before
     with tempfile.TemporaryDirectory() as folder:
         path = os.path.join(folder, "index.npy" if library == "numpy" else "index.bin")
@@ -203,7 +240,7 @@ def run_one(library: str, kind: str, size: int, queries: int, real: Path | None)
             hits += len(set(found.tolist()) & set(truth[row].tolist()))
     return {
         "library": library,
-        "vectors": f"{kind} {len(data):,}",
+        "vectors": f"{kind} {len(data):,}" + (f" (of {size:,}: build budget spent)" if built < size else ""),
         "build_s": round(build_seconds, 2),
         "build_cpu_s": round(build_cpu, 2),
         "rss_delta_mb": round(rss_delta / 2**20, 1) if library != "numpy" else 0.0,
@@ -225,11 +262,14 @@ def main() -> None:
     parser.add_argument("--real", type=Path, help="real MiniLM vectors (.npy); none: no real-vector rows")
     parser.add_argument("--queries", type=int, default=500)
     parser.add_argument("--json", type=Path, help="also write the rows here")
+    parser.add_argument(
+        "--budget", type=float, help="seconds of building per library and size, then stop adding"
+    )
     parser.add_argument("--one", nargs=3, metavar=("LIBRARY", "KIND", "SIZE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
         library, kind, size = args.one
-        print(json.dumps(run_one(library, kind, int(size), args.queries, args.real)))
+        print(json.dumps(run_one(library, kind, int(size), args.queries, args.real, args.budget)))
         return
     runs = [("real", 0)] if args.real else []
     runs += [("clustered", int(size)) for size in args.sizes.split(",") if size]
@@ -248,6 +288,8 @@ def main() -> None:
             ]
             if args.real:
                 command += ["--real", str(args.real)]
+            if args.budget:
+                command += ["--budget", str(args.budget)]
             done = subprocess.run(command, capture_output=True, text=True, env=ENV)
             if done.returncode != 0:
                 print(f"{library} {kind} {size}: failed\n{done.stderr[-2000:]}", file=sys.stderr)
