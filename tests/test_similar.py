@@ -19,6 +19,7 @@ from urgency.errors import InputError
 from urgency.similar import (
     IndexMismatch,
     SimilarIndex,
+    catch_up,
     index_path,
     open_index,
     rebuild_from_store,
@@ -225,6 +226,26 @@ def test_the_file_is_replaced_whole_and_checked(tmp_path: Path, store: Store) ->
     assert index_path("postgresql+psycopg://u@h/db") is None
 
 
+def test_a_worker_catches_up_with_what_others_stored(tmp_path: Path, store: Store) -> None:
+    """Two service processes, one store: each indexes what it scored, and catches up with the
+    other's tickets from the store; a file saved earlier catches up when opened."""
+    vectors = random_vectors(4, 24, 5)
+    one, two = SimilarIndex("s", 24), SimilarIndex("s", 24)
+    record_scored(one, store, ["T-1", "T-2"], vectors[:2], [NOW, NOW])
+    one.save(tmp_path / "similar.index")
+    record_scored(two, store, ["T-3"], vectors[2:3], [NOW])
+    assert catch_up(one, store) == 1 and sorted(one.ids) == ["T-1", "T-2", "T-3"]
+    assert catch_up(one, store) == 0  # nothing new; unchanged vectors are not added again
+    record_scored(two, store, ["T-1"], vectors[3:4], [NOW])  # T-1 scored again elsewhere
+    assert catch_up(one, store) == 1
+    np.testing.assert_array_equal(one.vector("T-1"), two.vector("T-1"))
+    assert catch_up(two, store) == 1 and sorted(two.ids) == ["T-1", "T-2", "T-3"]
+    reopened = open_index(tmp_path / "similar.index", store, "s", 24)  # the file held T-1, T-2
+    assert sorted(reopened.ids) == ["T-1", "T-2", "T-3"]
+    np.testing.assert_array_equal(reopened.vector("T-1"), one.vector("T-1"))
+    assert SimilarIndex.load(tmp_path / "similar.index").synced_at is not None
+
+
 # -- the store ------------------------------------------------------------------------------
 
 
@@ -256,6 +277,7 @@ def test_store_keeps_vectors_and_facts(any_store: Store) -> None:
     ]
     batches = list(store.ticket_vector_batches("s", batch_size=2))
     ids = [ticket_id for batch in batches for ticket_id in batch[0]]
+    assert all(len(batch) == 4 for batch in batches)  # ids, vectors, created_at, stored_at
     stored = np.vstack([batch[1] for batch in batches])
     assert ids == ["T-1", "T-3", "T-2"]  # in the order stored (T-2 last: replaced)
     assert stored.dtype == np.float16

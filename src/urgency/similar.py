@@ -25,9 +25,10 @@ import json
 import os
 import struct
 import tempfile
+import threading
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -108,6 +109,11 @@ class SimilarIndex:
         self._ids: dict[int, str] = {}
         self._created: dict[int, float] = {}  # key -> created_at (POSIX seconds, NaN unknown)
         self._next_key = 0
+        # The newest store time this index has taken vectors up to (`catch_up` reads from there).
+        self.synced_at: datetime | None = None
+        # Writers one at a time (the service scores in threads); searches need no lock: usearch
+        # searches while it adds, and a key removed meanwhile is skipped (`_one`).
+        self._lock = threading.RLock()
 
     def __len__(self) -> int:
         return len(self._keys)
@@ -142,24 +148,26 @@ class SimilarIndex:
             raise InputError(f"{len(ids)} ticket id(s) for {len(created)} created_at value(s)")
         if not ids:
             return
-        self.remove([ticket_id for ticket_id in ids if ticket_id in self._keys])
-        keys = np.arange(self._next_key, self._next_key + len(ids), dtype=np.uint64)
-        self._next_key += len(ids)
-        self._index.add(keys, array, threads=0)
-        for key, ticket_id, when in zip(keys.tolist(), ids, created, strict=True):
-            self._keys[ticket_id] = key
-            self._ids[key] = ticket_id
-            self._created[key] = _timestamp(when)
+        with self._lock:
+            self.remove([ticket_id for ticket_id in ids if ticket_id in self._keys])
+            keys = np.arange(self._next_key, self._next_key + len(ids), dtype=np.uint64)
+            self._next_key += len(ids)
+            self._index.add(keys, array, threads=0)
+            for key, ticket_id, when in zip(keys.tolist(), ids, created, strict=True):
+                self._keys[ticket_id] = key
+                self._ids[key] = ticket_id
+                self._created[key] = _timestamp(when)
 
     def remove(self, ids: Iterable[str]) -> int:
         """Drop these tickets (unknown ids are ignored); returns how many were indexed."""
-        keys = [self._keys.pop(str(ticket_id)) for ticket_id in ids if str(ticket_id) in self._keys]
-        if keys:
-            self._index.remove(np.asarray(keys, dtype=np.uint64))
-            for key in keys:
-                del self._ids[key]
-                del self._created[key]
-        return len(keys)
+        with self._lock:
+            keys = [self._keys.pop(str(ticket_id)) for ticket_id in ids if str(ticket_id) in self._keys]
+            if keys:
+                for key in keys:
+                    del self._ids[key]
+                    del self._created[key]
+                self._index.remove(np.asarray(keys, dtype=np.uint64))
+            return len(keys)
 
     def vector(self, ticket_id: str) -> np.ndarray | None:
         """The indexed (float16, unit) vector of a ticket, else None."""
@@ -211,6 +219,7 @@ class SimilarIndex:
     def manifest(self) -> dict[str, Any]:
         keys = list(self._ids)
         return {
+            "synced_at": self.synced_at.isoformat() if self.synced_at else None,
             "format": FORMAT,
             "library": "usearch",
             "scope": self.scope,
@@ -228,14 +237,16 @@ class SimilarIndex:
         (a reader sees the old file or the new one, never half of one)."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        manifest = json.dumps(self.manifest()).encode("utf-8")
+        with self._lock:
+            manifest = json.dumps(self.manifest()).encode("utf-8")
+            serialised = bytes(self._index.save())
         handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         try:
             with os.fdopen(handle, "wb") as file:
                 file.write(MAGIC)
                 file.write(struct.pack("<Q", len(manifest)))
                 file.write(manifest)
-                file.write(bytes(self._index.save()))
+                file.write(serialised)
                 file.flush()
                 os.fsync(file.fileno())
             os.replace(temporary, path)
@@ -279,6 +290,8 @@ class SimilarIndex:
             index._ids[key] = ticket_id
             index._created[key] = float("nan") if when is None else float(when)
         index._next_key = manifest["next_key"]
+        synced = manifest.get("synced_at")
+        index.synced_at = datetime.fromisoformat(synced) if synced else None
         return index
 
 
@@ -360,21 +373,50 @@ def rebuild_from_store(store: Store, scope: str, *, batch_size: int = 10_000) ->
     """A new index of every vector the store keeps under `scope`; None when it keeps none (the
     dimension is then unknown)."""
     index: SimilarIndex | None = None
-    for ids, vectors, created in store.ticket_vector_batches(scope, batch_size=batch_size):
+    for ids, vectors, created, stored in store.ticket_vector_batches(scope, batch_size=batch_size):
         if index is None:
             index = SimilarIndex(scope, vectors.shape[1])
         index.add(ids, vectors, created)
+        index.synced_at = max(stored)
     return index
 
 
+# How far before `synced_at` a catch-up reads again: a worker's transaction that stamped its rows
+# earlier but committed later than the newest row read is still found.
+CATCH_UP_MARGIN = timedelta(minutes=2)
+
+
+def catch_up(index: SimilarIndex, store: Store, *, batch_size: int = 10_000) -> int:
+    """Add to `index` the vectors the store took since the index last read it (`synced_at`,
+    less `CATCH_UP_MARGIN`): those another worker process of the service stored. A vector the
+    index already holds unchanged is skipped. Returns how many were added or replaced."""
+    added = 0
+    since = None if index.synced_at is None else index.synced_at - CATCH_UP_MARGIN
+    for ids, vectors, created, stored in store.ticket_vector_batches(
+        index.scope, batch_size=batch_size, since=since
+    ):
+        new = [
+            row
+            for row, ticket_id in enumerate(ids)
+            if ticket_id not in index or not np.array_equal(index.vector(ticket_id), vectors[row])
+        ]
+        if new:
+            index.add([ids[row] for row in new], vectors[new], [created[row] for row in new])
+        index.synced_at = max(stored) if index.synced_at is None else max(index.synced_at, *stored)
+        added += len(new)
+    return added
+
+
 def open_index(path: Path, store: Store, scope: str, ndim: int) -> SimilarIndex:
-    """The index at `path` when it is of `scope` and holds exactly the store's tickets of that
-    scope; else rebuilt from the store (and saved there). Empty when the store has none."""
+    """The index at `path` when it is of `scope`, caught up with the store (`catch_up`) and then
+    holding exactly the store's tickets of that scope; else rebuilt from the store. Saved again
+    when it changed. Empty when the store has none."""
     try:
         index = SimilarIndex.load(path, scope=scope)
-        if len(index) == store.count_ticket_vectors(scope) and set(index.ids) == set(
-            store.ticket_vector_ids(scope)
-        ):
+        changed = catch_up(index, store)
+        if set(index.ids) == set(store.ticket_vector_ids(scope)):
+            if changed:
+                index.save(path)
             return index
     except (InputError, IndexMismatch):
         pass

@@ -593,23 +593,35 @@ class Store:
             connection.execute(ticket_vectors.insert(), rows)
 
     def ticket_vector_batches(
-        self, scope: str, *, batch_size: int = 10_000
-    ) -> Iterable[tuple[list[str], Any, list[Any]]]:
-        """The vectors kept under `scope` in the order stored, in batches of (ticket ids, n x dim
-        float16 array, created_at values)."""
+        self, scope: str, *, batch_size: int = 10_000, since: datetime | None = None
+    ) -> Iterable[tuple[list[str], Any, list[Any], list[Any]]]:
+        """The vectors kept under `scope` (stored at `since` or later, when given) in the order
+        stored, in batches of (ticket ids, n x dim float16 array, created_at, stored_at)."""
         import numpy as np
 
         query = (
-            sa.select(ticket_vectors.c.ticket_id, ticket_vectors.c.vector, ticket_vectors.c.created_at)
+            sa.select(
+                ticket_vectors.c.ticket_id,
+                ticket_vectors.c.vector,
+                ticket_vectors.c.created_at,
+                ticket_vectors.c.stored_at,
+            )
             .where(ticket_vectors.c.scope == scope)
             .order_by(ticket_vectors.c.stored_at, ticket_vectors.c.ticket_id)
         )
+        if since is not None:
+            query = query.where(ticket_vectors.c.stored_at >= since)
         with self.engine.connect() as connection:
             result = connection.execution_options(yield_per=batch_size).execute(query)
             for rows in result.partitions(batch_size):
                 ids = [row.ticket_id for row in rows]
                 vectors = np.vstack([np.frombuffer(row.vector, dtype="<f2") for row in rows])
-                yield ids, vectors, [_utc(row.created_at) for row in rows]
+                yield (
+                    ids,
+                    vectors,
+                    [_utc(row.created_at) for row in rows],
+                    [_utc(row.stored_at) for row in rows],
+                )
 
     def count_ticket_vectors(self, scope: str) -> int:
         with self.engine.connect() as connection:
