@@ -49,6 +49,8 @@ INDEX_FILE = "similar.index"  # beside the store's SQLite file
 CONNECTIVITY = 16
 EXPANSION_ADD = 100
 EXPANSION_SEARCH = 64
+# Nearest neighbours a filtered query (`created_after`, exclusions) examines at most.
+MAX_CANDIDATES = 4096
 # The vectors' storage type, in the index and the store (`Store.record_ticket_vectors`).
 VECTOR_DTYPE = np.float16
 
@@ -196,21 +198,25 @@ class SimilarIndex:
         return results
 
     def _one(self, vector: np.ndarray, k: int, excluded: set[int], after: float | None) -> list[Neighbour]:
-        # Ask for more than k when some are filtered out, widening until k pass or all were seen.
+        # Ask for more than k when some are filtered out, widening until k pass, all were seen or
+        # MAX_CANDIDATES were (a window whose close neighbours are all older finds fewer than k).
         wanted = k + len(excluded)
         while True:
-            count = min(len(self), wanted if after is None else max(wanted, 4 * k))
+            count = min(
+                len(self), wanted if after is None else max(wanted, 4 * k), max(MAX_CANDIDATES, wanted)
+            )
             matches = self._index.search(vector, count, threads=1)
             found = []
             for key, distance in zip(matches.keys.tolist(), matches.distances.tolist(), strict=True):
-                if key in excluded or key not in self._ids:
+                ticket_id = self._ids.get(key)  # None: removed meanwhile (or padding)
+                if key in excluded or ticket_id is None:
                     continue
-                if after is not None and not self._created[key] > after:
+                if after is not None and not self._created.get(key, np.nan) > after:
                     continue
-                found.append(Neighbour(self._ids[key], round(1.0 - float(distance), 6)))
+                found.append(Neighbour(ticket_id, round(1.0 - float(distance), 6)))
                 if len(found) == k:
                     return found
-            if count >= len(self):
+            if count >= min(len(self), max(MAX_CANDIDATES, wanted)):
                 return found
             wanted = count * 4
 
