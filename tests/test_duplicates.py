@@ -228,3 +228,19 @@ def test_a_changed_row_is_refused(tmp_path: Path) -> None:
     shutil.copy(PROJECT / PAIRS_FILE, tmp_path / "ok.csv")
     with pytest.raises(InputError, match="not found"):
         load_pairs(tmp_path / "ok.csv", empty)
+
+
+def test_the_params_section(tmp_path: Path) -> None:
+    from pydantic import ValidationError
+
+    from urgency.config import Params, resolve_paths
+
+    data = {"sources": [{"name": "s", "path": "x.csv", "columns": {"body": "body"}}]}
+    defaults = Params.model_validate({"data": data}).similar
+    assert (defaults.k, defaults.threshold, defaults.window_days, defaults.index) == (5, 0.87, 30, None)
+    assert defaults.same_fields == ["requester", "organization"]
+    params = Params.model_validate({"data": data, "similar": {"index": "data/similar.index", "k": 3}})
+    assert resolve_paths(params, tmp_path).similar.index == (tmp_path / "data" / "similar.index").resolve()
+    for wrong in ({"threshold": 1.5}, {"k": 0}, {"same_fields": []}, {"colour": "red"}):
+        with pytest.raises(ValidationError):
+            SimilarParams.model_validate(wrong)
