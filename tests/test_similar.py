@@ -409,3 +409,63 @@ def test_real_minilm_neighbours(tmp_path: Path) -> None:
     )
     best = index.query(query, 2)[0]
     assert best[0].ticket_id == "T-0" and best[0].similarity > best[1].similarity + 0.1
+
+
+def test_the_scoring_sequence_end_to_end(minilm_models: dict, store: Store, tmp_path: Path) -> None:
+    """What the service does (docs/repeat-issues.md, "Wiring"): predict, take the vectors from
+    the pass, list similar tickets and a duplicate, keep the vectors; a restart reopens the file."""
+    from tests.test_shared_encoder import encoded_rows
+    from urgency.config import SimilarParams
+    from urgency.duplicates import duplicate_of
+    from urgency.predict import model_input, models_cleaning, predict_frame
+
+    source = vector_source(minilm_models)
+    assert source is not None
+    path = tmp_path / "similar.index"
+    index = open_index(path, store, source.scope, source.ndim)
+    params = SimilarParams()
+
+    def score(batch: pd.DataFrame) -> np.ndarray:
+        predict_frame(minilm_models, batch, max_text_chars=2000)
+        _, text = model_input(
+            batch,
+            subject_column="subject",
+            body_column="body",
+            max_text_chars=2000,
+            cleaning=models_cleaning(minilm_models),
+        )
+        vectors = ticket_vectors(text.tolist(), minilm_models)
+        assert vectors is not None
+        return vectors
+
+    first = pd.DataFrame(
+        {
+            "ticket_id": ["T-1", "T-2"],
+            "subject": ["VPN down", "Invoice copy"],
+            "body": ["the VPN drops every minute", "please send last month's invoice"],
+        }
+    )
+    vectors = score(first)
+    store.record_predictions(
+        [
+            _prediction(t, category="Access", priority="P2", fields={"requester": "ann"})
+            for t in first["ticket_id"]
+        ]
+    )
+    record_scored(index, store, first["ticket_id"].tolist(), vectors, [NOW - timedelta(hours=2)] * 2)
+
+    again = pd.DataFrame(
+        {"ticket_id": ["T-3"], "subject": ["VPN down"], "body": ["the VPN drops every minute"]}
+    )
+    with encoded_rows() as rows:
+        vector = score(again)[0]
+    assert sum(rows) == 0  # the same text: its vector came from the memo, in predict and here
+    listed = similar_tickets(index, store, vector, params.k, exclude_ids=["T-3"])
+    assert listed[0].ticket_id == "T-1" and listed[0].similarity >= 0.999
+    match = duplicate_of(index, store, vector, {"requester": "ann"}, params, ticket_id="T-3", created_at=NOW)
+    assert match is not None and match.ticket_id == "T-1"
+    assert match.explanation.startswith("duplicate of T-1 (1.00, same requester, unknown)")
+    record_scored(index, store, ["T-3"], vector[None, :], [NOW])
+    index.save(path)
+    reopened = open_index(path, store, source.scope, source.ndim)
+    assert sorted(reopened.ids) == ["T-1", "T-2", "T-3"]
