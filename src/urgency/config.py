@@ -588,6 +588,26 @@ class OperationsParams(Strict):
     default_response_hours: float = Field(default=2.0, gt=0)
 
 
+class SimilarParams(Strict):
+    """Similar tickets and probable duplicates (issue 19, docs/repeat-issues.md)."""
+
+    # How many similar earlier tickets a score response lists.
+    k: int = Field(default=5, ge=1, le=100)
+    # A new ticket is a probable duplicate of an open ticket of the same requester or
+    # organisation at this cosine similarity or more: chosen on the labelled pairs
+    # (data/labelled/duplicate_pairs.csv) for precision 0.9: 0.87 (bench/bench_duplicates.py).
+    threshold: float = Field(default=0.87, gt=0, le=1)
+    # Only tickets created this many days before the new one are similar / duplicate candidates.
+    window_days: float = Field(default=30, gt=0)
+    # Ticket fields (the rules' `fields`) whose equal value makes "the same requester or
+    # organisation"; the first that matches is named in the explanation.
+    same_fields: list[str] = Field(default_factory=lambda: ["requester", "organization"], min_length=1)
+    # Nearest neighbours examined for a duplicate (the same requester's may not be in the top k).
+    candidates: int = Field(default=50, ge=1, le=1000)
+    # The index file; none: `similar.index` beside the SQLite store (a server database needs one).
+    index: Path | None = None
+
+
 REMOVED_KEYS = {
     ("predict", "subject_column"): "the source's columns.subject in data.sources (`--source NAME`)",
     ("predict", "body_column"): "the source's columns.body in data.sources (`--source NAME`)",
@@ -614,6 +634,7 @@ class Params(Strict):
     # Helpdesk webhooks by helpdesk (zendesk, freshdesk, zammad, jira): mappings of their values.
     helpdesks: dict[Literal["zendesk", "freshdesk", "zammad", "jira"], HelpdeskParams] = {}
     operations: OperationsParams = OperationsParams()
+    similar: SimilarParams = SimilarParams()
 
     @model_validator(mode="after")
     def _labels_map_onto_heads(self) -> Params:
@@ -662,8 +683,12 @@ def resolve_paths(params: Params, base: Path) -> Params:
     operations = params.operations
     if operations.agents is not None:
         operations = operations.model_copy(update={"agents": _resolve(base, operations.agents)})
+    similar = params.similar
+    if similar.index is not None:
+        similar = similar.model_copy(update={"index": _resolve(base, similar.index)})
     return params.model_copy(
         update={
+            "similar": similar,
             "scoring": scoring,
             "operations": operations,
             "training": training,

@@ -182,6 +182,20 @@ agent_availability = sa.Table(
 )
 
 
+# Similar tickets (issue 19, `urgency.similar`): each scored ticket's sentence vector (float16,
+# little-endian bytes) under its encoder scope; the index file beside the store is rebuilt from it.
+ticket_vectors = sa.Table(
+    "ticket_vectors",
+    metadata,
+    sa.Column("ticket_id", sa.String(200), primary_key=True),
+    sa.Column("scope", sa.String(200), nullable=False),
+    sa.Column("vector", sa.LargeBinary, nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True)),
+    sa.Column("stored_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Index("ix_ticket_vectors_scope", "scope", "stored_at"),
+)
+
+
 class FeedbackConflict(UrgencyError):
     """The same (ticket id, event id) was already stored with different content."""
 
@@ -698,6 +712,137 @@ class Store:
         final = final_decisions(events)
         return latest.merge(final, on="ticket_id", how="inner").reset_index(drop=True)
 
+    # -----------------------------------------------------------------------------------------
+    # Similar tickets (issue 19: `urgency.similar`, `urgency.duplicates`)
+
+    def record_ticket_vectors(
+        self,
+        ticket_ids: Sequence[str],
+        scope: str,
+        vectors: Any,
+        created_at: Sequence[datetime | None],
+        *,
+        stored_at: datetime | None = None,
+    ) -> None:
+        """Keep scored tickets' sentence vectors (n x dim, stored as float16), all or none; a
+        ticket scored again has its vector replaced."""
+        import numpy as np
+
+        array = np.asarray(vectors, dtype="<f2")
+        when = stored_at or datetime.now(UTC)
+        rows = [
+            {
+                "ticket_id": str(ticket_id),
+                "scope": scope,
+                "vector": array[row].tobytes(),
+                "created_at": created_at[row],
+                "stored_at": when,
+            }
+            for row, ticket_id in enumerate(ticket_ids)
+        ]
+        if not rows:
+            return
+        with self.engine.begin() as connection:
+            for chunk in _chunks([row["ticket_id"] for row in rows]):
+                connection.execute(ticket_vectors.delete().where(ticket_vectors.c.ticket_id.in_(chunk)))
+            connection.execute(ticket_vectors.insert(), rows)
+
+    def ticket_vector_batches(
+        self, scope: str, *, batch_size: int = 10_000, since: datetime | None = None
+    ) -> Iterable[tuple[list[str], Any, list[Any], list[Any]]]:
+        """The vectors kept under `scope` (stored at `since` or later, when given) in the order
+        stored, in batches of (ticket ids, n x dim float16 array, created_at, stored_at)."""
+        import numpy as np
+
+        query = (
+            sa.select(
+                ticket_vectors.c.ticket_id,
+                ticket_vectors.c.vector,
+                ticket_vectors.c.created_at,
+                ticket_vectors.c.stored_at,
+            )
+            .where(ticket_vectors.c.scope == scope)
+            .order_by(ticket_vectors.c.stored_at, ticket_vectors.c.ticket_id)
+        )
+        if since is not None:
+            query = query.where(ticket_vectors.c.stored_at >= since)
+        with self.engine.connect() as connection:
+            result = connection.execution_options(yield_per=batch_size).execute(query)
+            for rows in result.partitions(batch_size):
+                ids = [row.ticket_id for row in rows]
+                vectors = np.vstack([np.frombuffer(row.vector, dtype="<f2") for row in rows])
+                yield (
+                    ids,
+                    vectors,
+                    [_utc(row.created_at) for row in rows],
+                    [_utc(row.stored_at) for row in rows],
+                )
+
+    def count_ticket_vectors(self, scope: str) -> int:
+        with self.engine.connect() as connection:
+            query = sa.select(sa.func.count()).where(ticket_vectors.c.scope == scope)
+            return int(connection.execute(query).scalar_one())
+
+    def ticket_vector_ids(self, scope: str) -> list[str]:
+        with self.engine.connect() as connection:
+            query = sa.select(ticket_vectors.c.ticket_id).where(ticket_vectors.c.scope == scope)
+            return list(connection.execute(query).scalars())
+
+    def ticket_facts(self, ticket_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """What the store knows of these tickets, by id: the latest prediction's `category`,
+        `priority`, `team`, `fields` and `created_at`; the agents' final values (`agent_<field>`,
+        newest event per field as in `decisions`) and `resolved_at`; the ticket's `status` and
+        `assignee` (`ticket_states`). A ticket the store has never seen is absent."""
+        import pandas as pd
+
+        ids = list(dict.fromkeys(str(ticket_id) for ticket_id in ticket_ids))
+        facts: dict[str, dict[str, Any]] = {}
+        if not ids:
+            return facts
+        with self.engine.connect() as connection:
+            for chunk in _chunks(ids):
+                latest = (
+                    sa.select(sa.func.max(predictions.c.id))
+                    .where(predictions.c.ticket_id.in_(chunk))
+                    .group_by(predictions.c.ticket_id)
+                )
+                for row in connection.execute(
+                    sa.select(
+                        predictions.c.ticket_id,
+                        predictions.c.category,
+                        predictions.c.priority,
+                        predictions.c.team,
+                        predictions.c.fields,
+                        predictions.c.created_at,
+                    ).where(predictions.c.id.in_(latest))
+                ).mappings():
+                    facts[row["ticket_id"]] = {**row, "created_at": _utc(row["created_at"])}
+                events = pd.DataFrame(
+                    connection.execute(
+                        sa.select(feedback).where(feedback.c.ticket_id.in_(chunk)).order_by(feedback.c.id)
+                    )
+                    .mappings()
+                    .all()
+                )
+                if not events.empty:
+                    for row in final_decisions(events).to_dict("records"):
+                        known = facts.setdefault(row["ticket_id"], {"ticket_id": row["ticket_id"]})
+                        for name in FEEDBACK_FIELDS:
+                            value = row.get(f"agent_{name}")
+                            known[f"agent_{name}"] = None if pd.isna(value) else value
+                        resolved = row.get("resolved_at")
+                        known["resolved_at"] = (
+                            None if pd.isna(resolved) else _utc(pd.Timestamp(resolved).to_pydatetime())
+                        )
+                for row in connection.execute(
+                    sa.select(
+                        ticket_states.c.ticket_id, ticket_states.c.status, ticket_states.c.assignee
+                    ).where(ticket_states.c.ticket_id.in_(chunk))
+                ).mappings():
+                    known = facts.setdefault(row["ticket_id"], {"ticket_id": row["ticket_id"]})
+                    known["status"], known["assignee"] = row["status"], row["assignee"]
+        return facts
+
     def count(self, table: sa.Table) -> int:
         with self.engine.connect() as connection:
             return int(connection.execute(sa.select(sa.func.count()).select_from(table)).scalar_one())
@@ -993,3 +1138,12 @@ class Store:
         with self.engine.connect() as connection:
             found = connection.execute(query).mappings().all()
         return pd.DataFrame(found, columns=list(query.selected_columns.keys()))
+
+
+# Ids per IN (...) list: far below SQLite's and PostgreSQL's limits on bound parameters.
+IN_CHUNK = 500
+
+
+def _chunks(values: Sequence[str]) -> Iterable[list[str]]:
+    for start in range(0, len(values), IN_CHUNK):
+        yield list(values[start : start + IN_CHUNK])

@@ -1,0 +1,246 @@
+"""Probable duplicates: the open ticket of the same requester or organisation, the threshold
+chosen on labelled pairs (properties with hypothesis), and the pairs joined to the shared data."""
+
+from __future__ import annotations
+
+import shutil
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tests.conftest import PROJECT, SHARED_DATA
+from urgency.config import SimilarParams
+from urgency.duplicates import (
+    PAIRS_FILE,
+    choose_threshold,
+    duplicate_of,
+    load_pairs,
+    pair_similarities,
+    pr_at,
+    shared_field,
+)
+from urgency.errors import DataValidationError, InputError
+from urgency.similar import SimilarIndex
+from urgency.store import Store, make_engine, ticket_states, upgrade
+
+NOW = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
+DIM = 16
+
+
+def unit(vector: np.ndarray) -> np.ndarray:
+    return vector / np.linalg.norm(vector)
+
+
+def near(vector: np.ndarray, cosine: float, seed: int) -> np.ndarray:
+    """A unit vector at exactly `cosine` to the unit `vector`."""
+    other = np.random.default_rng(seed).normal(size=vector.shape)
+    other = unit(other - other @ vector * vector)
+    return cosine * vector + np.sqrt(1 - cosine**2) * other
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Store:
+    engine = make_engine(f"sqlite:///{tmp_path / 'service.db'}")
+    upgrade(engine)
+    return Store(engine)
+
+
+def scored(
+    store: Store, index: SimilarIndex, ticket_id: str, vector: np.ndarray, fields: dict, **when: datetime
+) -> None:
+    created = when.get("created_at", NOW - timedelta(days=1))
+    store.record_predictions(
+        [
+            {
+                "ticket_id": ticket_id,
+                "scored_at": created,
+                "created_at": created,
+                "fields": fields,
+                "priority": "P2",
+                "team": "desk",
+                "needs_human_triage": False,
+                "decision": {},
+                "model_versions": {},
+            }
+        ]
+    )
+    index.add([ticket_id], vector, [created])
+
+
+def state(store: Store, ticket_id: str, status: str) -> None:
+    with store.engine.begin() as connection:
+        connection.execute(
+            ticket_states.insert(),
+            [{"ticket_id": ticket_id, "status": status, "updated_at": NOW, "source": "feedback"}],
+        )
+
+
+@pytest.fixture
+def base() -> np.ndarray:
+    return unit(np.random.default_rng(0).normal(size=DIM))
+
+
+def test_the_same_requesters_open_ticket_is_the_duplicate(store: Store, base: np.ndarray) -> None:
+    index = SimilarIndex("s", DIM)
+    params = SimilarParams(threshold=0.9)
+    scored(
+        store, index, "T-1", near(base, 0.95, 1), {"requester": "Ann@Example.com ", "organization": "acme"}
+    )
+    scored(
+        store, index, "T-2", near(base, 0.97, 2), {"requester": "bob@example.com"}
+    )  # closer, other requester
+    state(store, "T-1", "open")
+    found = duplicate_of(index, store, base, {"requester": "ann@example.com"}, params, created_at=NOW)
+    assert (
+        found is not None
+        and found.ticket_id == "T-1"
+        and found.same == "requester"
+        and found.status == "open"
+    )
+    assert found.similarity == pytest.approx(0.95, abs=2e-3)
+    assert found.explanation == f"duplicate of T-1 ({found.similarity:.2f}, same requester, open)"
+    assert found.as_dict()["explanation"] == found.explanation
+    # Another requester of the same organisation: the organisation is named.
+    other = duplicate_of(
+        index, store, base, {"requester": "carl", "organization": "ACME"}, params, created_at=NOW
+    )
+    assert other is not None and other.ticket_id == "T-1" and other.same == "organization"
+    # Nobody in common: none.
+    assert duplicate_of(index, store, base, {"requester": "dora"}, params, created_at=NOW) is None
+    assert duplicate_of(index, store, base, None, params, created_at=NOW) is None
+
+
+def test_closed_old_dissimilar_or_itself_is_no_duplicate(store: Store, base: np.ndarray) -> None:
+    index = SimilarIndex("s", DIM)
+    fields = {"requester": "ann"}
+    scored(store, index, "T-solved", near(base, 0.99, 1), fields)
+    state(store, "T-solved", "solved")
+    scored(store, index, "T-old", near(base, 0.99, 2), fields, created_at=NOW - timedelta(days=40))
+    scored(store, index, "T-far", near(base, 0.8, 3), fields)
+    params = SimilarParams(threshold=0.9, window_days=30)
+    assert duplicate_of(index, store, base, fields, params, created_at=NOW) is None
+    # A wider window finds the old one (no state, no resolution: open as far as the store knows).
+    wide = duplicate_of(
+        index, store, base, fields, SimilarParams(threshold=0.9, window_days=60), created_at=NOW
+    )
+    assert wide is not None and wide.ticket_id == "T-old" and wide.status == "unknown"
+    assert "unknown" in wide.explanation
+    # A lower threshold reaches the dissimilar one; the ticket itself is never its own duplicate.
+    low = duplicate_of(index, store, base, fields, SimilarParams(threshold=0.75), created_at=NOW)
+    assert low is not None and low.ticket_id == "T-far"
+    assert (
+        duplicate_of(
+            index,
+            store,
+            near(base, 0.8, 3),
+            fields,
+            SimilarParams(threshold=0.99),
+            ticket_id="T-far",
+            created_at=NOW,
+        )
+        is None
+    )
+    # Resolved by an agent (feedback), without a state: not open.
+    store.record_feedback({"ticket_id": "T-far", "event_id": "e", "resolved_at": NOW})
+    assert duplicate_of(index, store, base, fields, SimilarParams(threshold=0.75), created_at=NOW) is None
+    assert duplicate_of(index, store, np.full(DIM, np.nan), fields, params, created_at=NOW) is None
+
+
+def test_shared_field_compares_trimmed_casefolded_values() -> None:
+    names = ["requester", "organization"]
+    assert shared_field({"requester": " Ann "}, {"requester": "ann"}, names) == "requester"
+    assert shared_field({"requester": ""}, {"requester": ""}, names) is None  # empty is no value
+    assert shared_field({"organization": 7}, {"organization": "7"}, names) == "organization"
+    assert shared_field({"requester": None}, {}, names) is None
+
+
+# -- the threshold ----------------------------------------------------------------------------
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    pairs=st.lists(st.tuples(st.floats(0, 1, allow_nan=False), st.booleans()), min_size=1, max_size=60),
+    target=st.floats(0.5, 1.0),
+)
+def test_the_threshold_is_the_lowest_that_reaches_the_precision(pairs: list, target: float) -> None:
+    similarities = np.array([s for s, _ in pairs])
+    labels = np.array([label for _, label in pairs])
+    choice = choose_threshold(similarities, labels, target)
+    precision, recall = pr_at(similarities, labels, choice.threshold)
+    assert (choice.precision, choice.recall) == (precision, recall)
+    assert choice.positives + choice.negatives == len(pairs)
+    if choice.reached:
+        assert precision >= target
+        for lower in np.unique(similarities[similarities < choice.threshold]):
+            below, _ = pr_at(similarities, labels, float(lower))
+            assert below < target
+    else:
+        assert all(pr_at(similarities, labels, float(t))[0] <= precision for t in np.unique(similarities))
+
+
+def test_threshold_input_is_checked() -> None:
+    with pytest.raises(InputError, match="as many"):
+        choose_threshold([0.5], [True, False])
+    with pytest.raises(InputError):
+        choose_threshold([], [])
+    sims = pair_similarities(np.array([[1.0, 0.0], [0.0, 2.0]]), np.array([[1.0, 0.0], [1.0, 0.0]]))
+    np.testing.assert_allclose(sims, [1.0, 0.0])
+
+
+# -- the labelled pairs ------------------------------------------------------------------------
+
+needs_shared_data = pytest.mark.skipif(not SHARED_DATA.exists(), reason="../shared/data is not here")
+
+
+@needs_shared_data
+def test_the_projects_pairs_join_the_shared_data() -> None:
+    pairs = load_pairs(PROJECT / PAIRS_FILE, SHARED_DATA)
+    assert len(pairs) == 110 and int(pairs["duplicate"].sum()) == 69
+    assert (pairs["text_a"] != "").all() and (pairs["text_b"] != "").all()
+    assert pairs["pair"].is_unique
+
+
+@needs_shared_data
+def test_a_changed_row_is_refused(tmp_path: Path) -> None:
+    labels = pd.read_csv(PROJECT / PAIRS_FILE, dtype=str, keep_default_na=False)
+    labels.loc[2, "sha256_b"] = "0" * 16
+    changed = tmp_path / "pairs.csv"
+    labels.to_csv(changed, index=False)
+    with pytest.raises(DataValidationError, match=r"line 4 \(pair 3\): side b does not match"):
+        load_pairs(changed, SHARED_DATA)
+    labels.loc[2, "sha256_b"] = "x"
+    labels.loc[0, "row_a"] = "999999"
+    labels.to_csv(changed, index=False)
+    with pytest.raises(DataValidationError, match="line 2: row_a 999999 is past the end"):
+        load_pairs(changed, SHARED_DATA)
+    labels.drop(columns=["duplicate"]).to_csv(changed, index=False)
+    with pytest.raises(DataValidationError, match="missing column"):
+        load_pairs(changed, SHARED_DATA)
+    with pytest.raises(InputError, match="not found"):
+        load_pairs(tmp_path / "none.csv", SHARED_DATA)
+    empty = tmp_path / "empty-data"
+    empty.mkdir()
+    shutil.copy(PROJECT / PAIRS_FILE, tmp_path / "ok.csv")
+    with pytest.raises(InputError, match="not found"):
+        load_pairs(tmp_path / "ok.csv", empty)
+
+
+def test_the_params_section(tmp_path: Path) -> None:
+    from pydantic import ValidationError
+
+    from urgency.config import Params, resolve_paths
+
+    data = {"sources": [{"name": "s", "path": "x.csv", "columns": {"body": "body"}}]}
+    defaults = Params.model_validate({"data": data}).similar
+    assert (defaults.k, defaults.threshold, defaults.window_days, defaults.index) == (5, 0.87, 30, None)
+    assert defaults.same_fields == ["requester", "organization"]
+    params = Params.model_validate({"data": data, "similar": {"index": "data/similar.index", "k": 3}})
+    assert resolve_paths(params, tmp_path).similar.index == (tmp_path / "data" / "similar.index").resolve()
+    for wrong in ({"threshold": 1.5}, {"k": 0}, {"same_fields": []}, {"colour": "red"}):
+        with pytest.raises(ValidationError):
+            SimilarParams.model_validate(wrong)
