@@ -26,7 +26,7 @@ from urgency.duplicates import (
 )
 from urgency.errors import DataValidationError, InputError
 from urgency.similar import SimilarIndex
-from urgency.store import Store, make_engine, ticket_states, upgrade
+from urgency.store import Store, make_engine, upgrade
 
 NOW = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
 DIM = 16
@@ -73,11 +73,7 @@ def scored(
 
 
 def state(store: Store, ticket_id: str, status: str) -> None:
-    with store.engine.begin() as connection:
-        connection.execute(
-            ticket_states.insert(),
-            [{"ticket_id": ticket_id, "status": status, "updated_at": NOW, "source": "feedback"}],
-        )
+    store.record_feedback({"ticket_id": ticket_id, "event_id": f"status-{status}", "status": status})
 
 
 @pytest.fixture
@@ -124,12 +120,12 @@ def test_closed_old_dissimilar_or_itself_is_no_duplicate(store: Store, base: np.
     scored(store, index, "T-far", near(base, 0.8, 3), fields)
     params = SimilarParams(threshold=0.9, window_days=30)
     assert duplicate_of(index, store, base, fields, params, created_at=NOW) is None
-    # A wider window finds the old one (no state, no resolution: open as far as the store knows).
+    # A wider window finds the old one (scoring opened its state: new).
     wide = duplicate_of(
         index, store, base, fields, SimilarParams(threshold=0.9, window_days=60), created_at=NOW
     )
-    assert wide is not None and wide.ticket_id == "T-old" and wide.status == "unknown"
-    assert "unknown" in wide.explanation
+    assert wide is not None and wide.ticket_id == "T-old" and wide.status == "new"
+    assert "new)" in wide.explanation
     # A lower threshold reaches the dissimilar one; the ticket itself is never its own duplicate.
     low = duplicate_of(index, store, base, fields, SimilarParams(threshold=0.75), created_at=NOW)
     assert low is not None and low.ticket_id == "T-far"

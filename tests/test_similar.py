@@ -28,7 +28,7 @@ from urgency.similar import (
     ticket_vectors,
     vector_source,
 )
-from urgency.store import Store, make_engine, predictions, ticket_states, upgrade
+from urgency.store import Store, make_engine, predictions, upgrade
 
 NOW = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
 PROPERTY = settings(
@@ -288,12 +288,9 @@ def test_store_keeps_vectors_and_facts(any_store: Store) -> None:
     store.record_predictions(
         [_prediction("T-1", category="Access", priority="P2", fields={"requester": "ann"})]
     )
-    store.record_feedback({"ticket_id": "T-1", "event_id": "e1", "category": "Storage", "agent": "maria"})
-    with store.engine.begin() as connection:
-        connection.execute(
-            ticket_states.insert(),
-            [{"ticket_id": "T-1", "status": "solved", "updated_at": NOW, "source": "feedback"}],
-        )
+    store.record_feedback(
+        {"ticket_id": "T-1", "event_id": "e1", "category": "Storage", "agent": "maria", "status": "solved"}
+    )
     facts = store.ticket_facts(["T-1", "T-2", "nobody"])
     assert set(facts) == {"T-1"}
     one = facts["T-1"]
@@ -464,7 +461,7 @@ def test_the_scoring_sequence_end_to_end(minilm_models: dict, store: Store, tmp_
     assert listed[0].ticket_id == "T-1" and listed[0].similarity >= 0.999
     match = duplicate_of(index, store, vector, {"requester": "ann"}, params, ticket_id="T-3", created_at=NOW)
     assert match is not None and match.ticket_id == "T-1"
-    assert match.explanation.startswith("duplicate of T-1 (1.00, same requester, unknown)")
+    assert match.explanation.startswith("duplicate of T-1 (1.00, same requester, new)")
     record_scored(index, store, ["T-3"], vector[None, :], [NOW])
     index.save(path)
     reopened = open_index(path, store, source.scope, source.ndim)
