@@ -376,9 +376,14 @@ class WebhookResult(BaseModel):
 
     helpdesk: str
     delivery_id: str
-    ticket_id: str
-    kind: str = Field(description="created, updated or solved (the helpdesk's event)")
-    action: str = Field(description="scored (created), feedback (updated/solved), or ignored")
+    ticket_id: str | None = Field(default=None, description="The ticket (none for an agent event).")
+    kind: str = Field(
+        description="created, updated or solved (the helpdesk's ticket event), or agent_availability"
+    )
+    action: str = Field(
+        description="scored (created), feedback (updated/solved), availability (an agent switched "
+        "on or off), or ignored"
+    )
     duplicate: bool = False
     reason: str | None = Field(default=None, description="Why nothing was scored or recorded.")
     result: ScoreResult | None = None

@@ -178,3 +178,24 @@ def created(helpdesk: str) -> dict[str, Any]:
         "zammad": zammad_webhook,
         "jira": jira_webhook,
     }[helpdesk]()
+
+
+def zendesk_agent_state(
+    agent_id: str = "9001", new_state: str = "away", channel: str = "support"
+) -> dict[str, Any]:
+    """Zendesk's "Agent Per Channel Status Changed" event (webhooks, agent availability events)."""
+    return {
+        "account_id": 2,
+        "detail": {"account_id": "2", "agent_id": agent_id, "version": "3"},
+        "event": {
+            "updated_at": "2026-12-01T09:30:58Z",
+            "previous_state": "online",
+            "new_state": new_state,
+            "channel": channel,
+        },
+        "id": f"01GX79ST1QX01C889XV42S2J5T-{agent_id}-{new_state}-{channel}",
+        "subject": f"zen:agent:{agent_id}",
+        "time": "2026-12-01T09:30:58Z",
+        "type": "zen:event-type:agent.state_changed",
+        "zendesk_event_version": "2022-11-06",
+    }

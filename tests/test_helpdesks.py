@@ -16,6 +16,7 @@ from tests.helpdesk_payloads import (
     jira_webhook,
     signed,
     zammad_webhook,
+    zendesk_agent_state,
     zendesk_event,
     zendesk_headers,
 )
@@ -27,6 +28,7 @@ from urgency.helpdesks import (
     decided,
     helpdesk_values,
     is_our_write,
+    read_availability,
     read_event,
     rule_fields,
     ticket_status,
@@ -424,3 +426,20 @@ def test_the_expected_first_response_goes_into_the_note_and_the_configured_field
     assert field["fields"] == {"360001": common["expected_first_response"]}
     silent = helpdesk_values(mapping=MAPPING, **{**common, "expected_first_response": None})
     assert "customer told" not in silent["note"] and silent["fields"] == {}
+
+
+def test_zendesk_agent_availability_events_are_read() -> None:
+    away = read_availability("zendesk", zendesk_agent_state("9001", "away"))
+    assert away is not None and (away.user_id, away.available, away.state) == ("9001", False, "away")
+    assert away.at == datetime(2026, 12, 1, 9, 30, 58, tzinfo=UTC)
+    online = read_availability("zendesk", zendesk_agent_state("9001", "online"))
+    assert online is not None and online.available
+    # Another channel's status, a ticket event, another helpdesk: not an availability event.
+    assert read_availability("zendesk", zendesk_agent_state(channel="messaging")) is None
+    assert read_availability("zendesk", zendesk_event()) is None
+    assert read_availability("freshdesk", zendesk_agent_state()) is None
+    broken = zendesk_agent_state()
+    del broken["detail"]["agent_id"]
+    with pytest.raises(PayloadError) as error:
+        read_availability("zendesk", broken)
+    assert error.value.loc == ["body", "detail", "agent_id"]

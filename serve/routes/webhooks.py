@@ -38,12 +38,14 @@ from serve.schemas import (
 from serve.state import ServiceState
 from urgency.config import HelpdeskParams
 from urgency.helpdesks import (
+    AvailabilityEvent,
     HelpdeskEvent,
     PayloadError,
     SignatureError,
     decided,
     helpdesk_values,
     is_our_write,
+    read_availability,
     read_event,
     rule_fields,
     ticket_status,
@@ -98,10 +100,34 @@ async def webhook(
         raise HTTPException(status.HTTP_400_BAD_REQUEST, "the body is nested too deeply") from None
     mapping = runtime_now.params.helpdesks.get(helpdesk, HelpdeskParams())
     try:
+        availability = read_availability(helpdesk, payload)
+        if availability is not None:
+            return await run_in_threadpool(agent_availability, availability, service, runtime_now, store)
         event = read_event(helpdesk, payload, headers, body, mapping)
     except PayloadError as error:
         raise invalid(error.loc, error.message) from None
     return await run_in_threadpool(handle, checked_ids(event), mapping, service, runtime_now, store)
+
+
+def agent_availability(
+    event: AvailabilityEvent, service: ServiceState, runtime_now: Runtime, store: Store
+) -> WebhookResult:
+    """An agent's availability from the helpdesk (Zendesk's agent events): the agent the agents
+    file names by that helpdesk user id is switched on (online) or off (away, offline), as
+    `PUT /v1/agents/{agent}/availability` does. A retry sets the same value again."""
+    agents, _ = service.agents(runtime_now)
+    agent = agents.agent_id(event.user_id, event.helpdesk) if agents is not None else None
+    answer: dict[str, Any] = {
+        "helpdesk": event.helpdesk,
+        "delivery_id": event.delivery_id,
+        "kind": "agent_availability",
+    }
+    if agent is None:
+        reason = f"no agent of the agents file has {event.helpdesk} user id {event.user_id!r}"
+        return WebhookResult.model_validate({**answer, "action": "ignored", "reason": reason})
+    store.set_availability(agent, event.available, source=event.helpdesk, at=event.at or datetime.now(UTC))
+    reason = f"agent {agent} is {event.state}: {'available' if event.available else 'not available'}"
+    return WebhookResult.model_validate({**answer, "action": "availability", "reason": reason})
 
 
 class DeliveryIds(BaseModel):

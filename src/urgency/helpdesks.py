@@ -421,6 +421,61 @@ def read_event(
 
 
 # ---------------------------------------------------------------------------------------------
+# Agents' availability (Zendesk's agent availability events)
+
+# Zendesk's agent availability event types (developer.zendesk.com, webhooks, "Agent
+# Availability Events"): the unified status, and the status per channel (only "support", the
+# ticket channel, counts here).
+ZENDESK_AVAILABILITY_TYPES = (
+    "zen:event-type:agent.unified_state_changed",
+    "zen:event-type:agent.state_changed",
+)
+
+
+@dataclass(frozen=True)
+class AvailabilityEvent:
+    """An agent's availability as a helpdesk reports it: `user_id` is the helpdesk's user id
+    (the agents file's `helpdesk_ids`), `available` whether they take tickets now."""
+
+    helpdesk: str
+    delivery_id: str
+    user_id: str
+    available: bool
+    state: str
+    at: datetime | None
+
+
+def read_availability(helpdesk: str, payload: Any) -> AvailabilityEvent | None:
+    """The delivery as an `AvailabilityEvent` when it is one (Zendesk's agent events; online is
+    available, away and offline are not), else None (a ticket event: `read_event`)."""
+    if helpdesk != "zendesk" or not isinstance(payload, Mapping):
+        return None
+    if payload.get("type") not in ZENDESK_AVAILABILITY_TYPES:
+        return None
+    detail, change = payload.get("detail"), payload.get("event")
+    if not isinstance(detail, Mapping) or not isinstance(change, Mapping):
+        raise PayloadError(["body", "event"], "an agent event needs its detail and event objects")
+    if change.get("channel", "support") != "support":
+        return None  # another channel's status (messaging, talk): not the tickets'
+    agent, state = detail.get("agent_id"), change.get("new_state", change.get("new_unified_state"))
+    if not isinstance(agent, str | int) or isinstance(agent, bool) or str(agent) == "":
+        raise PayloadError(["body", "detail", "agent_id"], "missing or not an id")
+    if not isinstance(state, str):
+        raise PayloadError(["body", "event", "new_state"], "missing or not text")
+    delivery = payload.get("id")
+    if not isinstance(delivery, str) or not delivery:
+        raise PayloadError(["body", "id"], "missing or not text")
+    return AvailabilityEvent(
+        helpdesk=helpdesk,
+        delivery_id=delivery,
+        user_id=str(agent),
+        available=state.lower() == "online",
+        state=state.lower(),
+        at=_moment(change.get("updated_at") or payload.get("time")),
+    )
+
+
+# ---------------------------------------------------------------------------------------------
 # Mapping onto our ticket and our decisions
 
 

@@ -15,7 +15,7 @@ from fastapi.testclient import TestClient
 
 from serve.app import create_app
 from tests.conftest import write_params
-from tests.helpdesk_payloads import SECRETS, signed, zendesk_event
+from tests.helpdesk_payloads import SECRETS, signed, zendesk_agent_state, zendesk_event
 from tests.serve_helpers import ALL, TICKET, rows, settings
 from urgency.store import assignments, outbox
 
@@ -295,3 +295,27 @@ def test_an_agents_file_broken_from_the_start_is_a_409_that_says_why(
     body, headers = signed("zendesk", zendesk_event("556"))
     created = client.post("/v1/webhooks/zendesk", content=body, headers=headers)
     assert created.status_code == 200 and created.json()["assignment"] is None
+
+
+def test_zendesk_agent_availability_events_switch_agents_off_and_on(app: tuple[TestClient, str]) -> None:
+    client, _ = app
+    body, headers = signed("zendesk", zendesk_agent_state("9001", "away"))
+    away = client.post("/v1/webhooks/zendesk", content=body, headers=headers)
+    assert away.status_code == 200, away.text
+    assert (away.json()["action"], away.json()["kind"]) == ("availability", "agent_availability")
+    agents = {agent["id"]: agent for agent in client.get("/v1/agents", headers=ALL).json()["agents"]}
+    assert (agents["ana"]["available"], agents["ana"]["availability_source"]) == (False, "zendesk")
+    # Off: a new desk ticket goes to ben.
+    decided = {"tickets": [{"ticket_id": "T-9", "priority": "P3", "team": "desk"}]}
+    chosen = client.post("/v1/assign", json=decided, headers=ALL).json()["assignments"][0]
+    assert chosen["agent"] == "ben"
+    body, headers = signed("zendesk", zendesk_agent_state("9001", "online"))
+    assert (
+        client.post("/v1/webhooks/zendesk", content=body, headers=headers).json()["action"] == "availability"
+    )
+    agents = {agent["id"]: agent for agent in client.get("/v1/agents", headers=ALL).json()["agents"]}
+    assert agents["ana"]["available"] is True
+    # A Zendesk user who is no agent of the file: nothing changes, and the answer says why.
+    body, headers = signed("zendesk", zendesk_agent_state("1234", "away"))
+    unknown = client.post("/v1/webhooks/zendesk", content=body, headers=headers).json()
+    assert unknown["action"] == "ignored" and "user id '1234'" in unknown["reason"]
