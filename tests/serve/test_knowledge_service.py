@@ -177,3 +177,47 @@ def test_clusters_alert_drive_surge_and_come_back_after_a_restart(
         listed = client.get("/v1/clusters", headers=ALL).json()
         assert listed["tickets"] == len(background) + len(burst) + 1
         assert [alert["cluster_id"] for alert in listed["alerts"]] and listed["surge"] is True
+
+
+# ---------------------------------------------------------------------------------------------
+# One encoder pass per ticket: heads, articles and clusters share it
+
+
+@pytest.mark.slow
+def test_the_heads_the_articles_and_the_clusters_share_one_encoder_pass(
+    service_params: Path, tmp_path: Path
+) -> None:
+    """Served MiniLM heads (the tiny random BERT, as `--model-dir` reads them): scoring a ticket
+    encodes it once, though the knowledge base ranks it by meaning and the clusters take its
+    vector too (both read the heads' vector from the memo)."""
+    from tests.test_shared_encoder import _save_heads, encoded_rows
+    from tests.test_transformer import make_tiny_checkpoint
+    from urgency.transformer_model import VECTORS
+
+    checkpoint = make_tiny_checkpoint(tmp_path / "tiny-bert")
+    model_dir = _save_heads(tmp_path / "models", checkpoint, checkpoint)
+    params = service_with(
+        service_params,
+        tmp_path,
+        knowledge_base={"folder": "kb", "method": "hybrid", "k": 2},
+        clusters={"window_days": 7},
+    )
+    app = create_app(settings(params, f"sqlite:///{tmp_path / 'service.db'}", model_dir=model_dir))
+    with TestClient(app) as client:
+        runtime = app.state.service.runtime
+        assert runtime.vectors.source in {"urgency", "category", "sentiment"}
+        VECTORS.clear()
+        with encoded_rows() as rows:
+            answer = client.post("/v1/score", json=VPN, headers=ALL)
+        assert answer.status_code == 200, answer.text
+        result = answer.json()
+        assert len(result["articles"]) == 2 and "meaning" in result["articles"][0]["why"]
+        assert result["cluster"]["size"] == 1
+        assert sum(rows) == 1  # one text, one row encoded, for everything
+        # A batch of three tickets, one repeated: two rows.
+        tickets = [
+            {**VPN, "ticket_id": f"T-{n}", "body": body} for n, body in enumerate(["a b", "c d", "a b"])
+        ]
+        with encoded_rows() as rows:
+            assert client.post("/v1/score/batch", json={"tickets": tickets}, headers=ALL).status_code == 200
+        assert sum(rows) == 2
