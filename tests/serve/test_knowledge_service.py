@@ -221,3 +221,51 @@ def test_the_heads_the_articles_and_the_clusters_share_one_encoder_pass(
         with encoded_rows() as rows:
             assert client.post("/v1/score/batch", json={"tickets": tickets}, headers=ALL).status_code == 200
         assert sum(rows) == 2
+
+
+# ---------------------------------------------------------------------------------------------
+# A helpdesk's created ticket: the note and the write-back carry the articles
+
+
+def test_a_helpdesk_ticket_gets_the_articles_in_its_note_and_write_back(
+    service_params: Path, tmp_path: Path
+) -> None:
+    from tests.helpdesk_payloads import SECRETS, signed, zendesk_event
+    from tests.serve_helpers import rows
+    from urgency.store import outbox
+
+    params = service_with(
+        service_params,
+        tmp_path,
+        knowledge_base={"folder": "kb", "method": "bm25", "k": 2, "base_url": "https://kb.example/"},
+    )
+    data = yaml.safe_load(params.read_text())
+    data["helpdesks"] = {
+        "zendesk": {
+            "priorities": {"P1": "urgent", "P2": "high", "P3": "normal", "P4": "low"},
+            "api_url": "http://127.0.0.1:9/",  # never called: the outbox is not sent here
+            "articles_field": "360009876544",
+        }
+    }
+    params = write_params(tmp_path, data)
+    database = f"sqlite:///{tmp_path / 'service.db'}"
+    service = settings(
+        params,
+        database,
+        webhook_secrets=SECRETS,
+        helpdesk_credentials={"zendesk": "bot@acme.example/token:abc"},
+        outbox_seconds=0,
+    )
+    payload = zendesk_event(subject="VPN not connecting", description="<p>" + VPN["body"] + "</p>")
+    with TestClient(create_app(service)) as client:
+        body, headers = signed("zendesk", payload)
+        answer = client.post("/v1/webhooks/zendesk", content=body, headers=headers)
+        assert answer.status_code == 200, answer.text
+    values = answer.json()["helpdesk_values"]
+    assert "article 1: VPN does not connect https://kb.example/vpn-connect (score" in values["note"]
+    quoted = {"id": "vpn-connect", "title": "VPN does not connect", "url": "https://kb.example/vpn-connect"}
+    assert values["auto_reply_articles"] == [quoted]
+    assert values["fields"] == {"360009876544": "VPN does not connect - https://kb.example/vpn-connect"}
+    [write] = rows(database, outbox)
+    assert write["values"]["auto_reply_articles"] == [quoted]
+    assert write["values"]["fields"]["360009876544"].endswith("vpn-connect")
