@@ -74,6 +74,9 @@ async def serving(state: ServiceState, preloaded: Runtime | None) -> AsyncIterat
     state.store = Store(engine)
     state.api_keys = settings.effective_keys()
     state.swap(preloaded or await run_in_threadpool(state.load))
+    # The repeat-issue clusters start with the store's tickets of the last window (rules
+    # `clusters`; nothing without the section).
+    await run_in_threadpool(state.tracker, state.runtime)
     tasks = []
     if settings.check_seconds() > 0:
         tasks.append(asyncio.create_task(state.watch_alias()))

@@ -35,6 +35,11 @@ class Runtime:
     models: dict[str, HeadModel]
     rules: RuleSet
     info: ModelInfo
+    # The rules file's knowledge base, indexed and embedded once per runtime (None: no
+    # `knowledge_base` section), and how a ticket's sentence vector is had (`serve.repeat`: the
+    # served MiniLM model's pass; None: neither articles by meaning nor clusters need one).
+    knowledge: Any = None
+    vectors: Any = None
 
     @property
     def versions(self) -> dict[str, str]:
@@ -92,7 +97,22 @@ def load_runtime(
         rules_sha256=hashlib.sha256(Path(params.scoring.rules).read_bytes()).hexdigest(),
         loaded_at=datetime.now(UTC).isoformat(timespec="seconds"),
     )
-    return Runtime(params=params, models=models, rules=rules, info=info)
+    from serve.repeat import load_repeat
+
+    knowledge, vectors = load_repeat(rules, models)
+    return Runtime(params=params, models=models, rules=rules, info=info, knowledge=knowledge, vectors=vectors)
+
+
+def model_texts(runtime: Runtime, subjects: Sequence[str | None], bodies: Sequence[str | None]) -> list[str]:
+    """The text the models read for each ticket (`urgency.predict.model_input`'s): subject and
+    body cleaned with the models' settings, then cut."""
+    from urgency.predict import models_cleaning
+    from urgency.text import ticket_text
+
+    subject = pd.Series([text or "" for text in subjects], dtype=object)
+    body = pd.Series([text or "" for text in bodies], dtype=object)
+    cleaning = models_cleaning(runtime.models)
+    return ticket_text(subject, body, runtime.params.data.max_text_chars, cleaning).tolist()
 
 
 def registry_versions(params: Params, alias: str | None) -> dict[str, str]:

@@ -166,6 +166,33 @@ def _doc(name: str) -> str:
     return RECORD_FIELDS[name]
 
 
+class ArticleResult(BaseModel):
+    """A knowledge-base article for the ticket (`urgency.knowledge`), explained like a rule."""
+
+    id: str = Field(description="The article's id (its file name, or the export's number).")
+    title: str
+    url: str = Field(description="Its URL (the rules file's `knowledge_base.base_url` + id, or its own).")
+    score: float = Field(description="How well it matches, on the method's scale (higher is closer).")
+    why: str = Field(
+        description="Why: the words shared and the meaning's similarity, e.g. \"words vpn, "
+        'connect (BM25 2.6); meaning 0.59".'
+    )
+
+
+class TicketCluster(BaseModel):
+    """The repeat-issue cluster the ticket joined (`urgency.clusters`; this worker's clusters)."""
+
+    cluster_id: int
+    title: str = Field(description="The cluster's most telling words.")
+    size: int = Field(description="Its tickets in the window (this one included).")
+    similarity: float | None = Field(
+        description="Cosine to the cluster's centroid; null: it started the cluster."
+    )
+    alert: str | None = Field(
+        default=None, description="The alert this ticket raised, explained; null: none."
+    )
+
+
 class ScoreResult(BaseModel):
     """The decided-ticket record (`urgency.decision`) as the service answers it: lists for the
     skills, heads and explanation steps, plus the ticket id, the probabilities and the versions."""
@@ -215,6 +242,22 @@ class ScoreResult(BaseModel):
     at_risk: bool | None = Field(
         default=None,
         description="true: the expected first response is later than first_response_due.",
+    )
+    # Self-service and repeat issues (docs/repeat-issues.md "In the service"): from the rules
+    # file's `knowledge_base` and `clusters` sections; empty / null without them.
+    articles: list[ArticleResult] = Field(
+        default_factory=list,
+        description="The knowledge base's best articles for the ticket (rules `knowledge_base.k`), "
+        "best first, each with its score and why: for the agent.",
+    )
+    auto_reply_articles: list[ArticleResult] = Field(
+        default_factory=list,
+        description="The article a customer-facing auto-reply may carry: the best one when its lead "
+        "over the second reaches `knowledge_base.auto_reply_margin` (measured for precision 0.9), "
+        "else none.",
+    )
+    cluster: TicketCluster | None = Field(
+        default=None, description="The repeat-issue cluster the ticket joined (rules `clusters`)."
     )
 
 
@@ -368,6 +411,11 @@ class HelpdeskValues(BaseModel):
         "the ticket field an auto-reply quotes).",
     )
     expected_first_response_at: str | None = Field(default=None, description="The same time, ISO 8601 UTC.")
+    auto_reply_articles: list[dict[str, str]] = Field(
+        default_factory=list,
+        description="The knowledge-base article(s) a customer-facing reply may quote ({id, title, url}); "
+        "also in the field params `helpdesks.<name>.articles_field` names (docs/helpdesks.md).",
+    )
 
 
 class WebhookResult(BaseModel):
@@ -548,3 +596,36 @@ class Backlog(BaseModel):
     breach_model: bool = Field(description="true: breach_risk_model is the breach model's risk.")
     summary: list[BacklogSummary]
     tickets: list[BacklogTicket]
+
+
+class ClusterAlertResult(BaseModel):
+    cluster_id: int
+    title: str = Field(description="The proposed parent incident's title (the cluster's telling words).")
+    explanation: str
+    count: int = Field(description="Tickets in the burst span.")
+    burst_hours: float
+    baseline_per_hour: float
+    expected: float
+    p_value: float
+    at: str = Field(description="When the burst was found (ISO 8601).")
+    ticket_ids: list[str] = Field(description="Every member in the window: the parent incident's children.")
+
+
+class ClusterSummary(BaseModel):
+    cluster_id: int
+    title: str
+    size: int
+    ticket_ids: list[str] = Field(description="Its newest tickets (at most 20), oldest first.")
+
+
+class Clusters(BaseModel):
+    """This worker's repeat-issue clusters and alerts (with several workers, each sees the
+    tickets it scored)."""
+
+    enabled: bool = Field(description="false: the rules file has no `clusters` section.")
+    pid: int = Field(description="The worker that answered.")
+    window_days: float | None = None
+    tickets: int = Field(description="Tickets in this worker's window.")
+    surge: bool = Field(description="true: `clusters.surge` is set and an alert is active (surge mode on).")
+    alerts: list[ClusterAlertResult]
+    clusters: list[ClusterSummary] = Field(description="The largest clusters (at least `min_size` tickets).")

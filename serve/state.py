@@ -14,6 +14,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import httpx
 from fastapi.concurrency import run_in_threadpool
@@ -61,6 +62,12 @@ class ServiceState:
     agents_watch: AgentsWatch | None = None
     # One assignment round at a time in this process: each round reads the load the last wrote.
     assign_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    # Repeat-issue clusters of the tickets this worker scored: (the rules' `clusters` section it
+    # was made for, the `urgency.clusters.ClusterTracker`), made again when the section changes.
+    cluster_snapshot: tuple[object, object] = (None, None)
+    # (when checked, by time.monotonic(); whether an alert was active): `clusters.surge`.
+    cluster_alerting: tuple[float, bool] = (0.0, False)
+    _cluster_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     # -----------------------------------------------------------------------------------------
     # Models
@@ -172,6 +179,8 @@ class ServiceState:
     def surge(self, runtime: Runtime, store: Store, now: datetime, tickets: list[Ticket]) -> bool:
         """Surge (`urgency.rules.engine.surge_active`): these tickets plus those already stored,
         created in the window (the store's count cached `SURGE_COUNT_SECONDS`)."""
+        if self.cluster_surge(runtime, now):
+            return True
         spec = runtime.rules.spec.surge
         if spec.mode != "auto":
             return spec.mode == "on"
@@ -181,6 +190,72 @@ class ServiceState:
             self.surge_count = (time.monotonic(), count)
         created = [ticket.created_at for ticket in tickets]
         return surge_active(runtime.rules, created, now, counted_before=count)
+
+    # -----------------------------------------------------------------------------------------
+    # Repeat-issue clusters (docs/repeat-issues.md "In the service")
+
+    def tracker(self, runtime: Runtime) -> Any:
+        """This worker's `ClusterTracker` for the runtime's rules (None: no `clusters` section).
+        Made on first use, and again when the section changes, refilled from the store's tickets
+        created in the last window (their text embedded again: `refill_clusters`)."""
+        spec = runtime.rules.spec.clusters
+        if spec is None:
+            return None
+        made_for, tracker = self.cluster_snapshot
+        if tracker is not None and made_for == spec:
+            return tracker
+        with self._cluster_lock:
+            made_for, tracker = self.cluster_snapshot
+            if tracker is None or made_for != spec:
+                from serve.repeat import tracker_for
+
+                tracker = tracker_for(spec)
+                self.refill_clusters(runtime, tracker, datetime.now(UTC))
+                self.cluster_snapshot = (spec, tracker)
+                self.cluster_alerting = (0.0, False)
+        return tracker
+
+    def refill_clusters(self, runtime: Runtime, tracker: Any, now: datetime) -> int:
+        """Feed `tracker` the store's tickets created in its window before `now`, oldest first
+        (after a restart the tracker is empty). Returns how many."""
+        from serve.runtime import model_texts
+
+        if self.store is None or runtime.vectors is None:
+            return 0
+        stored = self.store.tickets_created_between(now - tracker.window, now)
+        if not stored:
+            return 0
+        vectors = runtime.vectors
+        texts = vectors.texts(
+            model_texts(runtime, [t["subject"] for t in stored], [t["body"] for t in stored])
+        )
+        kept = [(ticket, text) for ticket, text in zip(stored, texts, strict=True) if text.strip()]
+        if not kept:
+            return 0
+        embedded = vectors.vectors([text for _, text in kept])
+        for (ticket, text), vector in zip(kept, embedded, strict=True):
+            tracker.add(ticket["ticket_id"], vector, _utc(ticket["created_at"]), text)
+        log.info("clusters refilled with %d stored tickets of the last %s", len(kept), tracker.window)
+        return len(kept)
+
+    def cluster_alerted(self) -> None:
+        """A scored ticket just made its cluster burst: surge (`clusters.surge`) from now on,
+        without waiting for the next check."""
+        self.cluster_alerting = (time.monotonic(), True)
+
+    def cluster_surge(self, runtime: Runtime, now: datetime) -> bool:
+        """`clusters.surge`: surge mode on while a cluster alert is active (checked at most every
+        `SURGE_COUNT_SECONDS`: it visits every cluster)."""
+        spec = runtime.rules.spec.clusters
+        if spec is None or not spec.surge:
+            return False
+        checked, alerting = self.cluster_alerting
+        if time.monotonic() - checked > SURGE_COUNT_SECONDS:
+            tracker = self.tracker(runtime)
+            # The tracker's clock is its tickets' created times.
+            alerting = bool(tracker.alerts(tracker.latest or now)) if len(tracker) else False
+            self.cluster_alerting = (time.monotonic(), alerting)
+        return alerting
 
     # -----------------------------------------------------------------------------------------
     # What the customer is told (the backlog part)
@@ -212,3 +287,8 @@ class ServiceState:
             model = load_breach_model(runtime.params)
             self.breach_snapshot = (runtime, model)
         return model
+
+
+def _utc(moment: datetime) -> datetime:
+    """A stored time (SQLite gives it back without its offset: it was stored in UTC)."""
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)

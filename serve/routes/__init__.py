@@ -4,7 +4,18 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from serve.routes import admin, assign, backlog, feedback, health, models, reports, scoring, webhooks
+from serve.routes import (
+    admin,
+    assign,
+    backlog,
+    clusters,
+    feedback,
+    health,
+    models,
+    reports,
+    scoring,
+    webhooks,
+)
 
 # The order of the OpenAPI schema's paths and of the docs page.
 ROUTERS: tuple[APIRouter, ...] = (
@@ -16,5 +27,6 @@ ROUTERS: tuple[APIRouter, ...] = (
     admin.router,
     reports.router,
     backlog.router,
+    clusters.router,
     health.router,
 )

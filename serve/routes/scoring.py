@@ -13,8 +13,8 @@ from fastapi import APIRouter
 
 from serve.deps import RuntimeDep, ScoreKey, ServiceDep, StoreDep
 from serve.errors import ERRORS, invalid
-from serve.runtime import Runtime, ScoredTicket, prediction_row, score_tickets
-from serve.schemas import ScoreBatchResult, ScoreResult, Ticket, TicketBatch
+from serve.runtime import Runtime, ScoredTicket, model_texts, prediction_row, score_tickets
+from serve.schemas import ArticleResult, ScoreBatchResult, ScoreResult, Ticket, TicketBatch, TicketCluster
 from serve.state import ServiceState
 from urgency.backlog import Queues, agents_of, expected_first_response, order_key, rank_of
 from urgency.decision import iso
@@ -71,6 +71,7 @@ def score_only(
         service.queues(runtime_now, store, now),
         now,
     )
+    scored = with_repeat_issues(service, runtime_now, scored, now)
     return [one.result for one in scored], [prediction_row(one, now) for one in scored]
 
 
@@ -118,6 +119,69 @@ def told_expected(scored: list[ScoredTicket], queues: Queues, now: datetime) -> 
         )
         told.append(replace(one, result=result))
     return told
+
+
+def with_repeat_issues(
+    service: ServiceState, runtime_now: Runtime, scored: list[ScoredTicket], now: datetime
+) -> list[ScoredTicket]:
+    """Each result with its knowledge-base articles and the auto-reply's (rules `knowledge_base`)
+    and the repeat-issue cluster it joined (rules `clusters`): one sentence vector per ticket,
+    the one the served MiniLM model has just computed (`serve.repeat`)."""
+    knowledge, vectors = runtime_now.knowledge, runtime_now.vectors
+    tracker = service.tracker(runtime_now)
+    if knowledge is None and tracker is None:
+        return scored
+    from serve.repeat import answer
+
+    raw = model_texts(
+        runtime_now, [one.ticket.subject for one in scored], [one.ticket.body for one in scored]
+    )
+    texts = vectors.texts(raw) if vectors is not None else raw
+    updates: list[dict[str, Any]] = [{} for _ in scored]
+    if knowledge is not None:
+        spec = runtime_now.rules.spec.knowledge_base
+        for update, found in zip(
+            updates, answer(knowledge, spec.k, spec.auto_reply_margin, texts), strict=True
+        ):
+            update["articles"] = [_article(match) for match in found.articles]
+            update["auto_reply_articles"] = [_article(match) for match in found.auto_reply]
+    if tracker is not None and vectors is not None:
+        rows = [n for n, text in enumerate(texts) if text.strip()]
+        embedded = vectors.vectors([texts[n] for n in rows]) if rows else []
+        for n, vector in zip(rows, embedded, strict=True):
+            ticket = scored[n].ticket
+            created = _instant(ticket.created_at, runtime_now.rules.spec.created_at.timezone) or now
+            added = tracker.add(ticket.ticket_id, vector, created, texts[n])
+            if added.alert is not None:
+                service.cluster_alerted()
+            updates[n]["cluster"] = TicketCluster(
+                cluster_id=added.cluster_id,
+                title=tracker.title(added.cluster_id),
+                size=added.size,
+                similarity=None if added.similarity is None else round(added.similarity, 4),
+                alert=added.alert.explanation if added.alert is not None else None,
+            )
+    return [
+        replace(one, result=one.result.model_copy(update=update)) if update else one
+        for one, update in zip(scored, updates, strict=True)
+    ]
+
+
+def _instant(moment: datetime | None, timezone: str) -> datetime | None:
+    """A ticket's created time as a UTC instant (no offset: the rules' time zone)."""
+    if moment is None:
+        return None
+    if moment.tzinfo is None:
+        from zoneinfo import ZoneInfo
+
+        moment = moment.replace(tzinfo=ZoneInfo(timezone))
+    return moment.astimezone(UTC)
+
+
+def _article(match: Any) -> ArticleResult:
+    return ArticleResult(
+        id=match.article_id, title=match.title, url=match.url, score=match.score, why=match.why
+    )
 
 
 def check_reserved(runtime_now: Runtime, tickets: list[Ticket]) -> None:

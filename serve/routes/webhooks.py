@@ -190,6 +190,8 @@ def _handle(
             write_back = values.model_dump()
             if write_back["assignee"] is None:  # as queued before assignment existed
                 del write_back["assignee"]
+            if not write_back["auto_reply_articles"]:  # as queued before the knowledge base
+                del write_back["auto_reply_articles"]
         answer |= {
             "action": "scored",
             "result": result,
@@ -313,6 +315,10 @@ def values_for(
             assignment=assignment.explanation if assignment is not None else None,
             expected_first_response=result.expected_first_response,
             expected_first_response_at=result.expected_first_response_at,
+            articles=[article.model_dump() for article in getattr(result, "articles", [])],
+            auto_reply_articles=[
+                article.model_dump() for article in getattr(result, "auto_reply_articles", [])
+            ],
         )
     )
 

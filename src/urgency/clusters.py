@@ -390,6 +390,12 @@ class ClusterTracker:
         """Clusters with a ticket in the window."""
         return len(self._clusters)
 
+    @property
+    def latest(self) -> datetime | None:
+        """The latest time the tracker has seen (a ticket's, or an `alerts` call's): its clock,
+        which a caller whose tickets carry their own times asks `alerts` at."""
+        return self._latest
+
     def _forget(self, now: datetime, *, force: bool = False) -> None:
         # At most every FORGET_EVERY of event time (it visits every cluster): a centroid keeps a
         # ticket up to 15 minutes past the window.

@@ -567,6 +567,11 @@ class HelpdeskParams(Strict):
     # a Freshdesk custom field name (`cf_expected_reply`), a Zammad ticket attribute name, a
     # Jira custom field id (`customfield_10060`). None: only the internal note says it.
     expected_reply_field: str | None = None
+    # Self-service (docs/repeat-issues.md): the ticket field the write-back sets to the
+    # knowledge-base article a customer-facing auto-reply may quote ("Title - URL"), only when the
+    # match is confident (rules `knowledge_base.auto_reply_margin`); same kinds of names as
+    # `expected_reply_field`. None: the write-back's values carry it, no field is set.
+    articles_field: str | None = None
 
 
 class OperationsParams(Strict):

@@ -16,7 +16,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
@@ -608,11 +608,16 @@ def helpdesk_values(
     assignment: str | None = None,
     expected_first_response: str | None = None,
     expected_first_response_at: str | None = None,
+    articles: Sequence[Mapping[str, Any]] = (),
+    auto_reply_articles: Sequence[Mapping[str, Any]] = (),
 ) -> dict[str, Any]:
     """A decision in the helpdesk's terms: its priority and group (`mapping`; the triage group
     when a person must decide), tags to add, an internal note saying what was decided and why,
     and what the customer is told (`expected_first_response`, a sentence): in the note, and in
-    the ticket field `mapping.expected_reply_field` (`fields`) an auto-reply can quote."""
+    the ticket field `mapping.expected_reply_field` (`fields`) an auto-reply can quote.
+    `articles` (knowledge-base matches: `id`, `title`, `url`, `score`, `why`) go into the note;
+    `auto_reply_articles` (the confident one) into `auto_reply_articles` and the ticket field
+    `mapping.articles_field`, for the customer-facing reply."""
     group = mapping.triage_group if needs_human_triage and mapping.triage_group else mapping.teams.get(team)
     tags = [f"urgency-{priority.lower()}", f"urgency-team-{team}"]
     if needs_human_triage:
@@ -629,11 +634,17 @@ def helpdesk_values(
         lines.append(f"assigned: {assignment}")
     if expected_first_response:
         lines.append(f"customer told: {expected_first_response}")
+    for n, article in enumerate(articles, 1):
+        score = f"score {article['score']:.2f}: {article['why']}"
+        lines.append(f"article {n}: {article['title']} {article['url']} ({score})")
     fields = (
         {mapping.expected_reply_field: expected_first_response}
         if mapping.expected_reply_field and expected_first_response
         else {}
     )
+    quoted = [{key: str(article[key]) for key in ("id", "title", "url")} for article in auto_reply_articles]
+    if mapping.articles_field and quoted:
+        fields[mapping.articles_field] = "\n".join(f"{a['title']} - {a['url']}" for a in quoted)
     values = {
         "priority": mapping.priorities.get(priority),
         "group": group,
@@ -643,6 +654,9 @@ def helpdesk_values(
         "expected_first_response": expected_first_response,
         "expected_first_response_at": expected_first_response_at,
     }
+    # Only when there is one: the values queued before the knowledge base keep their shape.
+    if quoted:
+        values["auto_reply_articles"] = quoted
     # Only when assigned: the values queued before assignment existed keep their shape.
     if assignee is not None:
         values["assignee"] = assignee

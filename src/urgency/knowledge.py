@@ -247,6 +247,9 @@ class EncoderSettings:
     max_length: int = 128
     batch_size: int = 64
     runtime: str = "fp32"
+    # As the encoder's vectors are kept (a served head's setting): `embed` makes them unit vectors
+    # after the memo either way, so only the memo's scope depends on it.
+    normalize: bool = True
 
 
 class KnowledgeBase:
@@ -295,6 +298,16 @@ class KnowledgeBase:
     def __len__(self) -> int:
         return len(self.articles)
 
+    def use_encoder(self, encoder: Any, *, max_length: int, batch_size: int, normalize: bool) -> None:
+        """Embed with an encoder already loaded (`transformer_model.Encoder`: a served MiniLM
+        head's) and that head's settings, so a ticket the head has just embedded is a memo hit
+        (`VECTORS`, one scope), not a second encoder pass. The articles are embedded again."""
+        self._encoder = encoder
+        self.encoder_settings = EncoderSettings(
+            None, max_length=max_length, batch_size=batch_size, runtime=encoder.runtime, normalize=normalize
+        )
+        self._article_vectors = None
+
     def prepare(self) -> KnowledgeBase:
         """Load the encoder and embed the articles now (a service's start-up), not on the first
         `top`; nothing for the BM25 method. Returns the knowledge base."""
@@ -331,17 +344,21 @@ class KnowledgeBase:
             # copy lives as long as someone holds it).
             self._encoder = load_encoder(folder, settings.runtime)
         encoder = self._encoder
-        return embed_once(
+        vectors = embed_once(
             encoder.model,
             encoder.tokenizer,
             list(texts),
             max_length=settings.max_length,
             batch_size=settings.batch_size,
-            normalize=True,
+            normalize=settings.normalize,
             store=VECTORS,
-            scope=vector_scope(encoder.key, settings.max_length, True, runtime=encoder.runtime),
+            scope=vector_scope(encoder.key, settings.max_length, settings.normalize, runtime=encoder.runtime),
             device=encoder.device,
         )
+        if settings.normalize:
+            return vectors
+        norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+        return vectors / np.where(norms > 0, norms, 1.0)
 
     def embedding_scores(self, texts: Sequence[str]) -> np.ndarray:
         """texts x articles cosine similarities of the sentence vectors (an article's vector is

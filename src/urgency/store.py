@@ -1139,6 +1139,34 @@ class Store:
             found = connection.execute(query).mappings().all()
         return pd.DataFrame(found, columns=list(query.selected_columns.keys()))
 
+    # -----------------------------------------------------------------------------------------
+    # Repeat issues: the clusters' refill after a restart (docs/repeat-issues.md "In the service")
+
+    def tickets_created_between(self, start: datetime, end: datetime) -> list[dict[str, Any]]:
+        """Each ticket created in [start, end] (else scored then, when it came without a created
+        time), once, as last scored: `ticket_id`, `subject`, `body`, `created_at` (the scoring
+        time when none), oldest first. What a restarted worker's clusters are refilled with."""
+        moment = sa.func.coalesce(predictions.c.created_at, predictions.c.scored_at)
+        latest = (
+            sa.select(sa.func.max(predictions.c.id).label("id"))
+            .where(moment >= start, moment <= end)
+            .group_by(predictions.c.ticket_id)
+            .subquery()
+        )
+        query = (
+            sa.select(
+                predictions.c.ticket_id,
+                predictions.c.subject,
+                predictions.c.body,
+                moment.label("created_at"),
+            )
+            .join(latest, latest.c.id == predictions.c.id)
+            .order_by(moment, predictions.c.id)
+        )
+        with self.engine.connect() as connection:
+            found = connection.execute(query).mappings().all()
+        return [{**row, "created_at": _utc(row["created_at"])} for row in found]
+
 
 # Ids per IN (...) list: far below SQLite's and PostgreSQL's limits on bound parameters.
 IN_CHUNK = 500

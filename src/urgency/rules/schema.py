@@ -204,6 +204,50 @@ class SurgeSection(Strict):
     min_tickets: int = Field(default=100, ge=1)
 
 
+class KnowledgeBaseSection(Strict):
+    """Self-service answers (`urgency.knowledge`, docs/repeat-issues.md): the articles every
+    scored ticket is matched with."""
+
+    # The articles' folder, relative to the rules file (Markdown, HTML, a Zendesk export).
+    folder: str = Field(min_length=1)
+    method: Literal["bm25", "embedding", "hybrid"] = "hybrid"
+    # Articles in every answer and in the agent's internal note.
+    k: int = Field(default=3, ge=1, le=20)
+    # Prefix of a Markdown or HTML article's URL (its id appended) when it names none itself.
+    base_url: str = ""
+    # The best article's lead over the second at or above which it goes into the customer-facing
+    # auto-reply (`knowledge.AUTO_REPLY_MARGIN`, measured for precision 0.9 with the hybrid).
+    auto_reply_margin: float = Field(default=0.193, ge=0)
+
+
+class ClustersSection(Strict):
+    """Repeat-issue clusters (`urgency.clusters`, docs/repeat-issues.md): every scored ticket's
+    sentence vector in online clusters, and an alert when one grows faster than its baseline."""
+
+    window_days: float = Field(default=7.0, gt=0, le=60)
+    # The cosine to a cluster's centroid at which a ticket joins it.
+    threshold: float = Field(default=0.6, gt=0, le=1)
+    # The span whose count is compared with the baseline ('2h', '90m').
+    burst: Minutes = 120
+    min_count: int = Field(default=5, ge=1)
+    alpha: float = Field(default=1e-4, gt=0, lt=1)
+    # true: surge mode (`surge`) is on while a cluster alert is active, whatever `surge.mode` says.
+    surge: bool = False
+
+    @field_validator("burst", mode="before")
+    @classmethod
+    def _duration(cls, value: object) -> object:
+        return parse_duration(value)
+
+    @model_validator(mode="after")
+    def _burst_in_window(self) -> ClustersSection:
+        if self.burst >= self.window_days * 24 * 60:
+            raise ValueError(
+                f"burst ({self.burst} minutes) must be shorter than window_days ({self.window_days:g})"
+            )
+        return self
+
+
 SignalName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$")]
 
 
@@ -230,6 +274,9 @@ class RulesFile(Strict):
     calendar_selection: CalendarSelection
     sla: SlaSection
     surge: SurgeSection = SurgeSection()
+    # Optional (absent: no articles, no clusters).
+    knowledge_base: KnowledgeBaseSection | None = None
+    clusters: ClustersSection | None = None
 
     def all_rules(self) -> list[Rule]:
         """Every named rule in the file, section by section (rule names are unique across them)."""

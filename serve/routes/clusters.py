@@ -1,0 +1,81 @@
+"""GET /v1/clusters: this worker's repeat-issue clusters and alerts, each alert proposing a
+parent incident (docs/repeat-issues.md "In the service")."""
+
+from __future__ import annotations
+
+import os
+from datetime import UTC, datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+
+from serve.deps import RuntimeDep, ScoreKey, ServiceDep
+from serve.errors import ERRORS
+from serve.schemas import ClusterAlertResult, Clusters, ClusterSummary
+
+router = APIRouter(tags=["reports"])
+
+# A cluster's newest tickets listed (an alert lists them all: the incident's children).
+LISTED_TICKETS = 20
+
+
+# The score scope: a helpdesk integration that scores tickets may link them to the proposed
+# incident, and the clusters hold ticket ids and titles only, no ticket text.
+@router.get("/v1/clusters", response_model=Clusters, responses=ERRORS)
+def clusters(
+    runtime_now: RuntimeDep,
+    service: ServiceDep,
+    _key: ScoreKey,
+    min_size: Annotated[
+        int, Query(ge=1, le=10_000, description="Only clusters of at least this many tickets.")
+    ] = 2,
+    limit: Annotated[
+        int, Query(ge=1, le=1_000, description="At most this many clusters, largest first.")
+    ] = 50,
+) -> Clusters:
+    """The clusters of the tickets this worker scored in the window (rules `clusters`), largest
+    first, and those bursting now (most surprising first), each explained with its proposed
+    parent incident (title, member tickets). With several workers, each sees the tickets it
+    scored: ask each, or run one worker for the clusters."""
+    spec = runtime_now.rules.spec.clusters
+    tracker = service.tracker(runtime_now)
+    if spec is None or tracker is None:
+        return Clusters(enabled=False, pid=os.getpid(), tickets=0, surge=False, alerts=[], clusters=[])
+    now = tracker.latest or datetime.now(UTC)
+    alerts = tracker.alerts(now)
+    members = tracker.clusters()
+    largest = sorted(
+        ((cluster_id, ids) for cluster_id, ids in members.items() if len(ids) >= min_size),
+        key=lambda item: (-len(item[1]), item[0]),
+    )[:limit]
+    return Clusters(
+        enabled=True,
+        pid=os.getpid(),
+        window_days=spec.window_days,
+        tickets=sum(len(ids) for ids in members.values()),
+        surge=spec.surge and bool(alerts),
+        alerts=[
+            ClusterAlertResult(
+                cluster_id=alert.cluster_id,
+                title=alert.title,
+                explanation=alert.explanation,
+                count=alert.burst.count,
+                burst_hours=alert.burst.burst_hours,
+                baseline_per_hour=alert.burst.baseline_per_hour,
+                expected=alert.burst.expected,
+                p_value=alert.burst.p_value,
+                at=alert.burst.at.isoformat(),
+                ticket_ids=[str(id) for id in alert.ticket_ids],
+            )
+            for alert in alerts
+        ],
+        clusters=[
+            ClusterSummary(
+                cluster_id=cluster_id,
+                title=tracker.title(cluster_id),
+                size=len(ids),
+                ticket_ids=[str(id) for id in ids[-LISTED_TICKETS:]],
+            )
+            for cluster_id, ids in largest
+        ],
+    )
