@@ -62,6 +62,7 @@ class ServiceState:
     agents_watch: AgentsWatch | None = None
     # One assignment round at a time in this process: each round reads the load the last wrote.
     assign_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _agents_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     # Repeat-issue clusters of the tickets this worker scored: (the rules' `clusters` section it
     # was made for, the `urgency.clusters.ClusterTracker`), made again when the section changes.
     cluster_snapshot: tuple[object, object] = (None, None)
@@ -143,8 +144,11 @@ class ServiceState:
             return None, None
         watch = self.agents_watch
         if watch is None or watch.path != path:
-            watch = AgentsWatch(path)
-            self.agents_watch = watch
+            with self._agents_lock:  # one watch, however many requests arrive first at once
+                watch = self.agents_watch
+                if watch is None or watch.path != path:
+                    watch = AgentsWatch(path)
+                    self.agents_watch = watch
         return watch.current(runtime.rules), watch
 
     # -----------------------------------------------------------------------------------------

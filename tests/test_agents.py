@@ -54,7 +54,9 @@ def test_an_agent_is_read_with_its_defaults_and_checked_calendar() -> None:
         ([agent("a", skills=["cooking"])], "agents.0 (a).skills: 'cooking' is not a skill the rules name"),
         ([agent("a"), agent("a")], "agents.1 (a).id: 'a' is used by an earlier agent"),
         ([agent("a", max_open=0)], "agents.0 (a).max_open: Input should be greater than or equal to 1"),
-        ([agent("a", weight=0)], "agents.0 (a).weight: Input should be greater than 0"),
+        ([agent("a", weight=0)], "agents.0 (a).weight: Input should be greater than or equal to 0.01"),
+        ([agent("a", weight=float("inf"))], "agents.0 (a).weight: Input should be less than or equal to 100"),
+        ([agent("Oliver"), agent("oliver")], "agents.1 (oliver).id: 'oliver' is used by an earlier agent"),
         ([agent("a", mood="happy")], "agents.0 (a).mood: unknown key"),
         ([agent("a", teams=["desk"])], "agents.0 (a): Value error, give `team` (one) or `teams`"),
         ([{"id": "a", "team": "desk", "calendar": "berlin"}], "agents.0 (a).max_open: Field required"),
@@ -167,3 +169,8 @@ def test_a_file_touched_but_not_changed_is_not_parsed_again(tmp_path: Path) -> N
     first = watch.current(RULES)
     os.utime(path, ns=(5_000_000_000, 5_000_000_000))
     assert watch.current(RULES) is first
+
+
+def test_a_file_that_is_not_text_says_why() -> None:
+    with pytest.raises(ParamsError, match="agents.yaml: not valid YAML"):
+        parse_agents(b"\xff\xfe\x00garbage\x80", RULES, "agents.yaml")

@@ -176,3 +176,15 @@ def test_a_created_tickets_assignment_is_stored_with_its_delivery_once(store: St
     # The same delivery arriving twice at once: the second stores nothing, its assignment neither.
     assert not store.record_delivery(dict(delivery), assigned=[assigned("555", "ben", source="zendesk")])
     assert [(row["agent"], row["source"]) for row in store.rows(assignments)] == [("ana", "zendesk")]
+
+
+def test_an_assignment_makes_its_agent_the_states_assignee(store: Store) -> None:
+    """The helpdesk had given the ticket to ines; we assign it to liam: liam carries it (the
+    open load counts the state's assignee first), however often it happens."""
+    for number in range(3):
+        ticket = f"T-{number}"
+        store.record_feedback({"ticket_id": ticket, "event_id": "open", "status": "open", "assignee": "ines"})
+        store.record_assignments([assigned(ticket, "liam", at=T0 + timedelta(days=365))])
+    assert store.open_load() == {"liam": {"P3": 3}}
+    states = {row["ticket_id"]: row for row in store.rows(ticket_states)}
+    assert {row["assignee"] for row in states.values()} == {"liam"}

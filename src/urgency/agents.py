@@ -74,7 +74,8 @@ class AgentSpec(Strict):
     languages: list[str] = Field(default_factory=list)
     calendar: str
     max_open: Annotated[int, Field(ge=1)]
-    weight: Annotated[float, Field(gt=0)] = 1.0
+    # A share of the work, relative to the others' (0.5: half as much); finite and bounded.
+    weight: Annotated[float, Field(ge=0.01, le=100)] = 1.0
     helpdesk_ids: HelpdeskIds = HelpdeskIds()
 
     @model_validator(mode="after")
@@ -180,7 +181,10 @@ def parse_agents(content: bytes | str, rules: RuleSet, source: str) -> Agents:
 
 
 def _yaml(content: bytes | str, source: str) -> object:
-    loader = yaml.SafeLoader(content)
+    try:
+        loader = yaml.SafeLoader(content)  # decodes the bytes: not UTF-8 is a YAMLError here
+    except yaml.YAMLError as error:
+        raise ParamsError(f"{source}: not valid YAML: {error}") from None
     try:
         node = loader.get_single_node()
         if node is None:
@@ -223,9 +227,11 @@ def compile_agents(spec: AgentsFile, rules: RuleSet, source: str, digest: str = 
     agents = []
     for position, agent in enumerate(spec.agents):
         where = f"agents.{position} ({agent.id})"
-        if agent.id in seen:
-            problems.append(f"{where}.id: {agent.id!r} is used by an earlier agent")
-        seen.add(agent.id)
+        # Ids are looked up without regard to case (`Agents.agent_id`): `Oliver` and `oliver`
+        # would be one agent to the API.
+        if agent.id.lower() in seen:
+            problems.append(f"{where}.id: {agent.id!r} is used by an earlier agent (ids ignore case)")
+        seen.add(agent.id.lower())
         for team in agent.all_teams:
             if team not in teams:
                 problems.append(
@@ -301,8 +307,9 @@ class AgentsWatch:
         with self._lock:
             if seen is not None and seen == self._seen and rules is self._tried:
                 return self.agents
-            self._seen, self._tried = seen, rules
+            # Marked as seen only once read: a request that finds it seen finds its agents too.
             self._reload(rules)
+            self._seen, self._tried = seen, rules
             return self.agents
 
     def _reload(self, rules: RuleSet) -> None:

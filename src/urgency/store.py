@@ -472,6 +472,22 @@ def set_state(
     )
 
 
+def assign_states(connection: sa.Connection, rows: Sequence[Mapping[str, Any]]) -> None:
+    """The agent each assignment chose as its ticket's state's assignee (and team): the open
+    load counts a ticket for the state's assignee first, so an assignee the helpdesk named
+    before must not keep carrying a ticket we gave someone else."""
+    for row in rows:
+        if row.get("agent") is not None:
+            set_state(
+                connection,
+                row["ticket_id"],
+                at=row["assigned_at"],
+                source=row["source"],
+                team=row["team"],
+                assignee=row["agent"],
+            )
+
+
 def apply_feedback_state(connection: sa.Connection, row: Mapping[str, Any]) -> None:
     """A stored feedback row's status, team and assignee onto the ticket's state; an event that
     says when the ticket was resolved and gives no status solves it (it is no longer open)."""
@@ -593,6 +609,7 @@ class Store:
                     connection.execute(feedback.insert(), [_feedback_row(decided, delivery["received_at"])])
                 if assigned:
                     connection.execute(assignments.insert(), [dict(row) for row in assigned])
+                    assign_states(connection, assigned)
                 if state is not None:
                     set_state(connection, delivery["ticket_id"], **state)
                 if write_back is not None:
@@ -858,10 +875,12 @@ class Store:
     # Operations: agents and assignment (docs/operations.md "Agents", "Assignment")
 
     def record_assignments(self, rows: Sequence[Mapping[str, Any]]) -> None:
-        """Store assignments (`assignments` columns), all or none."""
+        """Store assignments (`assignments` columns), all or none, each agent also the ticket's
+        state's assignee (`assign_states`)."""
         if rows:
             with self.engine.begin() as connection:
                 connection.execute(assignments.insert(), [dict(row) for row in rows])
+                assign_states(connection, rows)
 
     def last_assignments(self, ticket_ids: Iterable[str] | None = None) -> dict[str, dict[str, Any]]:
         """Each ticket's newest assignment row (an assignment or a later move), by ticket id;
