@@ -172,5 +172,5 @@ def test_a_file_touched_but_not_changed_is_not_parsed_again(tmp_path: Path) -> N
 
 
 def test_a_file_that_is_not_text_says_why() -> None:
-    with pytest.raises(ParamsError, match="agents.yaml: not valid YAML"):
+    with pytest.raises(ParamsError, match=r"agents\.yaml: not valid YAML"):
         parse_agents(b"\xff\xfe\x00garbage\x80", RULES, "agents.yaml")
