@@ -6,7 +6,7 @@ Field limits are part of the contract: an over-long field is a 422 that names th
 from __future__ import annotations
 
 import math
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -96,6 +96,10 @@ def _csat(value: object) -> object:
     if isinstance(value, float) and not math.isfinite(value):
         raise ValueError("give a finite number (NaN and infinities are not allowed)")
     return normalise_csat(value)
+
+
+# How far ahead of this server's clock a feedback time may be (the sender's clock drifts).
+FUTURE_SKEW = timedelta(minutes=15)
 
 
 def _plausible(moment: datetime | None, name: str) -> datetime | None:
@@ -325,7 +329,14 @@ class Feedback(StrictBody):
     @field_validator("decided_at", "first_response_at", "resolved_at")
     @classmethod
     def _moments(cls, moment: datetime | None, info: ValidationInfo) -> datetime | None:
-        return _plausible(moment, str(info.field_name))
+        moment = _plausible(moment, str(info.field_name))
+        # A decision from the future would outrank every real later one (the ticket's state
+        # keeps the newest event), freezing it: a clock a few minutes fast is let through.
+        if moment is not None:
+            aware = moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+            if aware > datetime.now(UTC) + FUTURE_SKEW:
+                raise ValueError(f"{info.field_name} is in the future (more than {FUTURE_SKEW} ahead)")
+        return moment
 
     @model_validator(mode="after")
     def _decides_something(self) -> Feedback:

@@ -26,7 +26,7 @@ from urgency.assignment import (
     skip_reason,
     weighted_load,
 )
-from urgency.errors import InputError
+from urgency.errors import DataValidationError, InputError
 
 RULES = make_rules()
 LEVELS = RULES.levels
@@ -193,8 +193,9 @@ def test_a_scored_queue_gets_an_assignee_and_why() -> None:
             "subject": ["a", "b", "c"],
         }
     )
+    teams = ["desk", "triage"]
     assigned, _ = assign_frame(
-        queue, agents, {}, now=MONDAY_10_BERLIN, strategy="least-loaded", levels=LEVELS
+        queue, agents, {}, now=MONDAY_10_BERLIN, strategy="least-loaded", levels=LEVELS, teams=teams
     )
     assert list(assigned.columns) == [*queue.columns, "assignee", "assignment_explanation"]
     # T-2 (P1) first: ana; T-1 needs German: ana again; triage has nobody (missing).
@@ -202,7 +203,17 @@ def test_a_scored_queue_gets_an_assignee_and_why() -> None:
     assert assigned["assignment_explanation"][2].startswith("least-loaded: team triage has no agents")
     with pytest.raises(InputError, match="lacks the column"):
         assign_frame(queue.drop(columns="team"), agents, {}, now=MONDAY_10_BERLIN, strategy="round-robin",
-                     levels=LEVELS)  # fmt: skip
+                     levels=LEVELS, teams=teams)  # fmt: skip
+    # Rows the rules do not know, or a ticket twice: refused, each named by row and column.
+    bad = pd.concat([queue, queue.iloc[[0]]], ignore_index=True)
+    bad.loc[1, "priority"], bad.loc[2, "team"] = "P9", "sales"
+    with pytest.raises(DataValidationError) as error:
+        assign_frame(bad, agents, {}, now=MONDAY_10_BERLIN, strategy="round-robin", levels=LEVELS,
+                     teams=teams, source="queue.csv")  # fmt: skip
+    message = str(error.value)
+    assert message.startswith("queue.csv: row 2, column priority: 'P9' is not one of")
+    assert "row 3, column team: 'sales' is not a team of the rules" in message
+    assert "row 4, column id: 'T-1' is also row 1" in message
 
 
 # ---------------------------------------------------------------------------------------------

@@ -69,10 +69,16 @@ def assign_tickets(
     if request.ticket_ids is not None:
         tickets = stored_tickets(runtime_now, store, request.ticket_ids)
     else:
-        tickets = [
-            given_ticket(runtime_now, ticket, position)
-            for position, ticket in enumerate(request.tickets or [])
-        ]
+        given = request.tickets or []
+        first = {}
+        for position, ticket in enumerate(given):
+            # One ticket, one assignment: a second copy would be assigned again (and counted twice).
+            if first.setdefault(ticket.ticket_id, position) != position:
+                raise invalid(
+                    ["body", "tickets", position, "ticket_id"],
+                    f"ticket {ticket.ticket_id!r} is given twice (also at {first[ticket.ticket_id]})",
+                )
+        tickets = [given_ticket(runtime_now, ticket, position) for position, ticket in enumerate(given)]
     now = request.now or datetime.now(UTC)
     if now.tzinfo is None:
         now = now.replace(tzinfo=UTC)

@@ -31,7 +31,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from urgency.agents import Agent, Agents
-from urgency.errors import InputError
+from urgency.errors import DataValidationError, InputError
 from urgency.language import normalise_tag
 
 if TYPE_CHECKING:
@@ -243,6 +243,32 @@ def _next_in_turn(team_agents: Sequence[Agent], eligible: Sequence[Agent], last:
     return eligible[0]  # not reached: every eligible agent is one of the team's
 
 
+def queue_problems(
+    frame: pd.DataFrame, id_column: str, levels: Sequence[str], teams: Sequence[str]
+) -> list[str]:
+    """What is wrong with a queue's rows (row numbers from 1, the header not counted), at most
+    five: an id that is empty or given twice, a priority that is not one of the rules' levels,
+    a team that is not one of the rules' teams."""
+    problems: list[str] = []
+    seen: dict[str, int] = {}
+    for row, (ticket_id, priority, team) in enumerate(
+        zip(frame[id_column], frame["priority"], frame["team"], strict=True), start=1
+    ):
+        ticket = "" if ticket_id is None or ticket_id != ticket_id else str(ticket_id).strip()
+        if not ticket:
+            problems.append(f"row {row}, column {id_column}: empty")
+        elif ticket in seen:
+            problems.append(f"row {row}, column {id_column}: {ticket!r} is also row {seen[ticket]}")
+        seen.setdefault(ticket, row)
+        if priority not in levels:
+            problems.append(f"row {row}, column priority: {priority!r} is not one of {', '.join(levels)}")
+        if team not in teams:
+            problems.append(f"row {row}, column team: {team!r} is not a team of the rules")
+        if len(problems) >= 5:
+            break
+    return problems[:5]
+
+
 def assign_frame(
     frame: pd.DataFrame,
     agents: Agents,
@@ -252,6 +278,7 @@ def assign_frame(
     strategy: str,
     levels: Sequence[str],
     availability: Mapping[str, Availability] | None = None,
+    teams: Sequence[str],
     language_column: str = "language",
     source: str = "the queue",
 ) -> tuple[pd.DataFrame, AssignmentRun]:
@@ -268,6 +295,10 @@ def assign_frame(
 
     def text(value: object) -> str | None:
         return None if value is None or (isinstance(value, float) and value != value) else str(value)
+
+    problems = queue_problems(frame, id_column, levels, teams)
+    if problems:
+        raise DataValidationError(f"{source}: " + "; ".join(problems))
 
     skills = frame["skills"] if "skills" in frame.columns else [None] * len(frame)
     languages = frame[language_column] if language_column in frame.columns else [None] * len(frame)

@@ -319,3 +319,12 @@ def test_zendesk_agent_availability_events_switch_agents_off_and_on(app: tuple[T
     body, headers = signed("zendesk", zendesk_agent_state("1234", "away"))
     unknown = client.post("/v1/webhooks/zendesk", content=body, headers=headers).json()
     assert unknown["action"] == "ignored" and "user id '1234'" in unknown["reason"]
+
+
+def test_a_ticket_given_twice_is_refused(app: tuple[TestClient, str]) -> None:
+    client, _ = app
+    ticket = {"ticket_id": "D1", "priority": "P1", "team": "triage"}
+    twice = client.post("/v1/assign", json={"tickets": [ticket, {**ticket, "priority": "P4"}]}, headers=ALL)
+    assert twice.status_code == 422
+    assert twice.json()["detail"][0]["loc"] == ["body", "tickets", 1, "ticket_id"]
+    assert "given twice" in twice.json()["detail"][0]["msg"]

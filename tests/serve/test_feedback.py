@@ -22,3 +22,18 @@ def test_feedback_is_idempotent_and_checked(client: TestClient, database: str) -
     assert empty.status_code == 422 and "at least one of" in empty.text
     stored = rows(database, feedback)
     assert [(r["event_id"], r["urgency"], r["priority"]) for r in stored] == [("e-1", "low", "P3")]
+
+
+def test_a_decision_from_the_future_is_refused(client: TestClient, database: str) -> None:
+    """A decided_at far ahead would outrank every real later event of the ticket's state."""
+    future = {
+        "ticket_id": "T-1",
+        "event_id": "e-9",
+        "status": "pending",
+        "decided_at": "2999-01-01T00:00:00Z",
+    }
+    answer = client.post("/v1/feedback", json=future, headers=ALL)
+    assert answer.status_code == 422
+    assert answer.json()["detail"][0]["loc"] == ["body", "decided_at"]
+    assert "in the future" in answer.json()["detail"][0]["msg"]
+    assert rows(database, feedback) == []

@@ -82,6 +82,7 @@ def assign(
         now=moment,
         strategy=strategy or params.operations.assignment_strategy,
         levels=rules.levels,
+        teams=list(rules.team_skills),
         availability=availability,
         language_column=language.column if language is not None and language.column else "language",
         source=str(input),
