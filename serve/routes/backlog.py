@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from serve.deps import AdminKey, RuntimeDep, ServiceDep, StoreDep
-from serve.errors import ERRORS
+from serve.errors import ERRORS, invalid
 from serve.schemas import Backlog
 
 router = APIRouter(tags=["reports"])
@@ -30,6 +30,12 @@ def backlog(
     counts every ticket the filters keep, `tickets` lists the first `limit`."""
     from urgency.backlog import backlog_json, filtered, read_backlog
 
+    # A filter the rules do not know would list nothing, silently: say so, as /v1/assign does.
+    rules = runtime_now.rules
+    if priority is not None and priority not in rules.levels:
+        raise invalid(["query", "priority"], f"{priority!r} is not one of {', '.join(rules.levels)}")
+    if team is not None and team not in rules.team_skills:
+        raise invalid(["query", "team"], f"{team!r} is not a team of the rules")
     now = datetime.now(UTC)
     # A plain `def`: FastAPI runs it in its thread pool (the store's reads block).
     frame = read_backlog(

@@ -107,7 +107,10 @@ def test_the_backlog_lists_open_tickets_with_risk(any_client: TestClient) -> Non
     assert sum(row["tickets"] for row in backlog["summary"]) == 2
     limited = any_client.get("/v1/backlog", params={"limit": 1}, headers=ALL).json()
     assert limited["open_tickets"] == 2 and len(limited["tickets"]) == 1
-    assert any_client.get("/v1/backlog", params={"team": "nobody"}, headers=ALL).json()["open_tickets"] == 0
+    unknown = any_client.get("/v1/backlog", params={"team": "nobody"}, headers=ALL)
+    assert unknown.status_code == 422 and unknown.json()["detail"][0]["loc"] == ["query", "team"]
+    odd = any_client.get("/v1/backlog", params={"priority": "p4"}, headers=ALL)
+    assert odd.status_code == 422 and "is not one of" in odd.json()["detail"][0]["msg"]
     priority = first["priority"]
     assert (
         any_client.get("/v1/backlog", params={"priority": priority}, headers=ALL).json()["open_tickets"] == 2
