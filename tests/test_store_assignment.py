@@ -188,3 +188,28 @@ def test_an_assignment_makes_its_agent_the_states_assignee(store: Store) -> None
     assert store.open_load() == {"liam": {"P3": 3}}
     states = {row["ticket_id"]: row for row in store.rows(ticket_states)}
     assert {row["assignee"] for row in states.values()} == {"liam"}
+
+
+def test_one_assignment_round_at_a_time_across_processes(store: Store) -> None:
+    """The lock a round holds is the store's (a file beside SQLite, an advisory lock on
+    PostgreSQL), not the process's: a second holder waits until the first lets go."""
+    import threading
+    import time
+
+    events: list[str] = []
+    inside = threading.Event()
+
+    def second() -> None:
+        inside.wait(5)
+        with store.assignment_lock():
+            events.append("second in")
+
+    other = threading.Thread(target=second)
+    other.start()
+    with store.assignment_lock():
+        events.append("first in")
+        inside.set()
+        time.sleep(0.5)  # the second asks meanwhile and must wait
+        events.append("first out")
+    other.join(10)
+    assert events == ["first in", "first out", "second in"]

@@ -160,8 +160,9 @@ def assign_and_store(
     source: str,
 ) -> tuple[Assignment, ...]:
     """Assign the tickets from the store's load and availability, and store the assignments.
-    One round at a time in this process, so a round sees the load the last one wrote."""
-    with service.assign_lock:
+    One round at a time (in this process, and across the workers: `Store.assignment_lock`), so
+    a round sees the load the last one wrote."""
+    with service.assign_lock, store.assignment_lock():
         chosen = choose(runtime_now, store, agents, tickets, now)
         store.record_assignments([assignment_row(one, now, source) for one in chosen])
     count_assignments(service, chosen)

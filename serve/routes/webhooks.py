@@ -290,6 +290,7 @@ def assigned(
     ticket = ticket_from_score(event.ticket_id, result.model_dump(mode="json"), language)
     now = datetime.now(UTC)
     held.enter_context(service.assign_lock)
+    held.enter_context(store.assignment_lock())  # until the delivery, with its assignment, is stored
     one = choose(runtime_now, store, agents, [ticket], now)[0]
     return result_of(one, agents), [assignment_row(one, now, event.helpdesk)]
 

@@ -7,10 +7,12 @@ service refuses to start on a database that is not at the newest revision.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from importlib import resources
@@ -194,6 +196,10 @@ ticket_vectors = sa.Table(
     sa.Column("stored_at", sa.DateTime(timezone=True), nullable=False),
     sa.Index("ix_ticket_vectors_scope", "scope", "stored_at"),
 )
+
+
+# The PostgreSQL advisory lock key of assignment rounds (`Store.assignment_lock`): any fixed number.
+ASSIGNMENT_LOCK = 0x75726731
 
 
 class FeedbackConflict(UrgencyError):
@@ -873,6 +879,31 @@ class Store:
 
     # -----------------------------------------------------------------------------------------
     # Operations: agents and assignment (docs/operations.md "Agents", "Assignment")
+
+    @contextmanager
+    def assignment_lock(self) -> Iterator[None]:
+        """One assignment round at a time across the service's worker processes: a round reads
+        the agents' open load, chooses and stores, and the next round must see what it stored
+        (else two workers both give an agent their last free place). SQLite: a lock file beside
+        the database (the workers share its host); PostgreSQL: an advisory lock."""
+        path = sqlite_path(self.engine.url.render_as_string(hide_password=False))
+        if path is not None:
+            with open(f"{path}.assign-lock", "a") as handle:
+                fcntl.flock(handle, fcntl.LOCK_EX)
+                try:
+                    yield
+                finally:
+                    fcntl.flock(handle, fcntl.LOCK_UN)
+        elif self.engine.dialect.name == "postgresql":
+            with self.engine.connect() as connection:
+                connection.execute(sa.text("SELECT pg_advisory_lock(:key)"), {"key": ASSIGNMENT_LOCK})
+                try:
+                    yield
+                finally:
+                    connection.execute(sa.text("SELECT pg_advisory_unlock(:key)"), {"key": ASSIGNMENT_LOCK})
+                    connection.commit()
+        else:
+            yield
 
     def record_assignments(self, rows: Sequence[Mapping[str, Any]]) -> None:
         """Store assignments (`assignments` columns), all or none, each agent also the ticket's
