@@ -130,12 +130,21 @@ def write_server_params(folder: Path, tracking_uri: str) -> Path:
 def copy_version(client: Any, name: str, version: str = "1") -> Any:
     """A new version of registered model `name` with `version`'s files and its recorded
     artifact digests (what loading checks): another version to promote, in one call."""
+    import mlflow
+
     from urgency.models import DIGEST_TAG
 
     first = client.get_model_version(name, version)
-    return client.create_model_version(
-        name, first.source, run_id=first.run_id, tags={DIGEST_TAG: first.tags[DIGEST_TAG]}
-    )
+    # MLflow 3 looks a `models:/m-...` source up in the process-wide tracking store, whatever the
+    # client's: point it at the client's store for the call (an earlier module may have moved it).
+    found = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(client._tracking_client.tracking_uri)
+    try:
+        return client.create_model_version(
+            name, first.source, run_id=first.run_id, tags={DIGEST_TAG: first.tags[DIGEST_TAG]}
+        )
+    finally:
+        mlflow.set_tracking_uri(found)
 
 
 @pytest.fixture(autouse=True, scope="module")
