@@ -31,6 +31,10 @@ SERVICE_ONLY = {
     "expected_first_response_at",
     "expected_first_response",
     "at_risk",
+    # Repeat issues: the knowledge base's articles and the cluster (serve.repeat), not the record.
+    "articles",
+    "auto_reply_articles",
+    "cluster",
 }
 FILE_ONLY = {"order_key", "explanation_json"}
 
