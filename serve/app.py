@@ -77,6 +77,9 @@ async def serving(state: ServiceState, preloaded: Runtime | None) -> AsyncIterat
     # The repeat-issue clusters start with the store's tickets of the last window (rules
     # `clusters`; nothing without the section).
     await run_in_threadpool(state.tracker, state.runtime)
+    # The similar-tickets index (rules `similar_tickets`, `duplicates`): its file caught up with
+    # the store, or rebuilt from it.
+    await run_in_threadpool(state.similar_index, state.runtime)
     tasks = []
     if settings.check_seconds() > 0:
         tasks.append(asyncio.create_task(state.watch_alias()))
@@ -89,4 +92,5 @@ async def serving(state: ServiceState, preloaded: Runtime | None) -> AsyncIterat
             task.cancel()
             with suppress(asyncio.CancelledError):
                 await task
+        await run_in_threadpool(state.save_similar_index)
         engine.dispose()

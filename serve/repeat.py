@@ -36,6 +36,18 @@ class SharedVectors:
     cleaning: Any  # urgency.cleaning.Cleaning | None: the head cleans its text again
     source: str  # the head whose pass is shared, or "packaged MiniLM"
 
+    @property
+    def scope(self) -> str:
+        """The memo's (and the similar-tickets index's) name for vectors made this way."""
+        from urgency.transformer_model import vector_scope
+
+        encoder = self.encoder
+        return vector_scope(encoder.key, self.max_length, self.normalize, runtime=encoder.runtime)
+
+    @property
+    def ndim(self) -> int:
+        return int(self.encoder.model.config.hidden_size)
+
     def texts(self, model_texts: Sequence[str]) -> list[str]:
         """The model-input texts as the head encodes them (its own cleaning step)."""
         from urgency.cleaning import clean_texts
@@ -44,7 +56,7 @@ class SharedVectors:
 
     def vectors(self, texts: Sequence[str]) -> np.ndarray:
         """Unit vectors of `texts` (already `texts`-cleaned) through the shared memo."""
-        from urgency.transformer_model import VECTORS, embed_once, vector_scope
+        from urgency.transformer_model import VECTORS, embed_once
 
         encoder = self.encoder
         vectors = embed_once(
@@ -55,7 +67,7 @@ class SharedVectors:
             batch_size=self.batch_size,
             normalize=self.normalize,
             store=VECTORS,
-            scope=vector_scope(encoder.key, self.max_length, self.normalize, runtime=encoder.runtime),
+            scope=self.scope,
             device=encoder.device,
         )
         norms = np.linalg.norm(vectors, axis=1, keepdims=True)
@@ -115,7 +127,12 @@ def load_repeat(rules: RuleSet, models: dict[str, Any]) -> tuple[KnowledgeBase |
     """The knowledge base the rules file names (indexed, its articles embedded: a runtime's
     start-up, once) and how tickets are embedded (None: nothing needs a vector)."""
     spec = rules.spec.knowledge_base
-    needs_vectors = rules.spec.clusters is not None or (spec is not None and spec.method != "bm25")
+    needs_vectors = (
+        rules.spec.clusters is not None
+        or rules.spec.similar_tickets is not None
+        or rules.spec.duplicates is not None
+        or (spec is not None and spec.method != "bm25")
+    )
     vectors = (served_vectors(models) or packaged_vectors()) if needs_vectors else None
     if spec is None:
         return None, vectors
@@ -157,3 +174,84 @@ def tracker_for(spec: ClustersSection) -> Any:
         min_count=spec.min_count,
         alpha=spec.alpha,
     )
+
+
+@dataclass
+class SimilarCheck:
+    """One request's similar tickets and duplicate check (rules `similar_tickets`, `duplicates`):
+    run between the models and the rules (`before_decide`), so the rules can read `duplicate`;
+    then `record` keeps the tickets' vectors (store and index) for the next requests. Tickets of
+    one batch are not checked against each other (each is indexed after the batch's checks)."""
+
+    index: Any  # urgency.similar.SimilarIndex
+    store: Any  # urgency.store.Store
+    vectors: SharedVectors
+    rules: RuleSet
+    texts: list[str]  # the model-input texts as the shared encoder reads them
+    ids: list[str]
+    fields: list[dict[str, Any]]
+    created: list[Any]  # each ticket's created instant (UTC)
+    embedded: np.ndarray | None = None
+    similar: list[list[Any]] | None = None  # per ticket: urgency.similar.SimilarTicket
+    duplicates: list[Any] | None = None  # per ticket: urgency.duplicates.DuplicateMatch | None
+
+    def before_decide(self, frame: Any) -> Any:
+        """The frame the rules read, with `rules.engine.DUPLICATE_COLUMNS` (with `duplicates`)."""
+        from urgency.duplicates import duplicate_of
+        from urgency.rules.engine import DUPLICATE_COLUMNS
+        from urgency.similar import similar_tickets
+
+        spec = self.rules.spec
+        rows = [n for n, text in enumerate(self.texts) if text.strip()]
+        embedded = np.full((len(self.texts), self.vectors.ndim), np.nan, dtype=np.float32)
+        if rows:
+            embedded[rows] = self.vectors.vectors([self.texts[n] for n in rows])
+        self.embedded = embedded
+        if spec.similar_tickets is not None:
+            window = timedelta(days=spec.similar_tickets.window_days)
+            self.similar = [
+                similar_tickets(
+                    self.index,
+                    self.store,
+                    vector,
+                    spec.similar_tickets.k,
+                    exclude_ids=[ticket_id],
+                    created_after=created - window,
+                )
+                for vector, ticket_id, created in zip(embedded, self.ids, self.created, strict=True)
+            ]
+        if spec.duplicates is None:
+            return frame
+        columns = {name: info.column or name for name, info in self.rules.fields.items()}
+        self.duplicates = [
+            duplicate_of(
+                self.index,
+                self.store,
+                vector,
+                fields,
+                spec.duplicates,
+                ticket_id=ticket_id,
+                created_at=created,
+                columns=columns,
+            )
+            for vector, fields, ticket_id, created in zip(
+                embedded, self.fields, self.ids, self.created, strict=True
+            )
+        ]
+        found = self.duplicates
+        return frame.assign(
+            **{
+                DUPLICATE_COLUMNS[0]: [match.ticket_id if match else None for match in found],
+                DUPLICATE_COLUMNS[1]: [match.similarity if match else None for match in found],
+                DUPLICATE_COLUMNS[2]: [match.explanation if match else None for match in found],
+            }
+        )
+
+    def record(self) -> int:
+        """Keep the scored tickets' vectors (`urgency.similar.record_scored`); a ticket without
+        text has none."""
+        from urgency.similar import record_scored
+
+        if self.embedded is None:
+            return 0
+        return record_scored(self.index, self.store, self.ids, self.embedded, self.created)

@@ -7,7 +7,7 @@ assignment, so a request that already holds the old runtime finishes on it.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -183,9 +183,15 @@ class ScoredTicket:
 
 
 def score_tickets(
-    runtime: Runtime, tickets: Sequence[Ticket], *, now: datetime, surge: bool
+    runtime: Runtime,
+    tickets: Sequence[Ticket],
+    *,
+    now: datetime,
+    surge: bool,
+    before_decide: Callable[[pd.DataFrame], pd.DataFrame] | None = None,
 ) -> list[ScoredTicket]:
-    """Score (predict, then decide: `urgency.scoring.score_frame`) each ticket."""
+    """Score (predict, then decide: `urgency.scoring.score_frame`) each ticket; `before_decide`
+    adds what the rules read besides the models (`serve.repeat.SimilarCheck`)."""
     frame = tickets_frame(tickets, runtime.rules.spec.created_at.column)
     scored = score_frame(
         runtime.models,
@@ -196,6 +202,7 @@ def score_tickets(
         subject_column="subject",
         body_column="body",
         max_text_chars=runtime.params.data.max_text_chars,
+        before_decide=before_decide,
     )
     rows = frame_records(scored.predicted, list(scored.predicted.columns))
     return [

@@ -197,6 +197,35 @@ class TicketCluster(BaseModel):
     )
 
 
+class SimilarTicketResult(BaseModel):
+    """An earlier ticket like this one (`urgency.similar`) and what became of it."""
+
+    ticket_id: str
+    similarity: float = Field(description="Cosine similarity of the two tickets' sentence vectors.")
+    category: str | None = Field(
+        description="Its final category: the agents' when they set one, else the model's."
+    )
+    priority: str | None = Field(description="Its final priority (the agents', else the rules').")
+    status: str | None = Field(
+        description="Its latest state (new, open, pending, on_hold, solved, closed); null: unknown."
+    )
+    resolved_at: str | None = Field(description="When it was resolved (ISO 8601 UTC); null: not known to be.")
+    decided_by: str = Field(
+        description='"agent": category / priority are the agents\' final values; "model"; "none".'
+    )
+
+
+class DuplicateResult(BaseModel):
+    """The open ticket this one probably duplicates (`urgency.duplicates`), explained."""
+
+    ticket_id: str
+    similarity: float
+    same: str = Field(description="The field both share (rules `duplicates.same_fields`), e.g. requester.")
+    status: str = Field(description='The open ticket\'s status ("unknown": scored, no state known).')
+    explanation: str = Field(description='e.g. "duplicate of T-12 (0.93, same requester, open)".')
+    assignee: str | None = Field(default=None, description="The open ticket's agent, when one has it.")
+
+
 class ScoreResult(BaseModel):
     """The decided-ticket record (`urgency.decision`) as the service answers it: lists for the
     skills, heads and explanation steps, plus the ticket id, the probabilities and the versions."""
@@ -262,6 +291,16 @@ class ScoreResult(BaseModel):
     )
     cluster: TicketCluster | None = Field(
         default=None, description="The repeat-issue cluster the ticket joined (rules `clusters`)."
+    )
+    similar_tickets: list[SimilarTicketResult] = Field(
+        default_factory=list,
+        description="The earlier tickets most like this one (rules `similar_tickets.k`), most similar "
+        "first, with their final category, priority and resolution.",
+    )
+    duplicate_of: DuplicateResult | None = Field(
+        default=None,
+        description="The open ticket of the same requester or organisation this one probably "
+        "duplicates (rules `duplicates`; its rules read `duplicate`); null: none found, or no check.",
     )
 
 

@@ -35,6 +35,8 @@ log = logging.getLogger("urgency.serve")
 # How long the store's count of tickets in the surge window is reused: counting on every request
 # would be a query per request, and a surge is a matter of hours.
 SURGE_COUNT_SECONDS = 30
+# How often a worker's similar-tickets index reads the vectors other workers stored.
+SIMILAR_CATCH_UP_SECONDS = 5.0
 # Seconds a helpdesk's API has to answer one write-back call.
 WRITE_BACK_TIMEOUT = 10.0
 
@@ -69,6 +71,11 @@ class ServiceState:
     # (when checked, by time.monotonic(); whether an alert was active): `clusters.surge`.
     cluster_alerting: tuple[float, bool] = (0.0, False)
     _cluster_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    # Similar tickets and duplicates: (the vector scope it holds, where it is saved or None, the
+    # `urgency.similar.SimilarIndex`), opened on first use; (when last caught up with the store).
+    similar_snapshot: tuple[str | None, object, object] = (None, None, None)
+    similar_synced: float = 0.0
+    _similar_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     # -----------------------------------------------------------------------------------------
     # Models
@@ -260,6 +267,48 @@ class ServiceState:
             alerting = bool(tracker.alerts(tracker.latest or now)) if len(tracker) else False
             self.cluster_alerting = (time.monotonic(), alerting)
         return alerting
+
+    # -----------------------------------------------------------------------------------------
+    # Similar tickets and duplicates (docs/repeat-issues.md "In the service")
+
+    def similar_index(self, runtime: Runtime) -> Any:
+        """This worker's similar-tickets index (None: the rules list no similar tickets and check
+        no duplicates). Opened on first use from its file (params `similar.index`, else beside
+        the SQLite store; a server database without one keeps it in memory), caught up with the
+        store or rebuilt from it; then caught up every `SIMILAR_CATCH_UP_SECONDS` with what the
+        other workers stored."""
+        spec = runtime.rules.spec
+        vectors = runtime.vectors
+        wanted = spec.similar_tickets is not None or spec.duplicates is not None
+        if not wanted or vectors is None or self.store is None:
+            return None
+        from urgency.similar import SimilarIndex, catch_up, index_path, open_index, rebuild_from_store
+
+        scope, _path, index = self.similar_snapshot
+        if index is not None and scope == vectors.scope:
+            if time.monotonic() - self.similar_synced > SIMILAR_CATCH_UP_SECONDS:
+                self.similar_synced = time.monotonic()
+                catch_up(index, self.store)
+            return index
+        with self._similar_lock:
+            scope, _path, index = self.similar_snapshot
+            if index is None or scope != vectors.scope:
+                path = runtime.params.similar.index or index_path(self.settings.store_url())
+                if path is not None:
+                    index = open_index(path, self.store, vectors.scope, vectors.ndim)
+                else:
+                    index = rebuild_from_store(self.store, vectors.scope)
+                    index = index or SimilarIndex(vectors.scope, vectors.ndim)
+                self.similar_snapshot = (vectors.scope, path, index)
+                self.similar_synced = time.monotonic()
+                log.info("similar-tickets index: %d tickets (%s)", len(index), path or "in memory")
+        return index
+
+    def save_similar_index(self) -> None:
+        """Write the index to its file (at shutdown: the next start only catches up)."""
+        _scope, path, index = self.similar_snapshot
+        if path is not None and index is not None:
+            index.save(path)  # type: ignore[attr-defined]
 
     # -----------------------------------------------------------------------------------------
     # What the customer is told (the backlog part)

@@ -353,3 +353,26 @@ def test_least_loaded_spreads_weighted_load_within_one_ticket_of_even(
     weights = priority_weights(LEVELS)
     loads = [weighted_load(result.load.get(f"a{n}", {}), weights) for n in range(agents)]
     assert max(loads) - min(loads) <= max(weights.values())
+
+
+# ---------------------------------------------------------------------------------------------
+# A probable duplicate goes to the agent of the ticket it duplicates (rules `duplicates.same_agent`)
+
+
+@pytest.mark.parametrize("strategy", ["round-robin", "least-loaded", "capacity-aware"])
+def test_a_duplicate_goes_to_the_agent_of_its_original_when_they_can_take_it(strategy: str) -> None:
+    agents = make_agents(agent("ana"), agent("ben", max_open=2))
+    # ben has more load: every strategy alone would choose ana.
+    load = {"ben": {"P3": 1}}
+    [one] = run(
+        [ticket("T-2", duplicate_of="T-1", duplicate_agent="ben")], agents, strategy, load=load
+    ).assignments
+    assert one.agent == "ben"
+    assert "the agent of T-1, which it probably duplicates" in one.explanation
+    # ben is full: the strategy chooses as usual, and says nothing of the original.
+    full = {"ben": {"P3": 2}}
+    [other] = run(
+        [ticket("T-2", duplicate_of="T-1", duplicate_agent="ben")], agents, strategy, load=full
+    ).assignments
+    assert other.agent == "ana" and "T-1" not in other.explanation
+    assert [who for who, _why in other.skipped] == ["ben"]

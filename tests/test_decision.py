@@ -35,6 +35,8 @@ SERVICE_ONLY = {
     "articles",
     "auto_reply_articles",
     "cluster",
+    "similar_tickets",
+    "duplicate_of",
 }
 FILE_ONLY = {"order_key", "explanation_json"}
 

@@ -14,7 +14,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.conftest import PROJECT, SHARED_DATA
-from urgency.config import SimilarParams
 from urgency.duplicates import (
     PAIRS_FILE,
     choose_threshold,
@@ -25,6 +24,7 @@ from urgency.duplicates import (
     shared_field,
 )
 from urgency.errors import DataValidationError, InputError
+from urgency.rules.schema import DuplicatesSection
 from urgency.similar import SimilarIndex
 from urgency.store import Store, make_engine, upgrade
 
@@ -83,7 +83,7 @@ def base() -> np.ndarray:
 
 def test_the_same_requesters_open_ticket_is_the_duplicate(store: Store, base: np.ndarray) -> None:
     index = SimilarIndex("s", DIM)
-    params = SimilarParams(threshold=0.9)
+    params = DuplicatesSection(threshold=0.9)
     scored(
         store, index, "T-1", near(base, 0.95, 1), {"requester": "Ann@Example.com ", "organization": "acme"}
     )
@@ -118,16 +118,16 @@ def test_closed_old_dissimilar_or_itself_is_no_duplicate(store: Store, base: np.
     state(store, "T-solved", "solved")
     scored(store, index, "T-old", near(base, 0.99, 2), fields, created_at=NOW - timedelta(days=40))
     scored(store, index, "T-far", near(base, 0.8, 3), fields)
-    params = SimilarParams(threshold=0.9, window_days=30)
+    params = DuplicatesSection(threshold=0.9, window_days=30)
     assert duplicate_of(index, store, base, fields, params, created_at=NOW) is None
     # A wider window finds the old one (scoring opened its state: new).
     wide = duplicate_of(
-        index, store, base, fields, SimilarParams(threshold=0.9, window_days=60), created_at=NOW
+        index, store, base, fields, DuplicatesSection(threshold=0.9, window_days=60), created_at=NOW
     )
     assert wide is not None and wide.ticket_id == "T-old" and wide.status == "new"
     assert "new)" in wide.explanation
     # A lower threshold reaches the dissimilar one; the ticket itself is never its own duplicate.
-    low = duplicate_of(index, store, base, fields, SimilarParams(threshold=0.75), created_at=NOW)
+    low = duplicate_of(index, store, base, fields, DuplicatesSection(threshold=0.75), created_at=NOW)
     assert low is not None and low.ticket_id == "T-far"
     assert (
         duplicate_of(
@@ -135,7 +135,7 @@ def test_closed_old_dissimilar_or_itself_is_no_duplicate(store: Store, base: np.
             store,
             near(base, 0.8, 3),
             fields,
-            SimilarParams(threshold=0.99),
+            DuplicatesSection(threshold=0.99),
             ticket_id="T-far",
             created_at=NOW,
         )
@@ -143,7 +143,7 @@ def test_closed_old_dissimilar_or_itself_is_no_duplicate(store: Store, base: np.
     )
     # Resolved by an agent (feedback), without a state: not open.
     store.record_feedback({"ticket_id": "T-far", "event_id": "e", "resolved_at": NOW})
-    assert duplicate_of(index, store, base, fields, SimilarParams(threshold=0.75), created_at=NOW) is None
+    assert duplicate_of(index, store, base, fields, DuplicatesSection(threshold=0.75), created_at=NOW) is None
     assert duplicate_of(index, store, np.full(DIM, np.nan), fields, params, created_at=NOW) is None
 
 
@@ -226,17 +226,27 @@ def test_a_changed_row_is_refused(tmp_path: Path) -> None:
         load_pairs(tmp_path / "ok.csv", empty)
 
 
-def test_the_params_section(tmp_path: Path) -> None:
+def test_the_params_section_names_only_the_index(tmp_path: Path) -> None:
     from pydantic import ValidationError
 
-    from urgency.config import Params, resolve_paths
+    from urgency.config import Params, SimilarParams, resolve_paths
 
     data = {"sources": [{"name": "s", "path": "x.csv", "columns": {"body": "body"}}]}
-    defaults = Params.model_validate({"data": data}).similar
-    assert (defaults.k, defaults.threshold, defaults.window_days, defaults.index) == (5, 0.87, 30, None)
-    assert defaults.same_fields == ["requester", "organization"]
-    params = Params.model_validate({"data": data, "similar": {"index": "data/similar.index", "k": 3}})
+    assert Params.model_validate({"data": data}).similar.index is None
+    params = Params.model_validate({"data": data, "similar": {"index": "data/similar.index"}})
     assert resolve_paths(params, tmp_path).similar.index == (tmp_path / "data" / "similar.index").resolve()
-    for wrong in ({"threshold": 1.5}, {"k": 0}, {"same_fields": []}, {"colour": "red"}):
+    # What is listed and what is a duplicate are the rules file's (`similar_tickets`, `duplicates`).
+    for wrong in ({"threshold": 0.8}, {"k": 3}, {"colour": "red"}):
         with pytest.raises(ValidationError):
             SimilarParams.model_validate(wrong)
+
+
+def test_the_rules_sections_defaults_are_the_measured_ones() -> None:
+    defaults = DuplicatesSection()
+    assert (defaults.threshold, defaults.window_days, defaults.candidates, defaults.same_agent) == (
+        0.87,
+        30,
+        50,
+        True,
+    )
+    assert defaults.same_fields == ["requester", "organization"]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import json
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
@@ -22,6 +23,7 @@ from tests.helpdesk_payloads import (
 )
 from urgency.config import HelpdeskParams
 from urgency.helpdesks import (
+    DUPLICATE_TAG,
     HELPDESKS,
     PayloadError,
     SignatureError,
@@ -353,6 +355,34 @@ def test_the_note_says_who_was_assigned_and_why() -> None:
         mapping=MAPPING,
     )
     assert "assignee" not in unassigned and "assigned:" not in unassigned["note"]
+
+
+def test_a_probable_duplicate_is_tagged_and_linked_in_the_note_with_the_similar_tickets() -> None:
+    common: dict[str, Any] = dict(
+        priority="P3",
+        priority_title="Normal",
+        team="desk",
+        needs_human_triage=False,
+        first_response_due=None,
+        resolution_due=None,
+        explanation="x",
+        mapping=MAPPING,
+    )
+    values = helpdesk_values(
+        **common,
+        duplicate_of={"ticket_id": "T-12", "explanation": "duplicate of T-12 (0.93, same requester, open)"},
+        similar_tickets=[
+            {"ticket_id": "T-12", "similarity": 0.93, "category": "Access", "priority": "P2"}
+            | {"status": "open"},
+            {"ticket_id": "T-3", "similarity": 0.81, "category": None, "priority": None, "status": None},
+        ],
+    )
+    assert DUPLICATE_TAG in values["tags"]
+    lines = values["note"].splitlines()
+    assert "probable duplicate of T-12 (0.93, same requester, open)" in lines
+    assert "similar: T-12 (0.93, Access, P2, open)" in lines and "similar: T-3 (0.81)" in lines
+    plain = helpdesk_values(**common)
+    assert DUPLICATE_TAG not in plain["tags"] and "similar:" not in plain["note"]
 
 
 # ---------------------------------------------------------------------------------------------

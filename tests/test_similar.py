@@ -412,15 +412,15 @@ def test_the_scoring_sequence_end_to_end(minilm_models: dict, store: Store, tmp_
     """What the service does (docs/repeat-issues.md, "Wiring"): predict, take the vectors from
     the pass, list similar tickets and a duplicate, keep the vectors; a restart reopens the file."""
     from tests.test_shared_encoder import encoded_rows
-    from urgency.config import SimilarParams
     from urgency.duplicates import duplicate_of
     from urgency.predict import model_input, models_cleaning, predict_frame
+    from urgency.rules.schema import DuplicatesSection
 
     source = vector_source(minilm_models)
     assert source is not None
     path = tmp_path / "similar.index"
     index = open_index(path, store, source.scope, source.ndim)
-    params = SimilarParams()
+    params = DuplicatesSection()
 
     def score(batch: pd.DataFrame) -> np.ndarray:
         predict_frame(minilm_models, batch, max_text_chars=2000)
@@ -457,7 +457,7 @@ def test_the_scoring_sequence_end_to_end(minilm_models: dict, store: Store, tmp_
     with encoded_rows() as rows:
         vector = score(again)[0]
     assert sum(rows) == 0  # the same text: its vector came from the memo, in predict and here
-    listed = similar_tickets(index, store, vector, params.k, exclude_ids=["T-3"])
+    listed = similar_tickets(index, store, vector, 5, exclude_ids=["T-3"])
     assert listed[0].ticket_id == "T-1" and listed[0].similarity >= 0.999
     match = duplicate_of(index, store, vector, {"requester": "ann"}, params, ticket_id="T-3", created_at=NOW)
     assert match is not None and match.ticket_id == "T-1"

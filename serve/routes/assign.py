@@ -95,14 +95,26 @@ def stored_tickets(runtime_now: Runtime, store: Store, ticket_ids: Sequence[str]
         row = found.get(ticket_id)
         if row is None:
             raise invalid(["body", "ticket_ids", position], f"ticket {ticket_id!r} was never scored")
-        tickets.append(ticket_from_score(ticket_id, row["decision"], (row["fields"] or {}).get(language)))
+        tickets.append(
+            ticket_from_score(
+                ticket_id,
+                row["decision"],
+                (row["fields"] or {}).get(language),
+                same_agent=same_agent(runtime_now),
+            )
+        )
     return tickets
 
 
-def ticket_from_score(ticket_id: str, decision: dict[str, Any], language: Any) -> TicketToAssign:
+def ticket_from_score(
+    ticket_id: str, decision: dict[str, Any], language: Any, *, same_agent: bool = False
+) -> TicketToAssign:
+    """A scored ticket (its answer, `ScoreResult` as JSON) to assign; with `same_agent` (rules
+    `duplicates.same_agent`) a probable duplicate names the agent of the ticket it duplicates."""
     skills = decision.get("skills") or ()
     if isinstance(skills, str):
         skills = [part for part in skills.split(";") if part]
+    duplicate = (decision.get("duplicate_of") or {}) if same_agent else {}
     return TicketToAssign(
         ticket_id=ticket_id,
         priority=str(decision["priority"]),
@@ -110,7 +122,15 @@ def ticket_from_score(ticket_id: str, decision: dict[str, Any], language: Any) -
         team=str(decision["team"]),
         skills=tuple(skills),
         language=normalise_tag(language) if isinstance(language, str) else None,
+        duplicate_of=duplicate.get("ticket_id"),
+        duplicate_agent=duplicate.get("assignee"),
     )
+
+
+def same_agent(runtime_now: Runtime) -> bool:
+    """Whether a probable duplicate goes to the agent of the ticket it duplicates."""
+    spec = runtime_now.rules.spec.duplicates
+    return spec is not None and spec.same_agent
 
 
 def language_column(runtime_now: Runtime) -> str:

@@ -7,18 +7,30 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter
 
 from serve.deps import RuntimeDep, ScoreKey, ServiceDep, StoreDep
 from serve.errors import ERRORS, invalid
 from serve.runtime import Runtime, ScoredTicket, model_texts, prediction_row, score_tickets
-from serve.schemas import ArticleResult, ScoreBatchResult, ScoreResult, Ticket, TicketBatch, TicketCluster
+from serve.schemas import (
+    ArticleResult,
+    DuplicateResult,
+    ScoreBatchResult,
+    ScoreResult,
+    SimilarTicketResult,
+    Ticket,
+    TicketBatch,
+    TicketCluster,
+)
 from serve.state import ServiceState
 from urgency.backlog import Queues, agents_of, expected_first_response, order_key, rank_of
 from urgency.decision import iso
 from urgency.store import Store
+
+if TYPE_CHECKING:
+    from serve.repeat import SimilarCheck
 
 router = APIRouter(tags=["scoring"])
 
@@ -66,13 +78,65 @@ def score_only(
     check_reserved(runtime_now, tickets)
     now = datetime.now(UTC)
     surge = service.surge(runtime_now, store, now, tickets)
+    check = similar_check(service, runtime_now, store, tickets, now)
     scored = told_expected(
-        score_tickets(runtime_now, tickets, now=now, surge=surge),
+        score_tickets(
+            runtime_now,
+            tickets,
+            now=now,
+            surge=surge,
+            before_decide=check.before_decide if check is not None else None,
+        ),
         service.queues(runtime_now, store, now),
         now,
     )
     scored = with_repeat_issues(service, runtime_now, scored, now)
+    if check is not None:
+        scored = with_similar(scored, check)
+        check.record()
     return [one.result for one in scored], [prediction_row(one, now) for one in scored]
+
+
+def similar_check(
+    service: ServiceState, runtime_now: Runtime, store: Store, tickets: list[Ticket], now: datetime
+) -> SimilarCheck | None:
+    """The request's similar-tickets and duplicate check (None: the rules file asks for neither)."""
+    index = service.similar_index(runtime_now)
+    if index is None:
+        return None
+    from serve.repeat import SimilarCheck
+
+    vectors = runtime_now.vectors
+    zone = runtime_now.rules.spec.created_at.timezone
+    return SimilarCheck(
+        index=index,
+        store=store,
+        vectors=vectors,
+        rules=runtime_now.rules,
+        texts=vectors.texts(
+            model_texts(runtime_now, [t.subject for t in tickets], [t.body for t in tickets])
+        ),
+        ids=[ticket.ticket_id for ticket in tickets],
+        fields=[dict(ticket.fields) for ticket in tickets],
+        created=[_instant(ticket.created_at, zone) or now for ticket in tickets],
+    )
+
+
+def with_similar(scored: list[ScoredTicket], check: SimilarCheck) -> list[ScoredTicket]:
+    """Each result with its similar tickets and the ticket it probably duplicates."""
+    told = []
+    for n, one in enumerate(scored):
+        update: dict[str, Any] = {}
+        if check.similar is not None:
+            update["similar_tickets"] = [
+                SimilarTicketResult(**{**found.as_dict(), "similarity": round(found.similarity, 4)})
+                for found in check.similar[n]
+            ]
+        if check.duplicates is not None and check.duplicates[n] is not None:
+            match = check.duplicates[n].as_dict()
+            update["duplicate_of"] = DuplicateResult(**{**match, "similarity": round(match["similarity"], 4)})
+        told.append(replace(one, result=one.result.model_copy(update=update)) if update else one)
+    return told
 
 
 def told_expected(scored: list[ScoredTicket], queues: Queues, now: datetime) -> list[ScoredTicket]:

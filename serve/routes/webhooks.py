@@ -21,7 +21,14 @@ from pydantic import BaseModel, ValidationError
 
 from serve.deps import RuntimeDep, ServiceDep, StoreDep
 from serve.errors import invalid
-from serve.routes.assign import assignment_row, choose, language_column, result_of, ticket_from_score
+from serve.routes.assign import (
+    assignment_row,
+    choose,
+    language_column,
+    result_of,
+    same_agent,
+    ticket_from_score,
+)
 from serve.routes.feedback import record_move
 from serve.routes.scoring import score_only
 from serve.runtime import Runtime
@@ -287,7 +294,9 @@ def assigned(
     if agents is None:
         return None, []
     language = rule_fields(event, mapping).get(language_column(runtime_now))
-    ticket = ticket_from_score(event.ticket_id, result.model_dump(mode="json"), language)
+    ticket = ticket_from_score(
+        event.ticket_id, result.model_dump(mode="json"), language, same_agent=same_agent(runtime_now)
+    )
     now = datetime.now(UTC)
     held.enter_context(service.assign_lock)
     held.enter_context(store.assignment_lock())  # until the delivery, with its assignment, is stored
@@ -320,6 +329,8 @@ def values_for(
             auto_reply_articles=[
                 article.model_dump() for article in getattr(result, "auto_reply_articles", [])
             ],
+            duplicate_of=result.duplicate_of.model_dump() if result.duplicate_of is not None else None,
+            similar_tickets=[similar.model_dump() for similar in result.similar_tickets],
         )
     )
 

@@ -18,6 +18,9 @@ Among those, the strategy chooses (params `operations.assignment_strategy`):
   most: with P1-P4, P1 4, P2 3, P3 2, P4 1), divided by the agent's `weight`;
 - `capacity-aware`: the smallest share of `max_open` in use.
 
+A probable duplicate (rules `duplicates.same_agent`) goes to the agent of the ticket it
+duplicates when that agent can take it, whatever the strategy.
+
 Ties go to the smaller agent id. Tickets are taken most urgent first (by `order_key`), each
 assignment adding to the load the next one sees. A ticket no agent can take stays in its team's
 queue (agent None) with the reason. Every choice is explained as text, as the rules explain theirs.
@@ -53,6 +56,10 @@ class TicketToAssign:
     team: str
     skills: tuple[str, ...] = ()
     language: str | None = None
+    # A probable duplicate (rules `duplicates.same_agent`): the open ticket it duplicates and
+    # that ticket's agent, who takes it when eligible, whatever the strategy would choose.
+    duplicate_of: str | None = None
+    duplicate_agent: str | None = None
 
 
 @dataclass(frozen=True)
@@ -208,7 +215,11 @@ def _assign_one(
             return f"{agent.id} (load {score:g}: {open_count(counts)} open{per})"
         return f"{agent.id} ({open_count(counts)}/{agent.max_open} open)"
 
-    if strategy == "round-robin":
+    same = next((agent for agent in eligible if agent.id == ticket.duplicate_agent), None)
+    if same is not None:
+        pick = same
+        why = f"the agent of {ticket.duplicate_of}, which it probably duplicates"
+    elif strategy == "round-robin":
         pick = _next_in_turn(team_agents, eligible, last.get(ticket.team))
         after = last.get(ticket.team)
         why = f"next in turn after {after}" if after else "first in turn"

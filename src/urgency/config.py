@@ -594,21 +594,9 @@ class OperationsParams(Strict):
 
 
 class SimilarParams(Strict):
-    """Similar tickets and probable duplicates (issue 19, docs/repeat-issues.md)."""
+    """Where the similar-tickets index lives (issue 19, docs/repeat-issues.md). What is listed and
+    what counts as a duplicate are the rules file's `similar_tickets` and `duplicates` sections."""
 
-    # How many similar earlier tickets a score response lists.
-    k: int = Field(default=5, ge=1, le=100)
-    # A new ticket is a probable duplicate of an open ticket of the same requester or
-    # organisation at this cosine similarity or more: chosen on the labelled pairs
-    # (data/labelled/duplicate_pairs.csv) for precision 0.9: 0.87 (bench/bench_duplicates.py).
-    threshold: float = Field(default=0.87, gt=0, le=1)
-    # Only tickets created this many days before the new one are similar / duplicate candidates.
-    window_days: float = Field(default=30, gt=0)
-    # Ticket fields (the rules' `fields`) whose equal value makes "the same requester or
-    # organisation"; the first that matches is named in the explanation.
-    same_fields: list[str] = Field(default_factory=lambda: ["requester", "organization"], min_length=1)
-    # Nearest neighbours examined for a duplicate (the same requester's may not be in the top k).
-    candidates: int = Field(default=50, ge=1, le=1000)
     # The index file; none: `similar.index` beside the SQLite store (a server database needs one).
     index: Path | None = None
 

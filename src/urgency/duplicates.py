@@ -26,7 +26,7 @@ import pandas as pd
 from urgency.errors import DataValidationError, InputError
 
 if TYPE_CHECKING:
-    from urgency.config import SimilarParams
+    from urgency.rules.schema import DuplicatesSection
     from urgency.similar import SimilarIndex
     from urgency.store import Store
 
@@ -45,6 +45,7 @@ class DuplicateMatch:
     same: str  # the field whose value both share ("requester", "organization")
     status: str  # the open ticket's status, or "unknown" (scored in the window, no state known)
     explanation: str
+    assignee: str | None = None  # the open ticket's agent, when one has it
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -53,6 +54,7 @@ class DuplicateMatch:
             "same": self.same,
             "status": self.status,
             "explanation": self.explanation,
+            "assignee": self.assignee,
         }
 
 
@@ -68,12 +70,17 @@ def _value(fields: Mapping[str, Any] | None, name: str) -> str | None:
 
 
 def shared_field(
-    new: Mapping[str, Any] | None, old: Mapping[str, Any] | None, names: Sequence[str]
+    new: Mapping[str, Any] | None,
+    old: Mapping[str, Any] | None,
+    names: Sequence[str],
+    columns: Mapping[str, str] | None = None,
 ) -> str | None:
-    """The first of `names` whose value both tickets have and is equal, else None."""
+    """The first of `names` whose value both tickets have and is equal, else None. `columns`:
+    a name's column in the tickets' fields (the rules' `fields.<name>.column`), else the name."""
     for name in names:
-        value = _value(new, name)
-        if value is not None and value == _value(old, name):
+        column = (columns or {}).get(name, name)
+        value = _value(new, column)
+        if value is not None and value == _value(old, column):
             return name
     return None
 
@@ -96,16 +103,19 @@ def duplicate_of(
     store: Store,
     vector: Any,
     fields: Mapping[str, Any] | None,
-    params: SimilarParams,
+    params: DuplicatesSection,
     *,
     ticket_id: str | None = None,
     created_at: datetime | None = None,
+    columns: Mapping[str, str] | None = None,
 ) -> DuplicateMatch | None:
     """The open ticket that the ticket with this sentence `vector` and rule `fields` probably
     duplicates: the most similar indexed ticket, at `params.threshold` or more among the
     `params.candidates` nearest, created in the `params.window_days` before `created_at` (now
     when None), open (`is_open`), sharing a value of one of `params.same_fields`. None when
-    there is none (or the vector is NaN: no text). The ticket itself (`ticket_id`) is skipped."""
+    there is none (or the vector is NaN: no text). The ticket itself (`ticket_id`) is skipped.
+    `fields` are keyed by column (as a ticket carries them; `columns` maps a same field's name to
+    its column)."""
     if not np.isfinite(np.asarray(vector, dtype=np.float32)).all():
         return None
     when = created_at or datetime.now(UTC)
@@ -121,7 +131,7 @@ def duplicate_of(
         if fact is None:
             continue
         status = is_open(fact)
-        same = shared_field(fields, fact.get("fields"), params.same_fields)
+        same = shared_field(fields, fact.get("fields"), params.same_fields, columns)
         if status is None or same is None:
             continue
         return DuplicateMatch(
@@ -130,6 +140,7 @@ def duplicate_of(
             same=same,
             status=status,
             explanation=explain(neighbour.ticket_id, neighbour.similarity, same, status),
+            assignee=fact.get("assignee"),
         )
     return None
 

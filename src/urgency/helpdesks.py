@@ -592,6 +592,8 @@ def ticket_status(event: HelpdeskEvent) -> str | None:
 
 
 TRIAGE_TAG = "urgency-triage"
+# Tags a probable duplicate (rules `duplicates`): a view or merge macro in the helpdesk finds it.
+DUPLICATE_TAG = "urgency-duplicate"
 
 
 def helpdesk_values(
@@ -610,6 +612,8 @@ def helpdesk_values(
     expected_first_response_at: str | None = None,
     articles: Sequence[Mapping[str, Any]] = (),
     auto_reply_articles: Sequence[Mapping[str, Any]] = (),
+    duplicate_of: Mapping[str, Any] | None = None,
+    similar_tickets: Sequence[Mapping[str, Any]] = (),
 ) -> dict[str, Any]:
     """A decision in the helpdesk's terms: its priority and group (`mapping`; the triage group
     when a person must decide), tags to add, an internal note saying what was decided and why,
@@ -617,11 +621,16 @@ def helpdesk_values(
     the ticket field `mapping.expected_reply_field` (`fields`) an auto-reply can quote.
     `articles` (knowledge-base matches: `id`, `title`, `url`, `score`, `why`) go into the note;
     `auto_reply_articles` (the confident one) into `auto_reply_articles` and the ticket field
-    `mapping.articles_field`, for the customer-facing reply."""
+    `mapping.articles_field`, for the customer-facing reply. A probable duplicate
+    (`duplicate_of`: `ticket_id`, `explanation`) is linked in the note and tagged
+    `DUPLICATE_TAG` (a helpdesk view or merge macro can find it); `similar_tickets` (`ticket_id`,
+    `similarity`, `category`, `priority`, `status`) are listed in the note."""
     group = mapping.triage_group if needs_human_triage and mapping.triage_group else mapping.teams.get(team)
     tags = [f"urgency-{priority.lower()}", f"urgency-team-{team}"]
     if needs_human_triage:
         tags.append(TRIAGE_TAG)
+    if duplicate_of:
+        tags.append(DUPLICATE_TAG)
     due = [f"first response by {first_response_due}" if first_response_due else None]
     due.append(f"resolution by {resolution_due}" if resolution_due else None)
     lines = [
@@ -634,6 +643,13 @@ def helpdesk_values(
         lines.append(f"assigned: {assignment}")
     if expected_first_response:
         lines.append(f"customer told: {expected_first_response}")
+    if duplicate_of:
+        lines.append(f"probable {duplicate_of['explanation']}")
+    for similar in similar_tickets:
+        facts = [f"{similar['similarity']:.2f}"] + [
+            str(similar[key]) for key in ("category", "priority", "status") if similar.get(key) is not None
+        ]
+        lines.append(f"similar: {similar['ticket_id']} ({', '.join(facts)})")
     for n, article in enumerate(articles, 1):
         score = f"score {article['score']:.2f}: {article['why']}"
         lines.append(f"article {n}: {article['title']} {article['url']} ({score})")

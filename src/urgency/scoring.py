@@ -35,7 +35,7 @@ from urgency.predict import (
     warned_chunks,
 )
 from urgency.rules import RuleSet, is_missing
-from urgency.rules.engine import decide, surge_active
+from urgency.rules.engine import DUPLICATE_COLUMNS, decide, surge_active
 from urgency.tickets import map_tickets
 
 log = logging.getLogger(__name__)
@@ -128,10 +128,13 @@ def score_frame(
     max_text_chars: int,
     source: Source | None = None,
     prefix: str = "",
+    before_decide: Callable[[pd.DataFrame], pd.DataFrame] | None = None,
 ) -> Scored:
     """Predict, then decide, every ticket. `surge` None follows the rules file (`auto` counts
     these tickets' created times). With a `source`, the text and the fields the rules read are
-    the tickets mapped through it (`urgency.tickets`); `prefix` goes before every added column."""
+    the tickets mapped through it (`urgency.tickets`); `prefix` goes before every added column.
+    `before_decide` gets the frame the rules read and returns it with columns added between
+    the models and the rules (the service's duplicate check: `rules.engine.DUPLICATE_COLUMNS`)."""
     predicted, for_rules = predict_for_rules(
         models,
         tickets,
@@ -142,6 +145,8 @@ def score_frame(
         prefix=prefix,
         signals=list(rules.spec.text_signals),
     )
+    if before_decide is not None:
+        for_rules = before_decide(for_rules)
     decided = decide_predicted(for_rules, rules, now, surge=surge)
     return Scored(predicted, decided.decisions, prefix)
 
@@ -162,6 +167,7 @@ def decide_predicted(
             column,
             *(info.column for info in rules.input_fields),
             *(signal_column(name) for name in rules.spec.text_signals),
+            *DUPLICATE_COLUMNS,
         }
         if name in predicted.columns
     ]

@@ -160,11 +160,25 @@ def compile_rules(
     findings = _Findings(source)
     fields = rule_fields(spec, category_labels, findings.problems)
     sections = compile_sections(spec, fields, findings.problems, findings.warnings)
+    _check_same_fields(spec, fields, findings.problems)
     findings.raise_problems()
     # Structure is sound: now look at how the rules interact.
     _check_interactions(spec, sections, fields, findings)
     findings.raise_problems()
     return _rule_set(spec, source, fields, sections, findings.warnings)
+
+
+def _check_same_fields(spec: RulesFile, fields: Mapping[str, FieldInfo], problems: list[str]) -> None:
+    """`duplicates.same_fields` must name declared ticket fields (a typo would never match)."""
+    if spec.duplicates is None:
+        return
+    for position, name in enumerate(spec.duplicates.same_fields):
+        if name not in spec.fields:
+            declared = ", ".join(sorted(spec.fields)) or "none"
+            problems.append(
+                f"duplicates.same_fields[{position}]: {name!r} is not a field in `fields` "
+                f"(declared: {declared})"
+            )
 
 
 def _rule_set(

@@ -13,6 +13,10 @@ what it decided and passes on what the later stages need (`decide` reads them in
    text signals (`_text_signals`): a signal the file lists under `text_signals` is true at or
    above its threshold (the signals model's confidence, read from the ticket's text); a rule
    that fires on one says so in its explanation ("text: service down (0.99)");
+   duplicate (`_duplicate`, with a `duplicates` section): what the duplicate check found
+   (`DUPLICATE_COLUMNS`, written by the service's `urgency.duplicates.duplicate_of` before it
+   decides) as `duplicate` and `duplicate_similarity`, so any rule can lower a duplicate's
+   priority or route it;
 2. impact (`_impact`): the most severe impact any impact rule gives (else the default);
 3. matrix (`_matrix`): urgency x impact -> a starting level;
 4. priority rules (`_priority_rules`): shifts (raise_by / lower_by) add up; then floors and caps
@@ -40,6 +44,10 @@ from urgency.language import normalise_tag
 from urgency.rules.compiler import RuleSet
 from urgency.rules.sections import CompiledRule
 from urgency.rules.values import is_missing, parse_value
+
+# The duplicate check's answer, as the ticket's columns (`urgency.duplicates.duplicate_of`): the
+# open ticket it probably duplicates, their similarity and why. Absent: no check was made.
+DUPLICATE_COLUMNS = ("duplicate_of", "duplicate_similarity", "duplicate_why")
 
 
 def parse_timestamp(raw: Any, zone: str) -> datetime | None:
@@ -101,11 +109,13 @@ def decide(
     metadata = _read_fields(ticket, rules, now)
     heads = _confidence(outputs, rules, steps)
     signals = _text_signals(ticket, rules, steps)
+    duplicate = _duplicate(ticket, rules, steps)
     # What the rules' `when` can read; each stage adds what it decides for the stages after it.
     values = {
         **metadata.values,
         **heads.rule_values(),
         **signals.rule_values(),
+        **duplicate,
         "surge": surge_on,
         "age_hours": max(0.0, (now - metadata.created).total_seconds() / 3600),
     }
@@ -269,6 +279,33 @@ def _text_signals(ticket: Mapping[str, Any], rules: RuleSet, steps: list[Step]) 
         )
         steps.append(Step("confidence.text_signals", "confidence", "text_signals", None, None, reason))
     return _Signals(confidences, rules.spec.text_signals)
+
+
+def _duplicate(ticket: Mapping[str, Any], rules: RuleSet, steps: list[Step]) -> dict[str, Any]:
+    """1c. The duplicate check's answer (`DUPLICATE_COLUMNS`) as `duplicate` and
+    `duplicate_similarity`. Without a `duplicates` section there is nothing to read; without the
+    columns (a file scored without the service's check) rules reading them see no value, and the
+    explanation says so."""
+    if rules.spec.duplicates is None:
+        return {}
+    if DUPLICATE_COLUMNS[0] not in ticket:
+        names = ("duplicate", "duplicate_similarity")
+        readers = sorted({rule for name in names for rule in rules.readers.get(name, ())})
+        if readers:
+            reason = (
+                "no duplicate check (no similar-tickets index): rule(s) reading it see no value "
+                f"({', '.join(readers)})"
+            )
+            steps.append(Step("duplicates", "duplicates", "duplicate_of", None, None, reason))
+        return {"duplicate": None, "duplicate_similarity": None}
+    found = ticket.get(DUPLICATE_COLUMNS[0])
+    if is_missing(found) or found == "":
+        return {"duplicate": False, "duplicate_similarity": None}
+    similarity = ticket.get(DUPLICATE_COLUMNS[1])
+    why = ticket.get(DUPLICATE_COLUMNS[2])
+    detail = "" if is_missing(why) else str(why)
+    steps.append(Step("duplicates", "duplicates", "duplicate_of", None, str(found), detail))
+    return {"duplicate": True, "duplicate_similarity": None if is_missing(similarity) else float(similarity)}
 
 
 def _impact(rules: RuleSet, values: Mapping[str, Any], steps: list[Step]) -> str:

@@ -248,6 +248,34 @@ class ClustersSection(Strict):
         return self
 
 
+class SimilarTicketsSection(Strict):
+    """Similar tickets (`urgency.similar`, docs/repeat-issues.md): the earlier tickets most like
+    each scored one, listed in the score answer with what became of them."""
+
+    k: int = Field(default=5, ge=1, le=50)
+    # Only tickets created this many days before the scored one are listed.
+    window_days: float = Field(default=30, gt=0)
+
+
+class DuplicatesSection(Strict):
+    """Probable duplicates (`urgency.duplicates`, docs/repeat-issues.md): a ticket that reads like
+    an open ticket of the same requester or organisation. Rules read `duplicate` (true / false)
+    and `duplicate_similarity` in their `when`; the answer links the ticket it duplicates."""
+
+    # The cosine similarity at or above which a ticket is a probable duplicate: chosen on the
+    # labelled pairs (data/labelled/duplicate_pairs.csv) for precision 0.9 (bench_duplicates.py).
+    threshold: float = Field(default=0.87, gt=0, le=1)
+    # Only open tickets created this many days before the new one are candidates.
+    window_days: float = Field(default=30, gt=0)
+    # Fields (names in `fields`) whose equal value makes "the same requester or organisation";
+    # the first that matches is named in the explanation.
+    same_fields: list[str] = Field(default_factory=lambda: ["requester", "organization"], min_length=1)
+    # Nearest neighbours examined (the same requester's ticket may not be among the closest few).
+    candidates: int = Field(default=50, ge=1, le=1000)
+    # Assignment gives a duplicate to the agent of the ticket it duplicates when they can take it.
+    same_agent: bool = True
+
+
 SignalName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$")]
 
 
@@ -274,9 +302,11 @@ class RulesFile(Strict):
     calendar_selection: CalendarSelection
     sla: SlaSection
     surge: SurgeSection = SurgeSection()
-    # Optional (absent: no articles, no clusters).
+    # Optional (absent: no articles, no clusters, no similar tickets, no duplicate check).
     knowledge_base: KnowledgeBaseSection | None = None
     clusters: ClustersSection | None = None
+    similar_tickets: SimilarTicketsSection | None = None
+    duplicates: DuplicatesSection | None = None
 
     def all_rules(self) -> list[Rule]:
         """Every named rule in the file, section by section (rule names are unique across them)."""

@@ -2,7 +2,8 @@
 values and the literals in a rule's `when`, so that the two compare alike.
 
 A field is built in (a model's output and confidence, a text signal the file lists under
-`text_signals`, `surge`, `age_hours`, and the `impact` and `priority` the engine decides on the
+`text_signals`, `surge`, `age_hours`, `duplicate` and `duplicate_similarity` (with a
+`duplicates` section), and the `impact` and `priority` the engine decides on the
 way) or declared under the file's `fields` (a column of the
 ticket's metadata). Text compares casefolded; `yes`/`no`, `1`/`0` and the like are booleans.
 """
@@ -124,6 +125,9 @@ def _builtin_fields(spec: RulesFile, category_labels: Sequence[str] | None) -> d
         "impact": text("impact", spec.impact.levels),
         "priority": text("priority", [level.name for level in spec.levels]),
     }
+    if spec.duplicates is not None:  # what the duplicate check found (`engine._duplicate`)
+        fields["duplicate"] = FieldInfo("duplicate", "bool")
+        fields["duplicate_similarity"] = FieldInfo("duplicate_similarity", "number")
     for name in spec.text_signals:
         fields[signal_column(name)] = FieldInfo(signal_column(name), "bool")
         fields[f"{signal_column(name)}_confidence"] = FieldInfo(f"{signal_column(name)}_confidence", "number")

@@ -1,0 +1,126 @@
+"""Similar tickets and probable duplicates in the real service (rules `similar_tickets`,
+`duplicates`): the score answer lists the earlier tickets most like this one and the open ticket
+of the same requester it probably duplicates; the rules lower its priority; the helpdesk note and
+assignment follow; the index survives a restart (its file) and is rebuilt when the file is gone.
+The service tests' models are the baseline family: the packaged MiniLM embeds."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+
+from serve.app import create_app
+from serve.routes.assign import ticket_from_score
+from tests.rules_helpers import BASE, rule
+from tests.serve.test_knowledge_service import service_with
+from tests.serve_helpers import ALL, migrated, running_server, settings
+from urgency.store import Store, make_engine
+
+SECTIONS: dict[str, Any] = {
+    "fields": {**BASE["fields"], "requester": "requester"},
+    "similar_tickets": {"k": 3, "window_days": 30},
+    "duplicates": {"same_fields": ["requester"], "threshold": 0.87},
+    "priority_rules": [rule("probable-duplicate", {"duplicate": True}, lower_by=1)],
+}
+VPN = "My VPN client does not connect since this morning, GlobalProtect keeps failing with an error."
+
+
+def ticket(ticket_id: str, requester: str, body: str = VPN, **extra: Any) -> dict[str, Any]:
+    return {
+        "ticket_id": ticket_id,
+        "subject": "VPN not connecting",
+        "body": body,
+        "created_at": "2026-11-30T09:00:00Z",
+        "fields": {"requester": requester},
+        **extra,
+    }
+
+
+def score(client: TestClient, one: dict[str, Any]) -> dict[str, Any]:
+    answer = client.post("/v1/score", json=one, headers=ALL)
+    assert answer.status_code == 200, answer.text
+    return answer.json()
+
+
+@pytest.mark.slow
+def test_similar_tickets_and_duplicates_in_the_score_answer(service_params: Path, tmp_path: Path) -> None:
+    params = service_with(service_params, tmp_path, **SECTIONS)
+    database = f"sqlite:///{tmp_path / 'service.db'}"
+    with TestClient(create_app(settings(params, database))) as client:
+        first = score(client, ticket("T-1", "ana@example.com"))
+        assert first["similar_tickets"] == [] and first["duplicate_of"] is None
+        # Another requester's ticket: similar, not a duplicate.
+        other = score(client, ticket("T-2", "ben@example.com", VPN.replace("morning", "morning!")))
+        assert other["duplicate_of"] is None
+        [similar] = other["similar_tickets"]
+        assert similar["ticket_id"] == "T-1" and similar["similarity"] >= 0.87
+        assert similar["priority"] == first["priority"] and similar["status"] == "new"
+        assert similar["decided_by"] == "model"
+        # The same requester again: a probable duplicate of T-1, lowered one level by the rule.
+        again = score(client, ticket("T-3", "ANA@example.com ", VPN + " Please help."))
+        duplicate = again["duplicate_of"]
+        assert duplicate["ticket_id"] == "T-1" and duplicate["same"] == "requester"
+        assert duplicate["status"] == "new" and duplicate["similarity"] >= 0.87
+        assert duplicate["explanation"].startswith("duplicate of T-1 (")
+        assert "duplicates: duplicate_of T-1" in again["explanation_text"]
+        assert "probable-duplicate" in again["explanation_text"]
+        levels = ["P1", "P2", "P3", "P4"]
+        assert levels.index(again["priority"]) == min(levels.index(other["priority"]) + 1, 3)
+        assert [found["ticket_id"] for found in again["similar_tickets"]][:2] in (
+            ["T-1", "T-2"],
+            ["T-2", "T-1"],
+        )
+        # Unrelated text of the same requester: no duplicate.
+        unrelated = score(
+            client, ticket("T-4", "ana@example.com", "Please send me last month's invoice as a PDF.")
+        )
+        assert unrelated["duplicate_of"] is None
+        # T-1 solved: the next copy duplicates the open T-3 instead.
+        solved = {"ticket_id": "T-1", "event_id": "s1", "status": "solved"}
+        assert client.post("/v1/feedback", json=solved, headers=ALL).status_code == 200
+        fourth = score(client, ticket("T-5", "ana@example.com", VPN + " Still broken."))
+        assert fourth["duplicate_of"]["ticket_id"] == "T-3"
+        # The answer is stored as scored: assignment reads the duplicate's agent from it.
+        stored = Store(make_engine(database)).latest_predictions(["T-5"])["T-5"]["decision"]
+        assert stored["duplicate_of"]["ticket_id"] == "T-3"
+        to_assign = ticket_from_score(
+            "T-5",
+            {**stored, "duplicate_of": {**stored["duplicate_of"], "assignee": "ana"}},
+            None,
+            same_agent=True,
+        )
+        assert (to_assign.duplicate_of, to_assign.duplicate_agent) == ("T-3", "ana")
+    index_file = tmp_path / "similar.index"
+    assert index_file.exists()  # saved at shutdown, beside the SQLite store
+    # A restarted service reads the file; without it, it rebuilds the index from the store.
+    for attempt in ("file", "rebuilt"):
+        if attempt == "rebuilt":
+            index_file.unlink()
+        with TestClient(create_app(settings(params, database))) as client:
+            again = score(client, ticket(f"T-{attempt}", "ana@example.com", VPN + " Again."))
+            # An open copy of ana's (T-3, T-5, or the first attempt's).
+            assert again["duplicate_of"]["ticket_id"] in {"T-3", "T-5", "T-file"}, attempt
+
+
+@pytest.mark.slow
+def test_a_live_server_answers_with_similar_tickets_and_the_duplicate(
+    service_params: Path, tmp_path: Path
+) -> None:
+    params = service_with(service_params, tmp_path, **SECTIONS)
+    with running_server(params, migrated(f"sqlite:///{tmp_path / 'live.db'}")) as base:
+        one = ticket("L-1", "cy@example.com")
+        first = httpx.post(f"{base}/v1/score", json=one, headers=ALL, timeout=60)
+        assert first.status_code == 200, first.text
+        batch = {
+            "tickets": [ticket("L-2", "cy@example.com", VPN + " Urgent."), ticket("L-3", "dee@example.com")]
+        }
+        answer = httpx.post(f"{base}/v1/score/batch", json=batch, headers=ALL, timeout=60)
+        assert answer.status_code == 200, answer.text
+        duplicate, other = answer.json()["results"]
+        assert duplicate["duplicate_of"]["ticket_id"] == "L-1"
+        assert other["duplicate_of"] is None
+        assert other["similar_tickets"][0]["ticket_id"] == "L-1"
