@@ -4,6 +4,7 @@ helpdesk gets through the outbox (sent by `drain` to `tests.fake_helpdesk`, a re
 
 from __future__ import annotations
 
+import json
 import threading
 import uuid
 from collections.abc import Iterator
@@ -266,4 +267,101 @@ def test_a_failed_link_is_retried_without_creating_the_parent_again(tmp_path: Pa
     assert [call["method"] for call in made[-3:]] == ["GET", "POST", "POST"]  # its number read back, 2 links
     assert [row["status"] for row in store.rows(outbox)] == ["failed", "done"]
     assert store.count(cluster_alerts) == 2
+    engine.dispose()
+
+
+# ---------------------------------------------------------------------------------------------
+# The operations report's "Repeat-issue clusters" section
+
+
+def test_the_operations_report_lists_the_period_s_alerts_with_their_parent_incident(tmp_path: Path) -> None:
+    from tests.test_operations import SETTINGS, closed_frame, no_backlog
+    from urgency.operations import operations_figures
+    from urgency.operations_report import render_html
+    from urgency.report import to_json
+
+    closed = closed_frame(["2026-03-02T10:00:00Z", "2026-03-09T10:00:00Z"])
+    alerts = [
+        {
+            **alert(["1", "2", "3"]),
+            "id": 1,
+            "size": 3,
+            "reports": 2,
+            "helpdesk": "zendesk",
+            "incident_id": "9001",
+            "incident_url": "https://acme.zendesk.com/agent/tickets/9001",
+        },
+        {
+            **alert(["4"], title="printer jam", at=T0 + timedelta(days=3)),
+            "id": 2,
+            "size": 1,
+            "reports": 1,
+            "helpdesk": None,
+            "incident_id": None,
+            "incident_url": "javascript:alert(1)",
+        },
+        {
+            **alert(["5"], title="outside", at=T0 - timedelta(days=30)),
+            "id": 3,
+            "size": 1,
+            "reports": 1,
+            "helpdesk": None,
+            "incident_id": None,
+            "incident_url": None,
+        },
+    ]
+    since, until = datetime(2026, 3, 1, tzinfo=UTC), datetime(2026, 3, 15, tzinfo=UTC)
+    figures = operations_figures(
+        closed, no_backlog(), settings=SETTINGS, since=since, until=until, cluster_alerts=alerts
+    )
+    section = figures["clusters"]
+    assert [row["title"] for row in section["alerts"]] == ["vpn connect", "printer jam"]
+    assert section["episodes"] == 2 and section["with_incident"] == 1
+    first = section["alerts"][0]
+    assert first["raised_at"] == T0.isoformat() and first["ticket_ids"] == ["1", "2", "3"]
+    assert first["incident_url"] == "https://acme.zendesk.com/agent/tickets/9001"
+    assert section["alerts"][1]["incident_url"] is None  # not a web link: never shown as one
+    assert json.loads(to_json(figures))["clusters"]["episodes"] == 2
+    page = render_html(
+        {**figures, "title": "t", "source": "s", "period": "p", "as_of": "a", "generated_at": "g"}
+    )
+    assert 'id="clusters"' in page and "Repeat-issue clusters" in page
+    assert '<a href="https://acme.zendesk.com/agent/tickets/9001">zendesk 9001</a>' in page
+    assert "javascript:" not in page
+    # No alert: the section says why it is empty.
+    empty = operations_figures(closed, no_backlog(), settings=SETTINGS)["clusters"]
+    assert empty["empty_reason"] == "no cluster alert in the period"
+
+
+def test_the_report_over_the_store_reads_the_alerts(store: Store) -> None:
+    from tests.test_operations import SETTINGS
+    from tests.test_store_states import prediction
+    from urgency.operations_report import figures_from_frames, frames_from_store
+
+    store.record_predictions([prediction("T-1", at=T0)])  # one open ticket: something to report
+    record(store, alert(["T-1", "T-2"]))
+    frames = frames_from_store(store)
+    figures = figures_from_frames(frames, SETTINGS, source="store", now=T0 + timedelta(days=1))
+    [row] = figures["clusters"]["alerts"]
+    assert row["title"] == "vpn connect" and row["size"] == 2 and row["incident_id"] is None
+
+
+def test_members_merged_after_the_parent_was_sent_are_linked_by_a_write_of_their_own(tmp_path: Path) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path / 'store.db'}")
+    upgrade(engine)
+    store = Store(engine)
+    delivered(store, "zendesk", "101", "102", "103", "104", "105")
+    first = record(store, alert(["101", "102", "103"]), write_back_to=["zendesk"])
+    with fake_helpdesk() as fake, httpx.Client() as client:
+        assert drain(store, client, {"zendesk": fake}, CREDENTIALS, T0)["done"] == 1
+        # Another worker's report of the same burst, after the parent was created.
+        merged = record(store, alert(["104", "105"], centroid=near(VPN)), write_back_to=["zendesk"])
+        assert not merged["new"] and merged["queued"] == "zendesk"
+        assert drain(store, client, {"zendesk": fake}, CREDENTIALS, T0)["done"] == 1
+        made = calls(fake)
+    assert [call["path"] for call in made].count("/api/v2/tickets.json") == 1
+    links = [call for call in made if "update_many" in call["path"]]
+    assert len(links) == 2  # the first members, then the two merged later
+    assert links[0]["json"] == links[1]["json"]
+    assert store.cluster_alert(first["id"])["size"] == 5
     engine.dispose()

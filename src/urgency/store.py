@@ -1309,7 +1309,9 @@ class Store:
         The parent incident: the first time an episode's members include tickets that came from
         a helpdesk in `write_back_to` (its webhook deliveries say which), a `parent_incident`
         write for that helpdesk (the one most members came from) is queued in the outbox, in
-        this transaction; `urgency.writeback.drain` creates it and links the members."""
+        this transaction; `urgency.writeback.drain` creates it and links the members (those
+        stored by then). Members a later report adds after that write was sent get a write of
+        their own that links them (`values.members`)."""
         import numpy as np
 
         raised = _utc(alert["raised_at"])
@@ -1373,6 +1375,11 @@ class Store:
                 queued = _queue_parent_incident(connection, row, write_back_to, now)
                 if queued is not None:
                     row["helpdesk"] = queued
+            elif match is not None and row["helpdesk"] is not None:
+                added = [
+                    ticket_id for ticket_id in row["ticket_ids"] if ticket_id not in set(match["ticket_ids"])
+                ]
+                queued = _queue_new_members(connection, row, added, now)
         return {**row, "new": match is None, "queued": queued}
 
     def cluster_alerts(
@@ -1464,6 +1471,40 @@ def _same_episode(
         return False
     norms = float(np.linalg.norm(stored) * np.linalg.norm(vector))
     return norms > 0 and float(stored @ vector) / norms >= threshold
+
+
+def _queue_new_members(
+    connection: sa.Connection, row: Mapping[str, Any], added: Sequence[str], now: datetime
+) -> str | None:
+    """Members merged into an episode whose parent-incident write was already sent: one more
+    write links them (`values.members`). None when there are none, or while a write of the
+    episode is still pending (it reads the members when it is sent, these among them)."""
+    prefix = f"cluster-alert-{row['id']}"
+    pending = connection.execute(
+        sa.select(sa.func.count()).where(
+            outbox.c.helpdesk == row["helpdesk"],
+            outbox.c.status == "pending",
+            sa.or_(outbox.c.delivery_id == prefix, outbox.c.delivery_id.like(f"{prefix}-%")),
+        )
+    ).scalar_one()
+    if not added or pending:
+        return None
+    connection.execute(
+        outbox.insert(),
+        [
+            {
+                "helpdesk": row["helpdesk"],
+                "delivery_id": f"{prefix}-{row['reports']}",
+                "ticket_id": prefix,
+                "values": {"kind": PARENT_INCIDENT, "alert_id": row["id"], "members": list(added)},
+                "status": "pending",
+                "attempts": 0,
+                "created_at": now,
+                "next_attempt_at": now,
+            }
+        ],
+    )
+    return str(row["helpdesk"])
 
 
 def _queue_parent_incident(

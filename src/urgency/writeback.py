@@ -473,7 +473,9 @@ def send_parent_incident(
     alert = store.cluster_alert(int(write["values"]["alert_id"]))
     if alert is None:
         raise WriteFailed(f"cluster alert {write['values']['alert_id']} is not stored", retry=False)
-    members = store.helpdesk_tickets(helpdesk, alert["ticket_ids"])
+    # A later write of the episode names the members merged after the parent was sent.
+    later = write["values"].get("members") if alert["incident_id"] is not None else None
+    members = store.helpdesk_tickets(helpdesk, later or alert["ticket_ids"])
     headers = {"Authorization": authorization(helpdesk, credential), "Content-Type": "application/json"}
     if alert["incident_id"] is None:
         answer = _call(client, base_url, headers, incident_create(helpdesk, alert, members, fields)).json()
