@@ -161,6 +161,8 @@ class ServiceState:
         credentials = {
             name: secret.get_secret_value() for name, secret in self.settings.helpdesk_credentials.items()
         }
+        url, secret = self.settings.alert_webhook_url, self.settings.alert_webhook_secret
+        alert_webhook = (url, secret.get_secret_value() if secret else None) if url else None
         with httpx.Client(timeout=WRITE_BACK_TIMEOUT) as client:
             while True:
                 await asyncio.sleep(self.settings.outbox_seconds)
@@ -186,6 +188,7 @@ class ServiceState:
                         credentials,
                         datetime.now(UTC),
                         incident_fields=incident_fields,
+                        alert_webhook=alert_webhook,
                     )
                 except Exception:
                     log.exception("write-back round failed; the writes stay in the outbox")
@@ -283,6 +286,7 @@ class ServiceState:
                 threshold=spec.threshold,
                 now=datetime.now(UTC),
                 write_back_to=write_back_to,
+                notify=bool(self.settings.alert_webhook_url),
             )
         except Exception:
             log.exception("storing the cluster alert %r failed", alert.title)

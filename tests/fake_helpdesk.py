@@ -216,6 +216,19 @@ async def jira_comment(key: str, request: Request) -> Response:
     )
 
 
+@app.post("/_hook")
+async def hook(request: Request) -> Response:
+    """A plain webhook receiver (the service's alert webhook): its headers and raw body kept."""
+    if state["down"]:
+        return JSONResponse({"error": "maintenance"}, status_code=503, headers={"Retry-After": "1"})
+    headers = {name: value for name, value in request.headers.items() if name.startswith("x-urgency-")}
+    body = (await request.body()).decode()
+    state["calls"].append(
+        {"helpdesk": None, "method": "POST", "path": "/_hook", "json": None, "headers": headers, "body": body}
+    )
+    return Response(status_code=204)
+
+
 @app.post("/_down")
 async def set_down(request: Request) -> dict[str, bool]:
     state["down"] = bool((await request.json())["down"])

@@ -365,3 +365,38 @@ def test_members_merged_after_the_parent_was_sent_are_linked_by_a_write_of_their
     assert links[0]["json"] == links[1]["json"]
     assert store.cluster_alert(first["id"])["size"] == 5
     engine.dispose()
+
+
+# ---------------------------------------------------------------------------------------------
+# The service's plain alert webhook (URGENCY_ALERT_WEBHOOK_URL), signed when a secret is set
+
+
+def test_a_new_episode_is_posted_once_to_the_alert_webhook_signed(tmp_path: Path) -> None:
+    import hashlib
+    import hmac
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'store.db'}")
+    upgrade(engine)
+    store = Store(engine)
+    first = record(store, alert(["1", "2", "3"]), notify=True)
+    record(store, alert(["4", "5"], centroid=near(VPN)), notify=True)  # merged: not posted again
+    with fake_helpdesk() as fake, httpx.Client() as client:
+        hook = (f"{fake}/_hook", "s3cret")
+        httpx.post(f"{fake}/_down", json={"down": True})
+        assert drain(store, client, {}, {}, T0, alert_webhook=hook) == {"done": 0, "retry": 1, "failed": 0}
+        httpx.post(f"{fake}/_down", json={"down": False})
+        assert drain(store, client, {}, {}, T0 + timedelta(minutes=1), alert_webhook=hook)["done"] == 1
+        [posted] = [call for call in calls(fake) if call["path"] == "/_hook"]
+    body, headers = posted["body"], posted["headers"]
+    sent = json.loads(body)
+    assert sent["event"] == "cluster_alert" and sent["alert"]["id"] == first["id"]
+    assert sent["alert"]["title"] == "vpn connect" and sent["alert"]["raised_at"] == T0.isoformat()
+    assert headers["x-urgency-delivery"] == f"cluster-alert-{first['id']}"
+    signed = headers["x-urgency-timestamp"].encode() + b"." + body.encode()
+    expected = "sha256=" + hmac.new(b"s3cret", signed, hashlib.sha256).hexdigest()
+    assert hmac.compare_digest(headers["x-urgency-signature"], expected)
+    # Without a webhook configured the write waits (not sent, not lost).
+    record(store, alert(["x"], title="printer jam", centroid=OTHER), notify=True)
+    with httpx.Client() as client:
+        assert drain(store, client, {}, {}, T0 + timedelta(minutes=2))["retry"] == 1
+    engine.dispose()

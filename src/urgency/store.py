@@ -236,6 +236,8 @@ ASSIGNMENT_LOCK = 0x75726731
 CLUSTER_ALERT_LOCK = 0x75726732
 # The outbox's write that creates a cluster alert's parent incident (`urgency.writeback`).
 PARENT_INCIDENT = "parent_incident"
+# ... and the one that POSTs a new alert episode to the service's alert webhook (its `helpdesk`).
+ALERT_WEBHOOK = "alert_webhook"
 
 
 class FeedbackConflict(UrgencyError):
@@ -1289,6 +1291,7 @@ class Store:
         threshold: float,
         now: datetime,
         write_back_to: Sequence[str] = (),
+        notify: bool = False,
     ) -> dict[str, Any]:
         """Store a worker's cluster alert (`cluster_alerts` columns: `raised_at`, `title`,
         `count`, `burst_hours`, `baseline_per_hour`, `expected`, `p_value`, `explanation`,
@@ -1311,7 +1314,8 @@ class Store:
         write for that helpdesk (the one most members came from) is queued in the outbox, in
         this transaction; `urgency.writeback.drain` creates it and links the members (those
         stored by then). Members a later report adds after that write was sent get a write of
-        their own that links them (`values.members`)."""
+        their own that links them (`values.members`). `notify`: a new episode is also queued for
+        the service's alert webhook (`urgency.writeback.send_alert_webhook`)."""
         import numpy as np
 
         raised = _utc(alert["raised_at"])
@@ -1354,6 +1358,22 @@ class Store:
                     0
                 ]
                 row = {"id": alert_id, **values, "helpdesk": None, "incident_id": None, "incident_url": None}
+                if notify:  # a new episode for the service's alert webhook (`notify`), once
+                    connection.execute(
+                        outbox.insert(),
+                        [
+                            {
+                                "helpdesk": "webhook",
+                                "delivery_id": f"cluster-alert-{alert_id}",
+                                "ticket_id": f"cluster-alert-{alert_id}",
+                                "values": {"kind": ALERT_WEBHOOK, "alert_id": alert_id},
+                                "status": "pending",
+                                "attempts": 0,
+                                "created_at": now,
+                                "next_attempt_at": now,
+                            }
+                        ],
+                    )
             else:
                 known = list(match["ticket_ids"])
                 members = known + [ticket_id for ticket_id in ids if ticket_id not in set(known)]

@@ -30,11 +30,14 @@ the webhook our own change triggers is not taken for an agent's decision.
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
+import json
 import logging
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import quote
@@ -42,7 +45,7 @@ from urllib.parse import quote
 import httpx
 
 from urgency.helpdesks import FRESHDESK_PRIORITIES
-from urgency.store import PARENT_INCIDENT, Store
+from urgency.store import ALERT_WEBHOOK, PARENT_INCIDENT, Store
 
 log = logging.getLogger("urgency.writeback")
 
@@ -198,11 +201,13 @@ def drain(
     now: datetime,
     limit: int = 20,
     incident_fields: Mapping[str, Mapping[str, str]] | None = None,
+    alert_webhook: tuple[str, str | None] | None = None,
 ) -> dict[str, int]:
     """Send the outbox's due writes (up to `limit`), each to its helpdesk's `api_urls` with its
     `credentials`; returns how many were done, retried later and failed for good.
     `incident_fields`: per helpdesk, params `helpdesks.<name>.incident_fields` (a cluster
-    alert's parent incident, `send_parent_incident`)."""
+    alert's parent incident, `send_parent_incident`); `alert_webhook`: (URL, secret or None)
+    of the service's alert webhook (`send_alert_webhook`), None: off."""
     counts = {"done": 0, "retry": 0, "failed": 0}
     started = time.monotonic()
     for _ in range(limit):
@@ -213,8 +218,12 @@ def drain(
         if not claimed:
             break
         write = claimed[0]
-        helpdesk = write["helpdesk"]
-        if helpdesk not in api_urls or helpdesk not in credentials:
+        helpdesk, kind = write["helpdesk"], write["values"].get("kind")
+        if kind == ALERT_WEBHOOK:
+            off = alert_webhook is None
+        else:
+            off = helpdesk not in api_urls or helpdesk not in credentials
+        if off:
             # Write-back switched off since the write was queued: it stays, not sent, not lost.
             store.finish_write(
                 write["id"],
@@ -225,7 +234,10 @@ def drain(
             counts["retry"] += 1
             continue
         try:
-            if write["values"].get("kind") == PARENT_INCIDENT:
+            if kind == ALERT_WEBHOOK:
+                assert alert_webhook is not None
+                send_alert_webhook(client, *alert_webhook, write, store, clock)
+            elif kind == PARENT_INCIDENT:
                 send_parent_incident(
                     client,
                     api_urls[helpdesk],
@@ -492,3 +504,61 @@ def send_parent_incident(
     for call in incident_links(helpdesk, parent, members, fields):
         _call(client, base_url, headers, call)
     return incident_id
+
+
+def alert_signature(secret: str, timestamp: str, body: bytes) -> str:
+    """The alert webhook's `X-Urgency-Signature`: `sha256=` and the hex HMAC-SHA256, keyed by the
+    secret, of the timestamp, a dot and the raw body (a receiver recomputes it, compares in
+    constant time and refuses an old timestamp: a replayed delivery)."""
+    digest = hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256).hexdigest()
+    return f"sha256={digest}"
+
+
+def send_alert_webhook(
+    client: httpx.Client,
+    url: str,
+    secret: str | None,
+    write: Mapping[str, Any],
+    store: Store,
+    now: datetime,
+) -> None:
+    """POST a new cluster alert episode to the service's alert webhook as JSON (`event`
+    `cluster_alert`, the `alert`'s stored figures and members), with `X-Urgency-Delivery` (the
+    same on every retry: a receiver drops a repeat), `X-Urgency-Timestamp` and, with a secret,
+    `X-Urgency-Signature` (`alert_signature`). Failures as `send`'s."""
+    alert = store.cluster_alert(int(write["values"]["alert_id"]))
+    if alert is None:
+        raise WriteFailed(f"cluster alert {write['values']['alert_id']} is not stored", retry=False)
+    fields = ("id", "title", "size", "count", "burst_hours", "baseline_per_hour", "expected", "p_value")
+    shown = {name: alert[name] for name in fields} | {
+        "raised_at": _iso(alert["raised_at"]),
+        "last_seen_at": _iso(alert["last_seen_at"]),
+        "explanation": alert["explanation"],
+        "ticket_ids": list(alert["ticket_ids"]),
+        "helpdesk": alert["helpdesk"],
+    }
+    body = json.dumps({"event": "cluster_alert", "alert": shown}, sort_keys=True).encode()
+    timestamp = str(int(now.timestamp()))
+    headers = {
+        "Content-Type": "application/json",
+        "X-Urgency-Event": "cluster_alert",
+        "X-Urgency-Delivery": str(write["delivery_id"]),
+        "X-Urgency-Timestamp": timestamp,
+    }
+    if secret:
+        headers["X-Urgency-Signature"] = alert_signature(secret, timestamp, body)
+    try:
+        response = client.post(url, content=body, headers=headers)
+    except httpx.HTTPError as error:
+        raise WriteFailed(f"POST alert webhook: {type(error).__name__}", retry=True) from None
+    if not response.is_success:
+        raise WriteFailed(
+            f"POST alert webhook: HTTP {response.status_code}",
+            retry=response.status_code in (408, 429) or response.status_code >= 500,
+            retry_after=response.headers.get("retry-after"),
+        )
+
+
+def _iso(moment: datetime) -> str:
+    """A stored instant in ISO 8601, UTC (SQLite gives it back without its offset)."""
+    return (moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)).isoformat()

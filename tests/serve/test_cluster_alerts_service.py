@@ -1,8 +1,8 @@
 """Cluster alerts in the real service: a burst of near-identical helpdesk tickets split over two
 service apps on one store (two worker processes, each with its own clusters) raises one stored
 alert episode, queues one parent incident, and the outbox creates it in the helpdesk (a real
-fake server, `tests.fake_helpdesk`) with every member linked; GET /v1/clusters lists the
-episode with the incident's id (docs/repeat-issues.md "Clusters")."""
+fake server, `tests.fake_helpdesk`) with every member linked, and posts it once to the alert
+webhook; GET /v1/clusters lists the episode with the incident's id (docs/repeat-issues.md)."""
 
 from __future__ import annotations
 
@@ -69,7 +69,13 @@ def test_a_burst_split_over_two_workers_is_one_alert_and_one_parent_incident(
         data = yaml.safe_load(params.read_text())
         data["helpdesks"] = {"zendesk": {"api_url": fake, "bot_user": "urgency-bot", "teams": {"desk": "12"}}}
         params = write_params(tmp_path, data)
-        options = {"webhook_secrets": SECRETS, "helpdesk_credentials": CREDENTIALS, "outbox_seconds": 0.2}
+        options = {
+            "webhook_secrets": SECRETS,
+            "helpdesk_credentials": CREDENTIALS,
+            "outbox_seconds": 0.2,
+            "alert_webhook_url": f"{fake}/_hook",
+            "alert_webhook_secret": "s3cret",
+        }
         with TestClient(create_app(settings(params, database, **options))) as first:
             answer = first.post("/v1/score/batch", json={"tickets": background}, headers=ALL)
             assert answer.status_code == 200, answer.text
@@ -105,6 +111,11 @@ def burst_and_parent(first: TestClient, second: TestClient, fake: str, database:
     assert len(creates) == 1 and creates[0]["json"]["ticket"]["type"] == "problem"
     incident = store.cluster_alert(episode["id"])["incident_id"]
     assert made[0]["json"] == {"ticket": {"type": "incident", "problem_id": int(incident)}}
+    # The alert webhook got the episode once, signed.
+    [hook] = wait_for(
+        lambda: [c for c in httpx.get(f"{fake}/_calls").json() if c["path"] == "/_hook"], "the alert webhook"
+    )
+    assert hook["headers"]["x-urgency-signature"].startswith("sha256=")
     listed = first.get("/v1/clusters", headers=ALL).json()["stored_alerts"]
     assert [(row["id"], row["incident_id"], row["reports"]) for row in listed] == [
         (episode["id"], incident, 2)
