@@ -83,7 +83,7 @@ async def serving(state: ServiceState, preloaded: Runtime | None) -> AsyncIterat
     tasks = []
     if settings.check_seconds() > 0:
         tasks.append(asyncio.create_task(state.watch_alias()))
-    if settings.outbox_seconds > 0 and settings.helpdesk_credentials:
+    if settings.outbox_seconds > 0 and (settings.helpdesk_credentials or settings.alert_webhook_url):
         tasks.append(asyncio.create_task(state.send_write_backs()))
     try:
         yield

@@ -668,9 +668,31 @@ class ClusterSummary(BaseModel):
     ticket_ids: list[str] = Field(description="Its newest tickets (at most 20), oldest first.")
 
 
+class StoredClusterAlert(BaseModel):
+    """An alert episode as the store keeps it: every worker's alerts of one burst merged
+    (docs/repeat-issues.md "Clusters")."""
+
+    id: int
+    raised_at: str = Field(description="The burst's time when first alerted (the tickets' clock, ISO 8601).")
+    last_seen_at: str = Field(description="The latest worker alert merged into this episode.")
+    title: str = Field(description="The proposed parent incident's title.")
+    size: int = Field(description="Member tickets (every worker's).")
+    count: int = Field(description="Tickets in the burst span (the largest report).")
+    burst_hours: float
+    baseline_per_hour: float
+    expected: float
+    p_value: float
+    explanation: str
+    ticket_ids: list[str]
+    reports: int = Field(description="Worker alerts merged into this episode.")
+    helpdesk: str | None = Field(description="The helpdesk the parent incident goes to (null: none).")
+    incident_id: str | None = Field(description="The parent incident's id there, once created.")
+    incident_url: str | None = None
+
+
 class Clusters(BaseModel):
     """This worker's repeat-issue clusters and alerts (with several workers, each sees the
-    tickets it scored)."""
+    tickets it scored), and the alert episodes the store keeps (every worker's)."""
 
     enabled: bool = Field(description="false: the rules file has no `clusters` section.")
     pid: int = Field(description="The worker that answered.")
@@ -679,3 +701,7 @@ class Clusters(BaseModel):
     surge: bool = Field(description="true: `clusters.surge` is set and an alert is active (surge mode on).")
     alerts: list[ClusterAlertResult]
     clusters: list[ClusterSummary] = Field(description="The largest clusters (at least `min_size` tickets).")
+    stored_alerts: list[StoredClusterAlert] = Field(
+        default=[],
+        description="Every worker's alert episodes of the window, newest first (the store's).",
+    )

@@ -58,6 +58,11 @@ class ServiceSettings(BaseSettings):
     helpdesk_credentials: dict[Literal["zendesk", "freshdesk", "zammad", "jira"], SecretStr] = {}
     # Seconds between two looks at the outbox of write-backs (0: this process sends none).
     outbox_seconds: float = Field(default=1.0, ge=0)
+    # Cluster alerts (docs/repeat-issues.md): each new alert episode POSTed as JSON to this URL
+    # through the outbox (retried with back-off), signed with HMAC-SHA256 when a secret is set
+    # (`urgency.writeback.send_alert_webhook`). None: no such webhook.
+    alert_webhook_url: str | None = Field(default=None, pattern=r"^https?://")
+    alert_webhook_secret: SecretStr | None = None
 
     @field_validator("api_keys")
     @classmethod

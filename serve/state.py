@@ -168,6 +168,8 @@ class ServiceState:
         credentials = {
             name: secret.get_secret_value() for name, secret in self.settings.helpdesk_credentials.items()
         }
+        url, secret = self.settings.alert_webhook_url, self.settings.alert_webhook_secret
+        alert_webhook = (url, secret.get_secret_value() if secret else None) if url else None
         with httpx.Client(timeout=WRITE_BACK_TIMEOUT) as client:
             while True:
                 await asyncio.sleep(self.settings.outbox_seconds)
@@ -179,8 +181,22 @@ class ServiceState:
                     for name, helpdesk in runtime_now.params.helpdesks.items()
                     if helpdesk.api_url
                 }
+                incident_fields = {
+                    name: helpdesk.incident_fields
+                    for name, helpdesk in runtime_now.params.helpdesks.items()
+                    if helpdesk.incident_fields
+                }
                 try:
-                    await run_in_threadpool(drain, store, client, api_urls, credentials, datetime.now(UTC))
+                    await run_in_threadpool(
+                        drain,
+                        store,
+                        client,
+                        api_urls,
+                        credentials,
+                        datetime.now(UTC),
+                        incident_fields=incident_fields,
+                        alert_webhook=alert_webhook,
+                    )
                 except Exception:
                     log.exception("write-back round failed; the writes stay in the outbox")
 
@@ -249,10 +265,47 @@ class ServiceState:
         log.info("clusters refilled with %d stored tickets of the last %s", len(kept), tracker.window)
         return len(kept)
 
-    def cluster_alerted(self) -> None:
+    def cluster_alerted(self, alert: Any = None, runtime: Runtime | None = None) -> None:
         """A scored ticket just made its cluster burst: surge (`clusters.surge`) from now on,
-        without waiting for the next check."""
+        without waiting for the next check; the alert (`urgency.clusters.ClusterAlert`) stored
+        as an episode (`record_cluster_alert`), its parent incident queued for a helpdesk."""
         self.cluster_alerting = (time.monotonic(), True)
+        if alert is not None and runtime is not None:
+            self.record_cluster_alert(runtime, alert)
+
+    def record_cluster_alert(self, runtime: Runtime, alert: Any) -> dict[str, Any] | None:
+        """Store a worker's cluster alert (`Store.record_cluster_alert`: one row per episode
+        across the workers); a failure is logged, never the scoring request's (the alert is in
+        this worker's tracker and `GET /v1/clusters` still)."""
+        spec, store = runtime.rules.spec.clusters, self.store
+        if spec is None or store is None:
+            return None
+        tracker = self.tracker(runtime)
+        write_back_to = [
+            name
+            for name, helpdesk in runtime.params.helpdesks.items()
+            if helpdesk.api_url and name in self.settings.helpdesk_credentials
+        ]
+        try:
+            stored = store.record_cluster_alert(
+                cluster_alert_row(alert, tracker.centroid(alert.cluster_id)),
+                span=timedelta(minutes=spec.burst),
+                threshold=spec.threshold,
+                now=datetime.now(UTC),
+                write_back_to=write_back_to,
+                notify=bool(self.settings.alert_webhook_url),
+            )
+        except Exception:
+            log.exception("storing the cluster alert %r failed", alert.title)
+            return None
+        log.info(
+            "cluster alert %r: episode %s (%s)%s",
+            alert.title,
+            stored["id"],
+            "new" if stored["new"] else "merged",
+            f", parent incident queued for {stored['queued']}" if stored["queued"] else "",
+        )
+        return stored
 
     def cluster_surge(self, runtime: Runtime, now: datetime) -> bool:
         """`clusters.surge`: surge mode on while a cluster alert is active (checked at most every
@@ -340,6 +393,23 @@ class ServiceState:
             model = load_breach_model(runtime.params)
             self.breach_snapshot = (runtime, model)
         return model
+
+
+def cluster_alert_row(alert: Any, centroid: Any) -> dict[str, Any]:
+    """A `ClusterAlert` as `Store.record_cluster_alert` takes it."""
+    burst = alert.burst
+    return {
+        "raised_at": burst.at,
+        "title": alert.title,
+        "count": burst.count,
+        "burst_hours": burst.burst_hours,
+        "baseline_per_hour": burst.baseline_per_hour,
+        "expected": burst.expected,
+        "p_value": burst.p_value,
+        "explanation": alert.explanation,
+        "ticket_ids": [str(ticket_id) for ticket_id in alert.ticket_ids],
+        "centroid": centroid,
+    }
 
 
 def _utc(moment: datetime) -> datetime:

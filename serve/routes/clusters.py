@@ -1,22 +1,26 @@
 """GET /v1/clusters: this worker's repeat-issue clusters and alerts, each alert proposing a
-parent incident (docs/repeat-issues.md "In the service")."""
+parent incident, and every worker's alert episodes the store keeps (docs/repeat-issues.md "In
+the service")."""
 
 from __future__ import annotations
 
 import os
-from datetime import UTC, datetime
-from typing import Annotated
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 
-from serve.deps import RuntimeDep, ScoreKey, ServiceDep
+from serve.deps import RuntimeDep, ScoreKey, ServiceDep, StoreDep
 from serve.errors import ERRORS
-from serve.schemas import ClusterAlertResult, Clusters, ClusterSummary
+from serve.schemas import ClusterAlertResult, Clusters, ClusterSummary, StoredClusterAlert
+from urgency.store import Store
 
 router = APIRouter(tags=["reports"])
 
 # A cluster's newest tickets listed (an alert lists them all: the incident's children).
 LISTED_TICKETS = 20
+# The stored alert episodes listed at most (the newest of the window).
+LISTED_ALERTS = 50
 
 
 # The score scope: a helpdesk integration that scores tickets may link them to the proposed
@@ -25,6 +29,7 @@ LISTED_TICKETS = 20
 def clusters(
     runtime_now: RuntimeDep,
     service: ServiceDep,
+    store: StoreDep,
     _key: ScoreKey,
     min_size: Annotated[
         int, Query(ge=1, le=10_000, description="Only clusters of at least this many tickets.")
@@ -36,7 +41,8 @@ def clusters(
     """The clusters of the tickets this worker scored in the window (rules `clusters`), largest
     first, and those bursting now (most surprising first), each explained with its proposed
     parent incident (title, member tickets). With several workers, each sees the tickets it
-    scored: ask each, or run one worker for the clusters."""
+    scored; `stored_alerts` are every worker's alert episodes of the window (the store's, one
+    per burst), with the parent incident created in the helpdesk."""
     spec = runtime_now.rules.spec.clusters
     tracker = service.tracker(runtime_now)
     if spec is None or tracker is None:
@@ -69,6 +75,7 @@ def clusters(
             )
             for alert in alerts
         ],
+        stored_alerts=stored_alerts(store, now - timedelta(days=spec.window_days)),
         clusters=[
             ClusterSummary(
                 cluster_id=cluster_id,
@@ -79,3 +86,13 @@ def clusters(
             for cluster_id, ids in largest
         ],
     )
+
+
+def stored_alerts(store: Store, since: datetime) -> list[StoredClusterAlert]:
+    """The store's alert episodes raised since `since`, newest first."""
+
+    def shown(row: dict[str, Any]) -> StoredClusterAlert:
+        times = {name: row[name].isoformat() for name in ("raised_at", "last_seen_at")}
+        return StoredClusterAlert.model_validate({**row, **times})
+
+    return [shown(row) for row in store.cluster_alerts(since=since, limit=LISTED_ALERTS)]

@@ -217,7 +217,7 @@ def with_repeat_issues(
             created = _instant(ticket.created_at, runtime_now.rules.spec.created_at.timezone) or now
             added = tracker.add(ticket.ticket_id, vector, created, texts[n])
             if added.alert is not None:
-                service.cluster_alerted()
+                service.cluster_alerted(added.alert, runtime_now)
             updates[n]["cluster"] = TicketCluster(
                 cluster_id=added.cluster_id,
                 title=tracker.title(added.cluster_id),

@@ -517,6 +517,13 @@ class ClusterTracker:
             cluster = self._clusters.get(cluster_id)
             return [member[1] for member in cluster.members] if cluster else []
 
+    def centroid(self, cluster_id: int) -> np.ndarray | None:
+        """The cluster's unit centroid (None: no such cluster in the window): a stored alert's,
+        which tells two workers' alerts of one burst apart from two bursts."""
+        with self._lock:
+            cluster = self._clusters.get(cluster_id)
+            return None if cluster is None else cluster.centroid.copy()
+
     def clusters(self) -> dict[int, list[Any]]:
         """Every cluster in the window: its id -> its tickets' ids, oldest first."""
         with self._lock:

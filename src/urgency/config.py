@@ -572,6 +572,13 @@ class HelpdeskParams(Strict):
     # match is confident (rules `knowledge_base.auto_reply_margin`); same kinds of names as
     # `expected_reply_field`. None: the write-back's values carry it, no field is set.
     articles_field: str | None = None
+    # Repeat-issue clusters (docs/repeat-issues.md): what the helpdesk needs to create an
+    # alert's parent incident beyond its subject and note (`urgency.writeback.incident_calls`):
+    # Freshdesk `email` (the tracker's requester: required), Zammad `group` (default `Users`)
+    # and `customer` or `customer_id`, Jira `project` (default: the members' key prefix),
+    # `issuetype` (default `Problem`) and `link_type` (default `Relates`); Zendesk any ticket
+    # field (`group_id`, `requester_id`).
+    incident_fields: dict[str, str] = {}
 
 
 class OperationsParams(Strict):

@@ -11,7 +11,9 @@ Pure, like `urgency.agreement`: frames in, plain JSON-ready values out. The inpu
   `urgency.backlog.build_backlog` when the frame has none);
 - assignments: the store's `assignments` rows (`ASSIGNMENT_COLUMNS`), reassignments included;
 - promotions: the registry's alias moves (`promote.alias_moves`: at, head, alias, from, to,
-  action).
+  action);
+- cluster alerts: the store's alert episodes (`Store.cluster_alerts`, `CLUSTER_ALERT_COLUMNS`):
+  the period's repeat-issue bursts and the parent incidents they proposed.
 
 Every weekly trend is per week (Monday, UTC) of `created_at`; a week the period covers only in
 part (the data starts on a Wednesday, `--until` ends it on a Tuesday) is flagged `partial`, and
@@ -58,6 +60,23 @@ ASSIGNMENT_COLUMNS: tuple[str, ...] = (
     "reassignment",
     "previous_agent",
     "previous_team",
+)
+# A cluster alert episode as the report reads it (the store's `cluster_alerts` columns).
+CLUSTER_ALERT_COLUMNS: tuple[str, ...] = (
+    "id",
+    "raised_at",
+    "title",
+    "size",
+    "count",
+    "burst_hours",
+    "baseline_per_hour",
+    "p_value",
+    "explanation",
+    "ticket_ids",
+    "reports",
+    "helpdesk",
+    "incident_id",
+    "incident_url",
 )
 # The closed-tickets CSV's optional operations columns (docs/operations.md).
 EXTENSION_COLUMNS: tuple[str, ...] = ("agent", "csat", "reassignments", "status", "model_versions")
@@ -809,6 +828,63 @@ def csat_figures(
     }
 
 
+def cluster_figures(
+    alerts: pd.DataFrame | Sequence[Mapping[str, Any]] | None,
+    start: datetime | pd.Timestamp | None,
+    end: datetime | pd.Timestamp | None,
+) -> dict[str, Any]:
+    """The period's repeat-issue cluster alerts (`CLUSTER_ALERT_COLUMNS`, one per episode),
+    raised in [start, end), oldest first: when, the proposed parent incident's title, its
+    member tickets, the explanation and the parent incident created in the helpdesk (if any)."""
+    frame = alerts if isinstance(alerts, pd.DataFrame) else pd.DataFrame(list(alerts or []))
+    if frame.empty:
+        return {
+            "alerts": [],
+            "episodes": 0,
+            "with_incident": 0,
+            "empty_reason": "no cluster alert in the period",
+        }
+    for column in CLUSTER_ALERT_COLUMNS:
+        if column not in frame.columns:
+            frame[column] = None
+    raised = pd.to_datetime(frame["raised_at"], utc=True)
+    keep = raised.notna()
+    if start is not None:
+        keep &= raised >= pd.Timestamp(start)
+    if end is not None:
+        keep &= raised < pd.Timestamp(end)
+    chosen = frame[keep].assign(raised_at=raised[keep]).sort_values(["raised_at", "id"], kind="stable")
+    rows = [
+        {
+            "raised_at": row["raised_at"],
+            "title": str(row["title"]),
+            "size": int(row["size"]) if not _empty(row["size"]) else len(row["ticket_ids"] or []),
+            "count": None if _empty(row["count"]) else int(row["count"]),
+            "baseline_per_hour": None
+            if _empty(row["baseline_per_hour"])
+            else float(row["baseline_per_hour"]),
+            "p_value": None if _empty(row["p_value"]) else float(row["p_value"]),
+            "explanation": str(row["explanation"] or ""),
+            "ticket_ids": [str(ticket_id) for ticket_id in (row["ticket_ids"] or [])],
+            "reports": None if _empty(row["reports"]) else int(row["reports"]),
+            "helpdesk": None if _empty(row["helpdesk"]) else str(row["helpdesk"]),
+            "incident_id": None if _empty(row["incident_id"]) else str(row["incident_id"]),
+            # Only a web link is shown as one (the page never links another scheme).
+            "incident_url": str(row["incident_url"])
+            if not _empty(row["incident_url"])
+            and str(row["incident_url"]).startswith(("https://", "http://"))
+            else None,
+        }
+        for _, row in chosen.iterrows()
+    ]
+    return {
+        "alerts": rows,
+        "episodes": len(rows),
+        "with_incident": sum(1 for row in rows if row["incident_id"]),
+        "empty_reason": None if rows else "no cluster alert in the period",
+    }
+
+
 def json_ready(value: Any) -> Any:
     """Figures as plain JSON values: NaN and missing values None, numpy numbers Python's, times
     ISO 8601 (the JSON file is written with NaN refused, and a backlog's cells can be missing)."""
@@ -837,9 +913,11 @@ def operations_figures(
     since: datetime | None = None,
     until: datetime | None = None,
     now: datetime | None = None,
+    cluster_alerts: pd.DataFrame | Sequence[Mapping[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """Every figure of the operations report, JSON-ready. `closed`: typed closed tickets
-    (`type_extension` applied) of the period; `backlog`: `BACKLOG_COLUMNS` (risk filled in)."""
+    (`type_extension` applied) of the period; `backlog`: `BACKLOG_COLUMNS` (risk filled in);
+    `cluster_alerts`: alert episodes (`CLUSTER_ALERT_COLUMNS`), those raised in the period kept."""
     if closed.empty and backlog.empty:
         raise EmptyReport("no closed and no open tickets: nothing to report")
     closed = type_extension(closed) if "model_versions" not in closed.columns or closed.empty else closed
@@ -882,5 +960,11 @@ def operations_figures(
         else no_closed,
         "requests": request_figures(closed, weeks, settings.top_categories) if len(closed) else no_closed,
         "csat": csat_figures(closed, weeks, settings.satisfied) if len(closed) else no_closed,
+        # The period: the one asked for, else the one the tickets cover.
+        "clusters": cluster_figures(
+            cluster_alerts,
+            since if since is not None else start,
+            until if until is not None else end,
+        ),
     }
     return json_ready(figures)

@@ -1,7 +1,8 @@
 """The operations report: one self-contained HTML page and a JSON file of the same figures.
 
 The figures come from `urgency.operations`; this module gathers its inputs (CSV files, or the
-service's store: decisions, feedback status / assignee / CSAT, ticket states, assignments),
+service's store: decisions, feedback status / assignee / CSAT, ticket states, assignments, and
+the repeat-issue cluster alerts, which only the store has),
 draws the plots in the agreement report's look (`urgency.report.new_figure`, inline SVG) and
 fills `templates/operations_report.html`. `urgency report operations` and the service's
 `GET /v1/reports/operations` call these functions.
@@ -176,6 +177,8 @@ def frames_from_store(store: Store, backlog_now: pd.DataFrame | None = None) -> 
         "open": backlog,
         "assignments": typed_assignments(moves) if not moves.empty else None,
         "promotions": None,
+        # Repeat-issue cluster alerts (one row per episode, every worker's): store only.
+        "cluster_alerts": store.cluster_alerts(),
     }
 
 
@@ -210,6 +213,7 @@ def figures_from_frames(
         since=since,
         until=until,
         now=moment,
+        cluster_alerts=frames.get("cluster_alerts"),
     )
     return {
         "title": "Support operations",

@@ -11,8 +11,9 @@ import fcntl
 import hashlib
 import json
 import os
+import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from importlib import resources
@@ -198,8 +199,45 @@ ticket_vectors = sa.Table(
 )
 
 
+# Cluster alerts (issue 19, `urgency.clusters`): one row per alert episode, whichever worker
+# process raised it (`Store.record_cluster_alert` merges a second worker's alert of the same
+# burst into it), with the parent incident created in the helpdesk (`urgency.writeback`).
+cluster_alerts = sa.Table(
+    "cluster_alerts",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    # The burst's time (the tracker's clock: its tickets' created times), first and latest report.
+    sa.Column("raised_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("last_seen_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),  # wall clock
+    sa.Column("title", sa.String(500), nullable=False),  # the proposed parent incident's
+    sa.Column("size", sa.Integer, nullable=False),  # member tickets (len of ticket_ids)
+    sa.Column("count", sa.Integer, nullable=False),  # tickets in the burst span (the largest report)
+    sa.Column("burst_hours", sa.Float, nullable=False),
+    sa.Column("baseline_per_hour", sa.Float, nullable=False),
+    sa.Column("expected", sa.Float, nullable=False),
+    sa.Column("p_value", sa.Float, nullable=False),
+    sa.Column("explanation", sa.Text, nullable=False),
+    sa.Column("ticket_ids", sa.JSON, nullable=False),  # every report's members, first seen first
+    sa.Column("centroid", sa.LargeBinary),  # the cluster's unit centroid, float16 (the episode rule)
+    sa.Column("reports", sa.Integer, nullable=False),  # worker alerts merged into this episode
+    # The helpdesk the parent incident is created in, and its id / link there once created.
+    sa.Column("helpdesk", sa.String(20)),
+    sa.Column("incident_id", sa.String(200)),
+    sa.Column("incident_url", sa.Text),
+    sa.Index("ix_cluster_alerts_last_seen", "last_seen_at"),
+    sa.Index("ix_cluster_alerts_raised", "raised_at"),
+)
+
+
 # The PostgreSQL advisory lock key of assignment rounds (`Store.assignment_lock`): any fixed number.
 ASSIGNMENT_LOCK = 0x75726731
+# ... and of recording a cluster alert (`Store.record_cluster_alert`).
+CLUSTER_ALERT_LOCK = 0x75726732
+# The outbox's write that creates a cluster alert's parent incident (`urgency.writeback`).
+PARENT_INCIDENT = "parent_incident"
+# ... and the one that POSTs a new alert episode to the service's alert webhook (its `helpdesk`).
+ALERT_WEBHOOK = "alert_webhook"
 
 
 class FeedbackConflict(UrgencyError):
@@ -1217,6 +1255,210 @@ class Store:
             found = connection.execute(query).mappings().all()
         return [{**row, "created_at": _utc(row["created_at"])} for row in found]
 
+    # -----------------------------------------------------------------------------------------
+    # Cluster alerts (issue 19): stored once per episode, the parent incident queued for the helpdesk
+
+    @contextmanager
+    def _cluster_alert_lock(self) -> Iterator[sa.Connection]:
+        """A transaction in which one cluster alert is recorded at a time across the service's
+        worker processes (the episode rule reads the recent alerts, then inserts or updates: two
+        workers doing that at once would both insert). SQLite: a lock file beside the database
+        (its workers share a host), held until the transaction has committed (pysqlite opens the
+        write transaction at the first write, so the read under the lock sees every alert stored
+        before it); PostgreSQL: a transaction-level advisory lock taken as the transaction's
+        first statement, released by its commit."""
+        path = sqlite_path(self.engine.url.render_as_string(hide_password=False))
+        # _ALERT_THREADS: the threads of this process (an in-memory SQLite has no lock file).
+        with _ALERT_THREADS, open(f"{path}.alert-lock", "a") if path is not None else nullcontext() as handle:
+            if handle is not None:
+                fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                with self.engine.begin() as connection:
+                    if connection.dialect.name == "postgresql":
+                        connection.execute(
+                            sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": CLUSTER_ALERT_LOCK}
+                        )
+                    yield connection
+            finally:
+                if handle is not None:
+                    fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def record_cluster_alert(
+        self,
+        alert: Mapping[str, Any],
+        *,
+        span: timedelta,
+        threshold: float,
+        now: datetime,
+        write_back_to: Sequence[str] = (),
+        notify: bool = False,
+    ) -> dict[str, Any]:
+        """Store a worker's cluster alert (`cluster_alerts` columns: `raised_at`, `title`,
+        `count`, `burst_hours`, `baseline_per_hour`, `expected`, `p_value`, `explanation`,
+        `ticket_ids`, and `centroid`: the cluster's unit vector or None) as a new episode, or
+        merge it into the episode it belongs to. Returns the episode's row with `new` (True: a
+        row was added) and `queued` (the helpdesk a parent-incident write was queued for, or None).
+
+        The episode rule. Each worker process clusters only the tickets it scored, so N workers
+        see one burst as N alerts whose members are mostly different tickets and whose titles
+        may differ by a word. An alert is the same episode as a stored one last seen within
+        `span` (the burst span) of it when they share a member ticket, or have the same title,
+        or their clusters' centroids have a cosine of at least `threshold` (the clusters' own
+        joining threshold: a ticket near one centroid would have joined the other cluster).
+        Several stored alerts may match: the one last seen latest takes it. Merged: the members'
+        union, the latest `last_seen_at`, the figures of the report with the larger count. Made
+        atomic by `_cluster_alert_lock` on SQLite and PostgreSQL alike.
+
+        The parent incident: the first time an episode's members include tickets that came from
+        a helpdesk in `write_back_to` (its webhook deliveries say which), a `parent_incident`
+        write for that helpdesk (the one most members came from) is queued in the outbox, in
+        this transaction; `urgency.writeback.drain` creates it and links the members (those
+        stored by then). Members a later report adds after that write was sent get a write of
+        their own that links them (`values.members`). `notify`: a new episode is also queued for
+        the service's alert webhook (`urgency.writeback.send_alert_webhook`)."""
+        import numpy as np
+
+        raised = _utc(alert["raised_at"])
+        assert raised is not None
+        ids = [str(ticket_id) for ticket_id in alert["ticket_ids"]]
+        centroid = alert.get("centroid")
+        vector = None if centroid is None else np.asarray(centroid, dtype=np.float32).ravel()
+        figures = {
+            name: alert[name]
+            for name in ("title", "count", "burst_hours", "baseline_per_hour", "expected", "p_value")
+        } | {"explanation": alert["explanation"]}
+        with self._cluster_alert_lock() as connection:
+            recent = (
+                connection.execute(
+                    sa.select(cluster_alerts)
+                    .where(
+                        cluster_alerts.c.last_seen_at >= raised - span,
+                        cluster_alerts.c.raised_at <= raised + span,
+                    )
+                    .order_by(cluster_alerts.c.last_seen_at.desc(), cluster_alerts.c.id.desc())
+                )
+                .mappings()
+                .all()
+            )
+            match = next(
+                (row for row in recent if _same_episode(row, ids, figures["title"], vector, threshold)), None
+            )
+            if match is None:
+                values = {
+                    **figures,
+                    "raised_at": raised,
+                    "last_seen_at": raised,
+                    "updated_at": now,
+                    "size": len(ids),
+                    "ticket_ids": ids,
+                    "centroid": None if vector is None else vector.astype("<f2").tobytes(),
+                    "reports": 1,
+                }
+                alert_id = connection.execute(cluster_alerts.insert().values(**values)).inserted_primary_key[
+                    0
+                ]
+                row = {"id": alert_id, **values, "helpdesk": None, "incident_id": None, "incident_url": None}
+                if notify:  # a new episode for the service's alert webhook (`notify`), once
+                    connection.execute(
+                        outbox.insert(),
+                        [
+                            {
+                                "helpdesk": "webhook",
+                                "delivery_id": f"cluster-alert-{alert_id}",
+                                "ticket_id": f"cluster-alert-{alert_id}",
+                                "values": {"kind": ALERT_WEBHOOK, "alert_id": alert_id},
+                                "status": "pending",
+                                "attempts": 0,
+                                "created_at": now,
+                                "next_attempt_at": now,
+                            }
+                        ],
+                    )
+            else:
+                known = list(match["ticket_ids"])
+                members = known + [ticket_id for ticket_id in ids if ticket_id not in set(known)]
+                values = {
+                    "last_seen_at": max(_utc(match["last_seen_at"]), raised),
+                    "updated_at": now,
+                    "size": len(members),
+                    "ticket_ids": members,
+                    "reports": match["reports"] + 1,
+                }
+                if figures["count"] > match["count"]:
+                    values |= figures
+                connection.execute(
+                    cluster_alerts.update().where(cluster_alerts.c.id == match["id"]).values(**values)
+                )
+                row = {**match, **values}
+            queued = None
+            if row["helpdesk"] is None and write_back_to:
+                queued = _queue_parent_incident(connection, row, write_back_to, now)
+                if queued is not None:
+                    row["helpdesk"] = queued
+            elif match is not None and row["helpdesk"] is not None:
+                added = [
+                    ticket_id for ticket_id in row["ticket_ids"] if ticket_id not in set(match["ticket_ids"])
+                ]
+                queued = _queue_new_members(connection, row, added, now)
+        return {**row, "new": match is None, "queued": queued}
+
+    def cluster_alerts(
+        self, since: datetime | None = None, until: datetime | None = None, limit: int | None = None
+    ) -> list[dict[str, Any]]:
+        """Stored alert episodes raised in [since, until), newest first (no centroid)."""
+        columns = [column for column in cluster_alerts.c if column.name != "centroid"]
+        query = sa.select(*columns).order_by(cluster_alerts.c.raised_at.desc(), cluster_alerts.c.id.desc())
+        if since is not None:
+            query = query.where(cluster_alerts.c.raised_at >= _utc(since))
+        if until is not None:
+            query = query.where(cluster_alerts.c.raised_at < _utc(until))
+        if limit is not None:
+            query = query.limit(limit)
+        with self.engine.connect() as connection:
+            found = connection.execute(query).mappings().all()
+        return [
+            {
+                **row,
+                "raised_at": _utc(row["raised_at"]),
+                "last_seen_at": _utc(row["last_seen_at"]),
+                "updated_at": _utc(row["updated_at"]),
+            }
+            for row in found
+        ]
+
+    def cluster_alert(self, alert_id: int) -> dict[str, Any] | None:
+        with self.engine.connect() as connection:
+            row = connection.execute(sa.select(cluster_alerts).where(cluster_alerts.c.id == alert_id)).first()
+        return None if row is None else dict(row._mapping)
+
+    def helpdesk_tickets(self, helpdesk: str, ticket_ids: Sequence[str]) -> list[str]:
+        """Those of `ticket_ids` that came from `helpdesk` (a stored webhook delivery of it),
+        in the order given."""
+        wanted = list(dict.fromkeys(str(ticket_id) for ticket_id in ticket_ids))
+        found: set[str] = set()
+        with self.engine.connect() as connection:
+            for chunk in _chunks(wanted):
+                found.update(
+                    connection.execute(
+                        sa.select(webhook_deliveries.c.ticket_id)
+                        .where(
+                            webhook_deliveries.c.helpdesk == helpdesk,
+                            webhook_deliveries.c.ticket_id.in_(chunk),
+                        )
+                        .distinct()
+                    ).scalars()
+                )
+        return [ticket_id for ticket_id in wanted if ticket_id in found]
+
+    def set_alert_incident(self, alert_id: int, incident_id: str, url: str | None, now: datetime) -> None:
+        """The parent incident the helpdesk created for an alert episode."""
+        with self.engine.begin() as connection:
+            connection.execute(
+                cluster_alerts.update()
+                .where(cluster_alerts.c.id == alert_id)
+                .values(incident_id=str(incident_id), incident_url=url, updated_at=now)
+            )
+
 
 # Ids per IN (...) list: far below SQLite's and PostgreSQL's limits on bound parameters.
 IN_CHUNK = 500
@@ -1225,3 +1467,102 @@ IN_CHUNK = 500
 def _chunks(values: Sequence[str]) -> Iterable[list[str]]:
     for start in range(0, len(values), IN_CHUNK):
         yield list(values[start : start + IN_CHUNK])
+
+
+# ---------------------------------------------------------------------------------------------
+# Cluster alerts (issue 19): the episode rule's parts (`Store.record_cluster_alert`)
+
+_ALERT_THREADS = threading.Lock()
+
+
+def _same_episode(
+    row: Mapping[str, Any], ids: Sequence[str], title: str, vector: Any, threshold: float
+) -> bool:
+    """A stored alert and a new one (already within the burst span of each other) are one
+    episode: a shared member ticket, the same title, or centroids at `threshold` or more."""
+    import numpy as np
+
+    if set(row["ticket_ids"]) & set(ids) or row["title"] == title:
+        return True
+    if vector is None or row["centroid"] is None:
+        return False
+    stored = np.frombuffer(row["centroid"], dtype="<f2").astype(np.float32)
+    if stored.shape != vector.shape:
+        return False
+    norms = float(np.linalg.norm(stored) * np.linalg.norm(vector))
+    return norms > 0 and float(stored @ vector) / norms >= threshold
+
+
+def _queue_new_members(
+    connection: sa.Connection, row: Mapping[str, Any], added: Sequence[str], now: datetime
+) -> str | None:
+    """Members merged into an episode whose parent-incident write was already sent: one more
+    write links them (`values.members`). None when there are none, or while a write of the
+    episode is still pending (it reads the members when it is sent, these among them)."""
+    prefix = f"cluster-alert-{row['id']}"
+    pending = connection.execute(
+        sa.select(sa.func.count()).where(
+            outbox.c.helpdesk == row["helpdesk"],
+            outbox.c.status == "pending",
+            sa.or_(outbox.c.delivery_id == prefix, outbox.c.delivery_id.like(f"{prefix}-%")),
+        )
+    ).scalar_one()
+    if not added or pending:
+        return None
+    connection.execute(
+        outbox.insert(),
+        [
+            {
+                "helpdesk": row["helpdesk"],
+                "delivery_id": f"{prefix}-{row['reports']}",
+                "ticket_id": prefix,
+                "values": {"kind": PARENT_INCIDENT, "alert_id": row["id"], "members": list(added)},
+                "status": "pending",
+                "attempts": 0,
+                "created_at": now,
+                "next_attempt_at": now,
+            }
+        ],
+    )
+    return str(row["helpdesk"])
+
+
+def _queue_parent_incident(
+    connection: sa.Connection, row: Mapping[str, Any], helpdesks: Sequence[str], now: datetime
+) -> str | None:
+    """Queue the episode's parent incident for the helpdesk (of `helpdesks`) most of its members
+    came from, and name it on the alert row; None: no member came from one of them."""
+    counts: dict[str, int] = {}
+    for chunk in _chunks(list(row["ticket_ids"])):
+        for helpdesk, count in connection.execute(
+            sa.select(
+                webhook_deliveries.c.helpdesk, sa.func.count(sa.distinct(webhook_deliveries.c.ticket_id))
+            )
+            .where(
+                webhook_deliveries.c.ticket_id.in_(chunk), webhook_deliveries.c.helpdesk.in_(list(helpdesks))
+            )
+            .group_by(webhook_deliveries.c.helpdesk)
+        ):
+            counts[helpdesk] = counts.get(helpdesk, 0) + int(count)
+    if not counts:
+        return None
+    helpdesk = max(sorted(counts), key=lambda name: counts[name])
+    connection.execute(
+        outbox.insert(),
+        [
+            {
+                "helpdesk": helpdesk,
+                "delivery_id": f"cluster-alert-{row['id']}",
+                "ticket_id": f"cluster-alert-{row['id']}",
+                "values": {"kind": PARENT_INCIDENT, "alert_id": row["id"]},
+                "status": "pending",
+                "attempts": 0,
+                "created_at": now,
+                "next_attempt_at": now,
+            }
+        ],
+    )
+    connection.execute(
+        cluster_alerts.update().where(cluster_alerts.c.id == row["id"]).values(helpdesk=helpdesk)
+    )
+    return helpdesk
