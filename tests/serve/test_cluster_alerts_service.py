@@ -98,14 +98,20 @@ def burst_and_parent(first: TestClient, second: TestClient, fake: str, database:
     store = Store(engine)
     [episode] = store.rows(cluster_alerts)
     assert episode["reports"] == 2 and set(episode["ticket_ids"]) == {str(7001 + n) for n in range(10)}
-    parents = [row for row in store.rows(outbox) if row["values"].get("kind") == "parent_incident"]
-    assert len(parents) == 1 and parents[0]["helpdesk"] == "zendesk"
+    # One write creates the parent; when it was sent before the second worker's half merged, one
+    # more links the late members (`_queue_new_members`): how the outbox's timing falls.
+    writes = [row for row in store.rows(outbox) if row["values"].get("kind") == "parent_incident"]
+    creates_parent = [row for row in writes if row["delivery_id"] == f"cluster-alert-{episode['id']}"]
+    assert len(creates_parent) == 1 and {row["helpdesk"] for row in writes} == {"zendesk"}
+    assert len(writes) <= 2
     # The outbox (both apps drain it) creates the parent once and links every member.
     wait_for(lambda: store.cluster_alert(episode["id"])["incident_id"], "the parent incident")
-    made = wait_for(
-        lambda: [c for c in httpx.get(f"{fake}/_calls").json() if "update_many" in c["path"]],
-        "the members linked",
-    )
+
+    def members_linked() -> list[dict[str, Any]]:
+        calls = [c for c in httpx.get(f"{fake}/_calls").json() if "update_many" in c["path"]]
+        return calls if len(calls) == len(writes) else []  # one per write
+
+    made = wait_for(members_linked, "the members linked")
     calls = httpx.get(f"{fake}/_calls").json()
     creates = [c for c in calls if c["path"] == "/api/v2/tickets.json"]
     assert len(creates) == 1 and creates[0]["json"]["ticket"]["type"] == "problem"
