@@ -47,6 +47,9 @@ demo: $(STAMP)
 	# pattern), CSAT and open tickets simulated on the same closed tickets, nothing scored again.
 	$(BIN)/urgency demo-operations --params $(PARAMS) --closed data/demo_closed_tickets.csv --output-dir data/ --incident-log ../shared/data/incident_event_log.csv.gz
 	$(BIN)/urgency report operations --params $(PARAMS) --input data/demo_operations_closed.csv --open data/demo_open_tickets.csv --assignments data/demo_assignments.csv --registry --output data/operations_report.html
+	# Repeat issues (docs/repeat-issues.md): the real service answering the demo tickets, then
+	# customers asking again - probable duplicates, similar tickets, articles, clusters.
+	$(BIN)/python examples/repeat_issues_demo.py --params $(PARAMS) --output data/repeat_issues_demo.json
 	# Last: the prediction service on 127.0.0.1:$(PORT) with the demo's champions (Ctrl-C stops
 	# it). `make demo SERVE=0` ends without it.
 	@if [ "$(SERVE)" = 1 ]; then $(BIN)/urgency serve --params $(PARAMS) --host 127.0.0.1 --port $(PORT); fi
@@ -81,4 +84,4 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check src tests bench serve examples
 
 clean:
-	rm -rf mlruns data/service.db data/service.db-wal data/service.db-shm data/model_comparison.md data/demo_scored.csv data/demo_queue.csv data/demo_closed_tickets.csv data/agreement_report.html data/agreement_report.json data/agreement_review.html data/agreement_review.json data/demo_operations_closed.csv data/demo_open_tickets.csv data/demo_assignments.csv data/demo_operations_agents.csv data/operations_report.html data/operations_report.json data/evaluation.json data/breach_risk.json models/ticket-* models/urgency models/category models/sentiment
+	rm -rf mlruns data/service.db data/service.db-wal data/service.db-shm data/model_comparison.md data/demo_scored.csv data/demo_queue.csv data/demo_closed_tickets.csv data/agreement_report.html data/agreement_report.json data/agreement_review.html data/agreement_review.json data/demo_operations_closed.csv data/demo_open_tickets.csv data/demo_assignments.csv data/demo_operations_agents.csv data/operations_report.html data/operations_report.json data/evaluation.json data/breach_risk.json data/repeat_issues_demo.json data/similar.index models/ticket-* models/urgency models/category models/sentiment

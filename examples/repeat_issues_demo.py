@@ -35,15 +35,15 @@ FIELDS += ("request_type", "account_type", "customer_category", "persona", "cust
 # Customers asking again, in other words (the ticket they asked first, what they write now), and
 # another customer with the first one's problem (similar, not a duplicate: not the same requester).
 AGAIN = [
-    ("T-1001", "Payments still failing in production",
-     "Following up: every payment in our production shop still fails with error 502 since this "
-     "morning, customers cannot check out. Critical, please call us."),
     ("T-1003", "Still cannot log in to the portal",
-     "I still cannot log in to the customer portal, the password is not accepted although I "
-     "reset it twice."),
+     "Since the password reset this morning I still cannot log in, the portal says my account is "
+     "locked. I need access today to approve the orders."),
+    ("T-1008", "Write access to the finance drive",
+     "Please give me write access to the finance shared drive, I need to upload the quarterly "
+     "report there."),
     ("T-1011", "Suspicious logins again",
-     "We see more suspicious logins on our admin accounts from unknown locations; please help us "
-     "lock them down."),
+     "We still see logins to our admin accounts from unknown IP addresses and suspect a breach. "
+     "Please help us lock the accounts down."),
 ]  # fmt: skip
 OTHER = ("T-1003", "Portal login not working",
          "I cannot log in to the portal, my password is refused even after a reset.")  # fmt: skip
