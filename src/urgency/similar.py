@@ -1,10 +1,10 @@
 """Similar tickets (issue 19.1): every scored ticket's sentence vector in an approximate
 nearest-neighbour index, and the k most similar earlier tickets of a new one.
 
-The vectors are the shared MiniLM encoder's (`urgency.transformer_model`): `ticket_vectors`
-takes them from the process's memo (`VECTORS`), where the served MiniLM model (the text signals'
-model, or any embedding / label-free / hybrid head) has just put them while predicting, and
-encodes only what is missing, so indexing a ticket costs no second encoder pass.
+The vectors are the shared MiniLM encoder's, as `urgency.sentence_vectors` gives them: taken
+from the process's memo, where the served MiniLM model (the text signals' model, or any
+embedding / label-free / hybrid head) has just put them while predicting, so indexing a ticket
+costs no second encoder pass.
 
 The store keeps each ticket's vector (`ticket_vectors` table, `Store.record_ticket_vectors`);
 the index file beside the store (`data/similar.index` next to `service.db`) is a cache:
@@ -26,7 +26,7 @@ import os
 import struct
 import tempfile
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -37,7 +37,6 @@ import numpy as np
 from urgency.errors import InputError, UrgencyError
 
 if TYPE_CHECKING:
-    from urgency.models import HeadModel
     from urgency.store import Store
 
 # The index file: MAGIC, the manifest's length (8 bytes, little-endian), the manifest (JSON),
@@ -303,67 +302,6 @@ class SimilarIndex:
 
 # ---------------------------------------------------------------------------------------------
 # Vectors of scored tickets, and the index beside the store
-
-
-@dataclass(frozen=True)
-class VectorSource:
-    """How one served MiniLM model encodes: its pyfunc (a `TransformerHead`) and vector scope."""
-
-    head: str
-    python_model: Any
-    scope: str
-    ndim: int
-
-
-def vector_source(models: Mapping[str, HeadModel]) -> VectorSource | None:
-    """The served model whose sentence vectors are indexed: the text signals' model (a MiniLM
-    model run for every scored ticket) when there is one, else the first MiniLM head (embedding,
-    label-free, hybrid); None when no model encodes (baseline heads only)."""
-    from urgency.config import SIGNALS_MODEL
-    from urgency.transformer_model import TransformerHead, vector_scope
-
-    ordered = sorted(models.items(), key=lambda item: item[0] != SIGNALS_MODEL)
-    for head, model in ordered:
-        unwrap = getattr(model.model, "unwrap_python_model", None)
-        python_model = unwrap() if unwrap is not None else None
-        if isinstance(python_model, TransformerHead):
-            shared = python_model.shared
-            scope = vector_scope(
-                shared.key, python_model.max_length, python_model.normalize, runtime=shared.runtime
-            )
-            return VectorSource(head, python_model, scope, int(shared.model.config.hidden_size))
-    return None
-
-
-def ticket_vectors(texts: Sequence[str], models: Mapping[str, HeadModel]) -> np.ndarray | None:
-    """The sentence vectors (n x dim, float32) of `texts` (the model input text predict gave the
-    models, `predict.model_input`), as the served MiniLM model (`vector_source`) computed them:
-    taken from the process's memo (`transformer_model.VECTORS`, by cleaned text digest and
-    scope) and encoded only when missing (a text predict never saw, or the memo dropped it).
-    None when no served model encodes. An empty text's row is NaN (predict scores no empty text)."""
-    from urgency.cleaning import clean_texts
-    from urgency.transformer_model import VECTORS, embed_once
-
-    source = vector_source(models)
-    if source is None:
-        return None
-    head = source.python_model
-    cleaned = clean_texts(list(texts), head.cleaning).tolist()
-    vectors = np.full((len(cleaned), source.ndim), np.nan, dtype=np.float32)
-    usable = [row for row, text in enumerate(cleaned) if str(texts[row]) != ""]
-    if usable:
-        vectors[usable] = embed_once(
-            head.encoder,
-            head.tokenizer,
-            [cleaned[row] for row in usable],
-            max_length=head.max_length,
-            batch_size=head.batch_size,
-            normalize=head.normalize,
-            store=VECTORS,
-            scope=source.scope,
-            device=head.device,
-        )
-    return vectors
 
 
 def index_path(database_url: str) -> Path | None:
