@@ -331,7 +331,8 @@ class KnowledgeBase:
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         """Unit sentence vectors (n x width) of `texts` by the knowledge base's encoder, through the
         shared memo: what `ClusterTracker.add` takes when the service has no vector at hand."""
-        from urgency.transformer_model import VECTORS, embed_once, load_encoder, vector_scope
+        from urgency.sentence_vectors import SharedVectors
+        from urgency.transformer_model import load_encoder
 
         settings = self.encoder_settings
         if self._encoder is None:
@@ -343,22 +344,15 @@ class KnowledgeBase:
             # Held here: `load_encoder` digests the encoder's files on every call (and its shared
             # copy lives as long as someone holds it).
             self._encoder = load_encoder(folder, settings.runtime)
-        encoder = self._encoder
-        vectors = embed_once(
-            encoder.model,
-            encoder.tokenizer,
-            list(texts),
+        shared = SharedVectors(
+            encoder=self._encoder,
             max_length=settings.max_length,
             batch_size=settings.batch_size,
             normalize=settings.normalize,
-            store=VECTORS,
-            scope=vector_scope(encoder.key, settings.max_length, settings.normalize, runtime=encoder.runtime),
-            device=encoder.device,
+            cleaning=None,  # the caller's texts are the model's already
+            source="knowledge base",
         )
-        if settings.normalize:
-            return vectors
-        norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-        return vectors / np.where(norms > 0, norms, 1.0)
+        return shared.vectors(list(texts))
 
     def embedding_scores(self, texts: Sequence[str]) -> np.ndarray:
         """texts x articles cosine similarities of the sentence vectors (an article's vector is
