@@ -47,7 +47,9 @@ INDEX_FILE = "similar.index"  # beside the store's SQLite file
 # HNSW settings (bench/bench_similar.py measured these: recall@10 0.99+ on real vectors).
 CONNECTIVITY = 16
 EXPANSION_ADD = 100
-EXPANSION_SEARCH = 64
+# 128, not usearch's 64: at 1,000,000 clustered vectors recall@10 0.958 against 0.894, for
+# 1.68 ms a query against 1.25 (bench/similar_1m_expansions.json, docs/repeat-issues.md).
+EXPANSION_SEARCH = 128
 # Nearest neighbours a filtered query (`created_after`, exclusions) examines at most.
 MAX_CANDIDATES = 4096
 # The vectors' storage type, in the index and the store (`Store.record_ticket_vectors`).
@@ -285,7 +287,8 @@ class SimilarIndex:
         if scope is not None and manifest["scope"] != scope:
             raise IndexMismatch(f"{path}: vectors of encoder scope {manifest['scope']!r}, not {scope!r}")
         index = cls(manifest["scope"], manifest["ndim"])
-        index._index = Index.restore(bytearray(data[start + length :]))
+        # A view of the file's bytes, not a copy: at 1,000,000 tickets each copy is 0.9 GB.
+        index._index = Index.restore(memoryview(data)[start + length :])
         if index._index is None or len(index._index) != manifest["count"]:
             raise IndexMismatch(f"{path}: the index holds another count than its manifest says")
         for key, ticket_id, when in zip(
