@@ -359,9 +359,11 @@ class ServiceState:
 
     def save_similar_index(self) -> None:
         """Write the index to its file (at shutdown: the next start only catches up)."""
+        from urgency.similar import save_index
+
         _scope, path, index = self.similar_snapshot
         if path is not None and index is not None:
-            index.save(path)  # type: ignore[attr-defined]
+            save_index(index, path)  # type: ignore[arg-type]  # logs a read-only or full disk
 
     # -----------------------------------------------------------------------------------------
     # What the customer is told (the backlog part)

@@ -21,7 +21,9 @@ so an index rebuilt from the store equals the one built ticket by ticket.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
 import os
 import struct
 import tempfile
@@ -39,6 +41,8 @@ from urgency.errors import InputError, UrgencyError
 if TYPE_CHECKING:
     from urgency.models import HeadModel
     from urgency.store import Store
+
+log = logging.getLogger(__name__)
 
 # The index file: MAGIC, the manifest's length (8 bytes, little-endian), the manifest (JSON),
 # then usearch's own serialised index. One file, so one rename publishes it whole.
@@ -244,8 +248,10 @@ class SimilarIndex:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         with self._lock:
-            manifest = json.dumps(self.manifest()).encode("utf-8")
             serialised = bytes(self._index.save())
+            # The checksum lets `load` refuse a damaged file before usearch reads its graph.
+            manifest = json.dumps({**self.manifest(), "sha256": hashlib.sha256(serialised).hexdigest()})
+            manifest = manifest.encode("utf-8")
         handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         try:
             with os.fdopen(handle, "wb") as file:
@@ -263,37 +269,60 @@ class SimilarIndex:
 
     @classmethod
     def load(cls, path: Path, *, scope: str | None = None) -> SimilarIndex:
-        """The index saved at `path`; with `scope`, one of another scope is an IndexMismatch."""
-        from usearch.index import Index
-
+        """The index saved at `path`; with `scope`, one of another scope is an IndexMismatch, and
+        so is a damaged file (truncated, its checksum or manifest wrong): the caller rebuilds."""
         path = Path(path)
         try:
             data = path.read_bytes()
         except FileNotFoundError:
             raise InputError(f"{path}: no similar-tickets index there") from None
+        except OSError as error:
+            raise InputError(f"{path}: cannot read the similar-tickets index: {error.strerror}") from None
         if not data.startswith(MAGIC):
             raise IndexMismatch(f"{path}: not a similar-tickets index file")
+        try:
+            return cls._parse(path, data, scope)
+        except (IndexMismatch, InputError):
+            raise
+        except Exception as error:  # struct, JSON, a manifest's missing key, usearch's own error
+            raise IndexMismatch(
+                f"{path}: damaged similar-tickets index ({type(error).__name__}: {error})"
+            ) from None
+
+    @classmethod
+    def _parse(cls, path: Path, data: bytes, scope: str | None) -> SimilarIndex:
+        from usearch.index import Index
+
         start = len(MAGIC) + 8
+        if len(data) < start:
+            raise IndexMismatch(f"{path}: truncated ({len(data)} bytes)")
         (length,) = struct.unpack("<Q", data[len(MAGIC) : start])
         try:
             manifest = json.loads(data[start : start + length])
         except ValueError:
             raise IndexMismatch(f"{path}: its manifest is not valid JSON") from None
-        if manifest.get("format") != FORMAT:
-            raise IndexMismatch(
-                f"{path}: index format {manifest.get('format')!r}, this version reads {FORMAT}"
-            )
+        if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+            found = manifest.get("format") if isinstance(manifest, dict) else None
+            raise IndexMismatch(f"{path}: index format {found!r}, this version reads {FORMAT}")
         if scope is not None and manifest["scope"] != scope:
             raise IndexMismatch(f"{path}: vectors of encoder scope {manifest['scope']!r}, not {scope!r}")
+        serialised = data[start + length :]
+        checksum = manifest.get("sha256")  # files written before the checksum have none
+        if checksum is not None and hashlib.sha256(serialised).hexdigest() != checksum:
+            raise IndexMismatch(f"{path}: damaged (its checksum does not match; truncated or overwritten)")
         index = cls(manifest["scope"], manifest["ndim"])
-        index._index = Index.restore(bytearray(data[start + length :]))
+        index._index = Index.restore(bytearray(serialised))
         if index._index is None or len(index._index) != manifest["count"]:
             raise IndexMismatch(f"{path}: the index holds another count than its manifest says")
+        if int(index._index.ndim) != index.ndim:
+            raise IndexMismatch(
+                f"{path}: vectors of {index._index.ndim} dimensions, its manifest says {index.ndim}"
+            )
         for key, ticket_id, when in zip(
             manifest["keys"], manifest["ids"], manifest["created_at"], strict=True
         ):
-            index._keys[ticket_id] = key
-            index._ids[key] = ticket_id
+            index._keys[str(ticket_id)] = key
+            index._ids[key] = str(ticket_id)
             index._created[key] = float("nan") if when is None else float(when)
         index._next_key = manifest["next_key"]
         synced = manifest.get("synced_at")
@@ -414,21 +443,40 @@ def catch_up(index: SimilarIndex, store: Store, *, batch_size: int = 10_000) -> 
 
 
 def open_index(path: Path, store: Store, scope: str, ndim: int) -> SimilarIndex:
-    """The index at `path` when it is of `scope`, caught up with the store (`catch_up`) and then
-    holding exactly the store's tickets of that scope; else rebuilt from the store. Saved again
-    when it changed. Empty when the store has none."""
+    """The index at `path` when it is of `scope` and `ndim`, caught up with the store
+    (`catch_up`) and then holding exactly the store's tickets of that scope; else rebuilt from
+    the store (logged with the reason: a damaged file, another encoder). Saved again when it
+    changed; a file that cannot be written (read-only folder, full disk) is logged and the index
+    kept in memory: the store holds the vectors, so nothing is lost. Empty when the store has none."""
     try:
         index = SimilarIndex.load(path, scope=scope)
+        if index.ndim != ndim:
+            raise IndexMismatch(f"{path}: vectors of {index.ndim} dimensions, the encoder gives {ndim}")
         changed = catch_up(index, store)
         if set(index.ids) == set(store.ticket_vector_ids(scope)):
             if changed:
-                index.save(path)
+                save_index(index, path)
             return index
-    except (InputError, IndexMismatch):
-        pass
+        log.warning("similar-tickets index %s differs from the store's vectors: rebuilding it", path)
+    except IndexMismatch as error:
+        log.warning("similar-tickets index: %s; rebuilding it from the store", error)
+    except InputError as error:
+        if Path(path).exists():  # none yet is the usual first start: nothing to say
+            log.warning("similar-tickets index: %s; rebuilding it from the store", error)
     index = rebuild_from_store(store, scope) or SimilarIndex(scope, ndim)
-    index.save(path)
+    save_index(index, path)
     return index
+
+
+def save_index(index: SimilarIndex, path: Path) -> bool:
+    """`index.save(path)`, logging instead of raising when the file cannot be written (the
+    index is a cache of the store: the next start rebuilds or catches up). False then."""
+    try:
+        index.save(path)
+    except OSError as error:
+        log.error("similar-tickets index: cannot write %s (%s): kept in memory only", path, error)
+        return False
+    return True
 
 
 def record_scored(
