@@ -419,14 +419,20 @@ def rebuild_from_store(store: Store, scope: str, *, batch_size: int = 10_000) ->
 # How far before `synced_at` a catch-up reads again: a worker's transaction that stamped its rows
 # earlier but committed later than the newest row read is still found.
 CATCH_UP_MARGIN = timedelta(minutes=2)
+# The look-back of a quick catch-up before each duplicate check (a copy sent a second after the
+# original to another worker): a few seconds of rows; a commit later than that after its stamp
+# is found by the next full catch-up (`CATCH_UP_MARGIN`).
+QUICK_CATCH_UP_MARGIN = timedelta(seconds=10)
 
 
-def catch_up(index: SimilarIndex, store: Store, *, batch_size: int = 10_000) -> int:
+def catch_up(
+    index: SimilarIndex, store: Store, *, batch_size: int = 10_000, margin: timedelta = CATCH_UP_MARGIN
+) -> int:
     """Add to `index` the vectors the store took since the index last read it (`synced_at`,
-    less `CATCH_UP_MARGIN`): those another worker process of the service stored. A vector the
-    index already holds unchanged is skipped. Returns how many were added or replaced."""
+    less `margin`): those another worker process of the service stored. A vector the index
+    already holds unchanged is skipped. Returns how many were added or replaced."""
     added = 0
-    since = None if index.synced_at is None else index.synced_at - CATCH_UP_MARGIN
+    since = None if index.synced_at is None else index.synced_at - margin
     for ids, vectors, created, stored in store.ticket_vector_batches(
         index.scope, batch_size=batch_size, since=since
     ):

@@ -124,3 +124,28 @@ def test_a_live_server_answers_with_similar_tickets_and_the_duplicate(
         assert duplicate["duplicate_of"]["ticket_id"] == "L-1"
         assert other["duplicate_of"] is None
         assert other["similar_tickets"][0]["ticket_id"] == "L-1"
+
+
+@pytest.mark.slow
+def test_a_copy_sent_to_another_worker_at_once_is_a_duplicate(
+    service_params: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two workers (two apps on one store): the original scored by one, its copy by the other
+    a moment later, long before the other's periodic catch-up (made an hour here, so the test
+    does not depend on the machine's speed): the duplicate check reads the store's newest
+    vectors first."""
+    monkeypatch.setattr("serve.state.SIMILAR_CATCH_UP_SECONDS", 3600.0)
+    params = service_with(service_params, tmp_path, **SECTIONS)
+    database = f"sqlite:///{tmp_path / 'service.db'}"
+    with (
+        TestClient(create_app(settings(params, database))) as one,
+        TestClient(create_app(settings(params, database))) as two,
+    ):
+        score(one, ticket("W-1", "eve@example.com"))
+        copy = score(two, ticket("W-2", "eve@example.com", VPN + " Please help."))
+        assert copy["duplicate_of"] is not None and copy["duplicate_of"]["ticket_id"] == "W-1"
+        # And the other way round, with the index of `one` holding W-1 already.
+        back = score(one, ticket("W-3", "fay@example.com"))
+        assert back["duplicate_of"] is None
+        again = score(two, ticket("W-4", "fay@example.com", VPN + " Still."))
+        assert again["duplicate_of"]["ticket_id"] in {"W-3"}
