@@ -17,8 +17,8 @@ from serve.app import create_app
 from serve.routes.assign import ticket_from_score
 from tests.rules_helpers import BASE, rule
 from tests.serve.test_knowledge_service import service_with
-from tests.serve_helpers import ALL, migrated, running_server, settings
-from urgency.store import Store, make_engine
+from tests.serve_helpers import ALL, migrated, rows, running_server, settings
+from urgency.store import Store, make_engine, ticket_vectors
 
 SECTIONS: dict[str, Any] = {
     "fields": {**BASE["fields"], "requester": "requester"},
@@ -149,3 +149,31 @@ def test_a_copy_sent_to_another_worker_at_once_is_a_duplicate(
         assert back["duplicate_of"] is None
         again = score(two, ticket("W-4", "fay@example.com", VPN + " Still."))
         assert again["duplicate_of"]["ticket_id"] in {"W-3"}
+
+
+@pytest.mark.slow
+def test_an_index_path_that_cannot_be_written_loses_nothing(
+    service_params: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Params `similar.index` where nothing can be written (a read-only folder or a full disk;
+    here under a file, which fails for root too): the service starts, answers, stops, and logs
+    why the file is missing; the store keeps every vector and the next start rebuilds from it."""
+    import yaml
+
+    params = service_with(service_params, tmp_path, **SECTIONS)
+    (tmp_path / "not-a-folder").write_text("a file")
+    data = yaml.safe_load(params.read_text())
+    data["similar"] = {"index": str(tmp_path / "not-a-folder" / "similar.index")}
+    params.write_text(yaml.safe_dump(data))
+    database = f"sqlite:///{tmp_path / 'service.db'}"
+    for run in ("first", "second"):
+        with (
+            caplog.at_level("ERROR", logger="urgency.similar"),
+            TestClient(create_app(settings(params, database))) as client,
+        ):
+            answer = score(client, ticket(f"R-{run}", "gil@example.com"))
+        if run == "second":  # the first run's ticket is found after a restart without a file
+            assert answer["duplicate_of"]["ticket_id"] == "R-first"
+        assert "cannot write" in caplog.text
+        caplog.clear()
+    assert sorted(row["ticket_id"] for row in rows(database, ticket_vectors)) == ["R-first", "R-second"]
