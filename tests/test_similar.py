@@ -20,6 +20,7 @@ from urgency.similar import (
     MAGIC,
     IndexMismatch,
     SimilarIndex,
+    as_vectors,
     catch_up,
     index_path,
     open_index,
@@ -334,6 +335,22 @@ def _prediction(ticket_id: str, *, category: str, priority: str, fields: dict | 
         "decision": {"priority": priority},
         "model_versions": {"urgency": "1"},
     }
+
+
+def test_a_ticket_given_twice_keeps_its_last_vector(any_store: Store) -> None:
+    """A batch that carries one ticket twice (a re-sent export): one vector per ticket, the
+    last with text, in the store and the index alike (it was a primary-key violation: a 500)."""
+    vectors = random_vectors(4, 24, 11)
+    vectors[3] = np.nan  # the last copy of T-2 has no text: T-2 keeps the one before
+    index = SimilarIndex("s", 24)
+    kept = record_scored(index, any_store, ["T-1", "T-1", "T-2", "T-2"], vectors, [NOW] * 4)
+    assert kept == 2 and sorted(index.ids) == ["T-1", "T-2"]
+    stored = {ids[0]: batch for ids, batch, *_ in any_store.ticket_vector_batches("s", batch_size=1)}
+    np.testing.assert_array_equal(stored["T-1"][0], index.vector("T-1"))
+    np.testing.assert_array_equal(index.vector("T-1"), as_vectors(vectors[1]).ravel())
+    np.testing.assert_array_equal(index.vector("T-2"), as_vectors(vectors[2]).ravel())
+    any_store.record_ticket_vectors(["T-3", "T-3"], "s", vectors[:2], [NOW, NOW])
+    assert sorted(any_store.ticket_vector_ids("s")) == ["T-1", "T-2", "T-3"]
 
 
 def test_store_keeps_vectors_and_facts(any_store: Store) -> None:

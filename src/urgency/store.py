@@ -786,7 +786,7 @@ class Store:
         stored_at: datetime | None = None,
     ) -> None:
         """Keep scored tickets' sentence vectors (n x dim, stored as float16), all or none; a
-        ticket scored again has its vector replaced."""
+        ticket scored again has its vector replaced (given twice here: the last one is kept)."""
         import numpy as np
 
         array = np.asarray(vectors, dtype="<f2")
@@ -801,6 +801,7 @@ class Store:
             }
             for row, ticket_id in enumerate(ticket_ids)
         ]
+        rows = list({row["ticket_id"]: row for row in rows}.values())  # one row per ticket: the last
         if not rows:
             return
         with self.engine.begin() as connection:
