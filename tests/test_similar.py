@@ -353,6 +353,33 @@ def test_a_ticket_given_twice_keeps_its_last_vector(any_store: Store) -> None:
     assert sorted(any_store.ticket_vector_ids("s")) == ["T-1", "T-2", "T-3"]
 
 
+def test_one_ticket_stored_by_requests_at_once(any_store: Store) -> None:
+    """The same ticket scored by several requests at once (a helpdesk's retry, two workers):
+    each replaces its vector, none fails (a delete-then-insert was a key violation on
+    PostgreSQL: a 500), and one vector is left."""
+    import threading
+
+    vectors = random_vectors(8, 24, 13)
+    barrier = threading.Barrier(8)
+    failures: list[BaseException] = []
+
+    def store_one(n: int) -> None:
+        barrier.wait()
+        try:
+            for _ in range(5):
+                any_store.record_ticket_vectors(["T-1", f"T-own-{n}"], "s", vectors[[n, n]], [NOW, NOW])
+        except BaseException as error:  # collected for the assertion
+            failures.append(error)
+
+    threads = [threading.Thread(target=store_one, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert failures == []
+    assert sorted(any_store.ticket_vector_ids("s")) == ["T-1", *sorted(f"T-own-{n}" for n in range(8))]
+
+
 def test_store_keeps_vectors_and_facts(any_store: Store) -> None:
     store = any_store
     vectors = random_vectors(3, 12, 1)
