@@ -177,3 +177,28 @@ def test_an_index_path_that_cannot_be_written_loses_nothing(
         assert "cannot write" in caplog.text
         caplog.clear()
     assert sorted(row["ticket_id"] for row in rows(database, ticket_vectors)) == ["R-first", "R-second"]
+
+
+@pytest.mark.slow
+def test_a_ticket_whose_answer_was_not_stored_leaves_no_vector(service_params: Path, tmp_path: Path) -> None:
+    """The vector is kept after the prediction is stored: a request that fails to store (here a
+    real failing insert: a trigger, as a full disk would) is not listed as a similar ticket later
+    (it was, without category or priority, and stayed in the store's vectors)."""
+    import sqlalchemy as sa
+
+    params = service_with(service_params, tmp_path, **SECTIONS)
+    database = f"sqlite:///{tmp_path / 'service.db'}"
+    engine = make_engine(migrated(database))
+    with engine.begin() as connection:
+        connection.execute(
+            sa.text(
+                "CREATE TRIGGER refuse BEFORE INSERT ON predictions WHEN NEW.ticket_id = 'X-1' "
+                "BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END"
+            )
+        )
+    with TestClient(create_app(settings(params, database)), raise_server_exceptions=False) as client:
+        failed = client.post("/v1/score", json=ticket("X-1", "hal@example.com"), headers=ALL)
+        assert failed.status_code == 500
+        copy = score(client, ticket("X-2", "hal@example.com", VPN + " Please."))
+        assert copy["similar_tickets"] == [] and copy["duplicate_of"] is None
+    assert [row["ticket_id"] for row in rows(database, ticket_vectors)] == ["X-2"]
