@@ -110,4 +110,37 @@ def run(
     # start; each worker loads them in its lifespan.
     resolve_served(load_params(settings.params), model_dir=settings.model_dir, alias=settings.model_alias)
     os.environ.update(worker_environment(settings, workers))
-    uvicorn.run("serve.app:create_app", factory=True, host=host, port=port, workers=workers, log_level="info")
+    uvicorn.run(
+        "serve.app:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level="info",
+        log_config=worker_log_config(),
+    )
+
+
+# The service's own log lines as `urgency.cli.common.setup_logging` formats them in one process.
+LOG_FORMAT = "%(levelname)s %(name)s: %(message)s"
+
+
+def worker_log_config() -> dict[str, Any]:
+    """uvicorn's logging configuration plus the service's loggers. A worker process starts
+    afresh and applies only this (the CLI's `setup_logging` ran in the parent): without it a
+    worker's `urgency.*` INFO lines (models served, the similar-tickets index opened or rebuilt,
+    the outbox) are lost and its warnings come out unformatted."""
+    import copy
+
+    from uvicorn.config import LOGGING_CONFIG
+
+    config = copy.deepcopy(LOGGING_CONFIG)
+    config["formatters"]["urgency"] = {"format": LOG_FORMAT}
+    config["handlers"]["urgency"] = {
+        "formatter": "urgency",
+        "class": "logging.StreamHandler",
+        "stream": "ext://sys.stderr",
+    }
+    config["root"] = {"handlers": ["urgency"], "level": "WARNING"}
+    config["loggers"]["urgency"] = {"level": "INFO"}  # propagates to the root's handler
+    return config

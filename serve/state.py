@@ -329,19 +329,30 @@ class ServiceState:
         no duplicates). Opened on first use from its file (params `similar.index`, else beside
         the SQLite store; a server database without one keeps it in memory), caught up with the
         store or rebuilt from it; then caught up every `SIMILAR_CATCH_UP_SECONDS` with what the
-        other workers stored."""
+        other workers stored, and with the last seconds of it before each duplicate check."""
         spec = runtime.rules.spec
         vectors = runtime.vectors
         wanted = spec.similar_tickets is not None or spec.duplicates is not None
         if not wanted or vectors is None or self.store is None:
             return None
-        from urgency.similar import SimilarIndex, catch_up, index_path, open_index, rebuild_from_store
+        from urgency.similar import (
+            QUICK_CATCH_UP_MARGIN,
+            SimilarIndex,
+            catch_up,
+            index_path,
+            open_index,
+            rebuild_from_store,
+        )
 
         scope, _path, index = self.similar_snapshot
         if index is not None and scope == vectors.scope:
             if time.monotonic() - self.similar_synced > SIMILAR_CATCH_UP_SECONDS:
                 self.similar_synced = time.monotonic()
                 catch_up(index, self.store)
+            elif spec.duplicates is not None:
+                # A copy sent to another worker right after the original: a duplicate check
+                # must see it (a few seconds of rows, read by index range on the store).
+                catch_up(index, self.store, margin=QUICK_CATCH_UP_MARGIN)
             return index
         with self._similar_lock:
             scope, _path, index = self.similar_snapshot
@@ -359,9 +370,11 @@ class ServiceState:
 
     def save_similar_index(self) -> None:
         """Write the index to its file (at shutdown: the next start only catches up)."""
+        from urgency.similar import save_index
+
         _scope, path, index = self.similar_snapshot
         if path is not None and index is not None:
-            index.save(path)  # type: ignore[attr-defined]
+            save_index(index, path)  # type: ignore[arg-type]  # logs a read-only or full disk
 
     # -----------------------------------------------------------------------------------------
     # What the customer is told (the backlog part)

@@ -153,6 +153,13 @@ def test_shared_field_compares_trimmed_casefolded_values() -> None:
     assert shared_field({"requester": ""}, {"requester": ""}, names) is None  # empty is no value
     assert shared_field({"organization": 7}, {"organization": "7"}, names) == "organization"
     assert shared_field({"requester": None}, {}, names) is None
+    # One person, however the helpdesk or a mail client wrote the address: composed or
+    # decomposed accents, full-width letters, German sharp s, a non-breaking space around it.
+    assert shared_field({"requester": "Jos\u00e9@x.es"}, {"requester": "jose\u0301@x.es"}, names)
+    assert shared_field({"requester": "\uff21na@x.com"}, {"requester": "ana@x.com"}, names)
+    assert shared_field({"requester": "STRASSE@x.de"}, {"requester": "stra\u00dfe@x.de"}, names)
+    assert shared_field({"requester": "\u00a0ana@x.com\u00a0"}, {"requester": "ana@x.com"}, names)
+    assert shared_field({"requester": "\u00a0 "}, {"requester": ""}, names) is None
 
 
 # -- the threshold ----------------------------------------------------------------------------

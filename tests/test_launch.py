@@ -89,3 +89,24 @@ def test_several_workers_refuse_a_missing_model_before_starting(tmp_path: Path) 
     done = CliRunner().invoke(cli, arguments)
     assert done.exit_code == 5, done.output  # a model not found (urgency.errors)
     assert f"no head model in {tmp_path / 'empty'}" in done.output and "Traceback" not in done.output
+
+
+def test_workers_log_the_services_lines(tmp_path: Path) -> None:
+    """A worker process applies only uvicorn's logging configuration: it must carry the
+    service's loggers, else `urgency.*` INFO lines (the similar-tickets index rebuilt, the models
+    served) vanish with several workers. A fresh interpreter, as a worker is."""
+    import subprocess
+    import sys
+
+    script = (
+        "import logging.config\n"
+        "from serve.launch import worker_log_config\n"
+        "logging.config.dictConfig(worker_log_config())\n"
+        "logging.getLogger('urgency.similar').info('index rebuilt')\n"
+        "logging.getLogger('urgency.serve').warning('a warning')\n"
+        "logging.getLogger('mlflow').info('chatter')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert "INFO urgency.similar: index rebuilt" in done.stderr
+    assert "WARNING urgency.serve: a warning" in done.stderr
+    assert "chatter" not in done.stderr

@@ -17,13 +17,16 @@ from hypothesis import strategies as st
 
 from urgency.errors import InputError
 from urgency.similar import (
+    MAGIC,
     IndexMismatch,
     SimilarIndex,
+    as_vectors,
     catch_up,
     index_path,
     open_index,
     rebuild_from_store,
     record_scored,
+    save_index,
     similar_tickets,
 )
 from urgency.store import Store, make_engine, predictions, upgrade
@@ -224,6 +227,76 @@ def test_the_file_is_replaced_whole_and_checked(tmp_path: Path, store: Store) ->
     assert index_path("postgresql+psycopg://u@h/db") is None
 
 
+@pytest.mark.parametrize(
+    "damage",
+    ["magic only", "half the manifest", "half the graph", "last byte gone", "bytes flipped", "no keys"],
+)
+def test_a_damaged_file_is_rebuilt_and_logged(
+    tmp_path: Path, store: Store, damage: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A truncated or overwritten index file (a crash while copying it, a full disk, a bad
+    restore) never stops the service: it is an IndexMismatch, rebuilt from the store, logged."""
+    vectors = random_vectors(30, 24, 7)
+    ids = [f"T-{i}" for i in range(30)]
+    index = SimilarIndex("test-scope", 24)
+    record_scored(index, store, ids, vectors, [NOW] * 30)
+    path = index.save(tmp_path / "similar.index")
+    data = path.read_bytes()
+    start = len(MAGIC) + 8 + int.from_bytes(data[len(MAGIC) : len(MAGIC) + 8], "little")
+    damaged = {
+        "magic only": data[: len(MAGIC) + 2],
+        "half the manifest": data[: (len(MAGIC) + start) // 2],
+        "half the graph": data[: (start + len(data)) // 2],
+        "last byte gone": data[:-1],
+        "bytes flipped": data[:start]
+        + bytes(b ^ 0xFF for b in data[start : start + 64])
+        + data[start + 64 :],
+        "no keys": data.replace(b'"keys"', b'"kays"'),
+    }[damage]
+    path.write_bytes(damaged)
+    with pytest.raises(IndexMismatch):
+        SimilarIndex.load(path)
+    with caplog.at_level("WARNING", logger="urgency.similar"):
+        reopened = open_index(path, store, "test-scope", 24)
+    assert sorted(reopened.ids) == sorted(ids)
+    assert "rebuilding it from the store" in caplog.text
+    assert sorted(SimilarIndex.load(path).ids) == sorted(ids)  # and the good file saved again
+
+
+def test_an_index_of_another_dimension_is_rebuilt(tmp_path: Path, store: Store) -> None:
+    path = filled(3, dim=16)[0].save(tmp_path / "similar.index")
+    store.record_ticket_vectors(["T-1"], "test-scope", random_vectors(1, 24, 0), [NOW])
+    reopened = open_index(path, store, "test-scope", 24)
+    assert reopened.ndim == 24 and reopened.ids == ["T-1"]
+
+
+def test_a_folder_that_cannot_be_written_keeps_the_index_in_memory(
+    tmp_path: Path, store: Store, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A path the service cannot write (read-only folder, full disk; here a "folder" that is a
+    file, which fails for root too): the index opens from the store and lives in memory; saving
+    it logs an error instead of failing the start or the shutdown, and the store keeps all."""
+    store.record_ticket_vectors(["T-1", "T-2"], "test-scope", random_vectors(2, 24, 1), [NOW, NOW])
+    (tmp_path / "not-a-folder").write_text("a file")
+    path = tmp_path / "not-a-folder" / "similar.index"
+    with caplog.at_level("ERROR", logger="urgency.similar"):
+        index = open_index(path, store, "test-scope", 24)
+        assert sorted(index.ids) == ["T-1", "T-2"]
+        record_scored(index, store, ["T-3"], random_vectors(1, 24, 2), [NOW])
+        assert save_index(index, path) is False
+    assert "cannot write" in caplog.text
+    assert sorted(store.ticket_vector_ids("test-scope")) == ["T-1", "T-2", "T-3"]
+    assert save_index(index, tmp_path / "similar.index") is True
+    if os.geteuid() != 0:  # a read-only folder (root may write there anyway)
+        folder = tmp_path / "read-only"
+        folder.mkdir(mode=0o555)
+        try:
+            assert save_index(index, folder / "similar.index") is False
+            assert os.listdir(folder) == []
+        finally:
+            folder.chmod(0o755)
+
+
 def test_a_worker_catches_up_with_what_others_stored(tmp_path: Path, store: Store) -> None:
     """Two service processes, one store: each indexes what it scored, and catches up with the
     other's tickets from the store; a file saved earlier catches up when opened."""
@@ -260,6 +333,49 @@ def _prediction(ticket_id: str, *, category: str, priority: str, fields: dict | 
         "decision": {"priority": priority},
         "model_versions": {"urgency": "1"},
     }
+
+
+def test_a_ticket_given_twice_keeps_its_last_vector(any_store: Store) -> None:
+    """A batch that carries one ticket twice (a re-sent export): one vector per ticket, the
+    last with text, in the store and the index alike (it was a primary-key violation: a 500)."""
+    vectors = random_vectors(4, 24, 11)
+    vectors[3] = np.nan  # the last copy of T-2 has no text: T-2 keeps the one before
+    index = SimilarIndex("s", 24)
+    kept = record_scored(index, any_store, ["T-1", "T-1", "T-2", "T-2"], vectors, [NOW] * 4)
+    assert kept == 2 and sorted(index.ids) == ["T-1", "T-2"]
+    stored = {ids[0]: batch for ids, batch, *_ in any_store.ticket_vector_batches("s", batch_size=1)}
+    np.testing.assert_array_equal(stored["T-1"][0], index.vector("T-1"))
+    np.testing.assert_array_equal(index.vector("T-1"), as_vectors(vectors[1]).ravel())
+    np.testing.assert_array_equal(index.vector("T-2"), as_vectors(vectors[2]).ravel())
+    any_store.record_ticket_vectors(["T-3", "T-3"], "s", vectors[:2], [NOW, NOW])
+    assert sorted(any_store.ticket_vector_ids("s")) == ["T-1", "T-2", "T-3"]
+
+
+def test_one_ticket_stored_by_requests_at_once(any_store: Store) -> None:
+    """The same ticket scored by several requests at once (a helpdesk's retry, two workers):
+    each replaces its vector, none fails (a delete-then-insert was a key violation on
+    PostgreSQL: a 500), and one vector is left."""
+    import threading
+
+    vectors = random_vectors(8, 24, 13)
+    barrier = threading.Barrier(8)
+    failures: list[BaseException] = []
+
+    def store_one(n: int) -> None:
+        barrier.wait()
+        try:
+            for _ in range(5):
+                any_store.record_ticket_vectors(["T-1", f"T-own-{n}"], "s", vectors[[n, n]], [NOW, NOW])
+        except BaseException as error:  # collected for the assertion
+            failures.append(error)
+
+    threads = [threading.Thread(target=store_one, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert failures == []
+    assert sorted(any_store.ticket_vector_ids("s")) == ["T-1", *sorted(f"T-own-{n}" for n in range(8))]
 
 
 def test_store_keeps_vectors_and_facts(any_store: Store) -> None:

@@ -5,6 +5,7 @@ Plain `def` endpoints: inference runs in FastAPI's thread pool, never on the eve
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -65,16 +66,20 @@ def score_and_store(
     service: ServiceState, runtime_now: Runtime, store: Store, tickets: list[Ticket]
 ) -> list[ScoreResult]:
     """Score the tickets, store a prediction row for each, count them in the metrics."""
-    results, rows = score_only(service, runtime_now, store, tickets)
+    results, rows, keep_vectors = score_only(service, runtime_now, store, tickets)
     store.record_predictions(rows)
+    keep_vectors()
     service.metrics.observe_results(results)
     return results
 
 
 def score_only(
     service: ServiceState, runtime_now: Runtime, store: Store, tickets: list[Ticket]
-) -> tuple[list[ScoreResult], list[dict[str, Any]]]:
-    """The tickets' results and their prediction rows, not yet stored."""
+) -> tuple[list[ScoreResult], list[dict[str, Any]], Callable[[], int]]:
+    """The tickets' results, their prediction rows (not yet stored), and what keeps their
+    sentence vectors for the similar-tickets index: call it once the rows are stored, so an
+    answer never acknowledged (a crash, a failed store) leaves no vector, and a duplicate check
+    never finds a vector whose ticket the store does not know yet."""
     check_reserved(runtime_now, tickets)
     now = datetime.now(UTC)
     surge = service.surge(runtime_now, store, now, tickets)
@@ -93,8 +98,12 @@ def score_only(
     scored = with_repeat_issues(service, runtime_now, scored, now)
     if check is not None:
         scored = with_similar(scored, check)
-        check.record()
-    return [one.result for one in scored], [prediction_row(one, now) for one in scored]
+    keep_vectors = check.record if check is not None else _nothing
+    return [one.result for one in scored], [prediction_row(one, now) for one in scored], keep_vectors
+
+
+def _nothing() -> int:
+    return 0
 
 
 def similar_check(

@@ -10,6 +10,7 @@ is stored once with what it caused, in one transaction: a retry gets the first a
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -182,6 +183,7 @@ def _handle(
         "kind": event.kind,
     }
     predicted: list[dict[str, Any]] = []
+    keep_vectors: Callable[[], int] | None = None  # the scored ticket's vector, kept once stored
     chosen: list[dict[str, Any]] = []  # the assignment of a created ticket, stored with the delivery
     moved: tuple[str | None, str | None] | None = None  # (assignee, team) an update carries
     decision: dict[str, Any] | None = None
@@ -190,7 +192,7 @@ def _handle(
     if is_our_write(event, store.last_write_back(event.helpdesk, event.ticket_id), mapping):
         answer |= {"action": "ignored", "reason": "the change our own write-back made"}
     elif event.kind == "created":
-        result, predicted = scored(event, mapping, service, runtime_now, store)
+        result, predicted, keep_vectors = scored(event, mapping, service, runtime_now, store)
         assignment, chosen = assigned(event, mapping, result, service, runtime_now, store, held)
         values = values_for(result, mapping, assignment, event.helpdesk)
         if mapping.api_url and event.helpdesk in service.settings.helpdesk_credentials:
@@ -248,6 +250,8 @@ def _handle(
         return WebhookResult.model_validate(
             {**store.delivery(event.helpdesk, event.delivery_id), "duplicate": True}
         )
+    if keep_vectors is not None:
+        keep_vectors()
     if outcome.result is not None:
         service.metrics.observe_results([outcome.result])
     if outcome.assignment is not None:
@@ -262,7 +266,7 @@ def _handle(
 
 def scored(
     event: HelpdeskEvent, mapping: HelpdeskParams, service: ServiceState, runtime_now: Runtime, store: Store
-) -> tuple[Any, list[dict[str, Any]]]:
+) -> tuple[Any, list[dict[str, Any]], Callable[[], int]]:
     try:
         ticket = Ticket(
             ticket_id=event.ticket_id,
@@ -274,8 +278,8 @@ def scored(
     except ValidationError as error:
         first = error.errors()[0]
         raise invalid(["body", "ticket", *map(str, first["loc"])], first["msg"]) from None
-    results, rows = score_only(service, runtime_now, store, [ticket])
-    return results[0], rows
+    results, rows, keep_vectors = score_only(service, runtime_now, store, [ticket])
+    return results[0], rows, keep_vectors
 
 
 def assigned(

@@ -14,6 +14,7 @@ similarity whose precision on the pairs reaches the target (bench/bench_duplicat
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -59,13 +60,15 @@ class DuplicateMatch:
 
 
 def _value(fields: Mapping[str, Any] | None, name: str) -> str | None:
-    """A field's value as compared: text, trimmed, case-folded; None when missing or empty."""
+    """A field's value as compared: text in Unicode compatibility form (NFKC: composed and
+    decomposed accents, full-width letters alike), trimmed, case-folded; None when missing or
+    empty."""
     if not fields:
         return None
     value = fields.get(name)
     if value is None or (isinstance(value, float) and np.isnan(value)):
         return None
-    text = str(value).strip().casefold()
+    text = unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", str(value)).casefold()).strip()
     return text or None
 
 

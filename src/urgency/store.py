@@ -786,7 +786,7 @@ class Store:
         stored_at: datetime | None = None,
     ) -> None:
         """Keep scored tickets' sentence vectors (n x dim, stored as float16), all or none; a
-        ticket scored again has its vector replaced."""
+        ticket scored again has its vector replaced (given twice here: the last one is kept)."""
         import numpy as np
 
         array = np.asarray(vectors, dtype="<f2")
@@ -801,12 +801,28 @@ class Store:
             }
             for row, ticket_id in enumerate(ticket_ids)
         ]
+        # One row per ticket (the last), in id order: two workers storing overlapping tickets
+        # at once lock them in the same order (no deadlock on PostgreSQL).
+        rows = sorted({row["ticket_id"]: row for row in rows}.values(), key=lambda row: row["ticket_id"])
         if not rows:
             return
         with self.engine.begin() as connection:
-            for chunk in _chunks([row["ticket_id"] for row in rows]):
-                connection.execute(ticket_vectors.delete().where(ticket_vectors.c.ticket_id.in_(chunk)))
-            connection.execute(ticket_vectors.insert(), rows)
+            # An upsert: the same ticket stored by two requests at once (a helpdesk's retry, two
+            # workers) replaces its vector; a delete-then-insert made the second a key violation.
+            insert = _insert(connection, ticket_vectors)
+            new = insert.excluded
+            connection.execute(
+                insert.on_conflict_do_update(
+                    index_elements=[ticket_vectors.c.ticket_id],
+                    set_={
+                        "scope": new.scope,
+                        "vector": new.vector,
+                        "created_at": new.created_at,
+                        "stored_at": new.stored_at,
+                    },
+                ),
+                rows,
+            )
 
     def ticket_vector_batches(
         self, scope: str, *, batch_size: int = 10_000, since: datetime | None = None

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from tests.rules_helpers import assert_load_error, make_rules, outputs, rule, run
 from urgency.errors import ParamsError
+from urgency.rules.compiler import DUPLICATE_CHECK_COLUMNS
 from urgency.rules.engine import DUPLICATE_COLUMNS
 
 SECTIONS: dict[str, Any] = {
@@ -87,6 +88,19 @@ def _set(section: str, value: Any) -> Any:
 )
 def test_a_wrong_value_names_its_key(section: str, value: Any, expected: list[str]) -> None:
     assert_load_error(_set(section, value), expected)
+
+
+@pytest.mark.parametrize(("name", "column"), [("duplicate_of", None), ("original", "duplicate_why")])
+def test_a_field_read_from_the_checks_column_is_refused(name: str, column: str | None) -> None:
+    """The duplicate check writes its answer into these columns before the rules run: a ticket
+    field read from one would be silently replaced."""
+    assert DUPLICATE_CHECK_COLUMNS == DUPLICATE_COLUMNS
+
+    def change(data: dict[str, Any]) -> None:
+        data["duplicates"] = {"same_fields": ["region"]}
+        data["fields"][name] = {"type": "text", "column": column or name}
+
+    assert_load_error(change, [f"fields.{name}", "written by the duplicate check"])
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])

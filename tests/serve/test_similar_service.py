@@ -17,8 +17,8 @@ from serve.app import create_app
 from serve.routes.assign import ticket_from_score
 from tests.rules_helpers import BASE, rule
 from tests.serve.test_knowledge_service import service_with
-from tests.serve_helpers import ALL, migrated, running_server, settings
-from urgency.store import Store, make_engine
+from tests.serve_helpers import ALL, migrated, rows, running_server, settings
+from urgency.store import Store, make_engine, ticket_vectors
 
 SECTIONS: dict[str, Any] = {
     "fields": {**BASE["fields"], "requester": "requester"},
@@ -124,3 +124,81 @@ def test_a_live_server_answers_with_similar_tickets_and_the_duplicate(
         assert duplicate["duplicate_of"]["ticket_id"] == "L-1"
         assert other["duplicate_of"] is None
         assert other["similar_tickets"][0]["ticket_id"] == "L-1"
+
+
+@pytest.mark.slow
+def test_a_copy_sent_to_another_worker_at_once_is_a_duplicate(
+    service_params: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two workers (two apps on one store): the original scored by one, its copy by the other
+    a moment later, long before the other's periodic catch-up (made an hour here, so the test
+    does not depend on the machine's speed): the duplicate check reads the store's newest
+    vectors first."""
+    monkeypatch.setattr("serve.state.SIMILAR_CATCH_UP_SECONDS", 3600.0)
+    params = service_with(service_params, tmp_path, **SECTIONS)
+    database = f"sqlite:///{tmp_path / 'service.db'}"
+    with (
+        TestClient(create_app(settings(params, database))) as one,
+        TestClient(create_app(settings(params, database))) as two,
+    ):
+        score(one, ticket("W-1", "eve@example.com"))
+        copy = score(two, ticket("W-2", "eve@example.com", VPN + " Please help."))
+        assert copy["duplicate_of"] is not None and copy["duplicate_of"]["ticket_id"] == "W-1"
+        # And the other way round, with the index of `one` holding W-1 already.
+        back = score(one, ticket("W-3", "fay@example.com"))
+        assert back["duplicate_of"] is None
+        again = score(two, ticket("W-4", "fay@example.com", VPN + " Still."))
+        assert again["duplicate_of"]["ticket_id"] in {"W-3"}
+
+
+@pytest.mark.slow
+def test_an_index_path_that_cannot_be_written_loses_nothing(
+    service_params: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Params `similar.index` where nothing can be written (a read-only folder or a full disk;
+    here under a file, which fails for root too): the service starts, answers, stops, and logs
+    why the file is missing; the store keeps every vector and the next start rebuilds from it."""
+    import yaml
+
+    params = service_with(service_params, tmp_path, **SECTIONS)
+    (tmp_path / "not-a-folder").write_text("a file")
+    data = yaml.safe_load(params.read_text())
+    data["similar"] = {"index": str(tmp_path / "not-a-folder" / "similar.index")}
+    params.write_text(yaml.safe_dump(data))
+    database = f"sqlite:///{tmp_path / 'service.db'}"
+    for run in ("first", "second"):
+        with (
+            caplog.at_level("ERROR", logger="urgency.similar"),
+            TestClient(create_app(settings(params, database))) as client,
+        ):
+            answer = score(client, ticket(f"R-{run}", "gil@example.com"))
+        if run == "second":  # the first run's ticket is found after a restart without a file
+            assert answer["duplicate_of"]["ticket_id"] == "R-first"
+        assert "cannot write" in caplog.text
+        caplog.clear()
+    assert sorted(row["ticket_id"] for row in rows(database, ticket_vectors)) == ["R-first", "R-second"]
+
+
+@pytest.mark.slow
+def test_a_ticket_whose_answer_was_not_stored_leaves_no_vector(service_params: Path, tmp_path: Path) -> None:
+    """The vector is kept after the prediction is stored: a request that fails to store (here a
+    real failing insert: a trigger, as a full disk would) is not listed as a similar ticket later
+    (it was, without category or priority, and stayed in the store's vectors)."""
+    import sqlalchemy as sa
+
+    params = service_with(service_params, tmp_path, **SECTIONS)
+    database = f"sqlite:///{tmp_path / 'service.db'}"
+    engine = make_engine(migrated(database))
+    with engine.begin() as connection:
+        connection.execute(
+            sa.text(
+                "CREATE TRIGGER refuse BEFORE INSERT ON predictions WHEN NEW.ticket_id = 'X-1' "
+                "BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END"
+            )
+        )
+    with TestClient(create_app(settings(params, database)), raise_server_exceptions=False) as client:
+        failed = client.post("/v1/score", json=ticket("X-1", "hal@example.com"), headers=ALL)
+        assert failed.status_code == 500
+        copy = score(client, ticket("X-2", "hal@example.com", VPN + " Please."))
+        assert copy["similar_tickets"] == [] and copy["duplicate_of"] is None
+    assert [row["ticket_id"] for row in rows(database, ticket_vectors)] == ["X-2"]

@@ -168,10 +168,23 @@ def compile_rules(
     return _rule_set(spec, source, fields, sections, findings.warnings)
 
 
+# The columns the service's duplicate check writes before the rules run (`engine.DUPLICATE_COLUMNS`;
+# not imported: the engine imports this module). A ticket field there would be overwritten.
+DUPLICATE_CHECK_COLUMNS = ("duplicate_of", "duplicate_similarity", "duplicate_why")
+
+
 def _check_same_fields(spec: RulesFile, fields: Mapping[str, FieldInfo], problems: list[str]) -> None:
-    """`duplicates.same_fields` must name declared ticket fields (a typo would never match)."""
+    """`duplicates.same_fields` must name declared ticket fields (a typo would never match), and
+    no declared field may be read from a column the duplicate check writes."""
     if spec.duplicates is None:
         return
+    for name, declared in spec.fields.items():
+        column = declared.column or name
+        if column in DUPLICATE_CHECK_COLUMNS:
+            problems.append(
+                f"fields.{name}: column {column!r} is written by the duplicate check (rules "
+                "`duplicates`); choose another name"
+            )
     for position, name in enumerate(spec.duplicates.same_fields):
         if name not in spec.fields:
             declared = ", ".join(sorted(spec.fields)) or "none"
