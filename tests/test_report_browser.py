@@ -108,6 +108,7 @@ def test_the_operations_page_shows_every_section_without_errors(browser: Any, tm
         "Reassignments",
         "Common requests",
         "Customer satisfaction",
+        "Repeat-issue clusters",
         "Model versions and promotions",
     ]
     for heading in page.query_selector_all("h2"):
