@@ -585,3 +585,22 @@ def test_the_scoring_sequence_end_to_end(minilm_models: dict, store: Store, tmp_
     index.save(path)
     reopened = open_index(path, store, source.scope, source.ndim)
     assert sorted(reopened.ids) == ["T-1", "T-2", "T-3"]
+
+
+def test_a_saved_file_reads_like_the_stores_and_a_killed_saves_leftover_goes(tmp_path: Path) -> None:
+    import os
+    import time
+
+    path = tmp_path / "similar.index"
+    stale = tmp_path / ".similar.index.abc123.tmp"  # a save killed half-way, an hour ago
+    stale.write_bytes(b"half a file")
+    an_hour_ago = time.time() - 3600
+    os.utime(stale, (an_hour_ago, an_hour_ago))
+    fresh = tmp_path / ".similar.index.def456.tmp"  # another worker saving right now
+    fresh.write_bytes(b"in progress")
+    index = SimilarIndex("s", 24)
+    index.add(["T-1"], random_vectors(1, 24, 0), [NOW])
+    index.save(path)
+    assert oct(path.stat().st_mode & 0o777) == "0o644"
+    assert not stale.exists() and fresh.exists()
+    assert SimilarIndex.load(path, scope="s").ids == ["T-1"]

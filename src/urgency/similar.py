@@ -28,6 +28,7 @@ import os
 import struct
 import tempfile
 import threading
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -260,6 +261,7 @@ class SimilarIndex:
             manifest = manifest.encode("utf-8")
         handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         try:
+            os.chmod(temporary, 0o644)  # as the store's own file (mkstemp makes it 0600)
             with os.fdopen(handle, "wb") as file:
                 file.write(MAGIC)
                 file.write(struct.pack("<Q", len(manifest)))
@@ -271,6 +273,7 @@ class SimilarIndex:
         except BaseException:
             Path(temporary).unlink(missing_ok=True)
             raise
+        remove_stale_temporaries(path)
         return path
 
     @classmethod
@@ -418,6 +421,25 @@ def open_index(path: Path, store: Store, scope: str, ndim: int) -> SimilarIndex:
     index = rebuild_from_store(store, scope) or SimilarIndex(scope, ndim)
     save_index(index, path)
     return index
+
+
+# A temporary file older than this is a save that was killed (another worker's save in progress
+# is seconds old): the next save removes it.
+STALE_TEMPORARY = timedelta(minutes=30)
+
+
+def remove_stale_temporaries(path: Path) -> int:
+    """Remove the temporary files of saves of `path` killed half-way (`kill -9` during `save`)."""
+    removed = 0
+    cutoff = time.time() - STALE_TEMPORARY.total_seconds()
+    for temporary in path.parent.glob(f".{path.name}.*.tmp"):
+        try:
+            if temporary.stat().st_mtime < cutoff:
+                temporary.unlink()
+                removed += 1
+        except OSError:  # gone meanwhile (another worker removed it), or not ours to remove
+            continue
+    return removed
 
 
 def save_index(index: SimilarIndex, path: Path) -> bool:
