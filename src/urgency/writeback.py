@@ -451,15 +451,22 @@ def incident_url(helpdesk: str, base_url: str, incident_id: str) -> str:
 
 
 def _call(client: httpx.Client, base_url: str, headers: Mapping[str, str], call: Call) -> httpx.Response:
-    """One call; `WriteFailed` as `send` says (retry on network errors, 408, 429, 5xx)."""
+    """One call to the helpdesk's REST API (`_request`)."""
     url = base_url.rstrip("/") + call.path
+    label = f"{call.method} {call.path}"
+    return _request(client, call.method, url, label, json=call.json, headers=dict(headers))
+
+
+def _request(client: httpx.Client, method: str, url: str, label: str, **options: Any) -> httpx.Response:
+    """One HTTP request of a write; `WriteFailed` as `send` says (retry on network errors, 408,
+    429, 5xx, honouring `Retry-After`), named by `label`."""
     try:
-        response = client.request(call.method, url, json=call.json, headers=dict(headers))
+        response = client.request(method, url, **options)
     except httpx.HTTPError as error:
-        raise WriteFailed(f"{call.method} {call.path}: {type(error).__name__}", retry=True) from None
+        raise WriteFailed(f"{label}: {type(error).__name__}", retry=True) from None
     if not response.is_success:
         raise WriteFailed(
-            f"{call.method} {call.path}: HTTP {response.status_code}",
+            f"{label}: HTTP {response.status_code}",
             retry=response.status_code in (408, 429) or response.status_code >= 500,
             retry_after=response.headers.get("retry-after"),
         )
@@ -547,16 +554,7 @@ def send_alert_webhook(
     }
     if secret:
         headers["X-Urgency-Signature"] = alert_signature(secret, timestamp, body)
-    try:
-        response = client.post(url, content=body, headers=headers)
-    except httpx.HTTPError as error:
-        raise WriteFailed(f"POST alert webhook: {type(error).__name__}", retry=True) from None
-    if not response.is_success:
-        raise WriteFailed(
-            f"POST alert webhook: HTTP {response.status_code}",
-            retry=response.status_code in (408, 429) or response.status_code >= 500,
-            retry_after=response.headers.get("retry-after"),
-        )
+    _request(client, "POST", url, "POST alert webhook", content=body, headers=headers)
 
 
 def _iso(moment: datetime) -> str:
