@@ -1,9 +1,10 @@
 """Probable duplicates (issue 19.2): a new ticket that reads like an open ticket of the same
 requester or organisation, created within the window.
 
-`duplicate_of` finds it (nearest neighbours in the similar-tickets index, `urgency.similar`,
-at `similar.threshold` or more, then the store's facts: open, same requester or organisation)
-and explains it the way the rules explain ("duplicate of T-12 (0.93, same requester, open)");
+`duplicate_of` finds it (nearest neighbours in the similar-tickets index, `urgency.similar`, at
+the rules file's `duplicates.threshold` or more, then the store's facts: open, same requester or
+organisation) and explains it the way the rules explain ("duplicate of T-12 (0.93, same
+requester, open)");
 the rule stage that links, lowers the priority or routes to the same agent reads its answer.
 
 The threshold is chosen on labelled pairs (`data/labelled/duplicate_pairs.csv`, data card in
