@@ -111,6 +111,21 @@ def test_the_same_requesters_open_ticket_is_the_duplicate(store: Store, base: np
     assert duplicate_of(index, store, base, None, params, created_at=NOW) is None
 
 
+def test_a_third_copy_links_to_the_first_ticket_not_the_closest_copy(store: Store, base: np.ndarray) -> None:
+    index = SimilarIndex("s", DIM)
+    params = DuplicatesSection(threshold=0.9)
+    ann = {"requester": "ann@example.com"}
+    scored(store, index, "T-1", near(base, 0.92, 1), ann, created_at=NOW - timedelta(days=3))
+    scored(store, index, "T-2", near(base, 0.99, 2), ann, created_at=NOW - timedelta(days=1))
+    found = duplicate_of(index, store, base, ann, params, created_at=NOW)
+    assert found is not None and found.ticket_id == "T-1"
+    assert found.similarity == pytest.approx(0.92, abs=2e-3)
+    # The first one solved: the open copy is the one to link.
+    state(store, "T-1", "solved")
+    found = duplicate_of(index, store, base, ann, params, created_at=NOW)
+    assert found is not None and found.ticket_id == "T-2"
+
+
 def test_closed_old_dissimilar_or_itself_is_no_duplicate(store: Store, base: np.ndarray) -> None:
     index = SimilarIndex("s", DIM)
     fields = {"requester": "ann"}

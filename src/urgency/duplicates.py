@@ -114,7 +114,8 @@ def duplicate_of(
     columns: Mapping[str, str] | None = None,
 ) -> DuplicateMatch | None:
     """The open ticket that the ticket with this sentence `vector` and rule `fields` probably
-    duplicates: the most similar indexed ticket, at `params.threshold` or more among the
+    duplicates: the earliest created (ties: the most similar) indexed ticket, at
+    `params.threshold` or more among the
     `params.candidates` nearest, created in the `params.window_days` before `created_at` (now
     when None), open (`is_open`), sharing a value of one of `params.same_fields`. None when
     there is none (or the vector is NaN: no text). The ticket itself (`ticket_id`) is skipped.
@@ -130,6 +131,7 @@ def duplicate_of(
     if not close:
         return None
     facts = store.ticket_facts([neighbour.ticket_id for neighbour in close])
+    matches = []
     for neighbour in close:
         fact = facts.get(neighbour.ticket_id)
         if fact is None:
@@ -138,15 +140,23 @@ def duplicate_of(
         same = shared_field(fields, fact.get("fields"), params.same_fields, columns)
         if status is None or same is None:
             continue
-        return DuplicateMatch(
-            ticket_id=neighbour.ticket_id,
-            similarity=neighbour.similarity,
-            same=same,
-            status=status,
-            explanation=explain(neighbour.ticket_id, neighbour.similarity, same, status),
-            assignee=fact.get("assignee"),
+        created = fact.get("created_at")
+        matches.append(
+            (created.timestamp() if created is not None else float("inf"), neighbour, same, status, fact)
         )
-    return None
+    if not matches:
+        return None
+    # The first of them, not the closest: a customer's third copy links to their first ticket,
+    # where the helpdesk merges, rather than to the second copy (ties: the most similar).
+    _created, neighbour, same, status, fact = min(matches, key=lambda match: (match[0], -match[1].similarity))
+    return DuplicateMatch(
+        ticket_id=neighbour.ticket_id,
+        similarity=neighbour.similarity,
+        same=same,
+        status=status,
+        explanation=explain(neighbour.ticket_id, neighbour.similarity, same, status),
+        assignee=fact.get("assignee"),
+    )
 
 
 # ---------------------------------------------------------------------------------------------
