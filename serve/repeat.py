@@ -150,6 +150,7 @@ class SimilarCheck:
                 DUPLICATE_COLUMNS[0]: [match.ticket_id if match else None for match in found],
                 DUPLICATE_COLUMNS[1]: [match.similarity if match else None for match in found],
                 DUPLICATE_COLUMNS[2]: [match.explanation if match else None for match in found],
+                DUPLICATE_COLUMNS[3]: [match.same if match else None for match in found],
             }
         )
 

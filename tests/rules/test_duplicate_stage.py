@@ -10,9 +10,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.rules_helpers import assert_load_error, make_rules, outputs, rule, run
+from tests.rules_helpers import BASE, assert_load_error, make_rules, outputs, rule, run
 from urgency.errors import ParamsError
-from urgency.rules.compiler import DUPLICATE_CHECK_COLUMNS
 from urgency.rules.engine import DUPLICATE_COLUMNS
 
 SECTIONS: dict[str, Any] = {
@@ -23,7 +22,11 @@ SECTIONS: dict[str, Any] = {
     ],
 }
 FOUND = dict(
-    zip(DUPLICATE_COLUMNS, ("T-12", 0.93, "duplicate of T-12 (0.93, same region, open)"), strict=True)
+    zip(
+        DUPLICATE_COLUMNS,
+        ("T-12", 0.93, "duplicate of T-12 (0.93, same region, open)", "region"),
+        strict=True,
+    )
 )
 NONE_FOUND = dict.fromkeys(DUPLICATE_COLUMNS)
 
@@ -94,7 +97,6 @@ def test_a_wrong_value_names_its_key(section: str, value: Any, expected: list[st
 def test_a_field_read_from_the_checks_column_is_refused(name: str, column: str | None) -> None:
     """The duplicate check writes its answer into these columns before the rules run: a ticket
     field read from one would be silently replaced."""
-    assert DUPLICATE_CHECK_COLUMNS == DUPLICATE_COLUMNS
 
     def change(data: dict[str, Any]) -> None:
         data["duplicates"] = {"same_fields": ["region"]}
@@ -127,3 +129,19 @@ RULES = make_rules(
     **SECTIONS,
     impact_rules=[rule("many", {"users": {"gte": 100}}, impact="high")],
 )
+
+
+def test_rules_can_tell_the_same_person_from_the_same_organisation() -> None:
+    rules = make_rules(
+        fields={**BASE["fields"], "requester": "requester"},
+        duplicates={"same_fields": ["requester", "region"]},
+        priority_rules=[rule("same-person", {"duplicate_same": "requester"}, lower_by=1)],
+    )
+    person = run(rules, outputs(urgency="high"), **{**FOUND, "duplicate_same": "requester"})
+    colleague = run(rules, outputs(urgency="high"), **{**FOUND, "duplicate_same": "region"})
+    assert "same-person" in person.rules_fired and "same-person" not in colleague.rules_fired
+    with pytest.raises(ParamsError, match="duplicate_same"):  # only the section's same_fields
+        make_rules(
+            duplicates={"same_fields": ["region"]},
+            priority_rules=[rule("x", {"duplicate_same": "requester"}, lower_by=1)],
+        )

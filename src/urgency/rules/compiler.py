@@ -23,7 +23,7 @@ from urgency.errors import ParamsError
 from urgency.rules.conditions import covers, overlap, satisfiable
 from urgency.rules.schema import Level, RulesFile, SlaPolicy, validate_rules_file
 from urgency.rules.sections import CompiledRule, Sections, compile_sections
-from urgency.rules.values import FieldInfo, rule_fields
+from urgency.rules.values import DUPLICATE_COLUMNS, FieldInfo, rule_fields
 
 
 @dataclass(frozen=True, eq=False)
@@ -168,11 +168,6 @@ def compile_rules(
     return _rule_set(spec, source, fields, sections, findings.warnings)
 
 
-# The columns the service's duplicate check writes before the rules run (`engine.DUPLICATE_COLUMNS`;
-# not imported: the engine imports this module). A ticket field there would be overwritten.
-DUPLICATE_CHECK_COLUMNS = ("duplicate_of", "duplicate_similarity", "duplicate_why")
-
-
 def _check_same_fields(spec: RulesFile, fields: Mapping[str, FieldInfo], problems: list[str]) -> None:
     """`duplicates.same_fields` must name declared ticket fields (a typo would never match), and
     no declared field may be read from a column the duplicate check writes."""
@@ -180,7 +175,7 @@ def _check_same_fields(spec: RulesFile, fields: Mapping[str, FieldInfo], problem
         return
     for name, declared in spec.fields.items():
         column = declared.column or name
-        if column in DUPLICATE_CHECK_COLUMNS:
+        if column in DUPLICATE_COLUMNS:  # a ticket field there would be overwritten
             problems.append(
                 f"fields.{name}: column {column!r} is written by the duplicate check (rules "
                 "`duplicates`); choose another name"

@@ -43,11 +43,7 @@ from urgency.decision import NO_DEADLINE, Decision, HeadOutput, Step, iso
 from urgency.language import normalise_tag
 from urgency.rules.compiler import RuleSet
 from urgency.rules.sections import CompiledRule
-from urgency.rules.values import is_missing, parse_value
-
-# The duplicate check's answer, as the ticket's columns (`urgency.duplicates.duplicate_of`): the
-# open ticket it probably duplicates, their similarity and why. Absent: no check was made.
-DUPLICATE_COLUMNS = ("duplicate_of", "duplicate_similarity", "duplicate_why")
+from urgency.rules.values import DUPLICATE_COLUMNS, is_missing, parse_value
 
 
 def parse_timestamp(raw: Any, zone: str) -> datetime | None:
@@ -282,14 +278,14 @@ def _text_signals(ticket: Mapping[str, Any], rules: RuleSet, steps: list[Step]) 
 
 
 def _duplicate(ticket: Mapping[str, Any], rules: RuleSet, steps: list[Step]) -> dict[str, Any]:
-    """1c. The duplicate check's answer (`DUPLICATE_COLUMNS`) as `duplicate` and
-    `duplicate_similarity`. Without a `duplicates` section there is nothing to read; without the
-    columns (a file scored without the service's check) rules reading them see no value, and the
-    explanation says so."""
+    """1c. The duplicate check's answer (`DUPLICATE_COLUMNS`) as `duplicate`,
+    `duplicate_similarity` and `duplicate_same`. Without a `duplicates` section there is nothing
+    to read; without the columns (a file scored without the service's check) rules reading them
+    see no value, and the explanation says so."""
     if rules.spec.duplicates is None:
         return {}
     if DUPLICATE_COLUMNS[0] not in ticket:
-        names = ("duplicate", "duplicate_similarity")
+        names = ("duplicate", "duplicate_similarity", "duplicate_same")
         readers = sorted({rule for name in names for rule in rules.readers.get(name, ())})
         if readers:
             reason = (
@@ -297,15 +293,17 @@ def _duplicate(ticket: Mapping[str, Any], rules: RuleSet, steps: list[Step]) -> 
                 f"({', '.join(readers)})"
             )
             steps.append(Step("duplicates", "duplicates", "duplicate_of", None, None, reason))
-        return {"duplicate": None, "duplicate_similarity": None}
-    found = ticket.get(DUPLICATE_COLUMNS[0])
+        return {"duplicate": None, "duplicate_similarity": None, "duplicate_same": None}
+    found, similarity, why, same = (ticket.get(column) for column in DUPLICATE_COLUMNS)
     if is_missing(found) or found == "":
-        return {"duplicate": False, "duplicate_similarity": None}
-    similarity = ticket.get(DUPLICATE_COLUMNS[1])
-    why = ticket.get(DUPLICATE_COLUMNS[2])
+        return {"duplicate": False, "duplicate_similarity": None, "duplicate_same": None}
     detail = "" if is_missing(why) else str(why)
     steps.append(Step("duplicates", "duplicates", "duplicate_of", None, str(found), detail))
-    return {"duplicate": True, "duplicate_similarity": None if is_missing(similarity) else float(similarity)}
+    return {
+        "duplicate": True,
+        "duplicate_similarity": None if is_missing(similarity) else float(similarity),
+        "duplicate_same": None if is_missing(same) else str(same).casefold(),
+    }
 
 
 def _impact(rules: RuleSet, values: Mapping[str, Any], steps: list[Step]) -> str:

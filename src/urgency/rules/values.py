@@ -103,6 +103,12 @@ def _noun(info: FieldInfo) -> str:
     return f"{noun} ({', '.join(info.values)})" if info.values is not None else noun
 
 
+# The duplicate check's answer, as the ticket's columns the service writes before the rules run
+# (`urgency.duplicates.duplicate_of`): the open ticket it probably duplicates, their similarity,
+# why, and the field they share. Absent: no check was made (`engine._duplicate`).
+DUPLICATE_COLUMNS = ("duplicate_of", "duplicate_similarity", "duplicate_why", "duplicate_same")
+
+
 def rule_fields(
     spec: RulesFile, category_labels: Sequence[str] | None, problems: list[str]
 ) -> dict[str, FieldInfo]:
@@ -128,6 +134,9 @@ def _builtin_fields(spec: RulesFile, category_labels: Sequence[str] | None) -> d
     if spec.duplicates is not None:  # what the duplicate check found (`engine._duplicate`)
         fields["duplicate"] = FieldInfo("duplicate", "bool")
         fields["duplicate_similarity"] = FieldInfo("duplicate_similarity", "number")
+        # Which of `same_fields` the two tickets share (a rule can treat the same person and the
+        # same organisation differently).
+        fields["duplicate_same"] = text("duplicate_same", spec.duplicates.same_fields)
     for name in spec.text_signals:
         fields[signal_column(name)] = FieldInfo(signal_column(name), "bool")
         fields[f"{signal_column(name)}_confidence"] = FieldInfo(f"{signal_column(name)}_confidence", "number")
