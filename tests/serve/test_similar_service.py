@@ -11,6 +11,7 @@ from typing import Any
 
 import httpx
 import pytest
+import yaml
 from fastapi.testclient import TestClient
 
 from serve.app import create_app
@@ -202,3 +203,33 @@ def test_a_ticket_whose_answer_was_not_stored_leaves_no_vector(service_params: P
         copy = score(client, ticket("X-2", "hal@example.com", VPN + " Please."))
         assert copy["similar_tickets"] == [] and copy["duplicate_of"] is None
     assert [row["ticket_id"] for row in rows(database, ticket_vectors)] == ["X-2"]
+
+
+@pytest.mark.slow
+def test_a_duplicate_is_assigned_to_the_agent_who_has_the_original(
+    service_params: Path, tmp_path: Path
+) -> None:
+    from tests.conftest import write_params
+    from tests.serve.test_assign import AGENTS, write_agents
+
+    params = service_with(service_params, tmp_path, **SECTIONS)
+    agents = tmp_path / "agents.yaml"
+    write_agents(agents, AGENTS)
+    data = yaml.safe_load(params.read_text())
+    data["operations"] = {"agents": str(agents), "assignment_strategy": "least-loaded"}
+    params = write_params(tmp_path, data)
+    with TestClient(create_app(settings(params, f"sqlite:///{tmp_path / 'service.db'}"))) as client:
+        score(client, ticket("A-1", "ana@example.com"))
+        first = client.post("/v1/assign", json={"ticket_ids": ["A-1"]}, headers=ALL).json()["assignments"][0]
+        assert first["agent"] is not None
+        # The copy: least-loaded alone would choose the other agent of the team (no load yet).
+        copy = score(client, ticket("A-2", "ana@example.com", VPN + " Any news?"))
+        assert copy["duplicate_of"]["ticket_id"] == "A-1"
+        assert copy["duplicate_of"]["assignee"] == first["agent"]
+        second = client.post("/v1/assign", json={"ticket_ids": ["A-2"]}, headers=ALL).json()["assignments"][0]
+        assert second["agent"] == first["agent"]
+        assert "the agent of A-1, which it probably duplicates" in second["explanation"]
+        # Another customer's similar ticket is no duplicate: the strategy chooses (the idle agent).
+        score(client, ticket("A-3", "bo@example.com"))
+        third = client.post("/v1/assign", json={"ticket_ids": ["A-3"]}, headers=ALL).json()["assignments"][0]
+        assert third["agent"] not in (None, first["agent"]) and "duplicates" not in third["explanation"]
