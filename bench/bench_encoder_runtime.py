@@ -56,7 +56,7 @@ from urgency.transformer_model import embed, runtime_model, softmax
 
 # torch-int8: the product's int8 (`transformer_model.runtime_model`: attention layers only);
 # torch-int8-all: every linear layer (per output channel), the usual recipe.
-RUNTIMES = ("torch-fp32", "torch-int8", "torch-int8-all", "onnx-fp32", "onnx-int8")
+RUNTIMES = ("torch-fp32", "torch-bf16", "torch-int8", "torch-int8-all", "onnx-fp32", "onnx-int8")
 THREADS = 2
 SOURCE = "support_tickets_synthetic"
 
@@ -144,8 +144,8 @@ def load_runtime(runtime: str, folder: Path, onnx_dir: Path) -> tuple[Any, Any, 
         hidden = AutoModel.from_pretrained(folder).config.hidden_size
         return OnnxEncoder(path, hidden), tokenizer, path.stat().st_size / 1e6
     model = AutoModel.from_pretrained(folder).eval()
-    if runtime == "torch-int8":
-        model = runtime_model(model, "int8")
+    if runtime in ("torch-bf16", "torch-int8"):
+        model = runtime_model(model, runtime.removeprefix("torch-"))
     elif runtime == "torch-int8-all":
         linear = {torch.nn.Linear: torch.ao.quantization.per_channel_dynamic_qconfig}
         model = torch.ao.quantization.quantize_dynamic(model, linear)
@@ -162,7 +162,8 @@ def child(args: argparse.Namespace) -> None:
     torch.set_num_threads(THREADS)
     params = load_params(args.params)
     lf = params.training.label_free
-    settings = {"max_length": lf.max_length, "batch_size": lf.batch_size, "normalize": True}
+    batch_size = args.batch_size or lf.batch_size
+    settings = {"max_length": lf.max_length, "batch_size": batch_size, "normalize": True}
     folder = checkpoint_folder(lf.checkpoint)
     encoder, tokenizer, size = load_runtime(args.child, folder, args.onnx_dir)
     texts = ticket_texts(params, args.rows)
@@ -229,6 +230,7 @@ def main() -> None:
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
     parser.add_argument("--rows", type=int, default=2000)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--batch-size", type=int, help="default: the params' training.label_free.batch_size")
     parser.add_argument("--runtimes", nargs="+", default=list(RUNTIMES), choices=RUNTIMES)
     parser.add_argument("--child", choices=RUNTIMES, help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
@@ -249,6 +251,7 @@ def main() -> None:
         for runtime in runtimes:
             command = [sys.executable, __file__, "--params", str(args.params), "--rows", str(args.rows)]
             command += ["--repeats", str(args.repeats), "--child", runtime, "--out", work]
+            command += ["--batch-size", str(args.batch_size)] if args.batch_size else []
             subprocess.run([*command, "--onnx-dir", str(onnx_dir)], check=True)
         anchor = dict(np.load(out / "torch-fp32.npz"))
         anchor_fired = fired(params, rules, anchor["support"], anchor["signals_weight"])

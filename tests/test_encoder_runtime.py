@@ -1,5 +1,5 @@
-"""The frozen encoder's runtime (fp32, int8): close vectors, kept apart in caches, saved with the
-model and used again where it is loaded. On the tiny random BERT."""
+"""The frozen encoder's runtime (fp32, bf16, int8, `auto`): close vectors, kept apart in caches,
+saved with the model and used again where it is loaded. On the tiny random BERT."""
 
 from __future__ import annotations
 
@@ -15,7 +15,8 @@ import pytest
 from tests.test_label_free import DESCRIPTIONS
 from tests.test_shared_encoder import _splits, encoded_rows
 from tests.test_transformer import make_tiny_checkpoint
-from urgency.config import EmbeddingParams, LabelFreeParams
+from urgency import config
+from urgency.config import EmbeddingParams, HybridParams, LabelFreeParams
 from urgency.label_free import fit_label_free
 from urgency.models import load_model_dir
 from urgency.transformer import fit_embedding, load_pretrained, save_head_model
@@ -65,6 +66,36 @@ def test_int8_quantizes_the_attention_and_keeps_the_vectors_close(checkpoint: Pa
     assert cosine.min() > 0.99
 
 
+def test_bf16_is_a_bfloat16_copy_with_fp32_sentence_vectors_close_to_fp32s(checkpoint: Path) -> None:
+    import torch
+
+    model, tokenizer = load_pretrained(checkpoint)
+    bf16 = runtime_model(model, "bf16")
+    assert runtime_model(model, "bf16") is bf16  # one copy per encoder and runtime
+    assert runtime_model(model, "int8") is not bf16
+    assert {p.dtype for p in bf16.parameters()} == {torch.bfloat16}
+    assert {p.dtype for p in model.parameters()} == {torch.float32}  # the fp32 encoder is kept
+
+    settings = {"max_length": 64, "batch_size": 2, "normalize": True}
+    fp32_vectors = embed(model, tokenizer, TEXTS, **settings)
+    bf16_vectors = embed(bf16, tokenizer, TEXTS, **settings)
+    assert bf16_vectors.dtype == np.float32
+    # Pooled and normalised in fp32: unit vectors, not bf16's 1 +- 0.004.
+    assert np.allclose(np.linalg.norm(bf16_vectors, axis=1), 1.0, atol=1e-6)
+    assert not np.allclose(fp32_vectors, bf16_vectors)
+    assert (fp32_vectors * bf16_vectors).sum(axis=1).min() > 0.99
+
+
+def test_auto_is_resolved_when_the_params_are_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Every family's params say the concrete runtime: what is saved in the model and its scope.
+    for native, expected in ((True, "bf16"), (False, "fp32")):
+        monkeypatch.setattr(config, "native_bf16", lambda native=native: native)
+        for params in (EmbeddingParams(), HybridParams(), LabelFreeParams(runtime="auto")):
+            assert params.runtime == expected
+        assert LabelFreeParams(runtime="int8").runtime == "int8"
+    assert isinstance(config.native_bf16(), bool)
+
+
 def test_an_unknown_runtime_is_refused(checkpoint: Path) -> None:
     model, _ = load_pretrained(checkpoint)
     with pytest.raises(ValueError, match="fp16"):
@@ -100,7 +131,7 @@ def test_the_runtime_is_part_of_the_vectors_scope(checkpoint: Path, tmp_path: Pa
     assert len([folder for folder in cache.iterdir() if folder.is_dir()]) == 2
 
 
-@pytest.mark.parametrize("runtime", ["fp32", "int8"])
+@pytest.mark.parametrize("runtime", ["fp32", "bf16", "int8"])
 def test_a_model_saved_with_a_runtime_predicts_with_it(
     checkpoint: Path, tmp_path: Path, runtime: str
 ) -> None:

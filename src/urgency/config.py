@@ -11,10 +11,18 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from urgency.errors import ParamsError
 
@@ -270,11 +278,32 @@ class HeadsParams(Strict):
         return found
 
 
-# How a frozen MiniLM family runs its encoder (`transformer_model.runtime_model`): fp32 as saved,
-# or int8, the attention layers quantized (CPU only). Measured (README "Encoder runtime"), int8 is
-# 1.05-1.5x faster but moves text signals near their thresholds (their F1 0.574 -> 0.533), so fp32
-# is the default. Each model saves its runtime and predicts as it was fitted.
-EncoderRuntime = Literal["fp32", "int8"]
+# How a frozen MiniLM family runs its encoder (`transformer_model.runtime_model`): fp32 as saved;
+# bf16 (weights and activations in bfloat16, pooled in fp32); or int8, the attention layers
+# quantized (CPU only). Measured (README "Encoder runtime", 2-core Sapphire Rapids): bf16 is
+# 2.9x fp32 with the same vectors (cosine 0.9999 at worst, 2 of 2,400 signal decisions at their
+# thresholds changed); int8 is 1.05-1.5x and moves the text signals (F1 0.574 -> 0.540). `auto`
+# (the default) is bf16 on a CPU with bfloat16 instructions (AMX or AVX512-BF16), where it is
+# fast, else fp32 (bf16 emulated is slower than fp32). Each model saves the runtime it was fitted
+# with and predicts with it, wherever it is served.
+def native_bf16() -> bool:
+    """Whether this CPU has bfloat16 matrix instructions (Linux: its /proc/cpuinfo flags)."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return bool(re.search(r"\b(amx_bf16|avx512_bf16)\b", flags))
+
+
+def resolve_runtime(runtime: str) -> str:
+    """`auto` as this machine runs it best (`native_bf16`); any other runtime as it is."""
+    if runtime == "auto":
+        return "bf16" if native_bf16() else "fp32"
+    return runtime
+
+
+# A params runtime: `auto` becomes the machine's when the params are read.
+RuntimeSetting = Annotated[Literal["auto", "fp32", "bf16", "int8"], AfterValidator(resolve_runtime)]
 
 
 class EmbeddingParams(Strict):
@@ -284,7 +313,7 @@ class EmbeddingParams(Strict):
     checkpoint: Path | None = None
     max_length: int = Field(default=128, ge=8, le=512)
     batch_size: int = Field(default=64, gt=0)
-    runtime: EncoderRuntime = "fp32"
+    runtime: RuntimeSetting = Field(default="auto", validate_default=True)
     # Rows per head embedded for training and for calibration (seeded samples) unless full_run.
     train_sample: int = Field(default=3000, gt=0)
     validation_sample: int = Field(default=1000, gt=0)
@@ -301,7 +330,7 @@ class HybridParams(Strict):
     checkpoint: Path | None = None
     max_length: int = Field(default=128, ge=8, le=512)
     batch_size: int = Field(default=64, gt=0)
-    runtime: EncoderRuntime = "fp32"
+    runtime: RuntimeSetting = Field(default="auto", validate_default=True)
     # The embedding block's scale beside the TF-IDF blocks (each of unit length): larger lets the
     # classifier lean more on the sentence vector at the same regularisation.
     embedding_weight: float = Field(default=1.0, gt=0)
@@ -340,7 +369,7 @@ class LabelFreeParams(Strict):
     checkpoint: Path | None = None
     max_length: int = Field(default=128, ge=8, le=512)
     batch_size: int = Field(default=64, gt=0)
-    runtime: EncoderRuntime = "fp32"
+    runtime: RuntimeSetting = Field(default="auto", validate_default=True)
     # Used when the head has no labelled row to fit it on: cosine similarities of one ticket to
     # different labels' descriptions differ by a few hundredths, so a small temperature.
     default_temperature: float = Field(default=0.05, gt=0)

@@ -26,13 +26,14 @@ import hashlib
 import json
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
 
 import numpy as np
 import pandas as pd
 
+from urgency.config import resolve_runtime
 from urgency.errors import DataValidationError, InputError
 
 Method = Literal["bm25", "embedding", "hybrid"]
@@ -246,7 +247,8 @@ class EncoderSettings:
     folder: Path | None = None
     max_length: int = 128
     batch_size: int = 64
-    runtime: str = "fp32"
+    # `config.resolve_runtime`'s `auto`: how this machine runs the encoder best.
+    runtime: str = field(default_factory=lambda: resolve_runtime("auto"))
     # As the encoder's vectors are kept (a served head's setting): `embed` makes them unit vectors
     # after the memo either way, so only the memo's scope depends on it.
     normalize: bool = True

