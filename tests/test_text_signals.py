@@ -342,3 +342,26 @@ def test_the_readme_outage_and_a_free_plan_security_ticket_with_the_real_minilm(
     assert security.first_response_due < before[1].first_response_due
     assert "text-security" in security.rules_fired
     assert "text: security (" in security.explanation_text
+
+
+def test_another_encoder_runtime_is_another_signals_definition(tmp_path: Path) -> None:
+    """bf16's confidences are not fp32's near the thresholds: a runtime change registers anew."""
+    import mlflow
+
+    from urgency.tracking import use_tracking
+    from urgency.train import register_signals
+
+    data = params_dict(write_sources(tmp_path / "data"), tmp_path / "mlruns")
+    data["signals"] = SIGNALS
+    checkpoint = make_tiny_checkpoint(tmp_path / "tiny-bert")
+    versions = []
+    for runtime in ("fp32", "fp32", "bf16"):
+        data["training"] = {"label_free": {"checkpoint": str(checkpoint), "runtime": runtime}}
+        params = load_params(write_params(tmp_path, data))
+        mlflow.set_experiment(
+            experiment_id=use_tracking(params.mlflow.tracking_uri, "signals", str(tmp_path / "artifacts"))
+        )
+        uri = params.mlflow.tracking_uri
+        client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+        versions.append(register_signals(params, client))
+    assert versions == ["1", None, "2"]

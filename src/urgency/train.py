@@ -373,6 +373,9 @@ def register_signals(params: Params, client: MlflowClient) -> str | None:
             "checkpoint": str(settings.checkpoint),
             "max_length": settings.max_length,
             "cleaning": params.data.cleaning.model_dump(),
+            # The encoder's runtime moves the confidences near the thresholds; fp32 definitions
+            # read as before runtimes, so their champions are not registered again.
+            **({"runtime": settings.runtime} if settings.runtime != "fp32" else {}),
         },
         sort_keys=True,
     )
