@@ -20,6 +20,7 @@ from serve.errors import add_error_handlers
 from serve.middleware import BodyLimit, FunctionMiddleware
 from serve.openapi import deployment_schema
 from serve.routes import ROUTERS
+from serve.routes.scoring import one_ticket_scoring
 from serve.runtime import Runtime
 from serve.settings import ServiceSettings
 from serve.state import ServiceState
@@ -74,6 +75,7 @@ async def serving(state: ServiceState, preloaded: Runtime | None) -> AsyncIterat
     state.store = Store(engine)
     state.api_keys = settings.effective_keys()
     state.swap(preloaded or await run_in_threadpool(state.load))
+    state.one_ticket = one_ticket_scoring(state)
     # The repeat-issue clusters start with the store's tickets of the last window (rules
     # `clusters`; nothing without the section).
     await run_in_threadpool(state.tracker, state.runtime)

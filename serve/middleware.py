@@ -107,6 +107,13 @@ class Metrics:
             "urgency_priorities", "Final priorities", ["priority"], registry=self.registry
         )
         self.scored = Counter("urgency_scored_tickets", "Tickets scored", registry=self.registry)
+        # Concurrent one-ticket requests are scored together (`serve.coalesce`): how many per call.
+        self.call_tickets = Histogram(
+            "urgency_scoring_call_tickets",
+            "Tickets per scoring call (a batch, or concurrent requests scored together)",
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128),
+            registry=self.registry,
+        )
         self.triaged = Counter(
             "urgency_triage_tickets", "Tickets sent to human triage", registry=self.registry
         )

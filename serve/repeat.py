@@ -89,8 +89,9 @@ def tracker_for(spec: ClustersSection) -> Any:
 class SimilarCheck:
     """One request's similar tickets and duplicate check (rules `similar_tickets`, `duplicates`):
     run between the models and the rules (`before_decide`), so the rules can read `duplicate`;
-    then `record` keeps the tickets' vectors (store and index) for the next requests. Tickets of
-    one batch are not checked against each other (each is indexed after the batch's checks)."""
+    then `record` keeps the tickets' vectors (store and index) for the next requests. A ticket's
+    duplicate may also be an earlier ticket of the same call (`duplicates_in_batch`: a batch, or
+    concurrent requests scored together), which the index does not hold yet."""
 
     index: Any  # urgency.similar.SimilarIndex
     store: Any  # urgency.store.Store
@@ -106,7 +107,7 @@ class SimilarCheck:
 
     def before_decide(self, frame: Any) -> Any:
         """The frame the rules read, with `rules.engine.DUPLICATE_COLUMNS` (with `duplicates`)."""
-        from urgency.duplicates import duplicate_of
+        from urgency.duplicates import duplicate_of, duplicates_in_batch
         from urgency.rules.engine import DUPLICATE_COLUMNS
         from urgency.similar import similar_tickets
 
@@ -144,7 +145,13 @@ class SimilarCheck:
                 embedded, self.fields, self.ids, self.created, strict=True
             )
         ]
-        found = self.duplicates
+        in_batch = duplicates_in_batch(
+            embedded, self.fields, self.ids, self.created, spec.duplicates, columns=columns
+        )
+        # One already stored comes first: it is the earlier ticket, where the helpdesk merges.
+        self.duplicates = found = [
+            stored or batch for stored, batch in zip(self.duplicates, in_batch, strict=True)
+        ]
         return frame.assign(
             **{
                 DUPLICATE_COLUMNS[0]: [match.ticket_id if match else None for match in found],

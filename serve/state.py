@@ -19,6 +19,7 @@ from typing import Any
 import httpx
 from fastapi.concurrency import run_in_threadpool
 
+from serve.coalesce import Coalescer
 from serve.middleware import Metrics
 from serve.runtime import Runtime, load_runtime, registry_versions
 from serve.schemas import ReloadResult, Ticket
@@ -76,6 +77,9 @@ class ServiceState:
     similar_snapshot: tuple[str | None, object, object] = (None, None, None)
     similar_synced: float = 0.0
     _similar_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    # Concurrent POST /v1/score requests scored in one call (`routes.scoring.one_ticket_scoring`,
+    # set by the lifespan).
+    one_ticket: Coalescer[Ticket, Any] | None = None
 
     # -----------------------------------------------------------------------------------------
     # Models

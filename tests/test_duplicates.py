@@ -18,6 +18,7 @@ from urgency.duplicates import (
     PAIRS_FILE,
     choose_threshold,
     duplicate_of,
+    duplicates_in_batch,
     load_pairs,
     pair_similarities,
     pr_at,
@@ -124,6 +125,28 @@ def test_a_third_copy_links_to_the_first_ticket_not_the_closest_copy(store: Stor
     state(store, "T-1", "solved")
     found = duplicate_of(index, store, base, ann, params, created_at=NOW)
     assert found is not None and found.ticket_id == "T-2"
+
+
+def test_copies_scored_in_one_call_are_checked_against_the_calls_earlier_tickets(base: np.ndarray) -> None:
+    params = DuplicatesSection(threshold=0.9)
+    ann, bob = {"requester": "ann@example.com"}, {"requester": "bob@example.com"}
+    vectors = np.stack([base, near(base, 0.95, 1), near(base, 0.97, 2), near(base, 0.5, 3), base])
+    vectors = np.vstack([vectors, np.full(DIM, np.nan)])  # a ticket without text
+    ids = ["A-1", "A-2", "B-1", "A-3", "A-1", "A-4"]
+    fields = [ann, ann, bob, ann, ann, ann]
+    created = [NOW] * 5 + [NOW]
+    found = duplicates_in_batch(vectors, fields, ids, created, params)
+    assert found[0] is None  # the first has nothing earlier
+    assert found[1] is not None and found[1].ticket_id == "A-1" and found[1].same == "requester"
+    assert found[1].status == "unknown" and found[1].similarity == pytest.approx(0.95, abs=2e-3)
+    assert found[1].explanation == f"duplicate of A-1 ({found[1].similarity:.2f}, same requester, unknown)"
+    assert found[2] is None  # another requester
+    assert found[3] is None  # not similar enough
+    assert found[4] is not None and found[4].ticket_id == "A-2"  # not itself (the same id again)
+    assert found[5] is None  # no text, no vector
+    # Created before the window of the later one: none.
+    old = [NOW - timedelta(days=params.window_days + 1), NOW]
+    assert duplicates_in_batch(vectors[:2], fields[:2], ids[:2], old, params) == [None, None]
 
 
 def test_closed_old_dissimilar_or_itself_is_no_duplicate(store: Store, base: np.ndarray) -> None:

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter
 
+from serve.coalesce import Coalescer
 from serve.deps import RuntimeDep, ScoreKey, ServiceDep, StoreDep
 from serve.errors import ERRORS, invalid
 from serve.runtime import Runtime, ScoredTicket, model_texts, prediction_row, score_tickets
@@ -44,7 +45,10 @@ def score(
     ticket: Ticket, runtime_now: RuntimeDep, store: StoreDep, service: ServiceDep, _key: ScoreKey
 ) -> ScoreResult:
     """Score one ticket: models, then rules -> priority, team, deadlines and why."""
-    return score_and_store(service, runtime_now, store, [ticket])[0]
+    if service.one_ticket is None:  # an app without its lifespan run: nothing to combine with
+        return score_and_store(service, runtime_now, store, [ticket])[0]
+    # Scored together with the worker's other concurrent requests (`serve.coalesce`).
+    return service.one_ticket.submit(ticket, runtime_now)
 
 
 @router.post(
@@ -62,6 +66,17 @@ def score_batch(
     return ScoreBatchResult(results=score_and_store(service, runtime_now, store, batch.tickets))
 
 
+def one_ticket_scoring(service: ServiceState) -> Coalescer[Ticket, ScoreResult]:
+    """What combines the worker's concurrent one-ticket requests into `score_and_store` calls
+    (as many as a batch request may hold)."""
+
+    def score(runtime_now: object, tickets: list[Ticket]) -> list[ScoreResult]:
+        assert isinstance(runtime_now, Runtime) and service.store is not None
+        return score_and_store(service, runtime_now, service.store, tickets)
+
+    return Coalescer(score, max_items=service.settings.max_batch)
+
+
 def score_and_store(
     service: ServiceState, runtime_now: Runtime, store: Store, tickets: list[Ticket]
 ) -> list[ScoreResult]:
@@ -70,6 +85,7 @@ def score_and_store(
     store.record_predictions(rows)
     keep_vectors()
     service.metrics.observe_results(results)
+    service.metrics.call_tickets.observe(len(results))
     return results
 
 

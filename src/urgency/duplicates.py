@@ -159,6 +159,45 @@ def duplicate_of(
     )
 
 
+def duplicates_in_batch(
+    vectors: np.ndarray,
+    fields: Sequence[Mapping[str, Any] | None],
+    ids: Sequence[str],
+    created: Sequence[datetime],
+    params: DuplicatesSection,
+    *,
+    columns: Mapping[str, str] | None = None,
+) -> list[DuplicateMatch | None]:
+    """Per ticket of one scoring call, the earlier ticket of the same call it probably duplicates
+    (the index does not hold them yet): the first (in the call's order) at `params.threshold` or
+    more, sharing one of `params.same_fields`, created in the window before it, another id. Its
+    status is "unknown", as a scored ticket's is in the store until its helpdesk says more."""
+    matrix = np.asarray(vectors, dtype=np.float32)
+    norms = np.linalg.norm(matrix, axis=1, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        unit = matrix / norms
+    similarity = unit @ unit.T  # NaN rows (no text) compare as NaN: never at the threshold
+    window = timedelta(days=params.window_days)
+    found: list[DuplicateMatch | None] = []
+    for later in range(len(ids)):
+        match = None
+        for earlier in range(later):
+            close = similarity[later, earlier] >= params.threshold
+            in_window = created[later] - window <= created[earlier] <= created[later]
+            if not close or not in_window or ids[earlier] == ids[later]:
+                continue
+            same = shared_field(fields[later], fields[earlier], params.same_fields, columns)
+            if same is not None:
+                value = float(similarity[later, earlier])
+                status = "unknown"
+                match = DuplicateMatch(
+                    ids[earlier], value, same, status, explain(ids[earlier], value, same, status)
+                )
+                break
+        found.append(match)
+    return found
+
+
 # ---------------------------------------------------------------------------------------------
 # Labelled pairs and the threshold
 

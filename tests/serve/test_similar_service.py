@@ -233,3 +233,45 @@ def test_a_duplicate_is_assigned_to_the_agent_who_has_the_original(
         score(client, ticket("A-3", "bo@example.com"))
         third = client.post("/v1/assign", json={"ticket_ids": ["A-3"]}, headers=ALL).json()["assignments"][0]
         assert third["agent"] not in (None, first["agent"]) and "duplicates" not in third["explanation"]
+
+
+@pytest.mark.slow
+def test_concurrent_requests_scored_together_are_each_answered_stored_and_checked(
+    service_params: Path, tmp_path: Path
+) -> None:
+    """16 requests at once to a live server (one worker): it scores them in fewer calls than
+    requests (`serve.coalesce`), every answer is its own ticket's and is stored, and a copy
+    arriving together with its original is still found (`duplicates_in_batch`)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    params = service_with(service_params, tmp_path, **SECTIONS)
+    database = migrated(f"sqlite:///{tmp_path / 'together.db'}")
+    bodies = [f"Printer number {n} on floor {n % 4} shows paper jam error {n * 7}." for n in range(14)]
+    sent = [ticket(f"C-{n}", f"user{n}@example.com", body) for n, body in enumerate(bodies)]
+    sent += [ticket("C-vpn", "eve@example.com"), ticket("C-vpn-again", "eve@example.com", VPN + " Help.")]
+    with running_server(params, database) as base, httpx.Client(timeout=120) as client:
+
+        def post(one: dict[str, Any]) -> dict[str, Any]:
+            answer = client.post(f"{base}/v1/score", json=one, headers=ALL)
+            assert answer.status_code == 200, answer.text
+            return answer.json()
+
+        with ThreadPoolExecutor(max_workers=16) as pool:
+            answers = list(pool.map(post, sent))
+        metrics = client.get(f"{base}/metrics").text
+    assert [answer["ticket_id"] for answer in answers] == [one["ticket_id"] for one in sent]
+    calls = next(
+        float(line.split()[-1])
+        for line in metrics.splitlines()
+        if line.startswith("urgency_scoring_call_tickets_count")
+    )
+    assert 1 <= calls < len(sent)  # some were scored together
+    stored = Store(make_engine(database)).latest_predictions([one["ticket_id"] for one in sent])
+    assert set(stored) == {one["ticket_id"] for one in sent}
+    assert all(stored[a["ticket_id"]]["priority"] == a["priority"] for a in answers)
+    # Which of the two VPN tickets counts as the copy depends on the arrival order.
+    vpn = {answer["ticket_id"]: answer["duplicate_of"] for answer in answers[-2:]}
+    assert sorted((found or {}).get("ticket_id", "-") for found in vpn.values()) in (
+        ["-", "C-vpn"],
+        ["-", "C-vpn-again"],
+    )
