@@ -85,6 +85,29 @@ def tracker_for(spec: ClustersSection) -> Any:
     )
 
 
+class KnownFacts:
+    """The store's facts (`Store.ticket_facts`) of the call's tickets' nearest neighbours, read in
+    one query, then answered per ticket: `similar_tickets` and `duplicate_of` read nothing else of
+    the store, and one query per ticket was a tenth of a 16-ticket call. A neighbour outside the
+    first read (a window filter reaching further down the list) is read then."""
+
+    def __init__(self, store: Any, index: Any, vectors: np.ndarray, spec: Any) -> None:
+        self.store = store
+        wanted = max(
+            spec.similar_tickets.k if spec.similar_tickets is not None else 0,
+            spec.duplicates.candidates if spec.duplicates is not None else 0,
+        )
+        rows = [vector for vector in vectors if np.isfinite(vector).all()]
+        found = index.query(np.asarray(rows), wanted + 1) if rows and wanted and len(index) else []
+        self.facts = store.ticket_facts([n.ticket_id for neighbours in found for n in neighbours])
+
+    def ticket_facts(self, ticket_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        missing = [ticket_id for ticket_id in ticket_ids if ticket_id not in self.facts]
+        if missing:
+            self.facts.update(self.store.ticket_facts(missing))
+        return {ticket_id: self.facts[ticket_id] for ticket_id in ticket_ids if ticket_id in self.facts}
+
+
 @dataclass
 class SimilarCheck:
     """One request's similar tickets and duplicate check (rules `similar_tickets`, `duplicates`):
@@ -114,12 +137,13 @@ class SimilarCheck:
         spec = self.rules.spec
         embedded = self.vectors.of(self.texts)
         self.embedded = embedded
+        store = KnownFacts(self.store, self.index, embedded, spec)
         if spec.similar_tickets is not None:
             window = timedelta(days=spec.similar_tickets.window_days)
             self.similar = [
                 similar_tickets(
                     self.index,
-                    self.store,
+                    store,
                     vector,
                     spec.similar_tickets.k,
                     exclude_ids=[ticket_id],
@@ -133,7 +157,7 @@ class SimilarCheck:
         self.duplicates = [
             duplicate_of(
                 self.index,
-                self.store,
+                store,
                 vector,
                 fields,
                 spec.duplicates,
