@@ -280,8 +280,8 @@ class HeadsParams(Strict):
 
 # How a frozen MiniLM family runs its encoder (`transformer_model.runtime_model`): fp32 as saved;
 # bf16 (weights and activations in bfloat16, pooled in fp32); or int8, the attention layers
-# quantized (CPU only). Measured (README "Encoder runtime", 2-core Sapphire Rapids): bf16 is
-# 2.9x fp32 with the same vectors (cosine 0.9999 at worst, 2 of 2,400 signal decisions at their
+# quantized (CPU only). Measured (README "Encoder runtime", 2 cores of a Xeon with AMX): bf16 is
+# 2.5-2.9x fp32 with the same vectors (cosine 0.9999 at worst, 2 of 2,400 signal decisions at their
 # thresholds changed); int8 is 1.05-1.5x and moves the text signals (F1 0.574 -> 0.540). `auto`
 # (the default) is bf16 on a CPU with bfloat16 instructions (AMX or AVX512-BF16), where it is
 # fast, else fp32 (bf16 emulated is slower than fp32). Each model saves the runtime it was fitted
