@@ -149,6 +149,9 @@ def start_cluster(folder: Path, workers: int) -> tuple[list[subprocess.Popen[byt
     address = f"tcp://127.0.0.1:{port}"
     loopback = ["--host", "127.0.0.1", "--dashboard-address", "127.0.0.1:0"]
     log = (folder / "cluster.log").open("wb")
+    # The workers started as the README says: no statistical profiler (urgency.distributed's
+    # LOCAL_CLUSTER_CONFIG turns it off in the local cluster the same way).
+    worker_env = {**os.environ, "DASK_DISTRIBUTED__WORKER__PROFILE__ENABLED": "False"}
     processes = [
         subprocess.Popen(
             [str(BIN / "dask"), "scheduler", *loopback, "--port", str(port)], stdout=log, stderr=log
@@ -171,6 +174,7 @@ def start_cluster(folder: Path, workers: int) -> tuple[list[subprocess.Popen[byt
                 ],
                 stdout=log,
                 stderr=log,
+                env=worker_env,
             )
         )
     with Client(address, timeout="60s") as client:

@@ -30,7 +30,9 @@ def default_jobs() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-def _one_thread() -> None:
+def one_thread() -> None:
+    """One thread in this process's BLAS / OpenMP pools (and torch's): its process is the unit
+    of parallelism (a forked worker here, a Dask worker process in `urgency.distributed`)."""
     from threadpoolctl import threadpool_limits
 
     threadpool_limits(1)
@@ -53,7 +55,7 @@ def ordered_map(task: Callable[[Item], Result], items: Iterable[Item], jobs: int
         yield from map(task, itertools.chain(first, items))
         return
     _task = task
-    pool = ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("fork"), initializer=_one_thread)
+    pool = ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("fork"), initializer=one_thread)
     pending: deque[Future[Result]] = deque()
     try:
         for item in itertools.chain(first, items):
