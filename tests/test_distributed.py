@@ -318,22 +318,23 @@ def test_a_dying_worker_is_a_clear_error_and_no_output(
 def _worker_process(dask_worker: Any) -> dict[str, Any]:
     """How a worker process runs (sent with `client.run`): its malloc setting from the
     environment, its thread pools, whether its statistical profiler runs, and the page faults
-    of allocating and freeing 4 MiB twenty times (blocks reused: next to none; each one mapped
-    afresh: thousands)."""
+    of allocating and freeing 1 MiB forty times (blocks reused: next to none; each one mapped
+    afresh: 256 each; under numpy's 4 MiB, above which it asks for huge pages)."""
     import os
     import resource
 
     import numpy as np
     from threadpoolctl import threadpool_info
 
-    np.ones(2**19)
+    np.ones(2**17)
     before = resource.getrusage(resource.RUSAGE_THREAD).ru_minflt
-    for _ in range(20):
-        np.ones(2**19)
+    for _ in range(40):
+        np.ones(2**17)
     return {
         "trim": os.environ.get("MALLOC_TRIM_THRESHOLD_"),
         "faults": resource.getrusage(resource.RUSAGE_THREAD).ru_minflt - before,
         "threads": {pool["num_threads"] for pool in threadpool_info()},
+        "pools": sorted(pool["filepath"] for pool in threadpool_info()),
         "profiler": "profile" in dask_worker.periodic_callbacks,
     }
 
@@ -347,8 +348,12 @@ def test_cluster_workers_reuse_freed_memory_and_run_one_thread_each(
     from distributed import Client
 
     # Workers as `dask worker` starts them: the nanny sets MALLOC_TRIM_THRESHOLD_, so every
-    # block over 128 KiB is mapped afresh and faulted in again, until a run sets them up.
-    started = DaskCluster(tmp_path / "dask").start(workers=2)
+    # block over 128 KiB is mapped afresh and faulted in again, until a run sets them up; and
+    # thread pools two wide (a variable set before the nanny starts is the one it passes on).
+    started = DaskCluster(
+        tmp_path / "dask",
+        env=dict.fromkeys(("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"), "2"),
+    ).start(workers=2)
     try:
         with Client(started.address) as client:
             before = client.run(_worker_process)
@@ -363,7 +368,11 @@ def test_cluster_workers_reuse_freed_memory_and_run_one_thread_each(
     finally:
         started.stop()
     assert all(state["trim"] and state["faults"] > 2000 for state in before.values()), before
+    assert all(state["threads"] == {2} for state in before.values()), before
+    # After scoring: the models' own pools (scipy's OpenBLAS, scikit-learn's OpenMP) loaded, one
+    # thread each, and freed blocks reused as in a plain process.
     assert all(state["faults"] < 1000 and state["threads"] == {1} for state in after.values()), after
+    assert all(len(state["pools"]) >= 2 for state in after.values()), after
 
 
 @pytest.mark.slow

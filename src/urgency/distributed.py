@@ -17,12 +17,9 @@ and its cluster plumbing are one job.
 
 from __future__ import annotations
 
-import ctypes
 import glob
 import json
 import logging
-import os
-import platform
 import shutil
 import threading
 import time
@@ -37,7 +34,7 @@ from urgency.config import Source
 from urgency.errors import ClusterError, InputError, OutputError, UrgencyError
 from urgency.files import file_format
 from urgency.models import HeadModel, ModelSource, load_models
-from urgency.parallel import one_thread
+from urgency.parallel import prepare_worker_process
 from urgency.predict import predict_file
 from urgency.rules import RuleSet
 from urgency.rules.engine import surge_active
@@ -284,7 +281,13 @@ def _run_on_cluster(
     from distributed import as_completed
 
     # Every worker, and any that joins later, set up for scoring once (`prepare_worker_process`).
-    client.register_plugin(_scoring_worker_plugin())
+    try:
+        client.register_plugin(_scoring_worker_plugin())
+    except Exception as error:
+        raise ClusterError(
+            f"setting up the Dask workers for scoring failed: {type(error).__name__}: {error}; "
+            "look at the workers' logs"
+        ) from None
     futures = {
         client.submit(run_partition, source, input_path, part_path, options, scoring, pure=False): input_path
         for input_path, part_path in jobs
@@ -390,43 +393,11 @@ def _replace(partial: Path, output: Path) -> None:
 # ---------------------------------------------------------------------------------------------
 # Worker processes, set up once for scoring
 
-# glibc's mallopt parameters (malloc.h).
-_M_TRIM_THRESHOLD = -1
-_M_MMAP_THRESHOLD = -3
-# The largest mmap threshold glibc's own dynamic rule reaches on 64-bit Linux
-# (DEFAULT_MMAP_THRESHOLD_MAX); it then trims the heap's free top past twice that.
-REUSED_BLOCK_BYTES = 32 * 2**20
-
-
-def prepare_worker_process() -> list[str]:
-    """Set this Dask worker process up for scoring, as a plain scoring process runs; returns
-    what it changed (logged by the worker).
-
-    - Freed memory is reused. A Dask nanny starts its worker with `MALLOC_TRIM_THRESHOLD_` set
-      (dask's `distributed.nanny.pre-spawn-environ`, to hand memory back to the system), and
-      setting it switches glibc's dynamic thresholds off: every block over 128 KiB then gets a
-      fresh mmap, so each chunk's arrays and sparse matrices are mapped, faulted in page by page
-      and unmapped again. Measured on 200,000 tickets: 5x the page faults of a plain process and
-      about a quarter more CPU per ticket. The thresholds are set to where glibc's own rule ends
-      up in a plain process (blocks up to 32 MiB reused; at most 64 MiB of free heap kept).
-    - One thread per BLAS / OpenMP pool (`parallel.one_thread`): the worker's processes are the
-      parallelism. A nanny sets `OMP_NUM_THREADS=1` already; a worker started without one
-      (`--no-nanny`) would otherwise run a pool as wide as the machine in every process.
-    """
-    changed = []
-    if "MALLOC_TRIM_THRESHOLD_" in os.environ and platform.libc_ver()[0] == "glibc":
-        libc = ctypes.CDLL("libc.so.6")
-        if libc.mallopt(_M_MMAP_THRESHOLD, REUSED_BLOCK_BYTES) and libc.mallopt(
-            _M_TRIM_THRESHOLD, 2 * REUSED_BLOCK_BYTES
-        ):
-            changed.append(f"glibc malloc reuses blocks up to {REUSED_BLOCK_BYTES >> 20} MiB")
-    one_thread()
-    changed.append("one thread per BLAS/OpenMP pool")
-    return changed
-
 
 def _scoring_worker_plugin() -> Any:
-    """A worker plugin that runs `prepare_worker_process` once in every worker process."""
+    """A worker plugin that runs `parallel.prepare_worker_process` once in every worker process.
+    Unpickling it on a worker imports only `urgency.parallel` (the standard library): a worker
+    too small for the models still dies in its task, which names the file."""
     from distributed import WorkerPlugin
 
     class ScoringWorker(WorkerPlugin):
@@ -443,8 +414,8 @@ def _scoring_worker_plugin() -> Any:
 # Clusters
 
 # The local cluster's Dask settings (both measured in README "Running on a cluster"): glibc's
-# own malloc thresholds in the workers, as in a plain process (`prepare_worker_process` says
-# why), and no statistical profiler sampling each worker's stacks 100 times a second (a few
+# own malloc thresholds in the workers, as in a plain process (`parallel.prepare_worker_process`
+# says why), and no statistical profiler sampling each worker's stacks 100 times a second (a few
 # percent of every core; the dashboard's Profile page stays empty).
 LOCAL_CLUSTER_CONFIG = {
     "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None,
