@@ -54,7 +54,7 @@ class Monitor:
 
     # Once a second: CPU times add up, so only a process that ends between two samples loses
     # its last second (an idle worker at the cluster's close). Sampling every 0.2 s cost this
-    # process about 3% of a core, taken from the cluster modes' two busy cores and not from the
+    # process 2 to 3% of a core, taken from the cluster modes' two busy cores and not from the
     # plain loop's one.
     def __init__(self, roots: list[int], interval: float = 1.0) -> None:
         self.roots = roots
