@@ -23,8 +23,12 @@ class DaskCluster:
         self.folder.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
         self.address = f"tcp://127.0.0.1:{self.port}"
-        # Test helpers the tests send to workers live in `tests`, which workers import by name.
-        self.env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]), **(env or {})}
+        # Test helpers the tests send to workers live in `tests`, which workers import by name;
+        # a PYTHONPATH already set (a checkout's own `src`) stays behind it.
+        path = os.pathsep.join(
+            filter(None, [str(Path(__file__).resolve().parents[1]), os.environ.get("PYTHONPATH")])
+        )
+        self.env = {**os.environ, "PYTHONPATH": path, **(env or {})}
         self.processes: list[subprocess.Popen[bytes]] = []
         self._logs: list[Path] = []
 

@@ -5,6 +5,7 @@ file or a dying worker gives a clear error and leaves no half-written output."""
 from __future__ import annotations
 
 import json
+import platform
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -312,6 +313,78 @@ def test_a_dying_worker_is_a_clear_error_and_no_output(
     finally:
         broken.stop()
     assert not (tmp_path / "out").exists() and not (tmp_path / "out.partial").exists()
+
+
+def _worker_process(dask_worker: Any) -> dict[str, Any]:
+    """How a worker process runs (sent with `client.run`): its malloc setting from the
+    environment, its thread pools, whether its statistical profiler runs, and the page faults
+    of allocating and freeing 1 MiB forty times (blocks reused: next to none; each one mapped
+    afresh: 256 each; under numpy's 4 MiB, above which it asks for huge pages)."""
+    import os
+    import resource
+
+    import numpy as np
+    from threadpoolctl import threadpool_info
+
+    np.ones(2**17)
+    before = resource.getrusage(resource.RUSAGE_THREAD).ru_minflt
+    for _ in range(40):
+        np.ones(2**17)
+    return {
+        "trim": os.environ.get("MALLOC_TRIM_THRESHOLD_"),
+        "faults": resource.getrusage(resource.RUSAGE_THREAD).ru_minflt - before,
+        "threads": {pool["num_threads"] for pool in threadpool_info()},
+        "pools": sorted(pool["filepath"] for pool in threadpool_info()),
+        "profiler": "profile" in dask_worker.periodic_callbacks,
+    }
+
+
+@pytest.mark.slow
+@needs_shared_data
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="the malloc setting is glibc's")
+def test_cluster_workers_reuse_freed_memory_and_run_one_thread_each(
+    sample_files: Path, trained: dict[str, Any], tmp_path: Path
+) -> None:
+    from distributed import Client
+
+    # Workers as `dask worker` starts them: the nanny sets MALLOC_TRIM_THRESHOLD_, so every
+    # block over 128 KiB is mapped afresh and faulted in again, until a run sets them up; and
+    # thread pools two wide (a variable set before the nanny starts is the one it passes on).
+    started = DaskCluster(
+        tmp_path / "dask",
+        env=dict.fromkeys(("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"), "2"),
+    ).start(workers=2)
+    try:
+        with Client(started.address) as client:
+            before = client.run(_worker_process)
+            predict_files(
+                str(sample_files / "*.parquet"),
+                tmp_path / "scored",
+                registry(trained),
+                OPTIONS,
+                client=client,
+            )
+            after = client.run(_worker_process)
+    finally:
+        started.stop()
+    assert all(state["trim"] and state["faults"] > 2000 for state in before.values()), before
+    assert all(state["threads"] == {2} for state in before.values()), before
+    # After scoring: the models' own pools (scipy's OpenBLAS, scikit-learn's OpenMP) loaded, one
+    # thread each, and freed blocks reused as in a plain process.
+    assert all(state["faults"] < 1000 and state["threads"] == {1} for state in after.values()), after
+    assert all(len(state["pools"]) >= 2 for state in after.values()), after
+
+
+@pytest.mark.slow
+def test_the_local_cluster_runs_its_workers_as_a_plain_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A nanny copies MALLOC_TRIM_THRESHOLD_ into the process that starts it: a cluster started
+    # earlier in this process must not decide what this one inherits.
+    monkeypatch.delenv("MALLOC_TRIM_THRESHOLD_", raising=False)
+    with distributed.dask_client("local", n_workers=1) as client:
+        (state,) = client.run(_worker_process).values()
+    # glibc's own thresholds (freed blocks reused, as in a plain process) and no profiler
+    # sampling the worker's stacks, without any run having set the worker up.
+    assert state["trim"] is None and state["faults"] < 1000 and not state["profiler"], state
 
 
 def test_unreachable_scheduler_is_a_cluster_error() -> None:

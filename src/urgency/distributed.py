@@ -34,6 +34,7 @@ from urgency.config import Source
 from urgency.errors import ClusterError, InputError, OutputError, UrgencyError
 from urgency.files import file_format
 from urgency.models import HeadModel, ModelSource, load_models
+from urgency.parallel import prepare_worker_process
 from urgency.predict import predict_file
 from urgency.rules import RuleSet
 from urgency.rules.engine import surge_active
@@ -279,6 +280,14 @@ def _run_on_cluster(
 ) -> list[PartResult]:
     from distributed import as_completed
 
+    # Every worker, and any that joins later, set up for scoring once (`prepare_worker_process`).
+    try:
+        client.register_plugin(_scoring_worker_plugin())
+    except Exception as error:
+        raise ClusterError(
+            f"setting up the Dask workers for scoring failed: {type(error).__name__}: {error}; "
+            "look at the workers' logs"
+        ) from None
     futures = {
         client.submit(run_partition, source, input_path, part_path, options, scoring, pure=False): input_path
         for input_path, part_path in jobs
@@ -382,7 +391,36 @@ def _replace(partial: Path, output: Path) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
+# Worker processes, set up once for scoring
+
+
+def _scoring_worker_plugin() -> Any:
+    """A worker plugin that runs `parallel.prepare_worker_process` once in every worker process.
+    Unpickling it on a worker imports only `urgency.parallel` (the standard library): a worker
+    too small for the models still dies in its task, which names the file."""
+    from distributed import WorkerPlugin
+
+    class ScoringWorker(WorkerPlugin):
+        name = "urgency-scoring-worker"
+        idempotent = True  # registered by every run: set up once per worker process
+
+        def setup(self, worker: Any) -> None:
+            log.info("worker %s set up for scoring: %s", worker.address, "; ".join(prepare_worker_process()))
+
+    return ScoringWorker()
+
+
+# ---------------------------------------------------------------------------------------------
 # Clusters
+
+# The local cluster's Dask settings (both measured in README "Running on a cluster"): glibc's
+# own malloc thresholds in the workers, as in a plain process (`parallel.prepare_worker_process`
+# says why), and no statistical profiler sampling each worker's stacks 100 times a second (a few
+# percent of every core; the dashboard's Profile page stays empty).
+LOCAL_CLUSTER_CONFIG = {
+    "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None,
+    "distributed.worker.profile.enabled": False,
+}
 
 
 @contextmanager
@@ -392,8 +430,12 @@ def dask_client(scheduler: str, *, n_workers: int | None = None, timeout: str = 
     from distributed import Client, LocalCluster
 
     if scheduler == "local":
+        import dask
+
         # One thread per worker process: the TF-IDF step holds the GIL, so processes give the speed.
+        # The nannies read the settings as they start the workers, inside the `with`.
         with (
+            dask.config.set(LOCAL_CLUSTER_CONFIG),
             LocalCluster(
                 n_workers=n_workers,
                 threads_per_worker=1,
