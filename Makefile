@@ -40,7 +40,7 @@ demo: $(STAMP)
 	$(BIN)/urgency breach-risk --params $(PARAMS) --log ../shared/data/incident_event_log.csv.gz --promote-if-better --output data/breach_risk.json
 	# The agreement report, with agents simulated from the held-back test labels (docs/reports.md);
 	# 1,000 tickets (a third per head) keep the demo under 8 minutes: the MiniLM text signals cost
-	# about 50 ms a ticket on 2 cores.
+	# about 50 ms a ticket on 2 cores in fp32, 4 to 8 in bf16.
 	$(BIN)/urgency demo-agents --params $(PARAMS) --rows 1000 --output data/demo_closed_tickets.csv
 	$(BIN)/urgency report agreement --params $(PARAMS) --input data/demo_closed_tickets.csv --output data/agreement_report.html
 	# The operations report (docs/operations.md): agents, reassignments (the incident log's
