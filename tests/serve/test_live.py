@@ -253,3 +253,46 @@ def test_every_worker_follows_a_promotion(registry: dict[str, Any], tmp_path: Pa
             info = httpx.get(f"{base}/v1/model", headers=ALL).json()
             assert info["versions"] == new, info
             seen.add(info["pid"])
+
+
+@pytest.mark.slow
+def test_a_server_killed_under_load_lost_no_acknowledged_ticket(service_params: Path, tmp_path: Path) -> None:
+    """`kill -9` of the serving process while 8 clients score concurrently (their requests scored
+    together, `serve.coalesce`): every ticket whose answer a client received is in the store."""
+    import signal
+
+    import psutil
+
+    database = f"sqlite:///{tmp_path / 'service.db'}"
+    acknowledged: list[str] = []
+    with running_server(service_params, database) as base:
+        port = int(base.rsplit(":", 1)[1])
+        [server] = {
+            connection.pid
+            for connection in psutil.net_connections(kind="tcp")
+            if connection.laddr and connection.laddr.port == port and connection.status == psutil.CONN_LISTEN
+        }
+
+        def client_run(client_id: int) -> None:
+            with httpx.Client(headers=ALL, timeout=30) as http:
+                for n in range(10_000):
+                    ticket = {**TICKET, "ticket_id": f"k{client_id}-{n}"}
+                    try:
+                        response = http.post(f"{base}/v1/score", json=ticket)
+                    except httpx.HTTPError:
+                        return  # the server is gone
+                    if response.status_code == 200:
+                        acknowledged.append(response.json()["ticket_id"])
+
+        with ThreadPoolExecutor(8) as pool:
+            for client_id in range(8):
+                pool.submit(client_run, client_id)
+            deadline = time.monotonic() + 60
+            while len(acknowledged) < 40 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            os.kill(server, signal.SIGKILL)
+    assert len(acknowledged) >= 40
+    engine = make_engine(database)
+    stored = {row["ticket_id"] for row in Store(engine).rows(predictions, ["ticket_id"])}
+    engine.dispose()
+    assert set(acknowledged) <= stored
