@@ -1,9 +1,12 @@
 """Latency, throughput and peak memory of the prediction service, next to `mlflow models serve`.
 
 Real HTTP on loopback with a real load generator: each server runs as its own process on
-127.0.0.1, and locust (bench/locustfile_serve.py, headless, as a subprocess) posts a realistic
-ticket mix (texts of the synthetic support tickets, metadata like data/demo_tickets.csv) with no
-wait between requests:
+127.0.0.1, and a load generator as a subprocess posts a realistic ticket mix (texts of the
+synthetic support tickets, metadata like data/demo_tickets.csv) with no wait between requests:
+`wrk` (bench/wrk_serve.lua; Debian's `apt-get install wrk`), else locust (bench/locustfile_serve.py,
+headless; `--load locust`). wrk is C and takes a few percent of a core; locust is Python and, on two
+cores, takes a share of the CPU the servers compete for (more with our two workers than with
+mlflow's one), so it under-states the faster server.
 
 - `urgency serve` per model family (the registry champions, or an exported model folder):
   POST /v1/score at each --users, and POST /v1/score/batch with --batch-sizes tickets per call.
@@ -22,7 +25,7 @@ under the benchmark lock (flock /tmp/urgency-bench.lock ...) so no other benchma
     .venv/bin/python bench/bench_serve.py [--params params.yaml]
         [--model-dir baseline=registry] [--model-dir embedding=DIR]
         [--mlflow-model baseline=models:/ticket-urgency@champion] [--mlflow-model embedding=DIR/urgency]
-        [--users 1 4] [--batch-sizes 20 100] [--batch-users 2] [--seconds 20]
+        [--users 1 4] [--batch-sizes 20 100] [--batch-users 2] [--seconds 20] [--load wrk|locust]
 
 `registry` serves the params' registry champions; DIR is a folder from `urgency export-models`.
 """
@@ -33,6 +36,7 @@ import argparse
 import itertools
 import json
 import os
+import shutil
 import signal
 import socket
 import sqlite3
@@ -56,6 +60,7 @@ import psutil
 
 ROOT = Path(__file__).resolve().parent.parent
 LOCUSTFILE = Path(__file__).resolve().parent / "locustfile_serve.py"
+WRK_SCRIPT = Path(__file__).resolve().parent / "wrk_serve.lua"
 API_KEY = "local-dev-key"  # local mode's development key
 BIN = Path(sys.executable).parent
 WARM_UP = 3  # requests before each load run (not measured)
@@ -244,8 +249,9 @@ def load_run(
     seconds: int,
     api_key: str | None,
     folder: Path,
+    load: str,
 ) -> Run:
-    """Warm up with a few requests (checking the answers), then run locust headless."""
+    """Warm up with a few requests (checking the answers), then run the load generator."""
     count_key = "predictions" if endpoint == "/invocations" else "results"
     for body in bodies[:WARM_UP]:
         answer = post(server.url + endpoint, body, api_key)
@@ -255,17 +261,49 @@ def load_run(
     label = f"{server.name}-{endpoint.strip('/').replace('/', '-')}-{batch}-{users}"
     bodies_file = folder / f"{label}.jsonl"
     bodies_file.write_text("\n".join(bodies))
-    prefix = folder / label
     env = {
         **os.environ,
         "URGENCY_BENCH_BODIES": str(bodies_file),
         "URGENCY_BENCH_PATH": endpoint,
         "URGENCY_BENCH_API_KEY": api_key or "",
     }
+    run = wrk_run if load == "wrk" else locust_run
+    return run(server, endpoint, batch, users, seconds, env, folder / label)
+
+
+def wrk_run(
+    server: Server, endpoint: str, batch: int, users: int, seconds: int, env: dict[str, str], prefix: Path
+) -> Run:
+    """wrk, one thread, `users` keep-alive connections; requests in flight when it stops are not
+    counted (the server still answers and stores them)."""
+    command = ["wrk", "-t1", f"-c{users}", f"-d{seconds}s", "--timeout", "120s", "-s", str(WRK_SCRIPT)]
+    done = subprocess.run([*command, server.url], env=env, capture_output=True, text=True)
+    summary = [line for line in done.stdout.splitlines() if line.startswith("{")]
+    if done.returncode != 0 or not summary:
+        output = done.stdout[-2000:] + done.stderr[-2000:]
+        raise RuntimeError(f"wrk failed (exit {done.returncode}):\n{output}")
+    result = json.loads(summary[-1])
+    return Run(
+        server=server.name,
+        endpoint=endpoint,
+        batch=batch,
+        users=users,
+        requests=result["requests"],
+        failures=result["failures"],
+        requests_per_s=result["requests"] / (result["duration_us"] / 1e6),
+        p50=result["p50"] / 1000,
+        p95=result["p95"] / 1000,
+        p99=result["p99"] / 1000,
+    )
+
+
+def locust_run(
+    server: Server, endpoint: str, batch: int, users: int, seconds: int, env: dict[str, str], prefix: Path
+) -> Run:
+    """locust headless; requests in flight at the end finish and are counted."""
     command = [
         str(BIN / "locust"),
         *["-f", str(LOCUSTFILE), "--headless", "-u", str(users), "-r", str(users), "-t", f"{seconds}s"],
-        # Requests in flight at the end finish and are counted (the stored-row check needs it).
         *["--stop-timeout", "30", "--only-summary", "--loglevel", "WARNING"],
         *["--host", server.url, "--json-file", str(prefix)],
     ]
@@ -400,7 +438,7 @@ def bench_ours(
     command += ["--workers", str(args.workers)] if args.workers else []  # default: every core
     if source != "registry":
         command += ["--model-dir", source]
-    runs, answered = [], 0
+    runs, answered, in_flight = [], 0, 0
     with running(name, command, "/health/ready", port, folder / f"{family}.log") as server:
         for batch, users in plan(args):
             endpoint = "/v1/score" if batch == 1 else "/v1/score/batch"
@@ -414,14 +452,19 @@ def bench_ours(
                 seconds=args.seconds,
                 api_key=API_KEY,
                 folder=folder,
+                load=args.load,
             )
             print(table([run])[1], flush=True)
             runs.append(run)
             answered += (WARM_UP + run.requests - run.failures) * batch
+            # wrk stops with up to `users` requests in flight, which the server still stores.
+            in_flight += users * batch if args.load == "wrk" else 0
     rows = stored_rows(database)
     check = f"{name}: {rows} rows stored for {answered} tickets answered" + (
-        "" if rows == answered else "  <-- MISMATCH"
+        f" (+ up to {in_flight} in flight when the load stopped)" if in_flight else ""
     )
+    if not answered <= rows <= answered + in_flight:
+        check += "  <-- MISMATCH"
     return runs, server.rss.peak / 2**20, check
 
 
@@ -449,6 +492,7 @@ def bench_mlflow(
                 seconds=args.seconds,
                 api_key=None,
                 folder=folder,
+                load=args.load,
             )
             print(table([run])[1], flush=True)
             runs.append(run)
@@ -509,6 +553,12 @@ def main() -> None:
         "--texts", type=Path, default=ROOT.parent / "shared/data/support_tickets_synthetic.csv"
     )
     parser.add_argument("--demo", type=Path, default=ROOT / "data/demo_tickets.csv")
+    parser.add_argument(
+        "--load",
+        choices=["wrk", "locust"],
+        default="wrk" if shutil.which("wrk") else "locust",
+        help="The load generator (default: wrk when on PATH).",
+    )
     parser.add_argument("--output", type=Path, default=ROOT / "bench/results/serve.txt")
     args = parser.parse_args()
 
@@ -547,7 +597,7 @@ def main() -> None:
 
     lines = [
         f"{len(tickets)} tickets ({args.texts.name} texts, {args.demo.name} metadata); "
-        f"{args.seconds} s per run; locust, no wait; "
+        f"{args.seconds} s per run; {args.load}, no wait; "
         f"urgency serve --workers {args.workers or 'default (every core)'}; "
         f"mlflow models serve -w {args.mlflow_workers}; "
         f"{os.cpu_count()} CPUs, load average {load_before:.1f} at the start",
