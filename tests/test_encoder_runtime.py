@@ -167,3 +167,17 @@ def test_a_model_saved_before_runtimes_runs_fp32(checkpoint: Path, tmp_path: Pat
     write_digest_file(tmp_path / "sentiment", artifact_digests(tmp_path / "sentiment"))
     loaded = load_model_dir(tmp_path)["sentiment"]
     assert loaded.model.unwrap_python_model().shared.runtime == "fp32"
+
+
+def test_embed_runs_a_training_model_in_eval_and_gives_it_back_in_training(checkpoint: Path) -> None:
+    """A model in training mode (a fine-tune's validation pass) is embedded without dropout and
+    left in training mode; an eval model is not switched at all."""
+    model, tokenizer = load_pretrained(checkpoint)
+    model.eval()
+    settings = {"max_length": 32, "batch_size": 2, "normalize": True}
+    expected = embed(model, tokenizer, TEXTS, **settings)
+    assert not model.training
+    model.train()
+    again = embed(model, tokenizer, TEXTS, **settings)
+    assert model.training and all(module.training for module in model.modules())
+    np.testing.assert_allclose(again, expected, atol=1e-6)

@@ -16,8 +16,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from urgency.errors import InputError
+from urgency import similar
 from urgency.similar import (
     MAGIC,
+    QUICK_CATCH_UP_MARGIN,
     IndexMismatch,
     SimilarIndex,
     as_vectors,
@@ -315,6 +317,32 @@ def test_a_worker_catches_up_with_what_others_stored(tmp_path: Path, store: Stor
     assert sorted(reopened.ids) == ["T-1", "T-2", "T-3"]
     np.testing.assert_array_equal(reopened.vector("T-1"), one.vector("T-1"))
     assert SimilarIndex.load(tmp_path / "similar.index").synced_at is not None
+
+
+def test_a_catch_up_compares_only_rows_it_has_not_seen_at_their_store_time(
+    any_store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The quick catch-up before every call reads the last seconds again: a row this index wrote
+    or read at the same store time is skipped without fetching its vector to compare; a vector
+    replaced elsewhere (a new store time) is taken."""
+    vectors = random_vectors(4, 24, 7)
+    one, two = SimilarIndex("s", 24), SimilarIndex("s", 24)
+    record_scored(one, any_store, ["T-1", "T-2"], vectors[:2], [NOW, NOW])
+    record_scored(two, any_store, ["T-3"], vectors[2:3], [NOW])
+    compared: list[str] = []
+    vector = SimilarIndex.vector
+    monkeypatch.setattr(SimilarIndex, "vector", lambda self, key: compared.append(key) or vector(self, key))
+    assert catch_up(one, any_store, margin=QUICK_CATCH_UP_MARGIN) == 1  # T-3
+    assert catch_up(one, any_store, margin=QUICK_CATCH_UP_MARGIN) == 0
+    assert compared == []  # T-1, T-2 its own, T-3 read once: all known by their store time
+    record_scored(two, any_store, ["T-1"], vectors[3:4], [NOW])  # scored again by the other
+    assert catch_up(one, any_store, margin=QUICK_CATCH_UP_MARGIN) == 1
+    np.testing.assert_array_equal(vector(one, "T-1"), vector(two, "T-1"))
+    # Store times older than any catch-up reads are dropped once there are many.
+    monkeypatch.setattr(similar, "STORED_AT_KEPT", 2)
+    one.stored_at["OLD"] = NOW - timedelta(days=1)
+    catch_up(one, any_store, margin=QUICK_CATCH_UP_MARGIN)
+    assert sorted(one.stored_at) == ["T-1", "T-2", "T-3"]
 
 
 # -- the store ------------------------------------------------------------------------------

@@ -124,6 +124,12 @@ class SimilarIndex:
         self._next_key = 0
         # The newest store time this index has taken vectors up to (`catch_up` reads from there).
         self.synced_at: datetime | None = None
+        # Each recent ticket's store time as this index last read or wrote its vector: a catch-up
+        # reads the last seconds again (`QUICK_CATCH_UP_MARGIN`), and a row seen at the same
+        # store time is skipped without fetching its indexed vector to compare (in memory only;
+        # after a load the first catch-up compares). Pruned to the catch-up's reach.
+        self.stored_at: dict[str, datetime] = {}
+        self._stored_at_pruned = 0  # its size after the last pruning
         # Writers one at a time (the service scores in threads); searches need no lock: usearch
         # searches while it adds, and a key removed meanwhile is skipped (`_one`).
         self._lock = threading.RLock()
@@ -382,19 +388,36 @@ def catch_up(
     already holds unchanged is skipped. Returns how many were added or replaced."""
     added = 0
     since = None if index.synced_at is None else index.synced_at - margin
+    seen = index.stored_at
     for ids, vectors, created, stored in store.ticket_vector_batches(
         index.scope, batch_size=batch_size, since=since
     ):
         new = [
             row
             for row, ticket_id in enumerate(ids)
-            if ticket_id not in index or not np.array_equal(index.vector(ticket_id), vectors[row])
+            if seen.get(ticket_id) != stored[row]
+            and (ticket_id not in index or not np.array_equal(index.vector(ticket_id), vectors[row]))
         ]
         if new:
             index.add([ids[row] for row in new], vectors[new], [created[row] for row in new])
+        seen.update(zip(ids, stored, strict=True))
         index.synced_at = max(stored) if index.synced_at is None else max(index.synced_at, *stored)
         added += len(new)
+    _forget_unreachable(index)
     return added
+
+
+# How many store times an index keeps before dropping those no catch-up reads again.
+STORED_AT_KEPT = 20_000
+
+
+def _forget_unreachable(index: SimilarIndex) -> None:
+    """Drop the store times older than any catch-up reads; only once they doubled since the
+    last time (a busy minute may keep more than `STORED_AT_KEPT` within reach)."""
+    if len(index.stored_at) > max(STORED_AT_KEPT, 2 * index._stored_at_pruned) and index.synced_at:
+        reach = index.synced_at - CATCH_UP_MARGIN
+        index.stored_at = {key: when for key, when in index.stored_at.items() if when >= reach}
+        index._stored_at_pruned = len(index.stored_at)
 
 
 def open_index(path: Path, store: Store, scope: str, ndim: int) -> SimilarIndex:
@@ -470,8 +493,10 @@ def record_scored(
     kept_ids = [str(ids[row]) for row in keep]
     kept = as_vectors(vectors[keep], index.ndim)
     when = [created_at[row] for row in keep]
-    store.record_ticket_vectors(kept_ids, index.scope, kept, when)
+    stored_at = datetime.now(UTC)
+    store.record_ticket_vectors(kept_ids, index.scope, kept, when, stored_at=stored_at)
     index.add(kept_ids, kept, when)
+    index.stored_at.update(dict.fromkeys(kept_ids, stored_at))
     return len(keep)
 
 

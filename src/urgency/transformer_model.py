@@ -110,8 +110,11 @@ def embed(
     encoded = tokenizer(texts, truncation=True, max_length=max_length)
     lengths = [len(ids) for ids in encoded["input_ids"]]
     vectors = np.zeros((len(texts), encoder.config.hidden_size), dtype=np.float32)
+    # Only a model in training mode is switched (and back): `eval()` walks every submodule, a
+    # few milliseconds of each one-ticket call of the service, whose encoders are always in eval.
     was_training = encoder.training
-    encoder.eval()
+    if was_training:
+        encoder.eval()
     with torch.inference_mode():
         for rows in length_sorted_batches(lengths, batch_size):
             batch = tokenizer.pad(
@@ -123,7 +126,8 @@ def embed(
             if normalize:
                 pooled = torch.nn.functional.normalize(pooled, dim=-1)
             vectors[rows] = pooled.float().cpu().numpy()
-    encoder.train(was_training)
+    if was_training:
+        encoder.train()
     return vectors
 
 

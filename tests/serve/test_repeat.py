@@ -37,3 +37,21 @@ def test_one_read_for_the_calls_neighbours_then_only_what_is_missing(store: Stor
     outside = sorted(set(ids) - set(held))[0]
     assert known.ticket_facts([outside, "unknown"]) == {outside: expected[outside]}
     assert len(queries) > 0
+
+
+class StrictSpec:
+    similar_tickets = SimilarTicketsSection(k=1)
+    duplicates = DuplicatesSection(candidates=5, threshold=0.99)
+
+
+def test_reads_only_the_nearest_and_the_candidates_at_the_duplicate_threshold(store: Store) -> None:  # noqa: F811
+    base = unit(np.random.default_rng(2).normal(size=DIM))
+    index = SimilarIndex("s", DIM)
+    for n in range(6):
+        scored(store, index, f"T-{n}", near(base, 0.90 + n / 100, n), {"requester": f"r{n}"})
+    scored(store, index, "COPY", near(base, 0.995, 7), {"requester": "r9"})
+    known = KnownFacts(store, index, base[None, :], StrictSpec())
+    nearest = [n.ticket_id for n in index.query(base, 2)[0]]
+    # The 2 nearest (k + 1) and the one candidate at 0.99 or more (the copy, also the nearest).
+    assert "COPY" in nearest
+    assert sorted(known.facts) == sorted(nearest)
