@@ -15,8 +15,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from urgency.errors import InputError
 from urgency import similar
+from urgency.errors import InputError
 from urgency.similar import (
     MAGIC,
     QUICK_CATCH_UP_MARGIN,

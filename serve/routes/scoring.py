@@ -99,7 +99,12 @@ def score_only(
     check_reserved(runtime_now, tickets)
     now = datetime.now(UTC)
     surge = service.surge(runtime_now, store, now, tickets)
-    check = similar_check(service, runtime_now, store, tickets, now)
+    # The model-input texts, built once for the similar tickets and the repeat issues (only
+    # when something reads them: a sentence vector or the knowledge base).
+    wanted = runtime_now.vectors is not None or runtime_now.knowledge is not None
+    subjects, bodies = [t.subject for t in tickets], [t.body for t in tickets]
+    texts = model_texts(runtime_now, subjects, bodies) if wanted else []
+    check = similar_check(service, runtime_now, store, tickets, texts, now)
     scored = told_expected(
         score_tickets(
             runtime_now,
@@ -111,7 +116,7 @@ def score_only(
         service.queues(runtime_now, store, now),
         now,
     )
-    scored = with_repeat_issues(service, runtime_now, scored, now)
+    scored = with_repeat_issues(service, runtime_now, scored, texts, now)
     if check is not None:
         scored = with_similar(scored, check)
     keep_vectors = check.record if check is not None else _nothing
@@ -123,9 +128,15 @@ def _nothing() -> int:
 
 
 def similar_check(
-    service: ServiceState, runtime_now: Runtime, store: Store, tickets: list[Ticket], now: datetime
+    service: ServiceState,
+    runtime_now: Runtime,
+    store: Store,
+    tickets: list[Ticket],
+    texts: list[str],
+    now: datetime,
 ) -> SimilarCheck | None:
-    """The request's similar-tickets and duplicate check (None: the rules file asks for neither)."""
+    """The request's similar-tickets and duplicate check (None: the rules file asks for neither);
+    `texts` are the tickets' model-input texts (`model_texts`)."""
     index = service.similar_index(runtime_now)
     if index is None:
         return None
@@ -138,7 +149,7 @@ def similar_check(
         store=store,
         vectors=vectors,
         rules=runtime_now.rules,
-        texts=model_texts(runtime_now, [t.subject for t in tickets], [t.body for t in tickets]),
+        texts=texts,
         ids=[ticket.ticket_id for ticket in tickets],
         fields=[dict(ticket.fields) for ticket in tickets],
         created=[_instant(ticket.created_at, zone) or now for ticket in tickets],
@@ -209,20 +220,18 @@ def told_expected(scored: list[ScoredTicket], queues: Queues, now: datetime) -> 
 
 
 def with_repeat_issues(
-    service: ServiceState, runtime_now: Runtime, scored: list[ScoredTicket], now: datetime
+    service: ServiceState, runtime_now: Runtime, scored: list[ScoredTicket], raw: list[str], now: datetime
 ) -> list[ScoredTicket]:
     """Each result with its knowledge-base articles and the auto-reply's (rules `knowledge_base`)
     and the repeat-issue cluster it joined (rules `clusters`): one sentence vector per ticket,
-    the one the served MiniLM model has just computed (`serve.repeat`)."""
+    the one the served MiniLM model has just computed (`serve.repeat`); `raw` are the tickets'
+    model-input texts (`model_texts`)."""
     knowledge, vectors = runtime_now.knowledge, runtime_now.vectors
     tracker = service.tracker(runtime_now)
     if knowledge is None and tracker is None:
         return scored
     from serve.repeat import answer
 
-    raw = model_texts(
-        runtime_now, [one.ticket.subject for one in scored], [one.ticket.body for one in scored]
-    )
     texts = vectors.texts(raw) if vectors is not None else raw
     updates: list[dict[str, Any]] = [{} for _ in scored]
     if knowledge is not None:
