@@ -30,7 +30,7 @@ def serve(
     port: Annotated[int, typer.Option(min=0, max=65535)] = 8000,
     workers: Annotated[
         int | None,
-        typer.Option(min=1, help="Worker processes, each loading the models; default: every core."),
+        typer.Option(min=1, help="Worker processes, each loading the models; default: one per two cores."),
     ] = None,
     model_dir: ModelDirOption = None,
     database_url: DatabaseOption = None,
@@ -38,7 +38,6 @@ def serve(
 ) -> None:
     """Start the prediction service (uvicorn); settings also come from URGENCY_* variables."""
     from serve import launch
-    from urgency.parallel import default_jobs
 
     setup_logging()
 
@@ -49,7 +48,12 @@ def serve(
 
     settings = launch.service_settings(params_path, model_dir=model_dir, database_url=database_url)
     launch.run(
-        settings, host=host, port=port, workers=workers or default_jobs(), migrate=migrate, on_ready=show
+        settings,
+        host=host,
+        port=port,
+        workers=workers or launch.default_workers(),
+        migrate=migrate,
+        on_ready=show,
     )
 
 
