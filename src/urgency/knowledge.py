@@ -279,7 +279,11 @@ class KnowledgeBase:
         self._bm25 = bm25s.BM25()
         # bm25s keeps an empty document's row; a Markdown title of stop words only is still
         # indexed (its score is 0).
-        self._bm25.index([tokens(article.text) or [""] for article in self.articles], show_progress=False)
+        article_tokens = [tokens(article.text) for article in self.articles]
+        self._bm25.index([found or [""] for found in article_tokens], show_progress=False)
+        # Each article's words once, for the explanations (`_why`): tokenising an article again
+        # for every answer was most of an answer's time.
+        self._article_tokens = [set(found) for found in article_tokens]
         self._vocabulary = set(self._bm25.vocab_dict)
         self._article_vectors: np.ndarray | None = None
         self._encoder: Any = None
@@ -403,7 +407,7 @@ class KnowledgeBase:
                     break
                 article = self.articles[column]
                 why = self._why(
-                    queries[row], article, bm25[row, column], None if cosine is None else cosine[row, column]
+                    queries[row], column, bm25[row, column], None if cosine is None else cosine[row, column]
                 )
                 matches.append(
                     ArticleMatch(
@@ -413,8 +417,9 @@ class KnowledgeBase:
             answers.append(matches)
         return answers
 
-    def _why(self, query: list[str], article: Article, bm25: float, cosine: float | None) -> str:
-        article_tokens = set(tokens(article.text))
+    def _why(self, query: list[str], column: int, bm25: float, cosine: float | None) -> str:
+        """Why article `column` answers the query: the shared words, the cosine."""
+        article_tokens = self._article_tokens[column]
         shared = [token for token in query if token in article_tokens][:5]
         parts = []
         if shared:
