@@ -143,17 +143,23 @@ class SimilarCheck:
         """The frame the rules read, with `rules.engine.DUPLICATE_COLUMNS` (with `duplicates`)."""
         from urgency.duplicates import duplicate_of, duplicates_in_batch
         from urgency.rules.engine import DUPLICATE_COLUMNS
-        from urgency.similar import similar_tickets
+        from urgency.similar import PrefetchedIndex, similar_tickets
 
         spec = self.rules.spec
         embedded = self.vectors.of(self.texts)
         self.embedded = embedded
-        store = KnownFacts(self.store, self.index, embedded, spec)
+        # One search per ticket for all three (+ 1: the ticket itself, when scored again).
+        depth = 1 + max(
+            spec.similar_tickets.k if spec.similar_tickets is not None else 0,
+            spec.duplicates.candidates if spec.duplicates is not None else 0,
+        )
+        index = PrefetchedIndex(self.index, embedded, depth)
+        store = KnownFacts(self.store, index, embedded, spec)
         if spec.similar_tickets is not None:
             window = timedelta(days=spec.similar_tickets.window_days)
             self.similar = [
                 similar_tickets(
-                    self.index,
+                    index,
                     store,
                     vector,
                     spec.similar_tickets.k,
@@ -167,7 +173,7 @@ class SimilarCheck:
         columns = {name: info.column or name for name, info in self.rules.fields.items()}
         self.duplicates = [
             duplicate_of(
-                self.index,
+                index,
                 store,
                 vector,
                 fields,

@@ -21,6 +21,7 @@ from urgency.similar import (
     MAGIC,
     QUICK_CATCH_UP_MARGIN,
     IndexMismatch,
+    PrefetchedIndex,
     SimilarIndex,
     as_vectors,
     catch_up,
@@ -103,6 +104,33 @@ def test_k_bounds_the_answer_and_exclusions_are_left_out(n: int, k: int, exclude
     similarities = [neighbour.similarity for neighbour in found]
     assert similarities == sorted(similarities, reverse=True)
     assert all(-1.001 <= s <= 1.001 for s in similarities)
+
+
+@PROPERTY
+@given(
+    n=st.integers(0, 40),
+    depth=st.integers(0, 45),
+    k=st.integers(0, 12),
+    excluded=st.integers(0, 3),
+    window=st.integers(0, 40) | st.none(),
+    seed=st.integers(0, 1000),
+)
+def test_a_prefetched_index_answers_as_the_index(
+    n: int, depth: int, k: int, excluded: int, window: int | None, seed: int
+) -> None:
+    """The call's neighbours searched once (`PrefetchedIndex`) answer every filtered query as
+    the index does: from the list, or from the index when the filters leave too few of a list
+    cut at `depth`; a vector not prefetched is searched in the index."""
+    index, vectors = filled(n, 16, seed)
+    queries = np.vstack([vectors[: min(n, 4)], random_vectors(2, 16, seed + 1)])
+    prefetched = PrefetchedIndex(index, queries[:-1], depth)  # the last query: not prefetched
+    gone = [f"T-{i}" for i in range(excluded)]
+    since = None if window is None else NOW - timedelta(hours=window)
+    for query in queries:
+        expected = index.query(query, k, exclude_ids=gone, created_after=since)
+        assert [
+            as_pairs(found) for found in prefetched.query(query, k, exclude_ids=gone, created_after=since)
+        ] == [as_pairs(found) for found in expected]
 
 
 @PROPERTY

@@ -29,7 +29,7 @@ from urgency.errors import DataValidationError, InputError
 
 if TYPE_CHECKING:
     from urgency.rules.schema import DuplicatesSection
-    from urgency.similar import SimilarIndex
+    from urgency.similar import PrefetchedIndex, SimilarIndex
     from urgency.store import Store
 
 # Statuses of a ticket still being worked on (the store's OPEN_STATUSES, without importing it).
@@ -103,7 +103,7 @@ def explain(ticket_id: str, similarity: float, same: str, status: str) -> str:
 
 
 def duplicate_of(
-    index: SimilarIndex,
+    index: SimilarIndex | PrefetchedIndex,
     store: Store,
     vector: Any,
     fields: Mapping[str, Any] | None,

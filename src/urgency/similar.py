@@ -188,6 +188,11 @@ class SimilarIndex:
                 self._index.remove(np.asarray(keys, dtype=np.uint64))
             return len(keys)
 
+    def created_at(self, ticket_id: str) -> float:
+        """A ticket's created time (POSIX seconds; NaN unknown or not indexed)."""
+        key = self._keys.get(ticket_id)
+        return float("nan") if key is None else self._created.get(key, float("nan"))
+
     def vector(self, ticket_id: str) -> np.ndarray | None:
         """The indexed (float16, unit) vector of a ticket, else None."""
         key = self._keys.get(ticket_id)
@@ -344,6 +349,59 @@ class SimilarIndex:
         synced = manifest.get("synced_at")
         index.synced_at = datetime.fromisoformat(synced) if synced else None
         return index
+
+
+class PrefetchedIndex:
+    """A call's nearest neighbours, searched once per ticket: `query` answers the call's own
+    vectors from that list with its filters applied (exclusions, `created_after`), as
+    `SimilarIndex.query` would. The service's similar tickets, duplicate check and neighbours'
+    facts each searched the index for every ticket (three exact searches of 0.7 ms each at 5,000
+    tickets); now one does. A vector not prefetched, or a query whose filters leave fewer than
+    `k` of a list that was cut at `depth`, is searched in the index itself."""
+
+    def __init__(self, index: SimilarIndex, vectors: Any, depth: int) -> None:
+        self.index = index
+        self.ndim = index.ndim
+        self.depth = depth
+        self._found: dict[bytes, list[Neighbour]] = {}
+        rows = [row for row in np.asarray(vectors, dtype=np.float32) if np.isfinite(row).all()]
+        if rows and depth and len(index):
+            array = as_vectors(np.asarray(rows), index.ndim)
+            for row, found in zip(array, index.query(array, depth), strict=True):
+                self._found[row.tobytes()] = found
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def __contains__(self, ticket_id: object) -> bool:
+        return ticket_id in self.index
+
+    def query(
+        self,
+        vectors: Any,
+        k: int,
+        *,
+        exclude_ids: Iterable[str] = (),
+        created_after: datetime | None = None,
+    ) -> list[list[Neighbour]]:
+        excluded = {str(ticket_id) for ticket_id in exclude_ids}
+        after = _timestamp(created_after) if created_after is not None else None
+        results = []
+        for row in as_vectors(vectors, self.ndim):
+            found = self._found.get(row.tobytes())
+            if found is not None:
+                kept = [
+                    neighbour
+                    for neighbour in found
+                    if neighbour.ticket_id not in excluded
+                    and (after is None or self.index.created_at(neighbour.ticket_id) > after)
+                ][:k]
+                # Fewer than `depth` found: the index had no more, the list is whole.
+                if len(kept) == k or len(found) < self.depth:
+                    results.append(kept)
+                    continue
+            results.append(self.index.query(row, k, exclude_ids=excluded, created_after=created_after)[0])
+        return results
 
 
 # ---------------------------------------------------------------------------------------------
@@ -527,7 +585,7 @@ class SimilarTicket:
 
 
 def similar_tickets(
-    index: SimilarIndex,
+    index: SimilarIndex | PrefetchedIndex,
     store: Store,
     vector: Any,
     k: int,
