@@ -57,10 +57,10 @@ def _unreadable(error: Exception) -> str:
 
 def default_workers() -> int:
     """`urgency serve`'s worker processes when not given: one per two cores. A worker scores its
-    concurrent requests in one call, its encoder on two threads while its event loop reads the
-    next requests; measured on 2 cores (bench/bench_serve.py, README "Prediction service"), one
-    worker answered 53.5 one-ticket requests/s at 16 connections and p50 54 ms at one, two
-    workers 36.8 and 120 ms (smaller calls, one encoder thread each, the cores shared)."""
+    concurrent requests in one call, its encoder on two threads. Measured on 2 cores with wrk,
+    the two servers side by side, 3 alternating rounds (README "Prediction service"): one
+    worker's p50 at one connection 54-76 ms against 97-108 ms for two workers (one encoder
+    thread each), at 16 connections 48-62 requests/s against 43-60, in half the memory."""
     return max(1, default_jobs() // 2)
 
 

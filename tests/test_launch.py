@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from serve import launch
 from serve.launch import run, service_settings, worker_environment
 from serve.settings import ServiceSettings
 from urgency.errors import ParamsError
@@ -110,3 +111,11 @@ def test_workers_log_the_services_lines(tmp_path: Path) -> None:
     assert "INFO urgency.similar: index rebuilt" in done.stderr
     assert "WARNING urgency.serve: a warning" in done.stderr
     assert "chatter" not in done.stderr
+
+
+@pytest.mark.parametrize(("cores", "workers"), [(1, 1), (2, 1), (3, 1), (8, 4)])
+def test_one_worker_per_two_cores_by_default(
+    monkeypatch: pytest.MonkeyPatch, cores: int, workers: int
+) -> None:
+    monkeypatch.setattr(launch, "default_jobs", lambda: cores)
+    assert launch.default_workers() == workers
