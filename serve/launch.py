@@ -57,10 +57,10 @@ def _unreadable(error: Exception) -> str:
 
 def default_workers() -> int:
     """`urgency serve`'s worker processes when not given: one per two cores. A worker scores its
-    concurrent requests in one call, its encoder on two threads. Measured on 2 cores with wrk,
-    the two servers side by side, 3 alternating rounds (README "Prediction service"): one
-    worker's p50 at one connection 54-76 ms against 97-108 ms for two workers (one encoder
-    thread each), at 16 connections 48-62 requests/s against 43-60, in half the memory."""
+    concurrent requests in one call, its encoder on two threads. Measured on 2 cores with
+    bench/bench_serve_workers.py (medians of 3 alternating rounds): one worker 17.9 requests/s
+    at one connection (p50 54 ms) and 58.2 at 16; two workers (one encoder thread each) 9.6
+    (p50 100 ms) and 37.2, in twice the memory."""
     return max(1, default_jobs() // 2)
 
 
