@@ -85,6 +85,15 @@ def tracker_for(spec: ClustersSection) -> Any:
     )
 
 
+def search_depth(spec: Any) -> int:
+    """How many neighbours of each ticket the call's one search lists: enough for the similar
+    tickets and the duplicate candidates, + 1 for the ticket itself when it is scored again."""
+    return 1 + max(
+        spec.similar_tickets.k if spec.similar_tickets is not None else 0,
+        spec.duplicates.candidates if spec.duplicates is not None else 0,
+    )
+
+
 class KnownFacts:
     """The store's facts (`Store.ticket_facts`) of the call's tickets' nearest neighbours, read in
     one query, then answered per ticket: `similar_tickets` and `duplicate_of` read nothing else of
@@ -98,10 +107,9 @@ class KnownFacts:
         self.store = store
         nearest = spec.similar_tickets.k + 1 if spec.similar_tickets is not None else 0
         duplicates = spec.duplicates
-        candidates = duplicates.candidates + 1 if duplicates is not None else 0
         threshold = duplicates.threshold if duplicates is not None else float("inf")
         rows = [vector for vector in vectors if np.isfinite(vector).all()]
-        wanted = max(nearest, candidates)
+        wanted = search_depth(spec)
         found = index.query(np.asarray(rows), wanted) if rows and wanted and len(index) else []
         self.facts = store.ticket_facts(
             [
@@ -148,12 +156,8 @@ class SimilarCheck:
         spec = self.rules.spec
         embedded = self.vectors.of(self.texts)
         self.embedded = embedded
-        # One search per ticket for all three (+ 1: the ticket itself, when scored again).
-        depth = 1 + max(
-            spec.similar_tickets.k if spec.similar_tickets is not None else 0,
-            spec.duplicates.candidates if spec.duplicates is not None else 0,
-        )
-        index = PrefetchedIndex(self.index, embedded, depth)
+        # One search per ticket for the similar tickets, the duplicates and the facts.
+        index = PrefetchedIndex(self.index, embedded, search_depth(spec))
         store = KnownFacts(self.store, index, embedded, spec)
         if spec.similar_tickets is not None:
             window = timedelta(days=spec.similar_tickets.window_days)
