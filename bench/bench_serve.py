@@ -15,8 +15,10 @@ mlflow's one), so it under-states the faster server.
   runs: one stored row per scored ticket).
 - `mlflow models serve --env-manager local` on the urgency head alone (the same registered model),
   POST /invocations with the same texts, the same users and the same batch sizes.
-- In process, no HTTP: the median time of the urgency head alone, of all three heads and of
-  three heads plus rules, for one ticket (where the time of one /v1/score goes).
+- In process, no HTTP: the median time of one ticket through the urgency head alone, the three
+  heads, then adding the MiniLM text signals, the rules, and the rest of a /v1/score call
+  (similar tickets, duplicates, clusters, articles, the store write; a temporary SQLite file):
+  where the time of one request goes.
 
 Peak RSS is each server's process tree (psutil, sampled every 0.1 s) over its whole life, start-up
 included. Figures are printed and written to bench/results/serve.txt. On a shared machine, run it
@@ -358,39 +360,70 @@ def median_ms(action: Any, repeats: int) -> float:
     return statistics.median(times) * 1000
 
 
-def in_process(params: Any, model_dir: Path | None, tickets: list[dict[str, Any]]) -> dict[str, float]:
-    from serve.runtime import load_runtime, score_tickets, tickets_frame
+def in_process(
+    params_path: Path, model_dir: Path | None, tickets: list[dict[str, Any]], folder: Path
+) -> dict[str, float]:
+    """Median ms of one ticket through each stage of a /v1/score call, each step adding a stage to
+    the one before: where the time of one request goes, and how far a call could fall without
+    the MiniLM (the text signals and the vectors of the similar tickets, duplicates, clusters and
+    articles). Every call reads a ticket no call has read (a repeated text would be a duplicate,
+    and its vector already known)."""
+    from fastapi.testclient import TestClient
+
+    from serve.app import create_app
+    from serve.routes.scoring import score_and_store
+    from serve.runtime import score_tickets, tickets_frame
     from serve.schemas import Ticket
+    from serve.settings import ServiceSettings
+    from urgency.config import SIGNALS_MODEL
     from urgency.predict import predict_frame, predict_proba
+    from urgency.store import upgrade_database
 
-    runtime = load_runtime(params, model_dir=model_dir, alias=None)
-    max_chars = params.data.max_text_chars
-    requests = [Ticket(**ticket) for ticket in tickets]
-    texts = model_texts(tickets, max_chars)
-    column = runtime.rules.spec.created_at.column
+    database_url = f"sqlite:///{folder / 'in-process.db'}"
+    upgrade_database(database_url)
+    settings = ServiceSettings(params=params_path, model_dir=model_dir, database_url=database_url)
+    app = create_app(settings)
     turn = itertools.count()
-    now = datetime.now(UTC)
 
-    def one() -> int:
-        """The next ticket's position: each call reads another ticket."""
-        return next(turn) % len(requests)
+    def ticket() -> Ticket:
+        position = next(turn)
+        fields = tickets[position % len(tickets)]
+        return Ticket(**{**fields, "ticket_id": f"in-process-{position}"})
 
-    return {
-        "urgency head only": median_ms(lambda: predict_proba(runtime.models["urgency"], [texts[one()]]), 100),
-        "three heads": median_ms(
-            lambda: predict_frame(
-                runtime.models,
-                tickets_frame([requests[one()]], column),
+    steps: dict[str, float] = {}
+    with TestClient(app):
+        service = app.state.service
+        runtime = service.runtime
+        params = runtime.params
+        column = runtime.rules.spec.created_at.column
+        heads = {head: model for head, model in runtime.models.items() if head != SIGNALS_MODEL}
+        now = datetime.now(UTC)
+
+        def frame() -> pd.DataFrame:
+            return tickets_frame([ticket()], column)
+
+        def predicted(models: dict[str, Any]) -> Any:
+            return predict_frame(
+                models,
+                frame(),
                 subject_column="subject",
                 body_column="body",
-                max_text_chars=max_chars,
-            ),
-            100,
-        ),
-        "three heads + rules": median_ms(
-            lambda: score_tickets(runtime, [requests[one()]], now=now, surge=False), 100
-        ),
-    }
+                max_text_chars=params.data.max_text_chars,
+            )
+
+        def head_only() -> Any:
+            text = model_texts([tickets[next(turn) % len(tickets)]], params.data.max_text_chars)
+            return predict_proba(runtime.models["urgency"], text)
+
+        steps["urgency head only"] = median_ms(head_only, 100)
+        steps["three heads"] = median_ms(lambda: predicted(heads), 100)
+        if SIGNALS_MODEL in runtime.models:
+            steps["+ text signals (MiniLM)"] = median_ms(lambda: predicted(runtime.models), 100)
+        steps["+ rules"] = median_ms(lambda: score_tickets(runtime, [ticket()], now=now, surge=False), 100)
+        steps["whole call (+ similar, duplicates, clusters, articles, store write)"] = median_ms(
+            lambda: score_and_store(service, runtime, service.store, [ticket()]), 100
+        )
+    return steps
 
 
 # ---------------------------------------------------------------------------------------------
@@ -588,7 +621,7 @@ def main() -> None:
             runs += family_runs
             checks.append(check)
             model_dir = None if source == "registry" else Path(source)
-            breakdowns[family] = in_process(params, model_dir, tickets[:200])
+            breakdowns[family] = in_process(args.params, model_dir, tickets, folder)
         for family, uri in mlflow_models.items():
             family_runs, peaks[f"mlflow serve ({family})"] = bench_mlflow(
                 family, uri, texts, args, folder, params.mlflow.tracking_uri
@@ -614,10 +647,11 @@ def main() -> None:
         "database write; mlflow: the urgency head only):",
         *ratios(runs, list(families), args.users),
         "",
-        "in process, one ticket, median ms (no HTTP, no database):",
+        "in process, one ticket per call, median ms (no HTTP; each step adds a stage to the one above):",
         *(
-            f"  {family:<10} " + ", ".join(f"{step} {ms:.1f}" for step, ms in steps.items())
+            f"  {family:<10} {step:<70} {ms:6.1f}"
             for family, steps in breakdowns.items()
+            for step, ms in steps.items()
         ),
     ]
     print("\n" + "\n".join(lines))
