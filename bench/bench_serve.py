@@ -468,7 +468,9 @@ def bench_ours(
     database = folder / f"{family}.db"
     command = [str(BIN / "urgency"), "serve", "--params", str(args.params), "--port", str(port)]
     command += ["--database-url", f"sqlite:///{database}"]
-    command += ["--workers", str(args.workers)] if args.workers else []  # default: every core
+    command += (
+        ["--workers", str(args.workers)] if args.workers else []
+    )  # default: one per two cores (serve.launch)
     if source != "registry":
         command += ["--model-dir", source]
     runs, answered, in_flight = [], 0, 0
@@ -577,7 +579,7 @@ def main() -> None:
         "--workers",
         type=int,
         default=None,
-        help="`urgency serve` worker processes (default: its own, every core).",
+        help="`urgency serve` worker processes (default: its own, one per two cores).",
     )
     parser.add_argument(
         "--mlflow-workers", type=int, default=1, help="`mlflow models serve -w` (its default: 1)."
@@ -606,6 +608,8 @@ def main() -> None:
     # SIGTERM stops the servers too (the `finally` blocks run).
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
+    from serve.launch import default_workers
+
     load_before = os.getloadavg()[0]  # other work on the machine skews every figure
     runs: list[Run] = []
     peaks: dict[str, float] = {}
@@ -631,7 +635,7 @@ def main() -> None:
     lines = [
         f"{len(tickets)} tickets ({args.texts.name} texts, {args.demo.name} metadata); "
         f"{args.seconds} s per run; {args.load}, no wait; "
-        f"urgency serve --workers {args.workers or 'default (every core)'}; "
+        f"urgency serve --workers {args.workers or f'default: {default_workers()}'}; "
         f"mlflow models serve -w {args.mlflow_workers}; "
         f"{os.cpu_count()} CPUs, load average {load_before:.1f} at the start",
         "",
@@ -643,8 +647,9 @@ def main() -> None:
         "database check:",
         *(f"  {check}" for check in checks),
         "",
-        "ours /v1/score vs mlflow /invocations, one ticket per request (ours: three heads, rules and a "
-        "database write; mlflow: the urgency head only):",
+        "ours /v1/score vs mlflow /invocations, one ticket per request (ours: three heads, the MiniLM "
+        "text signals, rules, similar tickets, duplicates, clusters, articles and a database write; "
+        "mlflow: the urgency head only):",
         *ratios(runs, list(families), args.users),
         "",
         "in process, one ticket per call, median ms (no HTTP; each step adds a stage to the one above):",
