@@ -1,5 +1,5 @@
 """The MiniLM encoder's runtime: torch fp32 (the anchor), torch bf16 and int8, ONNX Runtime fp32 and
-int8, OpenVINO bf16.
+int8, OpenVINO (the product's `runtime: openvino`).
 
 N support tickets at ticket length (subject + body, cleaned and cut as the source's training rows,
 `max_length` and `batch_size` of `training.label_free`, which the signals model and the label-free
@@ -23,10 +23,11 @@ ONNX: the encoder exported with the legacy exporter (dynamic batch and sequence 
 session is wrapped so `embed` drives it like the torch module (so its process imports torch too,
 as the product's would: the tokenizer pads to torch tensors). The ONNX rows need `onnxruntime` and
 `onnx`, which the project does not depend on (`pip install onnxruntime onnx -c constraints.txt`;
-measured with 1.32.0 and 1.23.2). OpenVINO (`openvino-bf16`, `OpenVinoEncoder`): the torch module
-converted by `openvino.convert_model`, compiled for the CPU in bf16 in throughput mode (two
-streams, each batch split between them); it needs `openvino`, not a dependency either (`pip install
---target DIR openvino` and DIR on PYTHONPATH; measured with 2026.4.1). Run from the project folder:
+measured with 1.32.0 and 1.23.2). `openvino`: the product's runtime
+(`transformer_model.OpenVinoEncoder`: the torch module converted by `openvino.convert_model`, run
+on two streams of one thread, each batch split between them, in the precision OpenVINO picks for
+the CPU: bf16 here); it needs the optional `openvino` package (in the dev extra; measured with
+2026.4.1). Run from the project folder:
 
     HF_HUB_OFFLINE=1 python bench/bench_encoder_runtime.py [--rows 2000] [--repeats 3]
 """
@@ -67,7 +68,7 @@ RUNTIMES = (
     "torch-int8-all",
     "onnx-fp32",
     "onnx-int8",
-    "openvino-bf16",
+    "openvino",
 )
 THREADS = 2
 SOURCE = "support_tickets_synthetic"
@@ -110,75 +111,6 @@ class OnnxEncoder:
         feeds = {"input_ids": input_ids.numpy(), "attention_mask": attention_mask.numpy()}
         (hidden,) = self.session.run(["last_hidden_state"], feeds)
         return SimpleNamespace(last_hidden_state=torch.from_numpy(hidden))
-
-
-class OpenVinoEncoder:
-    """The encoder converted by OpenVINO (`openvino.convert_model` of the torch module) and
-    compiled for the CPU in bf16 with two streams of one thread each: each batch `embed` hands
-    it is split in two halves run at once, one per stream (OpenVINO's throughput mode; one stream
-    of two threads ran at torch bf16's speed)."""
-
-    def __init__(self, folder: Path) -> None:
-        import openvino as ov
-        import torch
-        from transformers import AutoModel
-
-        model = AutoModel.from_pretrained(folder).eval()
-        self.config = SimpleNamespace(hidden_size=model.config.hidden_size)
-        self.training = False
-        self._device = torch.zeros(0)
-
-        class Hidden(torch.nn.Module):
-            def __init__(self) -> None:
-                super().__init__()
-                self.model = model
-
-            def forward(self, input_ids: Any, attention_mask: Any) -> Any:
-                return self.model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-
-        example = (torch.ones(2, 16, dtype=torch.long), torch.ones(2, 16, dtype=torch.long))
-        converted = ov.convert_model(Hidden(), example_input=example)
-        self.compiled = ov.Core().compile_model(
-            converted,
-            "CPU",
-            {
-                "INFERENCE_PRECISION_HINT": "bf16",
-                "PERFORMANCE_HINT": "THROUGHPUT",
-                "NUM_STREAMS": THREADS,
-                "INFERENCE_NUM_THREADS": THREADS,
-            },
-        )
-        self.requests = [self.compiled.create_infer_request() for _ in range(THREADS)]
-        self.megabytes = (
-            sum(
-                np.asarray(op.get_vector()).nbytes
-                for op in converted.get_ops()
-                if op.get_type_name() == "Constant"
-            )
-            / 1e6
-        )
-
-    def parameters(self) -> Any:
-        return iter([self._device])
-
-    def eval(self) -> OpenVinoEncoder:
-        return self
-
-    def train(self, mode: bool = True) -> OpenVinoEncoder:
-        return self
-
-    def __call__(self, input_ids: Any, attention_mask: Any) -> Any:
-        import torch
-
-        parts = np.array_split(np.arange(len(input_ids)), len(self.requests))
-        busy = [(request, rows) for request, rows in zip(self.requests, parts, strict=True) if len(rows)]
-        for request, rows in busy:
-            request.start_async({0: input_ids[rows].numpy(), 1: attention_mask[rows].numpy()})
-        hidden = []
-        for request, _ in busy:
-            request.wait()
-            hidden.append(torch.from_numpy(request.get_output_tensor(0).data.copy()))
-        return SimpleNamespace(last_hidden_state=torch.cat(hidden))
 
 
 def export_onnx(folder: Path, target: Path) -> dict[str, Path]:
@@ -224,10 +156,11 @@ def load_runtime(runtime: str, folder: Path, onnx_dir: Path) -> tuple[Any, Any, 
         path = onnx_dir / ("encoder.onnx" if runtime == "onnx-fp32" else "encoder-int8.onnx")
         hidden = AutoModel.from_pretrained(folder).config.hidden_size
         return OnnxEncoder(path, hidden), tokenizer, path.stat().st_size / 1e6
-    if runtime == "openvino-bf16":
-        encoder = OpenVinoEncoder(folder)
-        return encoder, tokenizer, encoder.megabytes
     model = AutoModel.from_pretrained(folder).eval()
+    if runtime == "openvino":
+        encoder = runtime_model(model, "openvino")
+        constants = [op for op in encoder.converted.get_ops() if op.get_type_name() == "Constant"]
+        return encoder, tokenizer, sum(np.asarray(op.get_vector()).nbytes for op in constants) / 1e6
     if runtime in ("torch-bf16", "torch-int8"):
         model = runtime_model(model, runtime.removeprefix("torch-"))
     elif runtime == "torch-int8-all":

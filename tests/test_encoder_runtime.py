@@ -1,5 +1,5 @@
-"""The frozen encoder's runtime (fp32, bf16, int8, `auto`): close vectors, kept apart in caches,
-saved with the model and used again where it is loaded. On the tiny random BERT."""
+"""The frozen encoder's runtime (fp32, bf16, int8, openvino, `auto`): close vectors, kept apart in
+caches, saved with the model and used again where it is loaded. On the tiny random BERT."""
 
 from __future__ import annotations
 
@@ -20,7 +20,15 @@ from urgency.config import EmbeddingParams, HybridParams, LabelFreeParams
 from urgency.label_free import fit_label_free
 from urgency.models import load_model_dir
 from urgency.transformer import fit_embedding, load_pretrained, save_head_model
-from urgency.transformer_model import HEAD_FILE, VECTORS, embed, runtime_model, vector_scope
+from urgency.transformer_model import (
+    HEAD_FILE,
+    VECTORS,
+    OpenVinoEncoder,
+    embed,
+    openvino_precision,
+    runtime_model,
+    vector_scope,
+)
 
 TEXTS = [
     "Server down, production outage, nobody can log in",
@@ -86,6 +94,85 @@ def test_bf16_is_a_bfloat16_copy_with_fp32_sentence_vectors_close_to_fp32s(check
     assert (fp32_vectors * bf16_vectors).sum(axis=1).min() > 0.99
 
 
+def test_openvino_runs_the_converted_encoder_with_vectors_close_to_fp32s(checkpoint: Path) -> None:
+    model, tokenizer = load_pretrained(checkpoint)
+    converted = runtime_model(model, "openvino")
+    assert isinstance(converted, OpenVinoEncoder)
+    assert runtime_model(model, "openvino") is converted  # converted once per encoder
+
+    settings = {"max_length": 64, "batch_size": 3, "normalize": True}  # 5 texts: a batch of 2 too
+    fp32_vectors = embed(model, tokenizer, TEXTS, **settings)
+    openvino_vectors = embed(converted, tokenizer, TEXTS, **settings)
+    assert openvino_vectors.shape == fp32_vectors.shape
+    assert (fp32_vectors * openvino_vectors).sum(axis=1).min() > 0.99
+    # One text alone (one stream busy, the other idle) is the same vector as in a batch.
+    alone = embed(converted, tokenizer, TEXTS[-1:], **settings)
+    np.testing.assert_allclose(alone[0], openvino_vectors[-1], atol=2e-3)
+    # Its precision is the CPU's, and part of the vectors' scope.
+    assert openvino_precision() in ("bf16", "f32")
+    assert (
+        vector_scope("abc", 128, True, runtime="openvino")
+        == f"abc-128-normalised-openvino-{openvino_precision()}"
+    )
+
+
+def _embed_in_child(encoder: Any, tokenizer: Any, queue: Any) -> None:
+    queue.put(embed(encoder, tokenizer, TEXTS, max_length=64, batch_size=2, normalize=True))
+
+
+def test_an_openvino_encoder_used_before_a_fork_runs_in_the_forked_process(checkpoint: Path) -> None:
+    """`predict --jobs` and the local Dask cluster fork their workers after the parent loaded
+    (and may have run) the models; OpenVINO's compiled model hangs in a forked child, so the
+    child compiles its own."""
+    import multiprocessing
+
+    model, tokenizer = load_pretrained(checkpoint)
+    converted = runtime_model(model, "openvino")
+    in_parent = embed(converted, tokenizer, TEXTS, max_length=64, batch_size=2, normalize=True)
+    context = multiprocessing.get_context("fork")
+    queue = context.Queue()
+    child = context.Process(target=_embed_in_child, args=(converted, tokenizer, queue))
+    child.start()
+    try:
+        in_child = queue.get(timeout=120)
+    finally:
+        child.join(timeout=30)
+        if child.is_alive():
+            child.kill()
+    np.testing.assert_allclose(in_child, in_parent, atol=1e-5)
+
+
+def test_an_openvino_model_predicts_a_file_in_forked_workers(checkpoint: Path, tmp_path: Path) -> None:
+    """The whole path `predict --jobs 2` takes: the model loaded (and run) in the parent, the
+    file's chunks in forked workers, results equal to one process's."""
+    from urgency.predict import predict_file
+
+    fitted = fit_label_free(
+        {"sentiment": DESCRIPTIONS}, {}, LabelFreeParams(checkpoint=checkpoint, runtime="openvino"), seed=0
+    )["sentiment"]
+    save_head_model(fitted, tmp_path / "models" / "sentiment", pd.DataFrame({"text": ["server down"]}))
+    models = load_model_dir(tmp_path / "models")
+    source = tmp_path / "tickets.csv"
+    pd.DataFrame(
+        {"subject": ["re"] * 12, "body": [f"{text} {n}" for n in range(3) for text in TEXTS[:4]]}
+    ).to_csv(source, index=False)
+    outputs = []
+    for jobs in (1, 2):
+        target = tmp_path / f"scored-{jobs}.csv"
+        predict_file(models, source, target, max_text_chars=1000, chunk_size=3, jobs=jobs)
+        outputs.append(pd.read_csv(target))
+    pd.testing.assert_frame_equal(outputs[0], outputs[1], atol=1e-4)
+
+
+def test_the_openvino_runtime_needs_its_package(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.util
+
+    found = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None if name == "openvino" else found(name))
+    with pytest.raises(pydantic.ValidationError, match=r"pip install 'urgency\[openvino\]'"):
+        LabelFreeParams(runtime="openvino")
+
+
 def test_auto_is_resolved_when_the_params_are_read(monkeypatch: pytest.MonkeyPatch) -> None:
     # Every family's params say the concrete runtime: what is saved in the model and its scope.
     for native, expected in ((True, "bf16"), (False, "fp32")):
@@ -131,7 +218,7 @@ def test_the_runtime_is_part_of_the_vectors_scope(checkpoint: Path, tmp_path: Pa
     assert len([folder for folder in cache.iterdir() if folder.is_dir()]) == 2
 
 
-@pytest.mark.parametrize("runtime", ["fp32", "bf16", "int8"])
+@pytest.mark.parametrize("runtime", ["fp32", "bf16", "int8", "openvino"])
 def test_a_model_saved_with_a_runtime_predicts_with_it(
     checkpoint: Path, tmp_path: Path, runtime: str
 ) -> None:
@@ -147,7 +234,12 @@ def test_a_model_saved_with_a_runtime_predicts_with_it(
     loaded = load_model_dir(tmp_path)["sentiment"]
     python_model = loaded.model.unwrap_python_model()
     assert python_model.shared.runtime == runtime
-    assert any(_quantized_layers(python_model.encoder).values()) == (runtime == "int8")
+    if runtime == "openvino":
+        assert isinstance(python_model.encoder, OpenVinoEncoder)
+        requirements = (tmp_path / "sentiment" / "requirements.txt").read_text()
+        assert "openvino==" in requirements
+    else:
+        assert any(_quantized_layers(python_model.encoder).values()) == (runtime == "int8")
     predicted = loaded.model.predict(pd.DataFrame({"text": TEXTS}))
     assert np.allclose(np.asarray(predicted), fitted.predict_proba(TEXTS), atol=1e-5)
 

@@ -9,6 +9,7 @@ Over 400 lines on purpose: it is the whole params schema, one section per stage,
 
 from __future__ import annotations
 
+import importlib.util
 import re
 from pathlib import Path
 from typing import Annotated, Literal
@@ -282,7 +283,9 @@ class HeadsParams(Strict):
 # bf16 (weights and activations in bfloat16, pooled in fp32); or int8, the attention layers
 # quantized (CPU only). Measured (README "Encoder runtime", 2 cores of a Xeon with AMX): bf16 is
 # 2.5-2.9x fp32 with the same vectors (cosine 0.9999 at worst, 2 of 2,400 signal decisions at their
-# thresholds changed); int8 is 1.05-1.5x and moves the text signals (F1 0.574 -> 0.540). `auto`
+# thresholds changed); int8 is 1.05-1.5x and moves the text signals (F1 0.574 -> 0.540); openvino
+# (OpenVINO, in the precision its CPU plugin picks: bf16 here) 1.44x bf16 with every signal decision
+# of fp32, an optional dependency (`pip install 'urgency[openvino]'`). `auto`
 # (the default) is bf16 on a CPU with bfloat16 instructions (AMX or AVX512-BF16), where it is
 # fast, else fp32 (bf16 emulated is slower than fp32). Each model saves the runtime it was fitted
 # with and predicts with it, wherever it is served.
@@ -296,14 +299,19 @@ def native_bf16() -> bool:
 
 
 def resolve_runtime(runtime: str) -> str:
-    """`auto` as this machine runs it best (`native_bf16`); any other runtime as it is."""
+    """`auto` as this machine runs it best (`native_bf16`); any other runtime as it is, `openvino`
+    only where the openvino package is installed."""
     if runtime == "auto":
         return "bf16" if native_bf16() else "fp32"
+    if runtime == "openvino" and importlib.util.find_spec("openvino") is None:
+        raise ValueError("runtime openvino needs the openvino package: pip install 'urgency[openvino]'")
     return runtime
 
 
 # A params runtime: `auto` becomes the machine's when the params are read.
-RuntimeSetting = Annotated[Literal["auto", "fp32", "bf16", "int8"], AfterValidator(resolve_runtime)]
+RuntimeSetting = Annotated[
+    Literal["auto", "fp32", "bf16", "int8", "openvino"], AfterValidator(resolve_runtime)
+]
 
 
 class EmbeddingParams(Strict):

@@ -812,6 +812,8 @@ def _model_files(
     if fitted.sparse is not None:
         artifacts["sparse"] = str(fitted.sparse.save(root / "sparse"))
         packages += SPARSE_REQUIREMENTS
+    if fitted.runtime == "openvino":
+        packages += ("openvino",)
     return {
         "python_model": TransformerHead(),
         "artifacts": artifacts,

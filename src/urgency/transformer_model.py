@@ -27,6 +27,7 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, Protocol
 
 import mlflow.pyfunc
@@ -62,7 +63,10 @@ VECTOR_MEMO_SIZE = 20_000
 # label-free sentiment head's hand-labelled accuracy; the attention alone keeps them, for a small
 # gain. bf16 keeps them too and, on a CPU with bfloat16 matrix units (AMX, AVX512-BF16), is the
 # fast one; elsewhere it is emulated and slower than fp32.
-RUNTIMES = ("fp32", "bf16", "int8")
+# openvino: the encoder converted by OpenVINO and run on its CPU plugin in the precision it picks
+# for the CPU (bf16 where there are bfloat16 matrix units, else fp32; `OpenVinoEncoder`), which
+# keeps every signal decision of fp32 and ran 1.44x torch bf16 here; an optional dependency.
+RUNTIMES = ("fp32", "bf16", "int8", "openvino")
 
 
 def pick_device() -> Any:
@@ -154,6 +158,8 @@ def vector_scope(key: str, max_length: int, normalize: bool, *, runtime: str) ->
     """What a sentence vector depends on besides its text: the encoder, the embed settings and the
     runtime (an int8 vector is close to fp32's, not equal). fp32 scopes read as before runtimes."""
     scope = f"{key}-{max_length}-{'normalised' if normalize else 'raw'}"
+    if runtime == "openvino":  # its precision is the CPU's: vectors of two precisions never mix
+        return f"{scope}-openvino-{openvino_precision()}"
     return scope if runtime == "fp32" else f"{scope}-{runtime}"
 
 
@@ -167,7 +173,7 @@ def runtime_model(model: Any, runtime: str) -> Any:
     bfloat16 copy on the same device; for int8 a copy on the CPU whose attention linear layers are
     int8 (torch dynamic quantization, weights per output channel; activations quantized per
     batch). The feed-forward layers stay fp32: quantized too they move the vectors (cosine 0.976
-    to fp32) enough to change answers."""
+    to fp32) enough to change answers. For openvino, the encoder converted (`OpenVinoEncoder`)."""
     if runtime not in RUNTIMES:
         raise ValueError(f"encoder runtime {runtime!r}: expected one of {', '.join(RUNTIMES)}")
     if runtime == "fp32":
@@ -183,6 +189,8 @@ def runtime_model(model: Any, runtime: str) -> Any:
         if runtime not in copies:
             if runtime == "bf16":
                 copies[runtime] = copy.deepcopy(model).to(dtype=torch.bfloat16).eval()
+            elif runtime == "openvino":
+                copies[runtime] = OpenVinoEncoder(model)
             else:
                 attention = {
                     name: per_channel_dynamic_qconfig
@@ -194,6 +202,103 @@ def runtime_model(model: Any, runtime: str) -> Any:
                     warnings.simplefilter("ignore")
                     copies[runtime] = quantize_dynamic(model.to("cpu"), attention, inplace=False).eval()
         return copies[runtime]
+
+
+def _openvino() -> Any:
+    try:
+        import openvino
+    except ImportError:
+        raise ImportError(
+            "encoder runtime 'openvino' needs the openvino package: pip install 'urgency[openvino]'"
+        ) from None
+    return openvino
+
+
+def openvino_precision() -> str:
+    """The precision OpenVINO's CPU plugin runs in on this machine (`bf16` or `f32`)."""
+    return str(_openvino().Core().get_property("CPU", "INFERENCE_PRECISION_HINT").get_type_name())
+
+
+class OpenVinoEncoder:
+    """A transformers encoder converted by OpenVINO (`openvino.convert_model`), called like the
+    torch module by `embed`: `(input_ids, attention_mask)` -> `.last_hidden_state`.
+
+    It runs as OpenVINO's throughput mode does: one stream of one thread per torch thread, each
+    batch split between them (one stream of two threads was no faster than torch bf16). A model
+    compiled and run in one process hangs in a process forked from it, and freeing it there aborts
+    the process (`predict --jobs` and the local Dask cluster fork their workers), so each process
+    compiles its own on first use and leaves a parent's alone."""
+
+    def __init__(self, model: Any) -> None:
+        import torch
+
+        ov = _openvino()
+
+        class Hidden(torch.nn.Module):
+            def __init__(self) -> None:
+                super().__init__()
+                self.model = model
+
+            def forward(self, input_ids: Any, attention_mask: Any) -> Any:
+                return self.model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+
+        example = (torch.ones(2, 8, dtype=torch.long), torch.ones(2, 8, dtype=torch.long))
+        with torch.inference_mode():
+            self.converted = ov.convert_model(Hidden().eval(), example_input=example)
+        self.config = model.config
+        self.training = False
+        self._lock = threading.Lock()
+        self._compiled: tuple[int, list[Any]] | None = None  # (process id, infer requests)
+        # A parent's compiled model, in a forked child: freeing it there aborts the process (its
+        # threads are not there to join), so it is kept, unused, for the child's life.
+        self._inherited: list[Any] = []
+
+    def parameters(self) -> Any:
+        import torch
+
+        return iter([torch.zeros(0)])  # `embed` reads the device from here: the CPU
+
+    def eval(self) -> OpenVinoEncoder:
+        return self
+
+    def _requests(self) -> list[Any]:
+        if self._compiled is None or self._compiled[0] != os.getpid():
+            import torch
+
+            if self._compiled is not None:
+                self._inherited.append(self._compiled)
+
+            streams = max(1, torch.get_num_threads())
+            compiled = (
+                _openvino()
+                .Core()
+                .compile_model(
+                    self.converted,
+                    "CPU",
+                    {
+                        "PERFORMANCE_HINT": "THROUGHPUT",
+                        "NUM_STREAMS": streams,
+                        "INFERENCE_NUM_THREADS": streams,
+                    },
+                )
+            )
+            self._compiled = (os.getpid(), [compiled.create_infer_request() for _ in range(streams)])
+        return self._compiled[1]
+
+    def __call__(self, input_ids: Any, attention_mask: Any) -> Any:
+        import torch
+
+        with self._lock:
+            requests = self._requests()
+            parts = np.array_split(np.arange(len(input_ids)), len(requests))
+            busy = [(request, rows) for request, rows in zip(requests, parts, strict=True) if len(rows)]
+            for request, rows in busy:
+                request.start_async({0: input_ids[rows].numpy(), 1: attention_mask[rows].numpy()})
+            hidden = []
+            for request, _ in busy:
+                request.wait()
+                hidden.append(torch.from_numpy(request.get_output_tensor(0).data.copy()))
+        return SimpleNamespace(last_hidden_state=torch.cat(hidden))
 
 
 class VectorStore(Protocol):
@@ -320,9 +425,9 @@ def _read_encoder(folder: Path, key: str, runtime: str) -> Encoder:
 
     hf_logging.disable_progress_bar()
     model = AutoModel.from_pretrained(folder).eval()
-    # int8 runs on the CPU (torch's dynamic quantization is CPU-only); fp32 and bf16 on the
+    # int8 and openvino run on the CPU (torch's dynamic quantization is CPU-only); fp32 and bf16 on the
     # fastest device there is.
-    model = runtime_model(model if runtime == "int8" else model.to(pick_device()), runtime)
+    model = runtime_model(model if runtime in ("int8", "openvino") else model.to(pick_device()), runtime)
     device = next(model.parameters()).device
     tokenizer = AutoTokenizer.from_pretrained(folder)
     return Encoder(key=key, model=model, tokenizer=tokenizer, device=device, runtime=runtime)
