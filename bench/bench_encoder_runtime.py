@@ -6,7 +6,8 @@ N support tickets at ticket length (subject + body, cleaned and cut as the sourc
 heads use; the embedding and hybrid families' defaults are the same) through the same
 `transformer_model.embed` (length-sorted batches, each padded to its longest row), 2 threads.
 Each runtime runs in a fresh process (its peak RSS is its own), the tickets `--repeats` times
-(median tickets/s). Quality against fp32, in the same run:
+(median tickets/s), then the first 100 one at a time (median ms: the service's one-ticket call).
+Quality against fp32, in the same run:
 
 - cosine between each ticket's sentence vector and fp32's (mean, min);
 - the label-free sentiment head (params' `heads.sentiment.descriptions`, its description vectors
@@ -190,6 +191,12 @@ def child(args: argparse.Namespace) -> None:
         started = time.perf_counter()
         vectors = embed(encoder, tokenizer, texts, **settings)
         rates.append(len(texts) / (time.perf_counter() - started))
+    # One ticket a call (the service at one connection): the first 100 tickets, each alone.
+    alone = []
+    for text in texts[:100]:
+        started = time.perf_counter()
+        embed(encoder, tokenizer, [text], **settings)
+        alone.append(time.perf_counter() - started)
     checked = configured_support_sentiment(params, args.params.parent / SUPPORT_SENTIMENT_FILE)
     support = embed(encoder, tokenizer, checked.labels["text"].tolist(), **settings)
     sentiment = params.heads.sentiment.descriptions
@@ -210,6 +217,7 @@ def child(args: argparse.Namespace) -> None:
     figures = {
         "tickets_per_s": statistics.median(rates),
         "rates": rates,
+        "one_ticket_ms": statistics.median(alone) * 1000,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "model_mb": size,
     }
@@ -281,8 +289,8 @@ def main() -> None:
             f"(hand-labelled: {len(anchor['support'])} support tickets)"
         )
         header = (
-            "| runtime | tickets/s | vs fp32 | peak RSS MB | model MB | cosine mean | cosine min "
-            "| sentiment acc. (fp32) | signal decisions changed | signal F1 (fp32) |"
+            "| runtime | tickets/s | vs fp32 | one ticket alone ms | peak RSS MB | model MB | cosine mean "
+            "| cosine min | sentiment acc. (fp32) | signal decisions changed | signal F1 (fp32) |"
         )
         print(header)
         print("|" + "---|" * header.count(" | ") + "---|")
@@ -296,7 +304,8 @@ def main() -> None:
             f1 = signal_f1(truth, decisions)
             print(
                 f"| {runtime} | {figures['tickets_per_s']:.0f} | "
-                f"{figures['tickets_per_s'] / base['tickets_per_s']:.2f}x | {figures['peak_rss_mb']:.0f} | "
+                f"{figures['tickets_per_s'] / base['tickets_per_s']:.2f}x | {figures['one_ticket_ms']:.1f} | "
+                f"{figures['peak_rss_mb']:.0f} | "
                 f"{figures['model_mb']:.0f} | {measured['cos_mean']:.4f} | {measured['cos_min']:.4f} | "
                 f"{measured['accuracy']:.3f} ({fp32_quality['accuracy']:.3f}) | "
                 f"{changed} of {anchor_fired.size} ({int(anchor_fired.sum())} fire in fp32) | "
