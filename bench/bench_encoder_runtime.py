@@ -58,7 +58,7 @@ from urgency.label_free import description_weights
 from urgency.predict import signal_confidences
 from urgency.text import ticket_text
 from urgency.transformer import checkpoint_folder
-from urgency.transformer_model import embed, runtime_model, softmax
+from urgency.transformer_model import embed, hidden_states_module, runtime_model, softmax
 
 # torch-int8: the product's int8 (`transformer_model.runtime_model`: attention layers only);
 # torch-int8-all: every linear layer (per output channel), the usual recipe.
@@ -121,20 +121,11 @@ def export_onnx(folder: Path, target: Path) -> dict[str, Path]:
     from transformers import AutoModel
 
     model = AutoModel.from_pretrained(folder).eval()
-
-    class Hidden(torch.nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.model = model
-
-        def forward(self, input_ids: Any, attention_mask: Any) -> Any:
-            return self.model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-
     fp32, int8 = target / "encoder.onnx", target / "encoder-int8.onnx"
     example = (torch.ones(2, 16, dtype=torch.long), torch.ones(2, 16, dtype=torch.long))
     axes = {0: "batch", 1: "tokens"}
     torch.onnx.export(
-        Hidden(),
+        hidden_states_module(model),
         example,
         str(fp32),
         input_names=["input_ids", "attention_mask"],

@@ -204,6 +204,22 @@ def runtime_model(model: Any, runtime: str) -> Any:
         return copies[runtime]
 
 
+def hidden_states_module(model: Any) -> Any:
+    """`model` as a torch module of `(input_ids, attention_mask)` -> last hidden state: the form
+    an exporter traces (OpenVINO here, ONNX in bench/bench_encoder_runtime.py)."""
+    import torch
+
+    class HiddenStates(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = model
+
+        def forward(self, input_ids: Any, attention_mask: Any) -> Any:
+            return self.model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+
+    return HiddenStates().eval()
+
+
 def _openvino() -> Any:
     try:
         import openvino
@@ -233,18 +249,9 @@ class OpenVinoEncoder:
         import torch
 
         ov = _openvino()
-
-        class Hidden(torch.nn.Module):
-            def __init__(self) -> None:
-                super().__init__()
-                self.model = model
-
-            def forward(self, input_ids: Any, attention_mask: Any) -> Any:
-                return self.model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-
         example = (torch.ones(2, 8, dtype=torch.long), torch.ones(2, 8, dtype=torch.long))
         with torch.inference_mode():
-            self.converted = ov.convert_model(Hidden().eval(), example_input=example)
+            self.converted = ov.convert_model(hidden_states_module(model), example_input=example)
         self.config = model.config
         self.training = False
         self._lock = threading.Lock()
