@@ -18,6 +18,7 @@ once per distinct cleaned text.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -230,6 +231,7 @@ def _openvino() -> Any:
     return openvino
 
 
+@functools.cache  # a new `Core` costs about 4 ms, and every predict call reads the scope
 def openvino_precision() -> str:
     """The precision OpenVINO's CPU plugin runs in on this machine (`bf16` or `f32`)."""
     return str(_openvino().Core().get_property("CPU", "INFERENCE_PRECISION_HINT").get_type_name())
