@@ -278,19 +278,12 @@ class OpenVinoEncoder:
                 self._inherited.append(self._compiled)
 
             streams = max(1, torch.get_num_threads())
-            compiled = (
-                _openvino()
-                .Core()
-                .compile_model(
-                    self.converted,
-                    "CPU",
-                    {
-                        "PERFORMANCE_HINT": "THROUGHPUT",
-                        "NUM_STREAMS": streams,
-                        "INFERENCE_NUM_THREADS": streams,
-                    },
-                )
-            )
+            settings = {
+                "PERFORMANCE_HINT": "THROUGHPUT",
+                "NUM_STREAMS": streams,
+                "INFERENCE_NUM_THREADS": streams,
+            }
+            compiled = _openvino().Core().compile_model(self.converted, "CPU", settings)
             self._compiled = (os.getpid(), [compiled.create_infer_request() for _ in range(streams)])
         return self._compiled[1]
 
